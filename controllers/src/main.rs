@@ -1,0 +1,3 @@
+fn main() {
+    println!("signpost: work in progress");
+}

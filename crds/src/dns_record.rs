@@ -41,8 +41,8 @@ pub struct DNSRecordSpec {
     #[serde(rename = "type")]
     pub record_type: RecordType,
     /// Time to live of every answer, in seconds.
-    #[schemars(range(max = 3600))]
-    pub ttl: u32,
+    #[schemars(range(min = 0, max = 3600))]
+    pub ttl: i32,
     /// A records of `fqdn`: the virtual IPs, or for a headless Service the ready pod addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 5000), inner(length(max = 15), regex(pattern = r"^(\d{1,3})(\.\d{1,3}){3}$")))]
@@ -155,7 +155,7 @@ pub struct SrvTarget {
     pub host: String,
     /// Port number on that host.
     #[schemars(range(min = 1, max = 65535))]
-    pub port: u16,
+    pub port: i32,
 }
 
 /// Observed state of a DNSRecord.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
     shortname = "sip",
     category = "signpost",
     doc = "A virtual IP that Signpost allocated to a Service. The object name is the address (IPv6 with ':' written as '-'); creating it claims the address.",
-    validation = Rule::new("self.metadata.name == ip(self.spec.address).string().replace(':', '-')").message("the name of a ServiceIP must be its address, with ':' written as '-'"),
+    validation = Rule::new("self.metadata.name == self.spec.address.replace(':', '-')").message("the name of a ServiceIP must be its address, with ':' written as '-'"),
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
     printcolumn(name = "Namespace", type_ = "string", json_path = ".spec.serviceRef.namespace"),
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.serviceRef.name"),

@@ -1,1 +1,131 @@
+//! Test support for Signpost's integration and end-to-end tests.
+//!
+//! Everything here talks to the real cluster named by `KUBECONFIG` (the local control plane,
+//! or kind in CI elsewhere). Each test works in a namespace of its own so tests run in
+//! parallel; waits are on conditions with a deadline, and a timed-out wait reports what it saw
+//! last.
 
+pub mod fixtures;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+
+/// A client for the cluster named by `KUBECONFIG`.
+pub async fn client() -> anyhow::Result<Client> {
+    if std::env::var_os("KUBECONFIG").is_none() {
+        bail!("KUBECONFIG is not set: run the cluster tests with `just test`");
+    }
+    Client::try_default().await.context("connecting to the cluster named by KUBECONFIG")
+}
+
+/// A name no other test run uses: `<prefix>-<pid and counter in base 36>`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}", base36(u64::from(std::process::id()) << 32 | u64::from(nanos ^ n)))
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A namespace created for one test.
+pub struct TestNamespace {
+    /// Its name.
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    /// Creates `<prefix>-<unique suffix>`.
+    pub async fn create(client: &Client, prefix: &str) -> anyhow::Result<Self> {
+        let name = unique_name(prefix);
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"signpost.dev/test": "true"}}
+        }))?;
+        api.create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("creating namespace {name}"))?;
+        Ok(Self { name, client: client.clone() })
+    }
+
+    /// An API for a namespaced kind in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// Deletes the namespace (and so everything in it); does not wait.
+    pub async fn delete(self) -> anyhow::Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.delete(&self.name, &DeleteParams::default()).await?;
+        Ok(())
+    }
+}
+
+/// Polls `probe` until it returns `Ok(value)`, or fails after `timeout` with the last
+/// `Err(what was seen)`. The probe reads the API; it is a condition, not a timer.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        let last_seen = match probe().await {
+            Ok(value) => return Ok(value),
+            Err(seen) => seen,
+        };
+        if start.elapsed() >= timeout {
+            bail!("timed out after {timeout:?} waiting for {what}; last seen: {last_seen}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Makes a pod ready or not ready the way a readiness probe would, by setting its `Ready` and
+/// `ContainersReady` conditions through the status subresource (kwok leaves them as set).
+pub async fn set_pod_ready(pods: &Api<Pod>, name: &str, ready: bool) -> anyhow::Result<()> {
+    let status = if ready { "True" } else { "False" };
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({"status": {"conditions": [
+        {"type": "Ready", "status": status, "lastTransitionTime": now},
+        {"type": "ContainersReady", "status": status, "lastTransitionTime": now},
+    ]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .with_context(|| format!("setting pod {name} ready={ready}"))?;
+    Ok(())
+}
+
+/// Whether a pod's `Ready` condition is `True`.
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}

@@ -1,0 +1,53 @@
+# Signpost's tasks. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+controlplane := "e2e/controlplane"
+
+# The kubectl built from the same Kubernetes release as the control plane comes first on PATH.
+export PATH := `bash -c 'here=e2e/controlplane; source $here/lib.sh; bin_dir k8s'` + ":" + env_var("PATH")
+
+# List the recipes.
+default:
+    @just --list --unsorted
+
+# Install what is missing on a fresh machine (just, Debian packages).
+setup:
+    bash e2e/setup.sh
+
+# The first seed's demo on the local control plane: a Deployment and Service, and what Signpost publishes for it.
+demo: build
+    e2e/with-cluster.sh e2e/demo.sh
+
+# Every test: unit, integration and e2e (starts the local control plane when KUBECONFIG is not set).
+test: build
+    e2e/with-cluster.sh cargo test --workspace --all-features -- --nocapture
+
+# Unit tests only: pure logic, no cluster.
+test-unit:
+    cargo test --workspace
+
+# Build the signpost binary.
+build:
+    cargo build --workspace --bins
+
+# Regenerate the chart's CRDs from the Rust types.
+crds:
+    cargo run -q -p signpost-crds --bin crdgen
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+# Build (cached) and start the local control plane; prints the KUBECONFIG to export.
+cluster-up:
+    {{controlplane}}/up.sh
+
+# Stop the local control plane started by cluster-up and remove its state.
+cluster-down:
+    {{controlplane}}/down.sh
+
+# Make a pod of the local control plane ready or not ready: just pod-ready demo hostnames-xyz false
+pod-ready namespace pod ready:
+    {{controlplane}}/pod-ready.sh {{namespace}} {{pod}} {{ready}}

@@ -1,0 +1,69 @@
+//! The local control plane behaves as Signpost's tests assume: kwok pods become Running and
+//! Ready with distinct IPs across zones, readiness can be flipped, and nothing but Signpost
+//! writes Endpoints or EndpointSlices.
+#![cfg(feature = "cluster")]
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use signpost_e2e::{TestNamespace, client, fixtures, pod_is_ready, set_pod_ready, wait_until};
+
+#[tokio::test]
+async fn seed_app_becomes_ready_on_fake_nodes_and_readiness_can_flip() -> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "cp").await?;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+
+    let start = Instant::now();
+    deployments.create(&PostParams::default(), &fixtures::hostnames_deployment(3)).await?;
+    services.create(&PostParams::default(), &fixtures::hostnames_service()).await?;
+    let ready = wait_until("3 ready hostnames pods", Duration::from_secs(60), || async {
+        let list = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
+        if ready.len() == 3 { Ok(ready) } else { Err(format!("{} ready pods", ready.len())) }
+    })
+    .await?;
+    println!("3/3 pods ready after {:?}", start.elapsed());
+
+    let ips: BTreeSet<String> = ready
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    let nodes: BTreeSet<String> = ready
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    assert_eq!(ips.len(), 3, "pod IPs must be distinct: {ips:?}");
+    assert!(nodes.len() >= 2, "pods must spread over at least 2 nodes: {nodes:?}");
+
+    let node_api: Api<Node> = Api::all(client.clone());
+    let zones: BTreeSet<String> = node_api
+        .list(&ListParams::default().labels("type=kwok"))
+        .await?
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.labels.as_ref()?.get("topology.kubernetes.io/zone").cloned())
+        .collect();
+    assert!(zones.len() >= 3, "fake nodes must carry 3 distinct zones: {zones:?}");
+
+    // kube-controller-manager's endpoint controllers are off: nobody but Signpost writes these.
+    let endpoints: Api<Endpoints> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    assert!(endpoints.list(&ListParams::default()).await?.items.is_empty());
+    assert!(slices.list(&ListParams::default()).await?.items.is_empty());
+
+    let victim = ready[0].metadata.name.clone().unwrap_or_default();
+    set_pod_ready(&pods, &victim, false).await?;
+    assert!(!pod_is_ready(&pods.get(&victim).await?), "{victim} should be not ready");
+    set_pod_ready(&pods, &victim, true).await?;
+    assert!(pod_is_ready(&pods.get(&victim).await?), "{victim} should be ready again");
+
+    ns.delete().await
+}

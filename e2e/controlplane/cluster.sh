@@ -10,8 +10,9 @@ ETCD_METRICS_PORT=$((ETCD_PORT + 2))
 KCM_PORT=$((APISERVER_PORT + 1))
 SCHEDULER_PORT=$((APISERVER_PORT + 2))
 KWOK_PORT=$((APISERVER_PORT + 3))
-# The API server's own Service range; Signpost's default (10.200.0.0/16) is deliberately different.
-APISERVER_SERVICE_CIDR=10.96.0.0/16
+# The API server's own Service ranges (dual-stack, so Services may ask for IPv6 or both);
+# Signpost's defaults (10.200.0.0/16, fd00:10:200::/64) are deliberately different.
+APISERVER_SERVICE_CIDR=10.96.0.0/16,fd00:10:96::/108
 POD_CIDR=10.244.0.0/16
 ZONES=(a b c)
 KCM_WITHOUT_ENDPOINTS='*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller'

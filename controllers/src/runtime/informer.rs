@@ -1,0 +1,146 @@
+//! One watch per kind, shared by every controller that reads it.
+//!
+//! An [`Informer`] keeps a watch cache ([`Store`]) of one kind and tells registered handlers
+//! what changed, so several controllers share one list+watch and one copy of the objects.
+//! Handlers only map a change to work-queue keys; they must be cheap and never block.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+
+/// What a handler is told about the cache.
+pub enum Change<'a, K> {
+    /// An object was added or modified; `old` is what the cache held before, if anything.
+    Applied {
+        /// The previous version in the cache.
+        old: Option<Arc<K>>,
+        /// The new version, already in the cache.
+        new: &'a K,
+    },
+    /// An object was deleted; it is no longer in the cache.
+    Deleted(&'a K),
+    /// A full list completed (at start-up, and after the watch had to be re-established):
+    /// the cache now holds exactly what was listed. `removed` are the objects that were in the
+    /// cache before and are gone now (deleted while the watch was down). Handlers should treat
+    /// every cached object as possibly changed.
+    Resynced {
+        /// Objects that disappeared across the relist.
+        removed: Vec<Arc<K>>,
+    },
+}
+
+type Handler<K> = Box<dyn Fn(&Change<'_, K>) + Send + Sync>;
+
+/// A watch cache of one kind plus the handlers fed from it.
+pub struct Informer<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    api: Api<K>,
+    config: watcher::Config,
+    writer: Writer<K>,
+    store: Store<K>,
+    strip: fn(&mut K),
+    handlers: Vec<Handler<K>>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone + Default,
+{
+    /// An informer over `api` (all namespaces, or one) with the given watch configuration.
+    /// `strip` removes what no controller reads before an object enters the cache, to keep
+    /// memory down (managed fields, last-applied annotations, unused spec).
+    pub fn new(api: Api<K>, config: watcher::Config, strip: fn(&mut K)) -> Self {
+        let writer = Writer::new(K::DynamicType::default());
+        let store = writer.as_reader();
+        Self { api, config, writer, store, strip, handlers: Vec::new() }
+    }
+
+    /// A read handle on the cache, ready once the first list completed
+    /// ([`Store::wait_until_ready`]).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Registers a handler; call before [`Informer::run`].
+    pub fn on_change(&mut self, handler: impl Fn(&Change<'_, K>) + Send + Sync + 'static) {
+        self.handlers.push(Box::new(handler));
+    }
+
+    /// Watches forever, re-listing with backoff after errors.
+    pub async fn run(mut self) {
+        let kind = K::kind(&K::DynamicType::default()).to_string();
+        let strip = self.strip;
+        let stream = watcher(self.api.clone(), self.config.clone())
+            .default_backoff()
+            .modify(strip);
+        futures::pin_mut!(stream);
+        let mut before_relist: Option<Vec<Arc<K>>> = None;
+        let mut listed: HashSet<ObjectRef<K>> = HashSet::new();
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(%kind, %error, "watch failed; retrying with backoff");
+                    continue;
+                }
+            };
+            match &event {
+                watcher::Event::Apply(obj) => {
+                    let old = self.store.get(&ObjectRef::from_obj(obj));
+                    self.writer.apply_watcher_event(&event);
+                    self.notify(&Change::Applied { old, new: obj });
+                }
+                watcher::Event::Delete(obj) => {
+                    self.writer.apply_watcher_event(&event);
+                    self.notify(&Change::Deleted(obj));
+                }
+                watcher::Event::Init => {
+                    before_relist = Some(self.store.state());
+                    listed.clear();
+                    self.writer.apply_watcher_event(&event);
+                }
+                watcher::Event::InitApply(obj) => {
+                    listed.insert(ObjectRef::from_obj(obj));
+                    self.writer.apply_watcher_event(&event);
+                }
+                watcher::Event::InitDone => {
+                    self.writer.apply_watcher_event(&event);
+                    let removed = before_relist
+                        .take()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|obj| !listed.contains(&ObjectRef::from_obj(obj.as_ref())))
+                        .collect();
+                    listed.clear();
+                    tracing::debug!(%kind, objects = self.store.len(), "cache synced");
+                    self.notify(&Change::Resynced { removed });
+                }
+            }
+        }
+    }
+
+    fn notify(&self, change: &Change<'_, K>) {
+        for handler in &self.handlers {
+            handler(change);
+        }
+    }
+}
+
+/// Removes what no Signpost controller reads from any object's metadata.
+pub fn strip_metadata<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}

@@ -1,0 +1,224 @@
+//! A deduplicating work queue of object keys, like client-go's workqueue.
+//!
+//! Many watch events for one Service collapse into one pending entry, a key is never handed to
+//! two workers at once, and a key added while it is being processed runs once more afterwards,
+//! so the last change is never lost. Failed keys come back after a per-key exponential backoff.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// First retry delay of a failing key; doubles per failure up to [`MAX_BACKOFF`].
+pub const BASE_BACKOFF: Duration = Duration::from_millis(10);
+/// Longest retry delay of a failing key.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+struct State<K> {
+    queue: VecDeque<K>,
+    dirty: HashSet<K>,
+    processing: HashSet<K>,
+    failures: HashMap<K, u32>,
+    shut_down: bool,
+}
+
+/// Cloneable handle to one queue.
+pub struct WorkQueue<K> {
+    state: Arc<Mutex<State<K>>>,
+    notify: Arc<Notify>,
+}
+
+impl<K> Clone for WorkQueue<K> {
+    fn clone(&self) -> Self {
+        Self { state: self.state.clone(), notify: self.notify.clone() }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static> Default for WorkQueue<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                queue: VecDeque::new(),
+                dirty: HashSet::new(),
+                processing: HashSet::new(),
+                failures: HashMap::new(),
+                shut_down: false,
+            })),
+            notify: Arc::new(Notify::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
+        // A panic while holding the lock leaves plain collections behind; keep going.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Marks `key` as needing work. Cheap and idempotent: safe to call from watch handlers.
+    pub fn add(&self, key: K) {
+        let mut state = self.lock();
+        if state.shut_down || !state.dirty.insert(key.clone()) {
+            return;
+        }
+        if !state.processing.contains(&key) {
+            state.queue.push_back(key);
+            drop(state);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Adds `key` after `delay` (for periodic resyncs and retries).
+    pub fn add_after(&self, key: K, delay: Duration) {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.add(key);
+        });
+    }
+
+    /// Waits for the next key; `None` once the queue is shut down and drained.
+    pub async fn next(&self) -> Option<K> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if let Some(key) = state.queue.pop_front() {
+                    state.dirty.remove(&key);
+                    state.processing.insert(key.clone());
+                    let more = !state.queue.is_empty();
+                    drop(state);
+                    if more {
+                        // Wake another worker for the rest.
+                        self.notify.notify_one();
+                    }
+                    return Some(key);
+                }
+                if state.shut_down {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Ends processing of `key`; if it was added meanwhile, it is queued again.
+    pub fn done(&self, key: &K) {
+        let mut state = self.lock();
+        state.processing.remove(key);
+        if state.dirty.contains(key) {
+            state.queue.push_back(key.clone());
+            drop(state);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Ends processing of `key` after a failure and schedules a retry with backoff.
+    /// Returns the delay chosen.
+    pub fn retry(&self, key: &K) -> Duration {
+        let delay = {
+            let mut state = self.lock();
+            let failures = state.failures.entry(key.clone()).or_insert(0);
+            *failures = failures.saturating_add(1);
+            backoff(*failures)
+        };
+        self.done(key);
+        self.add_after(key.clone(), delay);
+        delay
+    }
+
+    /// Clears the failure count of `key` after it succeeded.
+    pub fn forget(&self, key: &K) {
+        self.lock().failures.remove(key);
+    }
+
+    /// Number of keys waiting (not counting those in progress).
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Whether no key is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops accepting keys; workers drain what is queued, then `next` returns `None`.
+    pub fn shut_down(&self) {
+        self.lock().shut_down = true;
+        self.notify.notify_waiters();
+    }
+}
+
+/// Delay before retry number `failures` (1-based).
+pub fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    BASE_BACKOFF.saturating_mul(1u32 << exp).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn repeated_adds_collapse_into_one_entry() {
+        let q = WorkQueue::new();
+        for _ in 0..5 {
+            q.add("svc");
+        }
+        q.add("other");
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.next().await, Some("svc"));
+        assert_eq!(q.next().await, Some("other"));
+        assert!(q.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_key_added_while_processing_runs_again_after_done() {
+        let q = WorkQueue::new();
+        q.add("svc");
+        let key = q.next().await.unwrap();
+        q.add("svc");
+        assert!(q.is_empty(), "must not be handed out twice at once");
+        q.done(&key);
+        assert_eq!(q.next().await, Some("svc"));
+    }
+
+    #[tokio::test]
+    async fn shut_down_drains_then_ends() {
+        let q = WorkQueue::new();
+        q.add(1);
+        q.shut_down();
+        q.add(2);
+        assert_eq!(q.next().await, Some(1));
+        assert_eq!(q.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn waiting_worker_wakes_on_add() {
+        let q = WorkQueue::new();
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.next().await }
+        });
+        tokio::task::yield_now().await;
+        q.add(7);
+        assert_eq!(waiter.await.unwrap(), Some(7));
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), BASE_BACKOFF);
+        assert_eq!(backoff(2), BASE_BACKOFF * 2);
+        assert_eq!(backoff(4), BASE_BACKOFF * 8);
+        assert_eq!(backoff(100), MAX_BACKOFF);
+    }
+}

@@ -62,7 +62,14 @@ where
     pub fn new(api: Api<K>, config: watcher::Config, strip: fn(&mut K)) -> Self {
         let writer = Writer::new(K::DynamicType::default());
         let store = writer.as_reader();
-        Self { api, config, writer, store, strip, handlers: Vec::new() }
+        Self {
+            api,
+            config,
+            writer,
+            store,
+            strip,
+            handlers: Vec::new(),
+        }
     }
 
     /// A read handle on the cache, ready once the first list completed

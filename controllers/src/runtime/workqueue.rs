@@ -32,7 +32,10 @@ pub struct WorkQueue<K> {
 
 impl<K> Clone for WorkQueue<K> {
     fn clone(&self) -> Self {
-        Self { state: self.state.clone(), notify: self.notify.clone() }
+        Self {
+            state: self.state.clone(),
+            notify: self.notify.clone(),
+        }
     }
 }
 
@@ -59,7 +62,9 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
         // A panic while holding the lock leaves plain collections behind; keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Marks `key` as needing work. Cheap and idempotent: safe to call from watch handlers.

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_ADDRESSES: usize = 5000;
 
 /// Spec of a DNSRecord: the answers for `fqdn` and the names below it.
+// Each `printcolumn(...)` repeats `type_ = "string"`, which clippy mistakes for a duplicated
+// attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[kube(
     group = "signpost.dev",

@@ -11,6 +11,9 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 /// Spec of a ServiceIP. Immutable: a claim is released by deleting it, never edited.
+// Each `printcolumn(...)` repeats `type_ = "string"`, which clippy mistakes for a duplicated
+// attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[kube(
     group = "signpost.dev",

@@ -21,7 +21,9 @@ pub async fn client() -> anyhow::Result<Client> {
     if std::env::var_os("KUBECONFIG").is_none() {
         bail!("KUBECONFIG is not set: run the cluster tests with `just test`");
     }
-    Client::try_default().await.context("connecting to the cluster named by KUBECONFIG")
+    Client::try_default()
+        .await
+        .context("connecting to the cluster named by KUBECONFIG")
 }
 
 /// A name no other test run uses: `<prefix>-<pid and counter in base 36>`.
@@ -32,7 +34,10 @@ pub fn unique_name(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{}", base36(u64::from(std::process::id()) << 32 | u64::from(nanos ^ n)))
+    format!(
+        "{prefix}-{}",
+        base36(u64::from(std::process::id()) << 32 | u64::from(nanos ^ n))
+    )
 }
 
 fn base36(mut n: u64) -> String {
@@ -67,7 +72,10 @@ impl TestNamespace {
         api.create(&PostParams::default(), &ns)
             .await
             .with_context(|| format!("creating namespace {name}"))?;
-        Ok(Self { name, client: client.clone() })
+        Ok(Self {
+            name,
+            client: client.clone(),
+        })
     }
 
     /// An API for a namespaced kind in this namespace.

@@ -301,10 +301,9 @@ fn plan_address_type(
     }
 
     // Turn delete + create pairs into updates of the slice that would be deleted.
-    while !creates.is_empty() && !stale.is_empty() {
-        let old = stale.remove(0);
-        let new = creates.pop().unwrap_or_else(|| unreachable!());
-        updates.push(reuse(old, new));
+    while !stale.is_empty() {
+        let Some(new) = creates.pop() else { break };
+        updates.push(reuse(stale.remove(0), new));
     }
 
     out.creates.extend(creates);

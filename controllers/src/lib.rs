@@ -3,6 +3,7 @@
 //! Each controller is split into pure domain logic (no Kubernetes I/O, unit-tested without a
 //! cluster) and a thin reconciler that reads watch caches and writes to the API server.
 
+pub mod app;
 pub mod endpoints;
 pub mod ipam;
 pub mod records;

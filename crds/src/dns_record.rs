@@ -30,15 +30,26 @@ pub const MAX_ADDRESSES: usize = 5000;
     doc = "The DNS records of one Service, published by Signpost for downstream DNS servers and proxies.",
     printcolumn(name = "FQDN", type_ = "string", json_path = ".spec.fqdn"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
-    printcolumn(name = "Addresses", type_ = "string", json_path = ".status.addressSummary"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Addresses",
+        type_ = "string",
+        json_path = ".status.addressSummary"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("self.type == 'ExternalName' ? has(self.cname) : !has(self.cname)").message("cname is set exactly when type is ExternalName"))]
 #[serde(rename_all = "camelCase")]
 pub struct DNSRecordSpec {
     /// Fully qualified name of the Service, `<service>.<namespace>.svc.<cluster-domain>`, without
     /// the trailing dot.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub fqdn: String,
     /// What kind of Service the record describes.
     #[serde(rename = "type")]
@@ -48,7 +59,10 @@ pub struct DNSRecordSpec {
     pub ttl: i32,
     /// A records of `fqdn`: the virtual IPs, or for a headless Service the ready pod addresses.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5000), inner(length(max = 15), regex(pattern = r"^(\d{1,3})(\.\d{1,3}){3}$")))]
+    #[schemars(
+        length(max = 5000),
+        inner(length(max = 15), regex(pattern = r"^(\d{1,3})(\.\d{1,3}){3}$"))
+    )]
     #[x_kube(validation = Rule::new("self.all(a, isIP(a) && ip(a).family() == 4)").message("every ipv4 entry must be an IPv4 address"))]
     pub ipv4: Vec<String>,
     /// AAAA records of `fqdn`.
@@ -96,7 +110,10 @@ impl RecordType {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct HostRecord {
     /// DNS label: the pod's `spec.hostname`, or its address with dashes when it has none.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// A records of the host.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

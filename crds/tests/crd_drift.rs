@@ -26,6 +26,9 @@ fn schemas_are_structural() {
             !yaml.contains("x-kubernetes-preserve-unknown-fields"),
             "{file} has a free-form field; every Signpost field has a schema"
         );
-        assert!(!yaml.contains("anyOf") && !yaml.contains("oneOf"), "{file} is not structural");
+        assert!(
+            !yaml.contains("anyOf") && !yaml.contains("oneOf"),
+            "{file} is not structural"
+        );
     }
 }

@@ -137,3 +137,54 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
+
+/// The Events (events.k8s.io/v1) about object `name` in `namespace` with `reason`.
+pub async fn events_about(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+) -> anyhow::Result<Vec<k8s_openapi::api::events::v1::Event>> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), namespace);
+    let list = api.list(&kube::api::ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+        .collect())
+}
+
+/// Installs (server-side apply) Signpost's CRDs and waits until the API serves them. Safe to
+/// call from every test: applying the same CRDs again changes nothing.
+pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let params = PatchParams::apply("signpost-tests").force();
+    for crd in signpost_crds::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(&name, &params, &Patch::Apply(&crd))
+            .await
+            .with_context(|| format!("applying CRD {name}"))?;
+        wait_until(
+            &format!("CRD {name} established"),
+            Duration::from_secs(30),
+            || async {
+                let crd = api.get(&name).await.map_err(|e| e.to_string())?;
+                let established = crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                });
+                if established {
+                    Ok(())
+                } else {
+                    Err("not established".into())
+                }
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}

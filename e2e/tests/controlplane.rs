@@ -22,13 +22,28 @@ async fn seed_app_becomes_ready_on_fake_nodes_and_readiness_can_flip() -> anyhow
     let pods: Api<Pod> = ns.api();
 
     let start = Instant::now();
-    deployments.create(&PostParams::default(), &fixtures::hostnames_deployment(3)).await?;
-    services.create(&PostParams::default(), &fixtures::hostnames_service()).await?;
-    let ready = wait_until("3 ready hostnames pods", Duration::from_secs(60), || async {
-        let list = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
-        let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
-        if ready.len() == 3 { Ok(ready) } else { Err(format!("{} ready pods", ready.len())) }
-    })
+    deployments
+        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
+        .await?;
+    services
+        .create(&PostParams::default(), &fixtures::hostnames_service())
+        .await?;
+    let ready = wait_until(
+        "3 ready hostnames pods",
+        Duration::from_secs(60),
+        || async {
+            let list = pods
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
+            if ready.len() == 3 {
+                Ok(ready)
+            } else {
+                Err(format!("{} ready pods", ready.len()))
+            }
+        },
+    )
     .await?;
     println!("3/3 pods ready after {:?}", start.elapsed());
 
@@ -41,7 +56,10 @@ async fn seed_app_becomes_ready_on_fake_nodes_and_readiness_can_flip() -> anyhow
         .filter_map(|p| p.spec.as_ref()?.node_name.clone())
         .collect();
     assert_eq!(ips.len(), 3, "pod IPs must be distinct: {ips:?}");
-    assert!(nodes.len() >= 2, "pods must spread over at least 2 nodes: {nodes:?}");
+    assert!(
+        nodes.len() >= 2,
+        "pods must spread over at least 2 nodes: {nodes:?}"
+    );
 
     let node_api: Api<Node> = Api::all(client.clone());
     let zones: BTreeSet<String> = node_api
@@ -49,21 +67,42 @@ async fn seed_app_becomes_ready_on_fake_nodes_and_readiness_can_flip() -> anyhow
         .await?
         .items
         .iter()
-        .filter_map(|n| n.metadata.labels.as_ref()?.get("topology.kubernetes.io/zone").cloned())
+        .filter_map(|n| {
+            n.metadata
+                .labels
+                .as_ref()?
+                .get("topology.kubernetes.io/zone")
+                .cloned()
+        })
         .collect();
-    assert!(zones.len() >= 3, "fake nodes must carry 3 distinct zones: {zones:?}");
+    assert!(
+        zones.len() >= 3,
+        "fake nodes must carry 3 distinct zones: {zones:?}"
+    );
 
     // kube-controller-manager's endpoint controllers are off: nobody but Signpost writes these.
     let endpoints: Api<Endpoints> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
-    assert!(endpoints.list(&ListParams::default()).await?.items.is_empty());
+    assert!(
+        endpoints
+            .list(&ListParams::default())
+            .await?
+            .items
+            .is_empty()
+    );
     assert!(slices.list(&ListParams::default()).await?.items.is_empty());
 
     let victim = ready[0].metadata.name.clone().unwrap_or_default();
     set_pod_ready(&pods, &victim, false).await?;
-    assert!(!pod_is_ready(&pods.get(&victim).await?), "{victim} should be not ready");
+    assert!(
+        !pod_is_ready(&pods.get(&victim).await?),
+        "{victim} should be not ready"
+    );
     set_pod_ready(&pods, &victim, true).await?;
-    assert!(pod_is_ready(&pods.get(&victim).await?), "{victim} should be ready again");
+    assert!(
+        pod_is_ready(&pods.get(&victim).await?),
+        "{victim} should be ready again"
+    );
 
     ns.delete().await
 }

@@ -19,23 +19,56 @@ pub struct EventSink {
 
 impl EventSink {
     /// A sink reporting as `signpost-<controller>`, from this process's instance name.
-    pub fn new(client: Client, controller: &'static str, instance: Option<String>, metrics: SharedMetrics) -> Self {
-        let reporter = Reporter { controller: format!("signpost-{controller}"), instance };
-        Self { recorder: std::sync::Arc::new(Recorder::new(client, reporter)), controller, metrics }
+    pub fn new(
+        client: Client,
+        controller: &'static str,
+        instance: Option<String>,
+        metrics: SharedMetrics,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: format!("signpost-{controller}"),
+            instance,
+        };
+        Self {
+            recorder: std::sync::Arc::new(Recorder::new(client, reporter)),
+            controller,
+            metrics,
+        }
     }
 
     /// A Warning Event on `regarding`; also counted in the `problems` metric.
-    pub async fn warn(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
+    pub async fn warn(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         self.metrics.problem(self.controller, reason);
-        self.publish(regarding, EventType::Warning, reason, action, note).await;
+        self.publish(regarding, EventType::Warning, reason, action, note)
+            .await;
     }
 
     /// A Normal Event on `regarding`.
-    pub async fn normal(&self, regarding: &ObjectReference, reason: &str, action: &str, note: String) {
-        self.publish(regarding, EventType::Normal, reason, action, note).await;
+    pub async fn normal(
+        &self,
+        regarding: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        self.publish(regarding, EventType::Normal, reason, action, note)
+            .await;
     }
 
-    async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+    async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         tracing::info!(
             controller = self.controller,
             object = %format!("{}/{}", regarding.namespace.as_deref().unwrap_or(""), regarding.name.as_deref().unwrap_or("")),

@@ -92,17 +92,41 @@ impl Metrics {
         let ipam_free = Family::<CidrLabels, Gauge>::default();
         let ipam_allocation_failures = Family::<ErrorLabels, Counter>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
-        registry.register("reconcile_errors", "Reconciles that failed", reconcile_errors.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed",
+            reconcile_errors.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Time one reconcile took",
             reconcile_duration.clone(),
         );
-        registry.register("queue_depth", "Keys waiting in a controller's queue", queue_depth.clone());
-        registry.register("api_writes", "Writes sent to the API server", writes.clone());
-        registry.register("problems", "Problems reported as Warning Events", problems.clone());
-        registry.register("ipam_addresses_used", "Allocated addresses per CIDR", ipam_used.clone());
-        registry.register("ipam_addresses_free", "Free addresses per CIDR", ipam_free.clone());
+        registry.register(
+            "queue_depth",
+            "Keys waiting in a controller's queue",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "Writes sent to the API server",
+            writes.clone(),
+        );
+        registry.register(
+            "problems",
+            "Problems reported as Warning Events",
+            problems.clone(),
+        );
+        registry.register(
+            "ipam_addresses_used",
+            "Allocated addresses per CIDR",
+            ipam_used.clone(),
+        );
+        registry.register(
+            "ipam_addresses_free",
+            "Free addresses per CIDR",
+            ipam_free.clone(),
+        );
         registry.register(
             "ipam_allocation_failures",
             "Allocations that failed",
@@ -124,25 +148,39 @@ impl Metrics {
 
     /// Records one finished reconcile.
     pub fn observe_reconcile(&self, controller: &str, took: Duration, error: Option<&str>) {
-        let labels = ControllerLabels { controller: controller.to_string() };
+        let labels = ControllerLabels {
+            controller: controller.to_string(),
+        };
         self.reconciles.get_or_create(&labels).inc();
-        self.reconcile_duration.get_or_create(&labels).observe(took.as_secs_f64());
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
         if let Some(reason) = error {
             self.reconcile_errors
-                .get_or_create(&ErrorLabels { controller: controller.into(), reason: reason.into() })
+                .get_or_create(&ErrorLabels {
+                    controller: controller.into(),
+                    reason: reason.into(),
+                })
                 .inc();
         }
     }
 
     /// Counts one API write.
     pub fn wrote(&self, controller: &str) {
-        self.writes.get_or_create(&ControllerLabels { controller: controller.into() }).inc();
+        self.writes
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .inc();
     }
 
     /// Counts one reported problem.
     pub fn problem(&self, controller: &str, reason: &str) {
         self.problems
-            .get_or_create(&ProblemLabels { controller: controller.into(), reason: reason.into() })
+            .get_or_create(&ProblemLabels {
+                controller: controller.into(),
+                reason: reason.into(),
+            })
             .inc();
     }
 

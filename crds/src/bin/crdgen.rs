@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 fn main() -> anyhow::Result<()> {
-    let target = std::env::args().nth(1).unwrap_or_else(|| "charts/signpost/crds".into());
+    let target = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "charts/signpost/crds".into());
     let rendered = signpost_crds::rendered_crds()?;
     if target == "-" {
         for (_, yaml) in rendered {

@@ -1,0 +1,174 @@
+//! Wires the controllers to shared informers and runs them until shutdown.
+//!
+//! One informer per kind, shared by every controller that reads it, so a Service or a Pod is
+//! listed and cached once however many controllers look at it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use signpost_crds::ServiceIP;
+use tokio::sync::watch;
+
+use crate::ipam::{Allocator, Ipam, IpamConfig};
+use crate::runtime::{EventSink, Informer, SharedMetrics, strip_metadata};
+
+/// Settings shared by the controllers (the `signpost run` flags).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Signpost's own service CIDRs (one or two families).
+    pub service_cidrs: Vec<IpNet>,
+    /// The cluster's DNS domain.
+    pub cluster_domain: String,
+    /// Endpoint limit of one EndpointSlice.
+    pub max_endpoints_per_slice: usize,
+    /// How often IPAM's repair pass runs.
+    pub repair_interval: Duration,
+    /// Only this namespace's Services (used by tests that run many controllers side by side);
+    /// `None` for the whole cluster.
+    pub namespace: Option<String>,
+    /// This process's name in Events (the pod name in a cluster).
+    pub instance: Option<String>,
+    /// Concurrent reconciles per controller.
+    pub workers: usize,
+}
+
+impl Settings {
+    /// Defaults for everything but the CIDRs.
+    pub fn new(service_cidrs: Vec<IpNet>) -> Self {
+        Self {
+            service_cidrs,
+            cluster_domain: "cluster.local".into(),
+            max_endpoints_per_slice: 100,
+            repair_interval: Duration::from_secs(60),
+            namespace: None,
+            instance: None,
+            workers: 4,
+        }
+    }
+}
+
+/// Readiness of the running controllers, for `/readyz`.
+#[derive(Clone)]
+pub struct Readiness {
+    ipam: watch::Receiver<bool>,
+}
+
+impl Readiness {
+    /// Whether every controller has synced its caches and done its start-up work.
+    pub fn is_ready(&self) -> bool {
+        *self.ipam.borrow()
+    }
+
+    /// Waits until ready.
+    pub async fn wait(&mut self) {
+        let _ = self.ipam.wait_for(|ready| *ready).await;
+    }
+}
+
+/// The running controllers.
+pub struct Running {
+    ipam: Arc<Ipam>,
+    controllers: Vec<tokio::task::JoinHandle<()>>,
+    informers: Vec<tokio::task::JoinHandle<()>>,
+    /// Readiness of everything started.
+    pub readiness: Readiness,
+}
+
+impl Running {
+    /// Stops taking work, lets reconciles in flight finish, and stops the watches.
+    pub async fn shut_down(self) {
+        self.ipam.shut_down();
+        for task in self.controllers {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        for task in self.informers {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Starts every controller on shared informers.
+pub fn start(
+    client: Client,
+    settings: Settings,
+    metrics: SharedMetrics,
+) -> anyhow::Result<Running> {
+    let allocator =
+        Allocator::new(settings.service_cidrs.iter().copied()).context("--service-cidr")?;
+    let namespace = settings.namespace.as_deref();
+    let mut services: Informer<Service> = Informer::new(
+        scoped(&client, namespace),
+        watcher::Config::default(),
+        strip_metadata::<Service>,
+    );
+    let mut claims: Informer<ServiceIP> = Informer::new(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        strip_metadata::<ServiceIP>,
+    );
+
+    let ipam = Ipam::new(
+        client.clone(),
+        &mut services,
+        &mut claims,
+        EventSink::new(
+            client.clone(),
+            crate::ipam::CONTROLLER,
+            settings.instance.clone(),
+            metrics.clone(),
+        ),
+        metrics.clone(),
+        IpamConfig {
+            allocator,
+            repair_interval: settings.repair_interval,
+            namespace: settings.namespace.clone(),
+            workers: settings.workers,
+        },
+    );
+    let readiness = Readiness { ipam: ipam.ready() };
+    let informers = vec![tokio::spawn(services.run()), tokio::spawn(claims.run())];
+    let controllers = vec![tokio::spawn(ipam.clone().run())];
+    Ok(Running {
+        ipam,
+        controllers,
+        informers,
+        readiness,
+    })
+}
+
+/// Runs the controllers until `shutdown` completes.
+pub async fn run_until(
+    client: Client,
+    settings: Settings,
+    metrics: SharedMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let running = start(client, settings, metrics)?;
+    shutdown.await;
+    running.shut_down().await;
+    Ok(())
+}

@@ -1,0 +1,671 @@
+//! The IPAM reconciler: Services in, `ServiceIP` claims out.
+//!
+//! Keyed by Service namespace/name so a deleted Service is handled like any other change (its
+//! key has claims but no Service). Claims are created by name (the address), so the API
+//! server arbitrates every race; the [`ClaimBook`] only makes the next free address a good
+//! guess.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use signpost_crds::{ServiceIP, ServiceIPSpec, ServiceRef, claim_name};
+use tokio::sync::watch;
+
+use super::book::{Claim, ClaimBook, ServiceKey};
+use super::repair::Repair;
+use super::request::{FamilyRequest, request_of};
+use super::{AllocError, Allocator, IpFamily};
+use crate::runtime::metrics::{CidrLabels, ErrorLabels};
+use crate::runtime::{
+    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, WorkQueue, run_workers,
+};
+
+/// Name of this controller in metrics, logs and Events.
+pub const CONTROLLER: &str = "ipam";
+/// Field manager of the claims this controller writes.
+pub const FIELD_MANAGER: &str = "signpost-ipam";
+/// Labels on every claim, so `kubectl get sip -l` can find a Service's addresses.
+pub const SERVICE_NAMESPACE_LABEL: &str = "signpost.dev/service-namespace";
+/// See [`SERVICE_NAMESPACE_LABEL`].
+pub const SERVICE_NAME_LABEL: &str = "signpost.dev/service-name";
+/// How many taken addresses allocate-next skips before giving up for this round.
+const MAX_CREATE_ATTEMPTS: usize = 16;
+
+/// Settings of the IPAM controller.
+#[derive(Clone, Debug)]
+pub struct IpamConfig {
+    /// The allocator over the service CIDRs.
+    pub allocator: Allocator,
+    /// How often the repair pass runs.
+    pub repair_interval: Duration,
+    /// Only Services of this namespace (tests); claims of others are respected, not managed.
+    pub namespace: Option<String>,
+    /// Concurrent reconciles.
+    pub workers: usize,
+}
+
+/// Why a reconcile failed (the variant name is the metric label).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Creating, deleting or reading an object failed.
+    #[error("{action} failed: {source}")]
+    Api {
+        /// What was attempted.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ReconcileError for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Api { .. } => "ApiError",
+        }
+    }
+}
+
+fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Api { action, source }
+}
+
+/// Shared state of the controller.
+pub struct Ipam {
+    client: Client,
+    services: Store<Service>,
+    claims: Store<ServiceIP>,
+    book: Mutex<ClaimBook>,
+    queue: WorkQueue<ServiceKey>,
+    events: EventSink,
+    metrics: SharedMetrics,
+    config: IpamConfig,
+    /// Services that found their range full; retried as soon as an address is freed.
+    exhausted: Mutex<HashSet<ServiceKey>>,
+    /// Last problems reported per Service (by resourceVersion), so Events are not repeated on
+    /// every reconcile of an unchanged Service.
+    reported: Mutex<HashMap<ServiceKey, (String, Vec<String>)>>,
+    repair: Mutex<Repair>,
+    ready: watch::Sender<bool>,
+}
+
+impl Ipam {
+    /// Registers the controller's handlers on the shared informers.
+    pub fn new(
+        client: Client,
+        services: &mut Informer<Service>,
+        claims: &mut Informer<ServiceIP>,
+        events: EventSink,
+        metrics: SharedMetrics,
+        config: IpamConfig,
+    ) -> Arc<Self> {
+        let this = Arc::new(Self {
+            client,
+            services: services.store(),
+            claims: claims.store(),
+            book: Mutex::new(ClaimBook::new(config.allocator.clone())),
+            queue: WorkQueue::new(),
+            events,
+            metrics,
+            config,
+            exhausted: Mutex::new(HashSet::new()),
+            reported: Mutex::new(HashMap::new()),
+            repair: Mutex::new(Repair::new()),
+            ready: watch::channel(false).0,
+        });
+        let queue = this.queue.clone();
+        let store = this.services.clone();
+        services.on_change(move |change| match change {
+            Change::Applied { new, .. } => queue.add(key_of(new)),
+            Change::Deleted(old) => queue.add(key_of(old)),
+            Change::Resynced { removed } => {
+                for svc in removed {
+                    queue.add(key_of(svc.as_ref()));
+                }
+                for svc in store.state() {
+                    queue.add(key_of(svc.as_ref()));
+                }
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        claims.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_claim_change(change);
+            }
+        });
+        this
+    }
+
+    /// Becomes true once the bitmaps were rebuilt and the first repair ran.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    fn lock_book(&self) -> std::sync::MutexGuard<'_, ClaimBook> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn in_scope(&self, namespace: &str) -> bool {
+        self.config
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ns == namespace)
+    }
+
+    fn on_claim_change(&self, change: &Change<'_, ServiceIP>) {
+        match change {
+            Change::Applied { new, .. } => {
+                if let Some(claim) = claim_of(new) {
+                    let key = claim.service.clone();
+                    self.observe(claim);
+                    if self.in_scope(&key.namespace) {
+                        self.queue.add(key);
+                    }
+                }
+            }
+            Change::Deleted(old) => {
+                if let Some(claim) = claim_of(old) {
+                    let mut book = self.lock_book();
+                    // Only forget what the book holds for this very object (or an address
+                    // held by a claim outside this controller's scope).
+                    let ours = match book.claim_at(claim.address) {
+                        None => true,
+                        Some(current) => {
+                            current.claim_uid == claim.claim_uid || current.claim_uid.is_none()
+                        }
+                    };
+                    if ours {
+                        book.forget(claim.address);
+                    }
+                    drop(book);
+                    if ours {
+                        self.address_freed();
+                    }
+                    if self.in_scope(&claim.service.namespace) {
+                        self.queue.add(claim.service);
+                    }
+                }
+            }
+            Change::Resynced { .. } => {
+                let keys = self.rebuild();
+                for key in keys {
+                    self.queue.add(key);
+                }
+                self.address_freed();
+            }
+        }
+    }
+
+    fn observe(&self, claim: Claim) {
+        let mut book = self.lock_book();
+        if self.in_scope(&claim.service.namespace) {
+            book.observe(claim);
+        } else {
+            book.mark_foreign(claim.address);
+        }
+    }
+
+    /// Rebuilds the book and the bitmaps from the claims cache; returns the Services involved.
+    fn rebuild(&self) -> Vec<ServiceKey> {
+        let claims: Vec<Claim> = self
+            .claims
+            .state()
+            .iter()
+            .filter_map(|c| claim_of(c))
+            .collect();
+        let mut book = self.lock_book();
+        book.reset();
+        let mut keys = Vec::new();
+        for claim in claims {
+            if self.in_scope(&claim.service.namespace) {
+                keys.push(claim.service.clone());
+                book.observe(claim);
+            } else {
+                book.mark_foreign(claim.address);
+            }
+        }
+        keys
+    }
+
+    fn address_freed(&self) {
+        let waiting: Vec<ServiceKey> = self
+            .exhausted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for key in waiting {
+            self.queue.add(key);
+        }
+    }
+
+    /// Runs the controller until the queue shuts down: waits for both caches, rebuilds the
+    /// bitmaps from the claims, repairs once, then reconciles.
+    pub async fn run(self: Arc<Self>) {
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.claims.wait_until_ready().await;
+        self.rebuild();
+        self.repair_pass().await;
+        for svc in self.services.state() {
+            self.queue.add(key_of(svc.as_ref()));
+        }
+        let keys: Vec<ServiceKey> = self.lock_book().services().cloned().collect();
+        for key in keys {
+            self.queue.add(key);
+        }
+        self.publish_usage();
+        let _ = self.ready.send(true);
+        let repairer = tokio::spawn({
+            let this = self.clone();
+            async move {
+                let mut interval = tokio::time::interval(this.config.repair_interval);
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    this.repair_pass().await;
+                }
+            }
+        });
+        let this = self.clone();
+        run_workers(
+            CONTROLLER,
+            self.queue.clone(),
+            self.config.workers,
+            self.metrics.clone(),
+            move |key| {
+                let this = this.clone();
+                async move { this.reconcile(key).await }
+            },
+        )
+        .await;
+        repairer.abort();
+    }
+
+    /// Stops taking work.
+    pub fn shut_down(&self) {
+        self.queue.shut_down();
+    }
+
+    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
+        let service = self
+            .services
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        let existing = self.lock_book().claims_of(&key);
+        let Some(service) = service else {
+            self.release_all_of_gone_service(&key, existing).await?;
+            return Ok(Next::Done);
+        };
+        let uid = service.uid().unwrap_or_default();
+        let families = self.lock_book().allocator().families().to_vec();
+        let request = request_of(&service, &families);
+        let mut problems: Vec<(&'static str, String)> = request
+            .problems
+            .iter()
+            .map(|p| (p.reason(), p.to_string()))
+            .collect();
+
+        // Claims of an earlier Service of the same name, or of families no longer wanted.
+        let wanted: Vec<IpFamily> = request.families.iter().map(|f| f.family).collect();
+        let mut by_family: BTreeMap<IpFamily, Vec<Claim>> = BTreeMap::new();
+        for claim in existing {
+            if claim.service_uid != uid || !wanted.contains(&IpFamily::of(claim.address)) {
+                self.delete_claim(&claim).await?;
+            } else {
+                by_family
+                    .entry(IpFamily::of(claim.address))
+                    .or_default()
+                    .push(claim);
+            }
+        }
+
+        for want in &request.families {
+            let mut held = by_family.remove(&want.family).unwrap_or_default();
+            if !held.is_empty() {
+                // Keep the requested address if held, else the lowest; drop any extra.
+                held.sort_by_key(|c| (Some(c.address) != want.requested, c.address));
+                let kept = held.remove(0);
+                for extra in held {
+                    problems.push((
+                        "DuplicateClusterIP",
+                        format!(
+                            "released {} because the Service also holds {}",
+                            extra.address, kept.address
+                        ),
+                    ));
+                    self.delete_claim(&extra).await?;
+                }
+                if let Some(requested) = want.requested.filter(|r| *r != kept.address) {
+                    problems.push((
+                        "ClusterIPImmutable",
+                        format!(
+                            "the Service holds {} and keeps it; requested {requested} is ignored (recreate the Service to change its address)",
+                            kept.address
+                        ),
+                    ));
+                }
+                continue;
+            }
+            if request.hold_only {
+                continue;
+            }
+            if let Some(problem) = self.allocate(&key, &uid, *want).await? {
+                problems.push(problem);
+            }
+        }
+        self.report(&service, &key, problems).await;
+        self.publish_usage();
+        Ok(Next::Done)
+    }
+
+    async fn release_all_of_gone_service(
+        &self,
+        key: &ServiceKey,
+        existing: Vec<Claim>,
+    ) -> Result<(), Error> {
+        if existing.is_empty() {
+            self.reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(key);
+            return Ok(());
+        }
+        // The cache may lag behind a Service created a moment ago (for example by the
+        // previous leader's claim): confirm with a live read before releasing anything.
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let live = api
+            .get_opt(&key.name)
+            .await
+            .map_err(api_error(format!("reading Service {key}")))?;
+        let live_uid = live.as_ref().and_then(|s| s.uid());
+        for claim in existing {
+            if live_uid.as_deref() != Some(claim.service_uid.as_str()) {
+                self.delete_claim(&claim).await?;
+            }
+        }
+        self.publish_usage();
+        Ok(())
+    }
+
+    /// Allocates and claims one address; returns a problem to report instead of an address
+    /// when there is none to be had.
+    async fn allocate(
+        &self,
+        key: &ServiceKey,
+        uid: &str,
+        want: FamilyRequest,
+    ) -> Result<Option<(&'static str, String)>, Error> {
+        if let Some(requested) = want.requested {
+            let reserved = self.lock_book().reserve(requested);
+            return match reserved {
+                Ok(cidr) => match self.create_claim(key, uid, requested, cidr).await? {
+                    true => Ok(None),
+                    false => {
+                        self.failure("taken");
+                        Ok(Some((
+                            "ClusterIPTaken",
+                            format!("requested address {requested} is already allocated"),
+                        )))
+                    }
+                },
+                Err(AllocError::AlreadyAllocated { .. }) => {
+                    self.failure("taken");
+                    Ok(Some((
+                        "ClusterIPTaken",
+                        format!("requested address {requested} is already allocated"),
+                    )))
+                }
+                Err(error) => {
+                    self.failure("invalid");
+                    Ok(Some((
+                        "ClusterIPInvalid",
+                        format!("requested address cannot be used: {error}"),
+                    )))
+                }
+            };
+        }
+        for _ in 0..MAX_CREATE_ATTEMPTS {
+            let next = self.lock_book().reserve_next(want.family);
+            match next {
+                Ok(allocation) => {
+                    if self
+                        .create_claim(key, uid, allocation.address, allocation.cidr)
+                        .await?
+                    {
+                        return Ok(None);
+                    }
+                    // Someone holds it already: it stays marked, try the next one.
+                }
+                Err(error @ AllocError::Exhausted { .. }) => {
+                    self.exhausted
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone());
+                    self.failure("exhausted");
+                    return Ok(Some(("ClusterIPExhausted", error.to_string())));
+                }
+                Err(error) => {
+                    self.failure("invalid");
+                    return Ok(Some(("ClusterIPInvalid", error.to_string())));
+                }
+            }
+        }
+        Err(Error::Api {
+            action: format!("claiming a {} address for {key}", want.family),
+            source: kube::Error::Service(
+                format!("{MAX_CREATE_ATTEMPTS} addresses in a row were already claimed").into(),
+            ),
+        })
+    }
+
+    /// Creates the claim for `address`; `false` when another claim of that address exists.
+    async fn create_claim(
+        &self,
+        key: &ServiceKey,
+        uid: &str,
+        address: IpAddr,
+        cidr: ipnet::IpNet,
+    ) -> Result<bool, Error> {
+        let claim = ServiceIP {
+            metadata: ObjectMeta {
+                name: Some(claim_name(address)),
+                labels: Some(
+                    [
+                        (SERVICE_NAMESPACE_LABEL.to_string(), key.namespace.clone()),
+                        (SERVICE_NAME_LABEL.to_string(), key.name.clone()),
+                    ]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+            spec: ServiceIPSpec {
+                address: address.to_string(),
+                cidr: cidr.to_string(),
+                service_ref: ServiceRef {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    uid: uid.to_string(),
+                },
+            },
+        };
+        let api: Api<ServiceIP> = Api::all(self.client.clone());
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        self.metrics.wrote(CONTROLLER);
+        match api.create(&params, &claim).await {
+            Ok(created) => {
+                if let Some(claim) = claim_of(&created) {
+                    self.lock_book().observe(claim);
+                }
+                tracing::info!(service = %key, %address, "claimed address");
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(error) => {
+                self.lock_book().unreserve(address);
+                Err(api_error(format!("creating ServiceIP {address} for {key}"))(error))
+            }
+        }
+    }
+
+    async fn delete_claim(&self, claim: &Claim) -> Result<(), Error> {
+        let api: Api<ServiceIP> = Api::all(self.client.clone());
+        let params = DeleteParams {
+            preconditions: claim.claim_uid.clone().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        self.metrics.wrote(CONTROLLER);
+        match api.delete(&claim_name(claim.address), &params).await {
+            Ok(_) => {}
+            // Already gone, or replaced by a newer claim: nothing of ours to delete.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(error) => {
+                return Err(api_error(format!("deleting ServiceIP {}", claim.address))(
+                    error,
+                ));
+            }
+        }
+        tracing::info!(service = %claim.service, address = %claim.address, "released address");
+        let mut book = self.lock_book();
+        if book
+            .claim_at(claim.address)
+            .is_some_and(|c| c.claim_uid == claim.claim_uid)
+        {
+            book.forget(claim.address);
+        }
+        drop(book);
+        self.address_freed();
+        Ok(())
+    }
+
+    fn failure(&self, reason: &str) {
+        self.metrics
+            .ipam_allocation_failures
+            .get_or_create(&ErrorLabels {
+                controller: CONTROLLER.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Publishes the problems of this reconcile as Warning Events, once per Service version.
+    async fn report(
+        &self,
+        service: &Service,
+        key: &ServiceKey,
+        problems: Vec<(&'static str, String)>,
+    ) {
+        let version = service.resource_version().unwrap_or_default();
+        let messages: Vec<String> = problems.iter().map(|(r, m)| format!("{r}: {m}")).collect();
+        {
+            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            if reported.get(key) == Some(&(version.clone(), messages.clone())) {
+                return;
+            }
+            reported.insert(key.clone(), (version, messages));
+        }
+        let reference = service.object_ref(&());
+        for (reason, message) in problems {
+            self.events
+                .warn(&reference, reason, "AllocateClusterIP", message)
+                .await;
+        }
+    }
+
+    fn publish_usage(&self) {
+        let usage = self.lock_book().allocator().usage();
+        for range in usage {
+            let labels = CidrLabels {
+                cidr: range.cidr.to_string(),
+            };
+            self.metrics
+                .ipam_used
+                .get_or_create(&labels)
+                .set(range.used.min(i64::MAX as u64) as i64);
+            self.metrics
+                .ipam_free
+                .get_or_create(&labels)
+                .set(range.free.min(i64::MAX as u64) as i64);
+        }
+    }
+
+    /// One repair pass: deletes orphaned claims, reports the rest.
+    async fn repair_pass(&self) {
+        let live: HashSet<String> = self
+            .services
+            .state()
+            .iter()
+            .filter_map(|s| s.uid())
+            .collect();
+        let findings = {
+            let book = self.lock_book();
+            self.repair
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pass(&book, &live)
+        };
+        for orphan in &findings.orphans {
+            tracing::info!(address = %orphan.address, service = %orphan.service, "repair: releasing claim of a Service that is gone");
+            if let Err(error) = self.delete_claim(orphan).await {
+                tracing::warn!(%error, "repair: could not release claim");
+            }
+        }
+        for claim in &findings.out_of_range {
+            self.metrics.problem(CONTROLLER, "ClusterIPOutOfRange");
+            tracing::warn!(address = %claim.address, service = %claim.service, "repair: claim outside every configured service CIDR");
+            if let Some(service) = self
+                .services
+                .get(&ObjectRef::new(&claim.service.name).within(&claim.service.namespace))
+            {
+                let note = format!(
+                    "ServiceIP {} lies outside every configured service CIDR",
+                    claim.address
+                );
+                self.events
+                    .warn(
+                        &service.object_ref(&()),
+                        "ClusterIPOutOfRange",
+                        "Repair",
+                        note,
+                    )
+                    .await;
+            }
+        }
+        for (key, family, addresses) in &findings.duplicate_families {
+            self.metrics.problem(CONTROLLER, "DuplicateClusterIP");
+            tracing::warn!(service = %key, %family, ?addresses, "repair: Service holds two claims of one family");
+            self.queue.add(key.clone());
+        }
+    }
+}
+
+/// The work-queue key of a Service.
+pub fn key_of(service: &Service) -> ServiceKey {
+    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
+}
+
+/// The claim a `ServiceIP` object stands for, if it is well formed.
+pub fn claim_of(object: &ServiceIP) -> Option<Claim> {
+    let address: IpAddr = object.spec.address.parse().ok()?;
+    Some(Claim {
+        address,
+        service: ServiceKey::new(
+            &object.spec.service_ref.namespace,
+            &object.spec.service_ref.name,
+        ),
+        service_uid: object.spec.service_ref.uid.clone(),
+        claim_uid: object.meta().uid.clone(),
+    })
+}

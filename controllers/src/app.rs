@@ -9,12 +9,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use signpost_crds::ServiceIP;
 use tokio::sync::watch;
 
+use crate::endpoints::controller::{
+    EndpointsConfig, EndpointsController, EndpointsInformers, strip_node,
+};
+use crate::endpoints::slices::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::ipam::{Allocator, Ipam, IpamConfig};
 use crate::runtime::{EventSink, Informer, SharedMetrics, strip_metadata};
 
@@ -56,24 +61,27 @@ impl Settings {
 /// Readiness of the running controllers, for `/readyz`.
 #[derive(Clone)]
 pub struct Readiness {
-    ipam: watch::Receiver<bool>,
+    controllers: Vec<watch::Receiver<bool>>,
 }
 
 impl Readiness {
     /// Whether every controller has synced its caches and done its start-up work.
     pub fn is_ready(&self) -> bool {
-        *self.ipam.borrow()
+        self.controllers.iter().all(|r| *r.borrow())
     }
 
     /// Waits until ready.
     pub async fn wait(&mut self) {
-        let _ = self.ipam.wait_for(|ready| *ready).await;
+        for ready in &mut self.controllers {
+            let _ = ready.wait_for(|ready| *ready).await;
+        }
     }
 }
 
 /// The running controllers.
 pub struct Running {
     ipam: Arc<Ipam>,
+    endpoints: Arc<EndpointsController>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
     informers: Vec<tokio::task::JoinHandle<()>>,
     /// Readiness of everything started.
@@ -84,6 +92,7 @@ impl Running {
     /// Stops taking work, lets reconciles in flight finish, and stops the watches.
     pub async fn shut_down(self) {
         self.ipam.shut_down();
+        self.endpoints.shut_down();
         for task in self.controllers {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(10), task)
@@ -149,11 +158,68 @@ pub fn start(
             workers: settings.workers,
         },
     );
-    let readiness = Readiness { ipam: ipam.ready() };
-    let informers = vec![tokio::spawn(services.run()), tokio::spawn(claims.run())];
-    let controllers = vec![tokio::spawn(ipam.clone().run())];
+
+    let mut pods: Informer<Pod> = Informer::without_cache(
+        scoped(&client, namespace),
+        watcher::Config::default(),
+        strip_metadata::<Pod>,
+    );
+    let mut slices: Informer<EndpointSlice> = Informer::new(
+        scoped(&client, namespace),
+        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")),
+        strip_metadata::<EndpointSlice>,
+    );
+    let mut endpoints: Informer<Endpoints> = Informer::new(
+        scoped(&client, namespace),
+        watcher::Config::default(),
+        strip_metadata::<Endpoints>,
+    );
+    let mut nodes: Informer<Node> = Informer::new(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        strip_node,
+    );
+    let endpoints_controller = EndpointsController::new(
+        client.clone(),
+        EndpointsInformers {
+            services: &mut services,
+            pods: &mut pods,
+            slices: &mut slices,
+            endpoints: &mut endpoints,
+            nodes: &mut nodes,
+        },
+        EventSink::new(
+            client.clone(),
+            crate::endpoints::controller::CONTROLLER,
+            settings.instance.clone(),
+            metrics.clone(),
+        ),
+        metrics.clone(),
+        EndpointsConfig {
+            max_endpoints_per_slice: settings.max_endpoints_per_slice,
+            namespace: settings.namespace.clone(),
+            workers: settings.workers,
+        },
+    );
+
+    let readiness = Readiness {
+        controllers: vec![ipam.ready(), endpoints_controller.ready()],
+    };
+    let informers = vec![
+        tokio::spawn(services.run()),
+        tokio::spawn(claims.run()),
+        tokio::spawn(pods.run()),
+        tokio::spawn(slices.run()),
+        tokio::spawn(endpoints.run()),
+        tokio::spawn(nodes.run()),
+    ];
+    let controllers = vec![
+        tokio::spawn(ipam.clone().run()),
+        tokio::spawn(endpoints_controller.clone().run()),
+    ];
     Ok(Running {
         ipam,
+        endpoints: endpoints_controller,
         controllers,
         informers,
         readiness,

@@ -15,7 +15,10 @@ use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::ServiceIP;
-use signpost_e2e::{TestNamespace, client, events_about, install_crds, wait_until};
+use signpost_e2e::{
+    TestNamespace, client, delete_namespace_and_claims, events_about, install_crds, unique_cidr,
+    wait_until,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -63,6 +66,14 @@ async fn claims_in(client: &Client, ns: &str) -> anyhow::Result<BTreeMap<String,
     Ok(by_service)
 }
 
+/// Deletes the test's namespace, waits until its controller released every claim, then stops
+/// the controller.
+async fn finish(client: &Client, ns: TestNamespace, running: Running) -> anyhow::Result<()> {
+    delete_namespace_and_claims(client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}
+
 fn addresses(claims: &[ServiceIP]) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = claims
         .iter()
@@ -77,8 +88,9 @@ async fn two_hundred_concurrent_services_get_distinct_addresses_that_survive_a_r
 -> anyhow::Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ipam-200").await?;
-    let cidr: IpNet = "10.201.0.0/16".parse()?;
-    let running = start(&client, &ns.name, &["10.201.0.0/16"]).await?;
+    let cidr_text = unique_cidr(20);
+    let cidr: IpNet = cidr_text.parse()?;
+    let running = start(&client, &ns.name, &[&cidr_text]).await?;
     let services: Api<Service> = ns.api();
 
     let start_time = Instant::now();
@@ -132,7 +144,7 @@ async fn two_hundred_concurrent_services_get_distinct_addresses_that_survive_a_r
 
     // Restart: the new controller rebuilds from the claims and changes nothing.
     running.shut_down().await;
-    let running = start(&client, &ns.name, &["10.201.0.0/16"]).await?;
+    let running = start(&client, &ns.name, &[&cidr_text]).await?;
     let after = claims_in(&client, &ns.name).await?;
     let before_map: BTreeMap<&String, Vec<IpAddr>> =
         held.iter().map(|(k, v)| (k, addresses(v))).collect();
@@ -163,15 +175,14 @@ async fn two_hundred_concurrent_services_get_distinct_addresses_that_survive_a_r
         }
     })
     .await?;
-    running.shut_down().await;
-    ns.delete().await
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
 async fn an_exhausted_range_reports_and_allocates_once_space_frees() -> anyhow::Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ipam-full").await?;
-    let running = start(&client, &ns.name, &["10.202.0.0/29"]).await?;
+    let running = start(&client, &ns.name, &[&unique_cidr(29)]).await?;
     let services: Api<Service> = ns.api();
     for i in 0..6 {
         services
@@ -235,15 +246,14 @@ async fn an_exhausted_range_reports_and_allocates_once_space_frees() -> anyhow::
         claims[0].spec.address,
         start_time.elapsed()
     );
-    running.shut_down().await;
-    ns.delete().await
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
 async fn dual_stack_and_single_stack_ipv6_services_get_their_families() -> anyhow::Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ipam-ds").await?;
-    let running = start(&client, &ns.name, &["10.203.0.0/24", "fd00:10:203::/64"]).await?;
+    let running = start(&client, &ns.name, &[&unique_cidr(24), "fd00:10:203::/64"]).await?;
     let services: Api<Service> = ns.api();
     services
         .create(&PostParams::default(), &service("both", serde_json::json!({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}), None))
@@ -278,23 +288,24 @@ async fn dual_stack_and_single_stack_ipv6_services_get_their_families() -> anyho
     let six = addresses(&claims["six"]);
     assert!(six[0].is_ipv6(), "only IPv6: {six:?}");
     assert!("fd00:10:203::/64".parse::<IpNet>()?.contains(&six[0]));
-    running.shut_down().await;
-    ns.delete().await
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
 async fn requested_addresses_are_honoured_or_refused_never_replaced() -> anyhow::Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ipam-req").await?;
-    let running = start(&client, &ns.name, &["10.204.0.0/24"]).await?;
+    let cidr: IpNet = unique_cidr(24).parse()?;
+    let wanted = cidr.hosts().nth(8).unwrap().to_string();
+    let running = start(&client, &ns.name, &[&cidr.to_string()]).await?;
     let services: Api<Service> = ns.api();
     services
         .create(
             &PostParams::default(),
-            &service("wants-9", serde_json::json!({}), Some("10.204.0.9")),
+            &service("wants-9", serde_json::json!({}), Some(&wanted)),
         )
         .await?;
-    let claims = wait_until("wants-9 holds 10.204.0.9", TIMEOUT, || async {
+    let claims = wait_until("wants-9 holds the requested address", TIMEOUT, || async {
         let claims = claims_in(&client, &ns.name)
             .await
             .map_err(|e| e.to_string())?;
@@ -304,12 +315,12 @@ async fn requested_addresses_are_honoured_or_refused_never_replaced() -> anyhow:
             .ok_or_else(|| "no claim yet".to_string())
     })
     .await?;
-    assert_eq!(addresses(&claims), vec!["10.204.0.9".parse::<IpAddr>()?]);
+    assert_eq!(addresses(&claims), vec![wanted.parse::<IpAddr>()?]);
 
     services
         .create(
             &PostParams::default(),
-            &service("also-9", serde_json::json!({}), Some("10.204.0.9")),
+            &service("also-9", serde_json::json!({}), Some(&wanted)),
         )
         .await?;
     services
@@ -347,6 +358,5 @@ async fn requested_addresses_are_honoured_or_refused_never_replaced() -> anyhow:
         vec!["wants-9"],
         "refused requests get no other address"
     );
-    running.shut_down().await;
-    ns.delete().await
+    finish(&client, ns, running).await
 }

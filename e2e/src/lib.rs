@@ -188,3 +188,55 @@ pub async fn install_crds(client: &Client) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A private IPv4 CIDR of the given prefix length (16 to 29) under 10.128.0.0/9 that no
+/// other test run is likely to use: ServiceIP claims are cluster-wide, so tests that run side
+/// by side (or after a failed run left claims behind) must not share address ranges.
+pub fn unique_cidr(prefix_len: u8) -> String {
+    assert!(
+        (16..=29).contains(&prefix_len),
+        "prefix length {prefix_len} out of 16..=29"
+    );
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 20)
+        ^ u64::from(COUNTER.fetch_add(1, Ordering::Relaxed)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64, to spread the seed over every bit.
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    let host_bits = 32 - u32::from(prefix_len);
+    let network = (0x0a80_0000u32 | (z as u32 & 0x007f_ffff)) >> host_bits << host_bits;
+    format!("{}/{prefix_len}", std::net::Ipv4Addr::from(network))
+}
+
+/// Deletes a test namespace and waits until no ServiceIP claims a Service of it any more, so a
+/// test's addresses never outlive it (call it while the test's controllers still run).
+pub async fn delete_namespace_and_claims(client: &Client, ns: TestNamespace) -> anyhow::Result<()> {
+    let name = ns.name.clone();
+    ns.delete().await?;
+    let claims: Api<signpost_crds::ServiceIP> = Api::all(client.clone());
+    let selector = format!("signpost.dev/service-namespace={name}");
+    wait_until(
+        "claims of the deleted namespace released",
+        Duration::from_secs(60),
+        || async {
+            let left = claims
+                .list(&kube::api::ListParams::default().labels(&selector))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} claims left"))
+            }
+        },
+    )
+    .await
+}

@@ -29,10 +29,13 @@
 //! }
 //! ```
 
+pub mod controller;
 pub mod desired;
+pub mod index;
 pub mod legacy;
 pub mod pod;
 pub mod slices;
+pub mod tracker;
 
 pub use desired::{
     AddressType, DesiredEndpoint, DesiredEndpoints, EndpointGroup, PodRef, ResolvedPort,

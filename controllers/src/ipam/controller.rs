@@ -22,6 +22,7 @@ use super::book::{Claim, ClaimBook, ServiceKey};
 use super::repair::Repair;
 use super::request::{FamilyRequest, request_of};
 use super::{AllocError, Allocator, IpFamily};
+use crate::runtime::Synced;
 use crate::runtime::metrics::{CidrLabels, ErrorLabels};
 use crate::runtime::{
     Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, WorkQueue, run_workers,
@@ -83,6 +84,7 @@ pub struct Ipam {
     client: Client,
     services: Store<Service>,
     claims: Store<ServiceIP>,
+    synced: Vec<Synced>,
     book: Mutex<ClaimBook>,
     queue: WorkQueue<ServiceKey>,
     events: EventSink,
@@ -111,6 +113,7 @@ impl Ipam {
             client,
             services: services.store(),
             claims: claims.store(),
+            synced: vec![services.synced(), claims.synced()],
             book: Mutex::new(ClaimBook::new(config.allocator.clone())),
             queue: WorkQueue::new(),
             events,
@@ -126,6 +129,7 @@ impl Ipam {
         services.on_change(move |change| match change {
             Change::Applied { new, .. } => queue.add(key_of(new)),
             Change::Deleted(old) => queue.add(key_of(old)),
+            Change::Relisting => {}
             Change::Resynced { removed } => {
                 for svc in removed {
                     queue.add(key_of(svc.as_ref()));
@@ -194,6 +198,7 @@ impl Ipam {
                     }
                 }
             }
+            Change::Relisting => {}
             Change::Resynced { .. } => {
                 let keys = self.rebuild();
                 for key in keys {
@@ -250,10 +255,13 @@ impl Ipam {
     /// Runs the controller until the queue shuts down: waits for both caches, rebuilds the
     /// bitmaps from the claims, repairs once, then reconciles.
     pub async fn run(self: Arc<Self>) {
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.claims.wait_until_ready().await;
+        for mut synced in self.synced.clone() {
+            synced.wait().await;
+        }
+        tracing::debug!("ipam: caches synced");
         self.rebuild();
         self.repair_pass().await;
+        tracing::debug!("ipam: first repair done");
         for svc in self.services.state() {
             self.queue.add(key_of(svc.as_ref()));
         }
@@ -262,7 +270,7 @@ impl Ipam {
             self.queue.add(key);
         }
         self.publish_usage();
-        let _ = self.ready.send(true);
+        self.ready.send_replace(true);
         let repairer = tokio::spawn({
             let this = self.clone();
             async move {

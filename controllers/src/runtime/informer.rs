@@ -25,6 +25,10 @@ pub enum Change<'a, K> {
     },
     /// An object was deleted; it is no longer in the cache.
     Deleted(&'a K),
+    /// A full list is starting (at start-up, and after the watch had to be re-established).
+    /// Informers without a cache report each listed object as `Applied { old: None, .. }`
+    /// until `Resynced`; handlers that keep their own index mark it stale here.
+    Relisting,
     /// A full list completed (at start-up, and after the watch had to be re-established):
     /// the cache now holds exactly what was listed. `removed` are the objects that were in the
     /// cache before and are gone now (deleted while the watch was down). Handlers should treat
@@ -36,6 +40,23 @@ pub enum Change<'a, K> {
 }
 
 type Handler<K> = Box<dyn Fn(&Change<'_, K>) + Send + Sync>;
+
+/// Tells whether an informer has completed its first list. Any number of tasks may wait on
+/// it (kube's `Store::wait_until_ready` wakes only one of several concurrent waiters).
+#[derive(Clone, Debug)]
+pub struct Synced(tokio::sync::watch::Receiver<bool>);
+
+impl Synced {
+    /// Waits until the first list has completed.
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|synced| *synced).await;
+    }
+
+    /// Whether the first list has completed.
+    pub fn is_synced(&self) -> bool {
+        *self.0.borrow()
+    }
+}
 
 /// A watch cache of one kind plus the handlers fed from it.
 pub struct Informer<K>
@@ -49,6 +70,8 @@ where
     store: Store<K>,
     strip: fn(&mut K),
     handlers: Vec<Handler<K>>,
+    cache: bool,
+    synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl<K> Informer<K>
@@ -69,6 +92,19 @@ where
             store,
             strip,
             handlers: Vec::new(),
+            cache: true,
+            synced: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// An informer that keeps no cache of its own: handlers see every object as it arrives
+    /// and keep whatever compact index they need (pods are cached this way, as small records
+    /// instead of whole objects). [`Informer::store`] stays empty but becomes ready after the
+    /// first list.
+    pub fn without_cache(api: Api<K>, config: watcher::Config, strip: fn(&mut K)) -> Self {
+        Self {
+            cache: false,
+            ..Self::new(api, config, strip)
         }
     }
 
@@ -76,6 +112,11 @@ where
     /// ([`Store::wait_until_ready`]).
     pub fn store(&self) -> Store<K> {
         self.store.clone()
+    }
+
+    /// A handle that tells when the first list has completed (and the handlers have seen it).
+    pub fn synced(&self) -> Synced {
+        Synced(self.synced.subscribe())
     }
 
     /// Registers a handler; call before [`Informer::run`].
@@ -101,6 +142,10 @@ where
                     continue;
                 }
             };
+            if !self.cache {
+                self.pass_through(&event);
+                continue;
+            }
             match &event {
                 watcher::Event::Apply(obj) => {
                     let old = self.store.get(&ObjectRef::from_obj(obj));
@@ -115,6 +160,7 @@ where
                     before_relist = Some(self.store.state());
                     listed.clear();
                     self.writer.apply_watcher_event(&event);
+                    self.notify(&Change::Relisting);
                 }
                 watcher::Event::InitApply(obj) => {
                     listed.insert(ObjectRef::from_obj(obj));
@@ -131,7 +177,29 @@ where
                     listed.clear();
                     tracing::debug!(%kind, objects = self.store.len(), "cache synced");
                     self.notify(&Change::Resynced { removed });
+                    self.synced.send_replace(true);
                 }
+            }
+        }
+    }
+
+    fn pass_through(&mut self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
+                self.notify(&Change::Applied {
+                    old: None,
+                    new: obj,
+                })
+            }
+            watcher::Event::Delete(obj) => self.notify(&Change::Deleted(obj)),
+            watcher::Event::Init => self.notify(&Change::Relisting),
+            watcher::Event::InitDone => {
+                // Marks the (empty) store ready, so waiting on it means "first list done".
+                self.writer.apply_watcher_event(&watcher::Event::InitDone);
+                self.notify(&Change::Resynced {
+                    removed: Vec::new(),
+                });
+                self.synced.send_replace(true);
             }
         }
     }

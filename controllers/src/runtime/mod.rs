@@ -8,7 +8,7 @@ pub mod worker;
 pub mod workqueue;
 
 pub use events::EventSink;
-pub use informer::{Change, Informer, strip_metadata};
+pub use informer::{Change, Informer, Synced, strip_metadata};
 pub use metrics::{Metrics, SharedMetrics};
 pub use worker::{Next, ReconcileError, run_workers};
 pub use workqueue::WorkQueue;

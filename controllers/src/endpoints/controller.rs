@@ -1,0 +1,683 @@
+//! The endpoints reconciler: Services + Pods + Nodes in, EndpointSlices and Endpoints out.
+//!
+//! Pods are never cached whole: a handler-only watch turns each into a [`PodRecord`] in a
+//! [`PodIndex`], and a [`SelectorIndex`] maps a pod change to the Services it concerns. The
+//! slice plan and the Endpoints rendering are the pure functions of this module's siblings;
+//! this file only reads caches, calls them, and writes what they say.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::index::{PodIndex, SelectorIndex};
+use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints};
+use super::pod::{NodeZones, PodRecord};
+use super::slices::{LABEL_SERVICE_NAME, SliceTemplate, is_managed_by_signpost, plan};
+use super::tracker::WriteTracker;
+use super::{desired_endpoints, service_selector};
+use crate::ipam::ServiceKey;
+use crate::ipam::controller::key_of;
+use crate::runtime::{
+    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
+    run_workers,
+};
+
+/// Name of this controller in metrics, logs and Events.
+pub const CONTROLLER: &str = "endpoints";
+/// Field manager of the objects this controller writes.
+pub const FIELD_MANAGER: &str = "signpost-endpoints";
+/// Annotation carrying the time of the change that caused the write, as Kubernetes sets it.
+pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// Label that tells an EndpointSlice mirroring controller to leave an Endpoints object alone
+/// (its slices are written directly).
+pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
+
+/// Settings of the endpoints controller.
+#[derive(Clone, Debug)]
+pub struct EndpointsConfig {
+    /// At most this many endpoints per slice.
+    pub max_endpoints_per_slice: usize,
+    /// Only this namespace (tests); `None` for the whole cluster.
+    pub namespace: Option<String>,
+    /// Concurrent reconciles.
+    pub workers: usize,
+}
+
+/// Why a reconcile failed (the variant name is the metric label).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A write or read failed.
+    #[error("{action} failed: {source}")]
+    Api {
+        /// What was attempted.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Our cached copy was outdated (409): retried from fresh state.
+    #[error("{0} changed since it was cached; retrying from fresh state")]
+    Conflict(String),
+    /// The Service object lacks a field the API server always sets.
+    #[error("the Service is malformed: {0}")]
+    Model(#[from] super::Error),
+}
+
+impl ReconcileError for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Api { .. } => "ApiError",
+            Error::Conflict(_) => "Conflict",
+            Error::Model(_) => "MalformedService",
+        }
+    }
+}
+
+fn write_error(action: String, error: kube::Error) -> Error {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => Error::Conflict(action),
+        source => Error::Api { action, source },
+    }
+}
+
+#[derive(Default)]
+struct State {
+    pods: PodIndex,
+    selectors: SelectorIndex,
+    zones: NodeZones,
+    tracker: WriteTracker,
+    /// Names of our cached slices per Service.
+    slices: HashMap<ServiceKey, HashSet<String>>,
+    /// When the oldest change not yet written happened, per Service.
+    triggers: HashMap<ServiceKey, k8s_openapi::jiff::Timestamp>,
+    /// The foreign Endpoints versions already reported, so each is reported once.
+    reported_foreign: HashMap<ServiceKey, String>,
+    /// resourceVersion of our last Endpoints write per Service, until the cache shows it:
+    /// writing from an older cached copy would only earn a conflict.
+    endpoints_written: HashMap<ServiceKey, String>,
+}
+
+/// Shared state of the controller.
+pub struct EndpointsController {
+    client: Client,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    endpoints: Store<Endpoints>,
+    nodes: Store<Node>,
+    synced: Vec<Synced>,
+    state: Mutex<State>,
+    queue: WorkQueue<ServiceKey>,
+    events: EventSink,
+    metrics: SharedMetrics,
+    config: EndpointsConfig,
+    ready: watch::Sender<bool>,
+}
+
+/// The informers this controller reads.
+pub struct EndpointsInformers<'a> {
+    /// Services (shared).
+    pub services: &'a mut Informer<Service>,
+    /// Pods, without a cache of their own.
+    pub pods: &'a mut Informer<Pod>,
+    /// EndpointSlices managed by Signpost's endpoints controller.
+    pub slices: &'a mut Informer<EndpointSlice>,
+    /// Endpoints.
+    pub endpoints: &'a mut Informer<Endpoints>,
+    /// Nodes (for zones).
+    pub nodes: &'a mut Informer<Node>,
+}
+
+impl EndpointsController {
+    /// Registers the controller's handlers on the informers.
+    pub fn new(
+        client: Client,
+        informers: EndpointsInformers<'_>,
+        events: EventSink,
+        metrics: SharedMetrics,
+        config: EndpointsConfig,
+    ) -> Arc<Self> {
+        let this = Arc::new(Self {
+            client,
+            services: informers.services.store(),
+            slices: informers.slices.store(),
+            endpoints: informers.endpoints.store(),
+            nodes: informers.nodes.store(),
+            synced: vec![
+                informers.services.synced(),
+                informers.slices.synced(),
+                informers.endpoints.synced(),
+                informers.nodes.synced(),
+                informers.pods.synced(),
+            ],
+            state: Mutex::new(State::default()),
+            queue: WorkQueue::new(),
+            events,
+            metrics,
+            config,
+            ready: watch::channel(false).0,
+        });
+        let weak = Arc::downgrade(&this);
+        informers.services.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_service(change);
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        informers.pods.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_pod(change);
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        informers.slices.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_slice(change);
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        informers.endpoints.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_endpoints(change);
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        informers.nodes.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_node(change);
+            }
+        });
+        this
+    }
+
+    /// Becomes true once every cache has synced and the first pass was queued.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_service(&self, change: &Change<'_, Service>) {
+        match change {
+            Change::Applied { new, .. } => {
+                let key = key_of(new);
+                self.lock()
+                    .selectors
+                    .set(key.clone(), service_selector(new));
+                self.queue.add(key);
+            }
+            Change::Deleted(old) => {
+                let key = key_of(old);
+                self.lock().selectors.remove(&key);
+                self.queue.add(key);
+            }
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                let services = self.services.state();
+                let mut state = self.lock();
+                for svc in removed {
+                    state.selectors.remove(&key_of(svc));
+                    self.queue.add(key_of(svc));
+                }
+                for svc in &services {
+                    state.selectors.set(key_of(svc), service_selector(svc));
+                    self.queue.add(key_of(svc));
+                }
+            }
+        }
+    }
+
+    fn on_pod(&self, change: &Change<'_, Pod>) {
+        let mut affected = HashSet::new();
+        {
+            let mut state = self.lock();
+            match change {
+                Change::Applied { new, .. } => {
+                    let Ok(record) = PodRecord::from_pod(new) else {
+                        return;
+                    };
+                    let old = state.pods.get(&record.namespace, &record.name).cloned();
+                    if old
+                        .as_ref()
+                        .is_some_and(|old| old.same_endpoint_inputs(&record))
+                    {
+                        state.pods.upsert(record);
+                        return;
+                    }
+                    services_of(&state.selectors, &record, &mut affected);
+                    if let Some(old) = &old {
+                        services_of(&state.selectors, old, &mut affected);
+                    }
+                    state.pods.upsert(record);
+                }
+                Change::Deleted(old) => {
+                    let namespace = old.namespace().unwrap_or_default();
+                    if let Some(old) = state.pods.remove(&namespace, &old.name_any()) {
+                        services_of(&state.selectors, &old, &mut affected);
+                    }
+                }
+                Change::Relisting => state.pods.begin_relist(),
+                Change::Resynced { .. } => {
+                    for gone in state.pods.finish_relist() {
+                        services_of(&state.selectors, &gone, &mut affected);
+                    }
+                }
+            }
+            let now = k8s_openapi::jiff::Timestamp::now();
+            for key in &affected {
+                state.triggers.entry(key.clone()).or_insert(now);
+            }
+        }
+        for key in affected {
+            self.queue.add(key);
+        }
+    }
+
+    fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
+        let mut state = self.lock();
+        match change {
+            Change::Applied { new, .. } => {
+                if let Some(key) = slice_service(new) {
+                    state
+                        .slices
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(new.name_any());
+                    self.queue.add(key);
+                }
+            }
+            Change::Deleted(old) => {
+                if let Some(key) = slice_service(old) {
+                    let name = old.name_any();
+                    state.tracker.observed_deletion(&key, &name);
+                    if let Some(names) = state.slices.get_mut(&key) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            state.slices.remove(&key);
+                        }
+                    }
+                    self.queue.add(key);
+                }
+            }
+            Change::Relisting => {}
+            Change::Resynced { .. } => {
+                state.slices.clear();
+                for slice in self.slices.state() {
+                    if let Some(key) = slice_service(&slice) {
+                        state
+                            .slices
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(slice.name_any());
+                        self.queue.add(key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_endpoints(&self, change: &Change<'_, Endpoints>) {
+        match change {
+            Change::Applied { new, .. } => {
+                let key = endpoints_key(new);
+                let mut state = self.lock();
+                if state.endpoints_written.get(&key) == new.metadata.resource_version.as_ref() {
+                    state.endpoints_written.remove(&key);
+                }
+                drop(state);
+                self.queue.add(key);
+            }
+            Change::Deleted(old) => {
+                let key = endpoints_key(old);
+                self.lock().endpoints_written.remove(&key);
+                self.queue.add(key);
+            }
+            Change::Relisting => {}
+            Change::Resynced { .. } => {
+                self.lock().endpoints_written.clear();
+                for svc in self.services.state() {
+                    self.queue.add(key_of(&svc));
+                }
+            }
+        }
+    }
+
+    fn on_node(&self, change: &Change<'_, Node>) {
+        let changed = {
+            let mut state = self.lock();
+            match change {
+                Change::Applied { new, .. } => state.zones.apply_node(new),
+                Change::Deleted(old) => state.zones.remove(&old.name_any()),
+                Change::Relisting => false,
+                Change::Resynced { .. } => {
+                    let mut zones = NodeZones::new();
+                    for node in self.nodes.state() {
+                        zones.apply_node(&node);
+                    }
+                    state.zones = zones;
+                    true
+                }
+            }
+        };
+        if changed {
+            // Zones change rarely (a node joins or is relabelled): look at every Service.
+            for svc in self.services.state() {
+                self.queue.add(key_of(&svc));
+            }
+        }
+    }
+
+    /// Runs until the queue shuts down: waits for every cache, then reconciles.
+    pub async fn run(self: Arc<Self>) {
+        for mut synced in self.synced.clone() {
+            synced.wait().await;
+        }
+        tracing::debug!("endpoints: caches synced");
+        for svc in self.services.state() {
+            self.queue.add(key_of(&svc));
+        }
+        self.ready.send_replace(true);
+        let this = self.clone();
+        run_workers(
+            CONTROLLER,
+            self.queue.clone(),
+            self.config.workers,
+            self.metrics.clone(),
+            move |key| {
+                let this = this.clone();
+                async move { this.reconcile(key).await }
+            },
+        )
+        .await;
+    }
+
+    /// Stops taking work.
+    pub fn shut_down(&self) {
+        self.queue.shut_down();
+    }
+
+    fn cached_slices(&self, key: &ServiceKey) -> Vec<Arc<EndpointSlice>> {
+        let names: Vec<String> = self
+            .lock()
+            .slices
+            .get(key)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default();
+        names
+            .iter()
+            .filter_map(|name| {
+                self.slices
+                    .get(&ObjectRef::new(name).within(&key.namespace))
+            })
+            .collect()
+    }
+
+    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
+        let service = self
+            .services
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        let cached = self.cached_slices(&key);
+        let Some(service) = service.filter(|s| service_selector(s).is_some()) else {
+            // Gone, or user-managed (no selector): remove what we wrote. Slices of a deleted
+            // Service also go by garbage collection; deleting them here is just faster.
+            for slice in cached.iter().filter(|s| is_managed_by_signpost(s)) {
+                self.delete_slice(&key, slice).await?;
+            }
+            self.delete_our_endpoints(&key).await?;
+            let mut state = self.lock();
+            state.triggers.remove(&key);
+            state.reported_foreign.remove(&key);
+            return Ok(Next::Done);
+        };
+
+        let generations: Vec<(String, i64)> = cached
+            .iter()
+            .map(|s| (s.name_any(), s.metadata.generation.unwrap_or(0)))
+            .collect();
+        if self.lock().tracker.is_stale(&key, &generations) {
+            // The watch has not shown our last writes yet; its event queues this again.
+            return Ok(Next::After(Duration::from_secs(1)));
+        }
+
+        let desired = {
+            let state = self.lock();
+            desired_endpoints(
+                &service,
+                state.pods.in_namespace(&key.namespace).map(|p| p.as_ref()),
+                &state.zones,
+            )
+        };
+        let template = SliceTemplate::for_service(&service)?;
+        let ours: Vec<EndpointSlice> = cached
+            .iter()
+            .filter(|s| is_managed_by_signpost(s))
+            .map(|s| (**s).clone())
+            .collect();
+        let slice_plan = plan(
+            &ours,
+            &desired,
+            self.config.max_endpoints_per_slice,
+            &template,
+        );
+        let trigger = self.lock().triggers.remove(&key).map(|t| t.to_string());
+
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        for mut slice in slice_plan.creates {
+            annotate(&mut slice.metadata, trigger.as_deref());
+            self.metrics.wrote(CONTROLLER);
+            let created = api
+                .create(&params, &slice)
+                .await
+                .map_err(|e| write_error(format!("creating an EndpointSlice for {key}"), e))?;
+            self.lock().tracker.wrote(
+                &key,
+                &created.name_any(),
+                created.metadata.generation.unwrap_or(0),
+            );
+        }
+        for mut slice in slice_plan.updates {
+            annotate(&mut slice.metadata, trigger.as_deref());
+            let name = slice.name_any();
+            self.metrics.wrote(CONTROLLER);
+            let updated = api.replace(&name, &params, &slice).await.map_err(|e| {
+                write_error(
+                    format!("updating EndpointSlice {}/{name}", key.namespace),
+                    e,
+                )
+            })?;
+            self.lock()
+                .tracker
+                .wrote(&key, &name, updated.metadata.generation.unwrap_or(0));
+        }
+        for name in slice_plan.deletes {
+            if let Some(slice) = cached.iter().find(|s| s.name_any() == name) {
+                self.delete_slice(&key, slice).await?;
+            }
+        }
+
+        let mut want = render_endpoints(&service, &desired)?;
+        want.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(SKIP_MIRROR_LABEL.into(), "true".into());
+        self.write_endpoints(&key, &service, want, trigger.as_deref())
+            .await?;
+        Ok(Next::Done)
+    }
+
+    async fn write_endpoints(
+        &self,
+        key: &ServiceKey,
+        service: &Service,
+        mut want: Endpoints,
+        trigger: Option<&str>,
+    ) -> Result<(), Error> {
+        let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        if self.lock().endpoints_written.contains_key(key) {
+            // The watch has not shown our last write yet; its event queues this again.
+            return Ok(());
+        }
+        let written = match self
+            .endpoints
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+        {
+            None => {
+                annotate(&mut want.metadata, trigger);
+                self.metrics.wrote(CONTROLLER);
+                api.create(&params, &want)
+                    .await
+                    .map_err(|e| write_error(format!("creating Endpoints {key}"), e))?
+            }
+            Some(existing) if !legacy::is_managed_by_signpost(&existing) => {
+                let version = existing.resource_version().unwrap_or_default();
+                let first_time = self
+                    .lock()
+                    .reported_foreign
+                    .insert(key.clone(), version.clone())
+                    != Some(version);
+                if first_time {
+                    let note = format!(
+                        "Endpoints {key} was written by another controller (no label app.kubernetes.io/managed-by=signpost); Signpost leaves it alone. Delete it to let Signpost manage it, or turn off kube-controller-manager's endpoints controller."
+                    );
+                    self.events
+                        .warn(
+                            &service.object_ref(&()),
+                            "EndpointsManagedElsewhere",
+                            "SyncEndpoints",
+                            note,
+                        )
+                        .await;
+                }
+                return Ok(());
+            }
+            Some(existing) if endpoints_equivalent(&existing, &want) => return Ok(()),
+            Some(existing) => {
+                let mut update = prepare_update(&existing, &want);
+                annotate(&mut update.metadata, trigger);
+                self.metrics.wrote(CONTROLLER);
+                api.replace(&key.name, &params, &update)
+                    .await
+                    .map_err(|e| write_error(format!("updating Endpoints {key}"), e))?
+            }
+        };
+        if let Some(version) = written.metadata.resource_version {
+            // Checked under the state lock, which the watch handler also takes after updating
+            // the cache: either the cache shows our write already, or the handler will clear
+            // the note when it does.
+            let mut state = self.lock();
+            let cached = self
+                .endpoints
+                .get(&ObjectRef::new(&key.name).within(&key.namespace));
+            if cached.and_then(|e| e.metadata.resource_version.clone()) != Some(version.clone()) {
+                state.endpoints_written.insert(key.clone(), version);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_slice(&self, key: &ServiceKey, slice: &EndpointSlice) -> Result<(), Error> {
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
+        let name = slice.name_any();
+        let params = DeleteParams {
+            preconditions: slice.uid().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        self.metrics.wrote(CONTROLLER);
+        match api.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => {
+                return Err(write_error(
+                    format!("deleting EndpointSlice {}/{name}", key.namespace),
+                    e,
+                ));
+            }
+        }
+        self.lock().tracker.deleted(key, &name);
+        Ok(())
+    }
+
+    async fn delete_our_endpoints(&self, key: &ServiceKey) -> Result<(), Error> {
+        let Some(existing) = self
+            .endpoints
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+        else {
+            return Ok(());
+        };
+        if !legacy::is_managed_by_signpost(&existing) {
+            return Ok(());
+        }
+        let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
+        let params = DeleteParams {
+            preconditions: existing.uid().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        self.metrics.wrote(CONTROLLER);
+        match api.delete(&key.name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+            Err(e) => Err(write_error(format!("deleting Endpoints {key}"), e)),
+        }
+    }
+}
+
+fn services_of(selectors: &SelectorIndex, pod: &PodRecord, out: &mut HashSet<ServiceKey>) {
+    selectors.services_selecting(
+        &pod.namespace,
+        pod.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+        out,
+    );
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
+    let name = slice.labels().get(LABEL_SERVICE_NAME)?;
+    Some(ServiceKey::new(slice.namespace()?, name))
+}
+
+fn endpoints_key(endpoints: &Endpoints) -> ServiceKey {
+    ServiceKey::new(
+        endpoints.namespace().unwrap_or_default(),
+        endpoints.name_any(),
+    )
+}
+
+fn annotate(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    trigger: Option<&str>,
+) {
+    if let Some(trigger) = trigger {
+        meta.annotations
+            .get_or_insert_default()
+            .insert(LAST_CHANGE_TRIGGER_TIME.into(), trigger.into());
+    }
+}
+
+/// Removes what the endpoints controller never reads from a Node: all but its name and labels.
+pub fn strip_node(node: &mut Node) {
+    crate::runtime::strip_metadata(node);
+    node.metadata.annotations = None;
+    node.spec = None;
+    node.status = None;
+}

@@ -1,0 +1,283 @@
+//! In-memory indexes the endpoints controller keeps instead of scanning caches.
+//!
+//! - [`SelectorIndex`] maps a pod's labels to the Services that may select it: each selector
+//!   is filed under one of its `key=value` pairs (its anchor), so a pod event looks up only the
+//!   Services anchored on one of the pod's own labels, never every Service.
+//! - [`PodIndex`] holds the compact [`PodRecord`] of every pod by namespace, and tells which
+//!   entries vanished across a relist.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use super::pod::PodRecord;
+use crate::ipam::ServiceKey;
+
+type Anchor = (Arc<str>, Arc<str>, Arc<str>); // namespace, label key, label value
+
+/// Services by one label pair of their selector.
+#[derive(Debug, Default)]
+pub struct SelectorIndex {
+    by_anchor: HashMap<Anchor, HashSet<ServiceKey>>,
+    selectors: HashMap<ServiceKey, (Anchor, BTreeMap<String, String>)>,
+}
+
+impl SelectorIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Files (or refiles) the selector of `service`; `None` or an empty selector removes it.
+    /// Returns the previous selector, so a selector change can wake the pods it used to match.
+    pub fn set(
+        &mut self,
+        service: ServiceKey,
+        selector: Option<&BTreeMap<String, String>>,
+    ) -> Option<BTreeMap<String, String>> {
+        let previous = self.remove(&service);
+        if let Some(selector) = selector.filter(|s| !s.is_empty()) {
+            // The first pair in key order: deterministic, so re-filing does not move entries.
+            if let Some((key, value)) = selector.iter().next() {
+                let anchor: Anchor = (
+                    service.namespace.as_str().into(),
+                    key.as_str().into(),
+                    value.as_str().into(),
+                );
+                self.by_anchor
+                    .entry(anchor.clone())
+                    .or_default()
+                    .insert(service.clone());
+                self.selectors.insert(service, (anchor, selector.clone()));
+            }
+        }
+        previous
+    }
+
+    /// Removes `service`; returns its selector.
+    pub fn remove(&mut self, service: &ServiceKey) -> Option<BTreeMap<String, String>> {
+        let (anchor, selector) = self.selectors.remove(service)?;
+        if let Some(set) = self.by_anchor.get_mut(&anchor) {
+            set.remove(service);
+            if set.is_empty() {
+                self.by_anchor.remove(&anchor);
+            }
+        }
+        Some(selector)
+    }
+
+    /// Services in `namespace` whose selector matches `labels`.
+    pub fn services_selecting<'a>(
+        &'a self,
+        namespace: &'a str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+        out: &mut HashSet<ServiceKey>,
+    ) {
+        let labels: Vec<(&str, &str)> = labels.into_iter().collect();
+        for (key, value) in &labels {
+            let anchor: Anchor = (namespace.into(), (*key).into(), (*value).into());
+            let Some(candidates) = self.by_anchor.get(&anchor) else {
+                continue;
+            };
+            for service in candidates {
+                if let Some((_, selector)) = self.selectors.get(service)
+                    && selector
+                        .iter()
+                        .all(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+                {
+                    out.insert(service.clone());
+                }
+            }
+        }
+    }
+
+    /// Number of Services with a selector.
+    pub fn len(&self) -> usize {
+        self.selectors.len()
+    }
+
+    /// Whether no Service has a selector.
+    pub fn is_empty(&self) -> bool {
+        self.selectors.is_empty()
+    }
+}
+
+/// Compact records of every pod, by namespace and name.
+#[derive(Debug, Default)]
+pub struct PodIndex {
+    namespaces: HashMap<Arc<str>, BTreeMap<Arc<str>, Arc<PodRecord>>>,
+    /// Pods seen since the current relist began; `None` when no relist is under way.
+    relisted: Option<HashSet<(Arc<str>, Arc<str>)>>,
+}
+
+impl PodIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores `record`; returns the record it replaces.
+    pub fn upsert(&mut self, record: PodRecord) -> Option<Arc<PodRecord>> {
+        let namespace = record.namespace.clone();
+        let name = record.name.clone();
+        if let Some(seen) = self.relisted.as_mut() {
+            seen.insert((namespace.clone(), name.clone()));
+        }
+        self.namespaces
+            .entry(namespace)
+            .or_default()
+            .insert(name, Arc::new(record))
+    }
+
+    /// Removes a pod; returns its record.
+    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<Arc<PodRecord>> {
+        let pods = self.namespaces.get_mut(namespace)?;
+        let removed = pods.remove(name);
+        if pods.is_empty() {
+            self.namespaces.remove(namespace);
+        }
+        removed
+    }
+
+    /// The record of one pod.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<&Arc<PodRecord>> {
+        self.namespaces.get(namespace)?.get(name)
+    }
+
+    /// Every pod of a namespace.
+    pub fn in_namespace(&self, namespace: &str) -> impl Iterator<Item = &Arc<PodRecord>> {
+        self.namespaces
+            .get(namespace)
+            .into_iter()
+            .flat_map(|pods| pods.values())
+    }
+
+    /// A relist begins: pods not seen again before [`PodIndex::finish_relist`] are gone.
+    pub fn begin_relist(&mut self) {
+        self.relisted = Some(HashSet::new());
+    }
+
+    /// A relist ended: removes and returns the pods it did not list.
+    pub fn finish_relist(&mut self) -> Vec<Arc<PodRecord>> {
+        let Some(seen) = self.relisted.take() else {
+            return Vec::new();
+        };
+        let mut gone = Vec::new();
+        for (namespace, pods) in &mut self.namespaces {
+            pods.retain(|name, record| {
+                let keep = seen.contains(&(namespace.clone(), name.clone()));
+                if !keep {
+                    gone.push(record.clone());
+                }
+                keep
+            });
+        }
+        self.namespaces.retain(|_, pods| !pods.is_empty());
+        gone
+    }
+
+    /// Number of pods.
+    pub fn len(&self) -> usize {
+        self.namespaces.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether there are no pods.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selector(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn selecting(index: &SelectorIndex, ns: &str, labels: &[(&str, &str)]) -> Vec<String> {
+        let mut out = HashSet::new();
+        index.services_selecting(ns, labels.iter().copied(), &mut out);
+        let mut names: Vec<String> = out.into_iter().map(|k| k.name).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn pods_find_only_services_whose_whole_selector_matches() {
+        let mut index = SelectorIndex::new();
+        index.set(
+            ServiceKey::new("demo", "web"),
+            Some(&selector(&[("app", "web")])),
+        );
+        index.set(
+            ServiceKey::new("demo", "web-canary"),
+            Some(&selector(&[("app", "web"), ("track", "canary")])),
+        );
+        index.set(
+            ServiceKey::new("other", "web"),
+            Some(&selector(&[("app", "web")])),
+        );
+        assert_eq!(selecting(&index, "demo", &[("app", "web")]), vec!["web"]);
+        assert_eq!(
+            selecting(&index, "demo", &[("app", "web"), ("track", "canary")]),
+            vec!["web", "web-canary"]
+        );
+        assert!(selecting(&index, "demo", &[("app", "db")]).is_empty());
+    }
+
+    #[test]
+    fn changing_or_removing_a_selector_refiles_the_service() {
+        let mut index = SelectorIndex::new();
+        let key = ServiceKey::new("demo", "web");
+        index.set(key.clone(), Some(&selector(&[("app", "web")])));
+        let previous = index.set(key.clone(), Some(&selector(&[("app", "api")])));
+        assert_eq!(previous, Some(selector(&[("app", "web")])));
+        assert!(selecting(&index, "demo", &[("app", "web")]).is_empty());
+        assert_eq!(selecting(&index, "demo", &[("app", "api")]), vec!["web"]);
+        index.set(key.clone(), None);
+        assert!(index.is_empty());
+        assert!(
+            index.by_anchor.is_empty(),
+            "no empty anchor sets left behind"
+        );
+    }
+
+    #[test]
+    fn an_empty_selector_selects_nothing() {
+        let mut index = SelectorIndex::new();
+        index.set(ServiceKey::new("demo", "all"), Some(&BTreeMap::new()));
+        assert!(selecting(&index, "demo", &[("app", "web")]).is_empty());
+    }
+
+    fn record(ns: &str, name: &str) -> PodRecord {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
+            "spec": {"containers": []}
+        }))
+        .unwrap();
+        PodRecord::from_pod(&pod).unwrap()
+    }
+
+    #[test]
+    fn relist_removes_pods_that_were_not_listed_again() {
+        let mut pods = PodIndex::new();
+        pods.upsert(record("demo", "a"));
+        pods.upsert(record("demo", "b"));
+        pods.upsert(record("other", "c"));
+        pods.begin_relist();
+        pods.upsert(record("demo", "a"));
+        let mut gone: Vec<String> = pods
+            .finish_relist()
+            .iter()
+            .map(|r| r.name.to_string())
+            .collect();
+        gone.sort();
+        assert_eq!(gone, vec!["b", "c"]);
+        assert_eq!(pods.len(), 1);
+        assert!(pods.get("demo", "a").is_some());
+        assert_eq!(pods.in_namespace("other").count(), 0);
+    }
+}

@@ -1,0 +1,756 @@
+//! The endpoints controller against the local control plane: each test runs its own
+//! controllers scoped to its own namespace.
+#![cfg(feature = "integration")]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::TryStreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::{Api, Client, ResourceExt};
+use signpost_controllers::app::{self, Running, Settings};
+use signpost_controllers::runtime::Metrics;
+use signpost_e2e::{
+    TestNamespace, client, delete_namespace_and_claims, events_about, fixtures, install_crds,
+    pod_is_ready, set_pod_ready, unique_cidr, wait_until,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const MANAGED_BY: &str =
+    "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
+
+async fn start(client: &Client, ns: &str, cidr: &str) -> anyhow::Result<(Running, Arc<Metrics>)> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    install_crds(client).await?;
+    let mut settings = Settings::new(vec![cidr.parse()?]);
+    settings.namespace = Some(ns.to_string());
+    let metrics = Arc::new(Metrics::new());
+    let mut running = app::start(client.clone(), settings, metrics.clone())?;
+    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
+    Ok((running, metrics))
+}
+
+async fn our_slices(slices: &Api<EndpointSlice>) -> Result<Vec<EndpointSlice>, String> {
+    slices
+        .list(&ListParams::default().labels(MANAGED_BY))
+        .await
+        .map(|l| l.items)
+        .map_err(|e| e.to_string())
+}
+
+fn endpoints_of(slice: &EndpointSlice) -> &[k8s_openapi::api::discovery::v1::Endpoint] {
+    slice.endpoints.as_deref().unwrap_or_default()
+}
+
+fn ready_addresses(slices: &[EndpointSlice]) -> BTreeSet<String> {
+    slices
+        .iter()
+        .flat_map(|s| endpoints_of(s).iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .flat_map(|e| e.addresses.clone())
+        .collect()
+}
+
+fn all_addresses(slices: &[EndpointSlice]) -> BTreeSet<String> {
+    slices
+        .iter()
+        .flat_map(|s| endpoints_of(s).iter())
+        .flat_map(|e| e.addresses.clone())
+        .collect()
+}
+
+fn endpoints_counts(e: &Endpoints) -> (usize, usize) {
+    let subsets = e.subsets.clone().unwrap_or_default();
+    let ready = subsets
+        .iter()
+        .map(|s| s.addresses.as_ref().map_or(0, Vec::len))
+        .sum();
+    let not_ready = subsets
+        .iter()
+        .map(|s| s.not_ready_addresses.as_ref().map_or(0, Vec::len))
+        .sum();
+    (ready, not_ready)
+}
+
+async fn ready_pods(pods: &Api<Pod>, selector: &str, n: usize) -> anyhow::Result<Vec<Pod>> {
+    wait_until(
+        &format!("{n} ready pods ({selector})"),
+        Duration::from_secs(60),
+        || async {
+            let list = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .map_err(|e| e.to_string())?;
+            let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
+            if ready.len() == n {
+                Ok(ready)
+            } else {
+                Err(format!("{} ready", ready.len()))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "ep-seed").await?;
+    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    let endpoints: Api<Endpoints> = ns.api();
+
+    let t0 = Instant::now();
+    deployments
+        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
+        .await?;
+    services
+        .create(&PostParams::default(), &fixtures::hostnames_service())
+        .await?;
+    let ready = ready_pods(&pods, "app=hostnames", 3).await?;
+    let ep = wait_until(
+        "Endpoints hostnames with 3 ready addresses",
+        TIMEOUT,
+        || async {
+            let ep = endpoints
+                .get_opt("hostnames")
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no Endpoints yet")?;
+            if endpoints_counts(&ep) == (3, 0) {
+                Ok(ep)
+            } else {
+                Err(format!("{:?}", endpoints_counts(&ep)))
+            }
+        },
+    )
+    .await?;
+    println!(
+        "Endpoints converged {:?} after creating the Deployment",
+        t0.elapsed()
+    );
+    let subsets = ep.subsets.unwrap_or_default();
+    assert!(
+        subsets
+            .iter()
+            .all(|s| s.ports.iter().flatten().all(|p| p.port == 9376)),
+        "port 9376: {subsets:?}"
+    );
+    let slice = wait_until("one slice with 3 ready endpoints", TIMEOUT, || async {
+        let list = our_slices(&slices).await?;
+        if list.len() == 1 && ready_addresses(&list).len() == 3 {
+            Ok(list[0].clone())
+        } else {
+            Err(format!(
+                "{} slices, ready {:?}",
+                list.len(),
+                ready_addresses(&list)
+            ))
+        }
+    })
+    .await?;
+    assert_eq!(
+        slice
+            .labels()
+            .get("kubernetes.io/service-name")
+            .map(String::as_str),
+        Some("hostnames")
+    );
+    assert_eq!(slice.address_type, "IPv4");
+    assert_eq!(slice.ports.as_ref().and_then(|p| p[0].port), Some(9376));
+
+    // A pod that fails its readiness probe leaves the ready set within 5 s.
+    let victim = ready[0].name_any();
+    let victim_ip = ready[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap();
+    let flipped = Instant::now();
+    set_pod_ready(&pods, &victim, false).await?;
+    wait_until(
+        "victim not ready in slice and Endpoints",
+        Duration::from_secs(5),
+        || async {
+            let list = our_slices(&slices).await?;
+            let ep = endpoints
+                .get("hostnames")
+                .await
+                .map_err(|e| e.to_string())?;
+            let in_slice = !ready_addresses(&list).contains(&victim_ip)
+                && all_addresses(&list).contains(&victim_ip);
+            if in_slice && endpoints_counts(&ep) == (2, 1) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "slice ready {:?}, endpoints {:?}",
+                    ready_addresses(&list),
+                    endpoints_counts(&ep)
+                ))
+            }
+        },
+    )
+    .await?;
+    println!(
+        "not-ready pod left the ready set {:?} after the flip",
+        flipped.elapsed()
+    );
+    set_pod_ready(&pods, &victim, true).await?;
+
+    // A deleted pod shows terminating: true while a finalizer holds it, then leaves.
+    let held = ready[1].name_any();
+    let held_ip = ready[1]
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap();
+    pods.patch(
+        &held,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": ["signpost.dev/test-hold"]}})),
+    )
+    .await?;
+    pods.delete(&held, &DeleteParams::default()).await?;
+    wait_until("terminating endpoint", TIMEOUT, || async {
+        let list = our_slices(&slices).await?;
+        let terminating = list.iter().flat_map(|s| endpoints_of(s).iter()).any(|e| {
+            e.addresses.contains(&held_ip)
+                && e.conditions.as_ref().and_then(|c| c.terminating) == Some(true)
+        });
+        if terminating {
+            Ok(())
+        } else {
+            Err(format!(
+                "{:?}",
+                list.iter()
+                    .flat_map(|s| endpoints_of(s).iter())
+                    .map(|e| (&e.addresses, &e.conditions))
+                    .collect::<Vec<_>>()
+            ))
+        }
+    })
+    .await?;
+    pods.patch(
+        &held,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
+    wait_until("terminated pod gone from the slices", TIMEOUT, || async {
+        let list = our_slices(&slices).await?;
+        if all_addresses(&list).contains(&held_ip) {
+            Err(format!("{:?}", all_addresses(&list)))
+        } else {
+            Ok(())
+        }
+    })
+    .await?;
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}
+
+fn bare_pod(name: &str, labels: serde_json::Value, port_name: &str, port: i32) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [{"name": "c", "image": "x", "ports": [{"name": port_name, "containerPort": port}]}]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn named_target_port_resolves_per_pod() -> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "ep-named").await?;
+    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let pods: Api<Pod> = ns.api();
+    let services: Api<Service> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    pods.create(
+        &PostParams::default(),
+        &bare_pod("old", serde_json::json!({"app": "web"}), "http", 8080),
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &bare_pod("new", serde_json::json!({"app": "web"}), "http", 9090),
+    )
+    .await?;
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    }))?;
+    services.create(&PostParams::default(), &svc).await?;
+    ready_pods(&pods, "app=web", 2).await?;
+    let list = wait_until("two slices, one per port mapping", TIMEOUT, || async {
+        let list = our_slices(&slices).await?;
+        if list.len() == 2 && ready_addresses(&list).len() == 2 {
+            Ok(list)
+        } else {
+            Err(format!("{} slices", list.len()))
+        }
+    })
+    .await?;
+    let mut ports: Vec<i32> = list
+        .iter()
+        .filter_map(|s| s.ports.as_ref()?.first()?.port)
+        .collect();
+    ports.sort();
+    assert_eq!(ports, vec![8080, 9090]);
+    for slice in &list {
+        assert_eq!(
+            endpoints_of(slice).len(),
+            1,
+            "each slice holds the pod with that port"
+        );
+    }
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}
+
+/// Counts watch events on our slices (and Endpoints) from now until `quiet` passes with none.
+async fn count_writes_until_quiet<K>(
+    api: &Api<K>,
+    selector: Option<&str>,
+    version: &str,
+    quiet: Duration,
+) -> anyhow::Result<usize>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let mut params = WatchParams::default();
+    match selector {
+        Some(fields) if fields.starts_with("metadata.") => params = params.fields(fields),
+        Some(labels) => params = params.labels(labels),
+        None => {}
+    }
+    let stream = api.watch(&params, version).await?;
+    futures::pin_mut!(stream);
+    let mut writes = 0;
+    while let Ok(next) = tokio::time::timeout(quiet, stream.try_next()).await {
+        let Some(event) = next? else { break };
+        match event {
+            WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_) => writes += 1,
+            _ => {}
+        }
+    }
+    Ok(writes)
+}
+
+#[tokio::test]
+async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "ep-250").await?;
+    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("big", 250, 8080),
+        )
+        .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service("big", 80, 8080),
+        )
+        .await?;
+    let ready = ready_pods(&pods, "app=big", 250).await?;
+    let list = wait_until(
+        "250 ready endpoints in 3 slices",
+        Duration::from_secs(60),
+        || async {
+            let list = our_slices(&slices).await?;
+            if ready_addresses(&list).len() == 250 {
+                Ok(list)
+            } else {
+                Err(format!(
+                    "{} slices, {} ready",
+                    list.len(),
+                    ready_addresses(&list).len()
+                ))
+            }
+        },
+    )
+    .await?;
+    assert_eq!(list.len(), 3, "250 endpoints at 100 per slice");
+    assert!(list.iter().all(|s| endpoints_of(s).len() <= 100));
+
+    let version = slices
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let victim = ready[17].name_any();
+    let counter = tokio::spawn({
+        let slices = slices.clone();
+        async move {
+            count_writes_until_quiet(&slices, Some(MANAGED_BY), &version, Duration::from_secs(2))
+                .await
+        }
+    });
+    set_pod_ready(&pods, &victim, false).await?;
+    let writes = counter.await??;
+    assert_eq!(
+        writes, 1,
+        "one readiness flip must cause exactly one slice write"
+    );
+    println!("one flip among 250 pods: {writes} slice write");
+
+    // Scale to 0: Kubernetes keeps one empty slice per address type; Signpost does the same.
+    deployments
+        .patch(
+            "big",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
+        )
+        .await?;
+    wait_until("one empty slice", Duration::from_secs(60), || async {
+        let list = our_slices(&slices).await?;
+        if list.len() == 1 && endpoints_of(&list[0]).is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} slices, {} endpoints",
+                list.len(),
+                all_addresses(&list).len()
+            ))
+        }
+    })
+    .await?;
+    deployments
+        .patch(
+            "big",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+        )
+        .await?;
+    wait_until(
+        "5 ready endpoints again",
+        Duration::from_secs(60),
+        || async {
+            let list = our_slices(&slices).await?;
+            if list.len() == 1 && ready_addresses(&list).len() == 5 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} slices, {} ready",
+                    list.len(),
+                    ready_addresses(&list).len()
+                ))
+            }
+        },
+    )
+    .await?;
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "ep-misc").await?;
+    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    let endpoints: Api<Endpoints> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("a", 2, 8080),
+        )
+        .await?;
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("b", 3, 8080),
+        )
+        .await?;
+    let a = ready_pods(&pods, "app=a", 2).await?;
+    ready_pods(&pods, "app=b", 3).await?;
+
+    // publishNotReadyAddresses: a not-ready pod is still published as ready.
+    set_pod_ready(&pods, &a[0].name_any(), false).await?;
+    let mut eager = fixtures::app_service("eager", 80, 8080);
+    eager.spec.as_mut().unwrap().selector = Some([("app".to_string(), "a".to_string())].into());
+    eager.spec.as_mut().unwrap().publish_not_ready_addresses = Some(true);
+    services.create(&PostParams::default(), &eager).await?;
+    wait_until("eager publishes both pods as ready", TIMEOUT, || async {
+        let list: Vec<EndpointSlice> = our_slices(&slices)
+            .await?
+            .into_iter()
+            .filter(|s| {
+                s.labels()
+                    .get("kubernetes.io/service-name")
+                    .map(String::as_str)
+                    == Some("eager")
+            })
+            .collect();
+        if ready_addresses(&list).len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", ready_addresses(&list)))
+        }
+    })
+    .await?;
+
+    // Changing the selector moves the endpoints.
+    let mut moving = fixtures::app_service("moving", 80, 8080);
+    moving.spec.as_mut().unwrap().selector = Some([("app".to_string(), "b".to_string())].into());
+    services.create(&PostParams::default(), &moving).await?;
+    let of = |name: &'static str| {
+        let slices = slices.clone();
+        async move {
+            let list: Vec<EndpointSlice> = our_slices(&slices)
+                .await?
+                .into_iter()
+                .filter(|s| {
+                    s.labels()
+                        .get("kubernetes.io/service-name")
+                        .map(String::as_str)
+                        == Some(name)
+                })
+                .collect();
+            Ok::<_, String>(list)
+        }
+    };
+    wait_until("moving selects b's 3 pods", TIMEOUT, || async {
+        let list = of("moving").await?;
+        if all_addresses(&list).len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", all_addresses(&list)))
+        }
+    })
+    .await?;
+    services
+        .patch(
+            "moving",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"selector": {"app": "a"}}})),
+        )
+        .await?;
+    let a_ips: BTreeSet<String> = a
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    wait_until("moving selects a's 2 pods", TIMEOUT, || async {
+        let list = of("moving").await?;
+        if all_addresses(&list) == a_ips {
+            Ok(())
+        } else {
+            Err(format!("{:?}", all_addresses(&list)))
+        }
+    })
+    .await?;
+
+    // Dual-stack pods give one slice per address family.
+    let ds_pod = ready_pods(&pods, "app=b", 3).await?[0].clone();
+    let v4 = ds_pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap();
+    pods.patch_status(
+        &ds_pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"status": {"podIPs": [{"ip": v4}, {"ip": "fd00:10:244::99"}]}}),
+        ),
+    )
+    .await?;
+    let mut dual = fixtures::app_service("dual", 80, 8080);
+    dual.spec.as_mut().unwrap().selector = Some([("app".to_string(), "b".to_string())].into());
+    dual.spec.as_mut().unwrap().ip_family_policy = Some("RequireDualStack".into());
+    dual.spec.as_mut().unwrap().ip_families = Some(vec!["IPv4".into(), "IPv6".into()]);
+    services.create(&PostParams::default(), &dual).await?;
+    wait_until(
+        "dual: an IPv4 slice with 3 and an IPv6 slice with 1",
+        TIMEOUT,
+        || async {
+            let list = of("dual").await?;
+            let count = |t: &str| {
+                list.iter()
+                    .filter(|s| s.address_type == t)
+                    .map(|s| endpoints_of(s).len())
+                    .sum::<usize>()
+            };
+            if count("IPv4") == 3 && count("IPv6") == 1 {
+                Ok(())
+            } else {
+                Err(format!("v4 {} v6 {}", count("IPv4"), count("IPv6")))
+            }
+        },
+    )
+    .await?;
+
+    // A Service without a selector is left alone: its hand-written Endpoints stay as written.
+    let manual: Service = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "manual"}, "spec": {"ports": [{"port": 5432}]}}),
+    )?;
+    services.create(&PostParams::default(), &manual).await?;
+    let written: Endpoints = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "manual"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.10"}], "ports": [{"port": 5432}]}]
+    }))?;
+    let written = endpoints.create(&PostParams::default(), &written).await?;
+    let version = written.resource_version().unwrap_or_default();
+    let rewrites = count_writes_until_quiet(
+        &endpoints,
+        Some("metadata.name=manual"),
+        &version,
+        Duration::from_secs(2),
+    )
+    .await?;
+    assert_eq!(rewrites, 0, "selector-less Endpoints must not be rewritten");
+    assert!(
+        of("manual").await.map_err(anyhow::Error::msg)?.is_empty(),
+        "no Signpost slices for a selector-less Service"
+    );
+    let events = events_about(&client, &ns.name, "manual", "EndpointsManagedElsewhere").await?;
+    assert!(
+        events.is_empty(),
+        "selector-less Services are not reported as conflicts"
+    );
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_left_alone()
+-> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "ep-restart").await?;
+    let endpoints: Api<Endpoints> = ns.api();
+    let services: Api<Service> = ns.api();
+    // An Endpoints object some other controller wrote, for a Service with a selector.
+    let foreign: Endpoints = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "theirs"},
+        "subsets": [{"addresses": [{"ip": "192.0.2.20"}], "ports": [{"port": 80}]}]
+    }))?;
+    let foreign = endpoints.create(&PostParams::default(), &foreign).await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service("theirs", 80, 8080),
+        )
+        .await?;
+
+    let cidr = unique_cidr(24);
+    let (running, _) = start(&client, &ns.name, &cidr).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    deployments
+        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
+        .await?;
+    services
+        .create(&PostParams::default(), &fixtures::hostnames_service())
+        .await?;
+    ready_pods(&pods, "app=hostnames", 3).await?;
+    wait_until("hostnames converged", TIMEOUT, || async {
+        let ep = endpoints
+            .get_opt("hostnames")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("none")?;
+        let list = our_slices(&slices).await?;
+        if endpoints_counts(&ep) == (3, 0) && ready_addresses(&list).len() == 3 {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await?;
+    wait_until(
+        "EndpointsManagedElsewhere Event on theirs",
+        TIMEOUT,
+        || async {
+            let events = events_about(&client, &ns.name, "theirs", "EndpointsManagedElsewhere")
+                .await
+                .map_err(|e| e.to_string())?;
+            if events.is_empty() {
+                Err("no Event yet".into())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await?;
+    assert_eq!(
+        endpoints.get("theirs").await?.resource_version(),
+        foreign.resource_version(),
+        "foreign Endpoints untouched"
+    );
+    running.shut_down().await;
+
+    let slice_version = slices
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let ep_version = endpoints
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let slice_writes = tokio::spawn({
+        let slices = slices.clone();
+        async move {
+            count_writes_until_quiet(&slices, None, &slice_version, Duration::from_secs(3)).await
+        }
+    });
+    let ep_writes = tokio::spawn({
+        let endpoints = endpoints.clone();
+        async move {
+            count_writes_until_quiet(&endpoints, None, &ep_version, Duration::from_secs(3)).await
+        }
+    });
+    let started = Instant::now();
+    let (running, metrics) = start(&client, &ns.name, &cidr).await?;
+    println!("restarted controller ready in {:?}", started.elapsed());
+    assert_eq!(
+        slice_writes.await??,
+        0,
+        "no slice writes after a restart with nothing changed"
+    );
+    assert_eq!(
+        ep_writes.await??,
+        0,
+        "no Endpoints writes after a restart with nothing changed"
+    );
+    assert!(
+        !metrics
+            .encode()
+            .contains("signpost_api_writes_total{controller=\"endpoints\"}"),
+        "no writes counted"
+    );
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}

@@ -89,6 +89,14 @@ pub struct Running {
 }
 
 impl Running {
+    /// Stops everything at once, reconciles in flight included: used when leadership is lost,
+    /// because another replica may start writing as soon as the lease expires.
+    pub fn abort(self) {
+        for task in self.controllers.iter().chain(self.informers.iter()) {
+            task.abort();
+        }
+    }
+
     /// Stops taking work, lets reconciles in flight finish, and stops the watches.
     pub async fn shut_down(self) {
         self.ipam.shut_down();

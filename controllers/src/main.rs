@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use signpost_controllers::app::{self, Settings};
 use signpost_controllers::runtime::Metrics;
+use signpost_controllers::runtime::leader::{Elector, LeaseTiming};
+use signpost_controllers::runtime::server::{self, Health};
 
 /// Signpost: ClusterIP allocation, Endpoints/EndpointSlices and DNSRecords for Kubernetes
 /// Services.
@@ -63,6 +65,48 @@ struct RunArgs {
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SIGNPOST_METRICS_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    metrics_addr: std::net::SocketAddr,
+
+    /// Elect one leader among replicas through a Lease; only the leader writes.
+    #[arg(long, value_name = "BOOL", env = "SIGNPOST_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+
+    /// Namespace of the leader-election Lease (default: POD_NAMESPACE, else `default`).
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "SIGNPOST_LEADER_ELECTION_NAMESPACE"
+    )]
+    leader_election_namespace: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SIGNPOST_LEADER_ELECTION_NAME",
+        default_value = "signpost"
+    )]
+    leader_election_name: String,
+
+    /// How long a lease is valid after its last renewal.
+    #[arg(long, value_name = "DURATION", env = "SIGNPOST_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    leader_election_lease_duration: Duration,
+
+    /// How long the leader tries to renew before it stops leading (shorter than the lease).
+    #[arg(long, value_name = "DURATION", env = "SIGNPOST_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    leader_election_renew_deadline: Duration,
+
+    /// How often the leader renews the lease.
+    #[arg(long, value_name = "DURATION", env = "SIGNPOST_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    leader_election_retry_period: Duration,
 
     /// Log format.
     #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -144,17 +188,107 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+fn timing(args: &RunArgs) -> LeaseTiming {
+    LeaseTiming {
+        lease_duration: args.leader_election_lease_duration,
+        renew_deadline: args.leader_election_renew_deadline,
+        retry_period: args.leader_election_retry_period,
+    }
+}
+
 async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
     let client = client(args.kubeconfig.as_deref()).await?;
-    let mut settings = Settings::new(args.service_cidrs);
-    settings.cluster_domain = args.cluster_domain;
+    check_crds(&client).await?;
+    let mut settings = Settings::new(args.service_cidrs.clone());
+    settings.cluster_domain = args.cluster_domain.clone();
     settings.max_endpoints_per_slice = usize::from(args.max_endpoints_per_slice);
     settings.repair_interval = args.repair_interval;
-    settings.namespace = args.namespace;
-    settings.instance = std::env::var("POD_NAME").ok().or_else(hostname);
+    settings.namespace = args.namespace.clone();
+    let identity = format!(
+        "{}_{}",
+        std::env::var("POD_NAME")
+            .ok()
+            .or_else(hostname)
+            .unwrap_or_else(|| "signpost".into()),
+        std::process::id()
+    );
+    settings.instance = Some(identity.clone());
     let metrics = Arc::new(Metrics::new());
-    tracing::info!(cidrs = ?settings.service_cidrs, "starting signpost");
-    app::run_until(client, settings, metrics, shutdown_signal()).await
+    let health = Health::default();
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("--metrics-addr {}: cannot listen", args.metrics_addr))?;
+    drop(listener);
+    tokio::spawn(server::serve(
+        args.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+    ));
+    tracing::info!(cidrs = ?settings.service_cidrs, %identity, metrics = %args.metrics_addr, "starting signpost");
+
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+
+    if !args.leader_elect {
+        let running = app::start(client, settings, metrics)?;
+        health.leading(running.readiness.clone());
+        let _ = stop.wait_for(|s| *s).await;
+        running.shut_down().await;
+        return Ok(());
+    }
+
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "default".into());
+    let mut elector = Elector::new(
+        client.clone(),
+        &namespace,
+        &args.leader_election_name,
+        &identity,
+        timing(&args),
+    );
+    health.standby();
+    tokio::select! {
+        _ = elector.acquire() => {}
+        _ = stop.wait_for(|s| *s) => return Ok(()),
+    }
+    let running = app::start(client, settings, metrics)?;
+    health.leading(running.readiness.clone());
+    tokio::select! {
+        _ = elector.hold() => {
+            // Another replica may take the lease once it expires: stop writing now.
+            running.abort();
+            anyhow::bail!("lost leadership of Lease {namespace}/{}; exiting so a fresh start can stand by", args.leader_election_name)
+        }
+        _ = stop.wait_for(|s| *s) => {
+            running.shut_down().await;
+            elector.release().await;
+            Ok(())
+        }
+    }
+}
+
+/// Fails with one line saying how to install the CRDs when they are missing.
+async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    for name in ["serviceips.signpost.dev", "dnsrecords.signpost.dev"] {
+        let found = api
+            .get_opt(name)
+            .await
+            .with_context(|| format!("checking that CRD {name} is installed"))?;
+        if found.is_none() {
+            anyhow::bail!(
+                "CRD {name} is not installed; install Signpost's CRDs with `kubectl apply --server-side -f charts/signpost/crds/` (or `helm install`)"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {

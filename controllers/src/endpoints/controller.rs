@@ -421,6 +421,18 @@ impl EndpointsController {
     }
 
     async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
+        match self.sync(&key).await {
+            // The namespace is being deleted with everything in it: nothing left to write.
+            Err(Error::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if crate::runtime::is_namespace_terminating(&status) => Ok(Next::Done),
+            result => result,
+        }
+    }
+
+    async fn sync(&self, key: &ServiceKey) -> Result<Next, Error> {
+        let key = key.clone();
         let service = self
             .services
             .get(&ObjectRef::new(&key.name).within(&key.namespace));

@@ -3,7 +3,9 @@
 
 pub mod events;
 pub mod informer;
+pub mod leader;
 pub mod metrics;
+pub mod server;
 pub mod worker;
 pub mod workqueue;
 
@@ -12,3 +14,9 @@ pub use informer::{Change, Informer, Synced, strip_metadata};
 pub use metrics::{Metrics, SharedMetrics};
 pub use worker::{Next, ReconcileError, run_workers};
 pub use workqueue::WorkQueue;
+
+/// Whether an API error says the object's namespace is being deleted (writes into it are
+/// refused until it is gone, so retrying is pointless).
+pub fn is_namespace_terminating(status: &kube::core::Status) -> bool {
+    status.code == 403 && status.message.contains("because it is being terminated")
+}

@@ -161,11 +161,11 @@ impl Elector {
                     tracing::warn!(%error, "leader election: could not read or write the lease")
                 }
             }
-            if let Some(holder) = self.current_holder() {
-                if holder != last_holder {
-                    tracing::info!(%holder, "standing by: another replica leads");
-                    last_holder = holder;
-                }
+            if let Some(holder) = self.current_holder()
+                && holder != last_holder
+            {
+                tracing::info!(%holder, "standing by: another replica leads");
+                last_holder = holder;
             }
             tokio::time::sleep(poll).await;
         }

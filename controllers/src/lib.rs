@@ -6,5 +6,6 @@
 pub mod app;
 pub mod endpoints;
 pub mod ipam;
+pub mod mirroring;
 pub mod records;
 pub mod runtime;

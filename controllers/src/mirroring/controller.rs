@@ -1,0 +1,411 @@
+//! The mirroring reconciler: hand-written Endpoints of selector-less Services in, mirrored
+//! EndpointSlices out. Signpost never writes such Endpoints; it only mirrors them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
+
+use super::model::mirror;
+use super::plan::{MirrorTemplate, plan_mirror};
+use crate::endpoints::controller::SKIP_MIRROR_LABEL;
+use crate::endpoints::legacy::is_managed_by_signpost as endpoints_managed_by_signpost;
+use crate::endpoints::service_selector;
+use crate::endpoints::slices::LABEL_SERVICE_NAME;
+use crate::endpoints::tracker::WriteTracker;
+use crate::ipam::ServiceKey;
+use crate::ipam::controller::key_of;
+use crate::runtime::{
+    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
+    run_workers,
+};
+
+/// Name of this controller in metrics, logs and Events.
+pub const CONTROLLER: &str = "mirroring";
+/// Field manager of the slices this controller writes.
+pub const FIELD_MANAGER: &str = "signpost-mirroring";
+
+/// Settings of the mirroring controller.
+#[derive(Clone, Debug)]
+pub struct MirroringConfig {
+    /// At most this many endpoints per slice.
+    pub max_endpoints_per_slice: usize,
+    /// Concurrent reconciles.
+    pub workers: usize,
+}
+
+/// Why a reconcile failed (the variant name is the metric label).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A write failed.
+    #[error("{action} failed: {source}")]
+    Api {
+        /// What was attempted.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Our cached copy was outdated (409): retried from fresh state.
+    #[error("{0} changed since it was cached; retrying from fresh state")]
+    Conflict(String),
+}
+
+impl ReconcileError for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Api { .. } => "ApiError",
+            Error::Conflict(_) => "Conflict",
+        }
+    }
+}
+
+fn write_error(action: String, error: kube::Error) -> Error {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => Error::Conflict(action),
+        source => Error::Api { action, source },
+    }
+}
+
+#[derive(Default)]
+struct State {
+    slices: HashMap<ServiceKey, HashSet<String>>,
+    tracker: WriteTracker,
+    /// Endpoints versions whose skipped entries were already reported.
+    reported: HashMap<ServiceKey, String>,
+}
+
+/// Shared state of the controller.
+pub struct MirroringController {
+    client: Client,
+    services: Store<Service>,
+    endpoints: Store<Endpoints>,
+    slices: Store<EndpointSlice>,
+    synced: Vec<Synced>,
+    state: Mutex<State>,
+    queue: WorkQueue<ServiceKey>,
+    events: EventSink,
+    metrics: SharedMetrics,
+    config: MirroringConfig,
+    ready: watch::Sender<bool>,
+}
+
+impl MirroringController {
+    /// Registers the controller's handlers: Services and Endpoints are shared with the
+    /// endpoints controller, `slices` must watch only mirrored slices.
+    pub fn new(
+        client: Client,
+        services: &mut Informer<Service>,
+        endpoints: &mut Informer<Endpoints>,
+        slices: &mut Informer<EndpointSlice>,
+        events: EventSink,
+        metrics: SharedMetrics,
+        config: MirroringConfig,
+    ) -> Arc<Self> {
+        let this = Arc::new(Self {
+            client,
+            services: services.store(),
+            endpoints: endpoints.store(),
+            slices: slices.store(),
+            synced: vec![services.synced(), endpoints.synced(), slices.synced()],
+            state: Mutex::new(State::default()),
+            queue: WorkQueue::new(),
+            events,
+            metrics,
+            config,
+            ready: watch::channel(false).0,
+        });
+        let queue = this.queue.clone();
+        let service_store = this.services.clone();
+        services.on_change(move |change| match change {
+            Change::Applied { new, .. } => queue.add(key_of(new)),
+            Change::Deleted(old) => queue.add(key_of(old)),
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                removed.iter().for_each(|s| queue.add(key_of(s)));
+                service_store
+                    .state()
+                    .iter()
+                    .for_each(|s| queue.add(key_of(s)));
+            }
+        });
+        let queue = this.queue.clone();
+        let endpoints_store = this.endpoints.clone();
+        endpoints.on_change(move |change| match change {
+            Change::Applied { new, .. } => queue.add(endpoints_key(new)),
+            Change::Deleted(old) => queue.add(endpoints_key(old)),
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                removed.iter().for_each(|e| queue.add(endpoints_key(e)));
+                endpoints_store
+                    .state()
+                    .iter()
+                    .for_each(|e| queue.add(endpoints_key(e)));
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        slices.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_slice(change);
+            }
+        });
+        this
+    }
+
+    /// Becomes true once every cache has synced.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
+        let mut state = self.lock();
+        match change {
+            Change::Applied { new, .. } => {
+                if let Some(key) = slice_service(new) {
+                    state
+                        .slices
+                        .entry(key.clone())
+                        .or_default()
+                        .insert(new.name_any());
+                    self.queue.add(key);
+                }
+            }
+            Change::Deleted(old) => {
+                if let Some(key) = slice_service(old) {
+                    let name = old.name_any();
+                    state.tracker.observed_deletion(&key, &name);
+                    if let Some(names) = state.slices.get_mut(&key) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            state.slices.remove(&key);
+                        }
+                    }
+                    self.queue.add(key);
+                }
+            }
+            Change::Relisting => {}
+            Change::Resynced { .. } => {
+                state.slices.clear();
+                for slice in self.slices.state() {
+                    if let Some(key) = slice_service(&slice) {
+                        state
+                            .slices
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(slice.name_any());
+                        self.queue.add(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs until the queue shuts down.
+    pub async fn run(self: Arc<Self>) {
+        for mut synced in self.synced.clone() {
+            synced.wait().await;
+        }
+        for endpoints in self.endpoints.state() {
+            self.queue.add(endpoints_key(&endpoints));
+        }
+        self.ready.send_replace(true);
+        let this = self.clone();
+        run_workers(
+            CONTROLLER,
+            self.queue.clone(),
+            self.config.workers,
+            self.metrics.clone(),
+            move |key| {
+                let this = this.clone();
+                async move { this.reconcile(key).await }
+            },
+        )
+        .await;
+    }
+
+    /// Stops taking work.
+    pub fn shut_down(&self) {
+        self.queue.shut_down();
+    }
+
+    fn cached_slices(&self, key: &ServiceKey) -> Vec<EndpointSlice> {
+        let names: Vec<String> = self
+            .lock()
+            .slices
+            .get(key)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default();
+        names
+            .iter()
+            .filter_map(|name| {
+                self.slices
+                    .get(&ObjectRef::new(name).within(&key.namespace))
+            })
+            .map(|s| (*s).clone())
+            .collect()
+    }
+
+    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
+        let service = self
+            .services
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        let endpoints = self
+            .endpoints
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        let existing = self.cached_slices(&key);
+        // Mirror only user-managed Endpoints of an existing selector-less Service.
+        let source = match (&service, &endpoints) {
+            (Some(svc), Some(ep))
+                if service_selector(svc).is_none()
+                    && !endpoints_managed_by_signpost(ep)
+                    && ep.labels().get(SKIP_MIRROR_LABEL).map(String::as_str) != Some("true") =>
+            {
+                Some((svc.clone(), ep.clone()))
+            }
+            _ => None,
+        };
+        let generations: Vec<(String, i64)> = existing
+            .iter()
+            .map(|s| (s.name_any(), s.metadata.generation.unwrap_or(0)))
+            .collect();
+        if self.lock().tracker.is_stale(&key, &generations) {
+            return Ok(Next::After(Duration::from_secs(1)));
+        }
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
+        let Some((service, endpoints)) = source else {
+            for slice in &existing {
+                self.delete_slice(&api, &key, slice).await?;
+            }
+            self.lock().reported.remove(&key);
+            return Ok(Next::Done);
+        };
+
+        let mirrored = mirror(&endpoints);
+        self.report_skipped(&key, &endpoints, &mirrored.skipped)
+            .await;
+        let template = MirrorTemplate::new(&endpoints, &service.uid().unwrap_or_default());
+        let plan = plan_mirror(
+            &existing,
+            &mirrored,
+            self.config.max_endpoints_per_slice,
+            &template,
+        );
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        for slice in plan.creates {
+            self.metrics.wrote(CONTROLLER);
+            let created = api.create(&params, &slice).await.map_err(|e| {
+                write_error(format!("creating a mirrored EndpointSlice for {key}"), e)
+            })?;
+            self.lock().tracker.wrote(
+                &key,
+                &created.name_any(),
+                created.metadata.generation.unwrap_or(0),
+            );
+        }
+        for slice in plan.updates {
+            let name = slice.name_any();
+            self.metrics.wrote(CONTROLLER);
+            let updated = api.replace(&name, &params, &slice).await.map_err(|e| {
+                write_error(
+                    format!("updating EndpointSlice {}/{name}", key.namespace),
+                    e,
+                )
+            })?;
+            self.lock()
+                .tracker
+                .wrote(&key, &name, updated.metadata.generation.unwrap_or(0));
+        }
+        for name in plan.deletes {
+            if let Some(slice) = existing.iter().find(|s| s.name_any() == name) {
+                self.delete_slice(&api, &key, slice).await?;
+            }
+        }
+        Ok(Next::Done)
+    }
+
+    async fn report_skipped(
+        &self,
+        key: &ServiceKey,
+        endpoints: &Endpoints,
+        skipped: &[super::model::Skipped],
+    ) {
+        if skipped.is_empty() {
+            return;
+        }
+        let version = endpoints.resource_version().unwrap_or_default();
+        if self.lock().reported.insert(key.clone(), version.clone()) == Some(version) {
+            return;
+        }
+        let note = skipped
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let note = format!("not mirrored into EndpointSlices: {note}");
+        self.events
+            .warn(
+                &endpoints.object_ref(&()),
+                "EndpointsNotMirrored",
+                "MirrorEndpoints",
+                note,
+            )
+            .await;
+    }
+
+    async fn delete_slice(
+        &self,
+        api: &Api<EndpointSlice>,
+        key: &ServiceKey,
+        slice: &EndpointSlice,
+    ) -> Result<(), Error> {
+        let name = slice.name_any();
+        let params = DeleteParams {
+            preconditions: slice.uid().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        self.metrics.wrote(CONTROLLER);
+        match api.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status))
+                if status.code == 404
+                    || status.code == 409
+                    || crate::runtime::is_namespace_terminating(&status) => {}
+            Err(e) => {
+                return Err(write_error(
+                    format!("deleting EndpointSlice {}/{name}", key.namespace),
+                    e,
+                ));
+            }
+        }
+        self.lock().tracker.deleted(key, &name);
+        Ok(())
+    }
+}
+
+fn endpoints_key(endpoints: &Endpoints) -> ServiceKey {
+    ServiceKey::new(
+        endpoints.namespace().unwrap_or_default(),
+        endpoints.name_any(),
+    )
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
+    let name = slice.labels().get(LABEL_SERVICE_NAME)?;
+    Some(ServiceKey::new(slice.namespace()?, name))
+}

@@ -78,7 +78,7 @@ pub fn mirror(endpoints: &Endpoints) -> Mirror {
                 app_protocol: port.app_protocol.clone(),
             });
         }
-        ports.sort_by(|a, b| port_key(a).cmp(&port_key(b)));
+        ports.sort_by_key(port_key);
         ports.dedup();
         let port_keys: Vec<_> = ports.iter().map(port_key).collect();
 

@@ -51,3 +51,7 @@ cluster-down:
 # Make a pod of the local control plane ready or not ready: just pod-ready demo hostnames-xyz false
 pod-ready namespace pod ready:
     {{controlplane}}/pod-ready.sh {{namespace}} {{pod}} {{ready}}
+
+# Check the Helm chart: lint, schema, render (default and dual-stack), server-side dry-run, least-privilege RBAC.
+chart-check:
+    e2e/with-cluster.sh e2e/chart-check.sh

@@ -21,7 +21,7 @@ demo: build
 
 # Every test: unit, integration and e2e (starts the local control plane when KUBECONFIG is not set).
 test: build
-    e2e/with-cluster.sh cargo test --workspace --all-features -- --nocapture
+    e2e/with-cluster.sh e2e/test-all.sh
 
 # Unit tests only: pure logic, no cluster.
 test-unit:
@@ -55,3 +55,7 @@ pod-ready namespace pod ready:
 # Check the Helm chart: lint, schema, render (default and dual-stack), server-side dry-run, least-privilege RBAC.
 chart-check:
     e2e/with-cluster.sh e2e/chart-check.sh
+
+# Prove the chart's RBAC is enough: helm install, then signpost run with the chart's ServiceAccount token.
+rbac-check: build
+    e2e/with-cluster.sh e2e/rbac-check.sh

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use signpost_crds::ServiceIP;
+use signpost_crds::{DNSRecord, ServiceIP};
 use tokio::sync::watch;
 
 use crate::endpoints::controller::{
@@ -21,6 +21,7 @@ use crate::endpoints::controller::{
 };
 use crate::endpoints::slices::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::ipam::{Allocator, Ipam, IpamConfig};
+use crate::records::controller::{RecordsConfig, RecordsController, RecordsInformers};
 use crate::runtime::{EventSink, Informer, SharedMetrics, strip_metadata};
 
 /// Settings shared by the controllers (the `signpost run` flags).
@@ -30,6 +31,9 @@ pub struct Settings {
     pub service_cidrs: Vec<IpNet>,
     /// The cluster's DNS domain.
     pub cluster_domain: String,
+    /// TTL of DNS answers, in seconds (5 by default, as CoreDNS's `kubernetes` plugin: short,
+    /// so a changed record is picked up quickly by caching resolvers).
+    pub dns_ttl: u32,
     /// Endpoint limit of one EndpointSlice.
     pub max_endpoints_per_slice: usize,
     /// How often IPAM's repair pass runs.
@@ -49,6 +53,7 @@ impl Settings {
         Self {
             service_cidrs,
             cluster_domain: "cluster.local".into(),
+            dns_ttl: 5,
             max_endpoints_per_slice: 100,
             repair_interval: Duration::from_secs(60),
             namespace: None,
@@ -82,6 +87,7 @@ impl Readiness {
 pub struct Running {
     ipam: Arc<Ipam>,
     endpoints: Arc<EndpointsController>,
+    records: Arc<RecordsController>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
     informers: Vec<tokio::task::JoinHandle<()>>,
     /// Readiness of everything started.
@@ -101,6 +107,7 @@ impl Running {
     pub async fn shut_down(self) {
         self.ipam.shut_down();
         self.endpoints.shut_down();
+        self.records.shut_down();
         for task in self.controllers {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(10), task)
@@ -210,8 +217,41 @@ pub fn start(
         },
     );
 
+    let mut records: Informer<DNSRecord> = Informer::new(
+        scoped(&client, namespace),
+        watcher::Config::default(),
+        strip_metadata::<DNSRecord>,
+    );
+    let records_controller = RecordsController::new(
+        client.clone(),
+        RecordsInformers {
+            services: &mut services,
+            claims: &mut claims,
+            slices: &mut slices,
+            records: &mut records,
+        },
+        EventSink::new(
+            client.clone(),
+            crate::records::controller::CONTROLLER,
+            settings.instance.clone(),
+            metrics.clone(),
+        ),
+        metrics.clone(),
+        RecordsConfig {
+            cluster_domain: settings.cluster_domain.clone(),
+            ttl: settings.dns_ttl,
+            namespace: settings.namespace.clone(),
+            workers: settings.workers,
+        },
+    )
+    .context("--cluster-domain")?;
+
     let readiness = Readiness {
-        controllers: vec![ipam.ready(), endpoints_controller.ready()],
+        controllers: vec![
+            ipam.ready(),
+            endpoints_controller.ready(),
+            records_controller.ready(),
+        ],
     };
     let informers = vec![
         tokio::spawn(services.run()),
@@ -220,14 +260,17 @@ pub fn start(
         tokio::spawn(slices.run()),
         tokio::spawn(endpoints.run()),
         tokio::spawn(nodes.run()),
+        tokio::spawn(records.run()),
     ];
     let controllers = vec![
         tokio::spawn(ipam.clone().run()),
         tokio::spawn(endpoints_controller.clone().run()),
+        tokio::spawn(records_controller.clone().run()),
     ];
     Ok(Running {
         ipam,
         endpoints: endpoints_controller,
+        records: records_controller,
         controllers,
         informers,
         readiness,

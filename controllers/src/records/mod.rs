@@ -2,11 +2,15 @@
 //!
 //! [`render`] is the pure core: it turns a Service, its virtual IPs and its EndpointSlices into
 //! the `DNSRecordSpec` the Kubernetes DNS specification calls for, plus what the status needs
-//! (`Ready`, the ADDRESSES summary, what was truncated). The reconciler around it only reads
-//! caches, compares and writes.
+//! (`Ready`, the ADDRESSES summary, what was truncated). The reconciler around it
+//! ([`controller`]) only reads caches, compares and writes; its decisions about ownership and
+//! status are the pure functions of [`status`].
 
+pub mod controller;
+pub mod index;
 mod names;
 mod render;
+pub mod status;
 mod summary;
 
 #[cfg(test)]

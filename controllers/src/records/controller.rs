@@ -1,0 +1,672 @@
+//! The records reconciler: Services + ServiceIP claims + EndpointSlices in, DNSRecords out.
+//!
+//! Keyed by Service namespace/name, so a deleted Service is handled like any other change (its
+//! key has a record but no Service). The rendering is the pure [`render`]; the ownership and
+//! status decisions are the pure functions of [`super::status`]; this file reads caches and
+//! indexes, calls them, and writes only what differs from what is stored.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use signpost_crds::{DNSRecord, RecordType, ServiceIP};
+use tokio::sync::watch;
+
+use super::index::{SliceNames, VipIndex};
+use super::status::{LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST, Ownership, desired_status, ownership};
+use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render};
+use crate::endpoints::slices::LABEL_SERVICE_NAME;
+use crate::ipam::ServiceKey;
+use crate::ipam::controller::{claim_of, key_of};
+use crate::runtime::{
+    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
+    run_workers,
+};
+
+/// Name of this controller in metrics, logs and Events.
+pub const CONTROLLER: &str = "records";
+/// Field manager of the DNSRecords this controller writes.
+pub const FIELD_MANAGER: &str = "signpost-records";
+/// How long a write of ours may stay unseen by the watch before the reconciler stops waiting
+/// for it and works from the cache anyway. Normally the watch shows a write within
+/// milliseconds; this only bounds the wait if its event was somehow missed (a lost event
+/// costs at worst one 409 and a retry, never a wrong write).
+const WRITE_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of the records controller.
+#[derive(Clone, Debug)]
+pub struct RecordsConfig {
+    /// The cluster's DNS domain (`--cluster-domain`), e.g. `cluster.local`.
+    pub cluster_domain: String,
+    /// TTL of every answer, in seconds (clamped to [`super::MAX_TTL`]).
+    pub ttl: u32,
+    /// Only this namespace (tests); `None` for the whole cluster.
+    pub namespace: Option<String>,
+    /// Concurrent reconciles.
+    pub workers: usize,
+}
+
+/// Why a reconcile failed (the variant name is the metric label).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A write or read failed.
+    #[error("{action} failed: {source}")]
+    Api {
+        /// What was attempted.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// Our cached copy was outdated (409): retried from fresh state.
+    #[error("{0} changed since it was cached; retrying from fresh state")]
+    Conflict(String),
+}
+
+impl ReconcileError for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Api { .. } => "ApiError",
+            Error::Conflict(_) => "Conflict",
+        }
+    }
+}
+
+fn write_error(action: String, error: kube::Error) -> Error {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => Error::Conflict(action),
+        source => Error::Api { action, source },
+    }
+}
+
+/// Whether the write failed because the namespace is being deleted: writes into it are
+/// refused until it is gone (taking the record with it), so retrying is pointless.
+fn namespace_terminating(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Api { source: kube::Error::Api(status), .. }
+            if crate::runtime::is_namespace_terminating(status)
+    )
+}
+
+#[derive(Default)]
+struct State {
+    vips: VipIndex,
+    slices: SliceNames,
+    /// resourceVersion of our last DNSRecord write per Service (and when it was made), until
+    /// the cache shows it: working from an older cached copy would only earn a conflict.
+    written: HashMap<ServiceKey, (String, Instant)>,
+    /// The foreign DNSRecord versions already reported, so each is reported once.
+    reported_foreign: HashMap<ServiceKey, String>,
+    /// The Service versions whose record could not be rendered, already reported.
+    reported_invalid: HashMap<ServiceKey, String>,
+}
+
+/// Shared state of the controller.
+pub struct RecordsController {
+    client: Client,
+    services: Store<Service>,
+    claims: Store<ServiceIP>,
+    slices: Store<EndpointSlice>,
+    records: Store<DNSRecord>,
+    synced: Vec<Synced>,
+    state: Mutex<State>,
+    queue: WorkQueue<ServiceKey>,
+    events: EventSink,
+    metrics: SharedMetrics,
+    config: RecordsConfig,
+    ready: watch::Sender<bool>,
+}
+
+/// The informers this controller reads.
+pub struct RecordsInformers<'a> {
+    /// Services (shared).
+    pub services: &'a mut Informer<Service>,
+    /// ServiceIP claims (shared with IPAM): the virtual IPs.
+    pub claims: &'a mut Informer<ServiceIP>,
+    /// EndpointSlices managed by Signpost's endpoints controller (shared): the endpoints of
+    /// headless Services.
+    pub slices: &'a mut Informer<EndpointSlice>,
+    /// DNSRecords.
+    pub records: &'a mut Informer<DNSRecord>,
+}
+
+impl RecordsController {
+    /// Checks the configuration and registers the controller's handlers on the informers.
+    /// A bad `--cluster-domain` is refused here, at start-up, rather than failing every
+    /// render later.
+    pub fn new(
+        client: Client,
+        informers: RecordsInformers<'_>,
+        events: EventSink,
+        metrics: SharedMetrics,
+        mut config: RecordsConfig,
+    ) -> Result<Arc<Self>, RenderError> {
+        config.cluster_domain = normalize_cluster_domain(&config.cluster_domain)?;
+        let this = Arc::new(Self {
+            client,
+            services: informers.services.store(),
+            claims: informers.claims.store(),
+            slices: informers.slices.store(),
+            records: informers.records.store(),
+            synced: vec![
+                informers.services.synced(),
+                informers.claims.synced(),
+                informers.slices.synced(),
+                informers.records.synced(),
+            ],
+            state: Mutex::new(State::default()),
+            queue: WorkQueue::new(),
+            events,
+            metrics,
+            config,
+            ready: watch::channel(false).0,
+        });
+        let weak = Arc::downgrade(&this);
+        informers.services.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_service(change);
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        informers.claims.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_claim(change);
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        informers.slices.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_slice(change);
+            }
+        });
+        let weak = Arc::downgrade(&this);
+        informers.records.on_change(move |change| {
+            if let Some(this) = weak.upgrade() {
+                this.on_record(change);
+            }
+        });
+        Ok(this)
+    }
+
+    /// Becomes true once every cache has synced and the first pass was queued.
+    pub fn ready(&self) -> watch::Receiver<bool> {
+        self.ready.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn in_scope(&self, namespace: &str) -> bool {
+        self.config
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| ns == namespace)
+    }
+
+    fn on_service(&self, change: &Change<'_, Service>) {
+        match change {
+            Change::Applied { new, .. } => self.queue.add(key_of(new)),
+            Change::Deleted(old) => self.queue.add(key_of(old)),
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                for svc in removed {
+                    self.queue.add(key_of(svc));
+                }
+                for svc in self.services.state() {
+                    self.queue.add(key_of(&svc));
+                }
+            }
+        }
+    }
+
+    fn on_claim(&self, change: &Change<'_, ServiceIP>) {
+        let affected: Vec<ServiceKey> = {
+            let mut state = self.lock();
+            match change {
+                Change::Applied { new, .. } => match claim_of(new) {
+                    Some(claim) if self.in_scope(&claim.service.namespace) => state.vips.apply(
+                        &new.name_any(),
+                        claim.service,
+                        &claim.service_uid,
+                        claim.address,
+                    ),
+                    // Malformed, or another namespace's (tests scope to one namespace).
+                    _ => state.vips.remove(&new.name_any()).into_iter().collect(),
+                },
+                Change::Deleted(old) => state.vips.remove(&old.name_any()).into_iter().collect(),
+                Change::Relisting => Vec::new(),
+                Change::Resynced { .. } => {
+                    let claims = self.claims.state();
+                    let filed = claims.iter().filter_map(|object| {
+                        let claim = claim_of(object)?;
+                        self.in_scope(&claim.service.namespace).then(|| {
+                            (
+                                object.name_any(),
+                                claim.service,
+                                claim.service_uid,
+                                claim.address,
+                            )
+                        })
+                    });
+                    state.vips.rebuild(filed).into_iter().collect()
+                }
+            }
+        };
+        for key in affected {
+            self.queue.add(key);
+        }
+    }
+
+    /// Only headless Services read their slices, so only they are woken by slice changes
+    /// (a ClusterIP Service's record does not change when its pods come and go).
+    fn wants_slices(&self, key: &ServiceKey) -> bool {
+        self.services
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+            .is_some_and(|svc| record_type(&svc) == RecordType::Headless)
+    }
+
+    fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
+        let mut affected = Vec::new();
+        {
+            let mut state = self.lock();
+            match change {
+                Change::Applied { new, .. } => {
+                    if let Some(key) = slice_service(new) {
+                        state.slices.insert(key.clone(), &new.name_any());
+                        affected.push(key);
+                    }
+                }
+                Change::Deleted(old) => {
+                    if let Some(key) = slice_service(old) {
+                        state.slices.remove(&key, &old.name_any());
+                        affected.push(key);
+                    }
+                }
+                Change::Relisting => {}
+                Change::Resynced { .. } => {
+                    state.slices.clear();
+                    for slice in self.slices.state() {
+                        if let Some(key) = slice_service(&slice) {
+                            state.slices.insert(key.clone(), &slice.name_any());
+                            affected.push(key);
+                        }
+                    }
+                }
+            }
+        }
+        for key in affected {
+            if self.wants_slices(&key) {
+                self.queue.add(key);
+            }
+        }
+    }
+
+    fn on_record(&self, change: &Change<'_, DNSRecord>) {
+        match change {
+            Change::Applied { new, .. } => {
+                let key = record_key(new);
+                let mut state = self.lock();
+                if state.written.get(&key).map(|(rv, _)| rv)
+                    == new.metadata.resource_version.as_ref()
+                {
+                    state.written.remove(&key);
+                }
+                drop(state);
+                self.queue.add(key);
+            }
+            Change::Deleted(old) => {
+                let key = record_key(old);
+                self.lock().written.remove(&key);
+                self.queue.add(key);
+            }
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                self.lock().written.clear();
+                for record in removed {
+                    self.queue.add(record_key(record));
+                }
+                for record in self.records.state() {
+                    self.queue.add(record_key(&record));
+                }
+            }
+        }
+    }
+
+    /// Runs until the queue shuts down: waits for every cache, then reconciles.
+    pub async fn run(self: Arc<Self>) {
+        for mut synced in self.synced.clone() {
+            synced.wait().await;
+        }
+        tracing::debug!("records: caches synced");
+        for svc in self.services.state() {
+            self.queue.add(key_of(&svc));
+        }
+        // Records whose Service went while no controller was running.
+        for record in self.records.state() {
+            self.queue.add(record_key(&record));
+        }
+        self.ready.send_replace(true);
+        let this = self.clone();
+        run_workers(
+            CONTROLLER,
+            self.queue.clone(),
+            self.config.workers,
+            self.metrics.clone(),
+            move |key| {
+                let this = this.clone();
+                async move { this.reconcile(key).await }
+            },
+        )
+        .await;
+    }
+
+    /// Stops taking work.
+    pub fn shut_down(&self) {
+        self.queue.shut_down();
+    }
+
+    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
+        match self.sync(&key).await {
+            Err(error) if namespace_terminating(&error) => Ok(Next::Done),
+            result => result,
+        }
+    }
+
+    async fn sync(&self, key: &ServiceKey) -> Result<Next, Error> {
+        if let Some(wait) = self.pending_write(key) {
+            // The watch has not shown our last write yet; its event queues this again.
+            return Ok(Next::After(wait));
+        }
+        let record = self
+            .records
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        let service = self
+            .services
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        let Some(service) = service else {
+            if let Some(record) = record
+                && ownership(&record, None) != Ownership::Foreign
+            {
+                self.delete_if_orphaned(key, &record).await?;
+            }
+            let mut state = self.lock();
+            state.reported_foreign.remove(key);
+            state.reported_invalid.remove(key);
+            return Ok(Next::Done);
+        };
+        let uid = service.uid().unwrap_or_default();
+        if let Some(record) = &record {
+            match ownership(record, Some(&uid)) {
+                Ownership::Ours => {}
+                Ownership::OursForAnotherService => {
+                    // Made for an earlier Service of this name; its Deleted event queues the
+                    // key again, and the next pass creates the new Service's record.
+                    self.delete_if_orphaned(key, record).await?;
+                    return Ok(Next::Done);
+                }
+                Ownership::Foreign => {
+                    self.report_foreign(key, &service, record).await;
+                    return Ok(Next::Done);
+                }
+            }
+        }
+
+        let rendered = match self.render(key, &service, &uid) {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                self.report_invalid(key, &service, error).await;
+                return Ok(Next::Done);
+            }
+        };
+        let api: Api<DNSRecord> = Api::namespaced(self.client.clone(), &key.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let base_version = record.as_ref().and_then(|r| r.resource_version());
+        let mut versions_behind = vec![base_version];
+        let spec_written = match &record {
+            None => {
+                let new = new_record(&service, &rendered);
+                self.metrics.wrote(CONTROLLER);
+                let created = api
+                    .create(&params, &new)
+                    .await
+                    .map_err(|e| write_error(format!("creating DNSRecord {key}"), e))?;
+                tracing::info!(record = %key, fqdn = %rendered.spec.fqdn, "created DNSRecord");
+                Some(created)
+            }
+            Some(existing) if existing.spec == rendered.spec => None,
+            Some(existing) => {
+                let mut update = (**existing).clone();
+                update.spec = rendered.spec.clone();
+                self.metrics.wrote(CONTROLLER);
+                let updated = api
+                    .replace(&key.name, &params, &update)
+                    .await
+                    .map_err(|e| write_error(format!("updating DNSRecord {key}"), e))?;
+                Some(updated)
+            }
+        };
+        if let Some(written) = &spec_written {
+            versions_behind.push(written.resource_version());
+        }
+        let current: &DNSRecord = match (&spec_written, &record) {
+            (Some(written), _) => written,
+            (None, Some(existing)) => existing,
+            (None, None) => unreachable!("a missing record is always created"),
+        };
+        let generation = current.metadata.generation.unwrap_or(0);
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let status = desired_status(current.status.as_ref(), generation, &rendered, now);
+        let mut last_written = spec_written.as_ref().and_then(|w| w.resource_version());
+        if current.status.as_ref() != Some(&status) {
+            // A merge patch replaces `conditions` whole; the resourceVersion makes it
+            // conditional on the copy the status was computed from.
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": current.resource_version()},
+                "status": status,
+            });
+            let patch_params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            self.metrics.wrote(CONTROLLER);
+            let patched = api
+                .patch_status(&key.name, &patch_params, &Patch::Merge(&patch))
+                .await
+                .map_err(|e| write_error(format!("updating the status of DNSRecord {key}"), e))?;
+            last_written = patched.resource_version();
+        }
+        if let Some(version) = last_written {
+            self.note_written(key, &versions_behind, version);
+        }
+        Ok(Next::Done)
+    }
+
+    fn render(
+        &self,
+        key: &ServiceKey,
+        service: &Service,
+        uid: &str,
+    ) -> Result<Rendered, RenderError> {
+        let (vips, slices) = {
+            let state = self.lock();
+            let vips = state.vips.vips_of(key, uid);
+            let slices: Vec<EndpointSlice> = if record_type(service) == RecordType::Headless {
+                state
+                    .slices
+                    .of(key)
+                    .filter_map(|name| {
+                        self.slices
+                            .get(&ObjectRef::new(name).within(&key.namespace))
+                    })
+                    .map(|slice| (*slice).clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (vips, slices)
+        };
+        render(
+            service,
+            &vips,
+            &slices,
+            &self.config.cluster_domain,
+            self.config.ttl,
+        )
+    }
+
+    /// How long to wait before looking at `key` again, while the cache has not shown our last
+    /// write to its record.
+    fn pending_write(&self, key: &ServiceKey) -> Option<Duration> {
+        let mut state = self.lock();
+        let (_, at) = state.written.get(key)?;
+        match WRITE_SETTLE_TIMEOUT.checked_sub(at.elapsed()) {
+            Some(left) if !left.is_zero() => Some(left),
+            _ => {
+                tracing::debug!(record = %key, "our last write never showed in the cache; going on without it");
+                state.written.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Remembers that we wrote `version` of `key`'s record, unless the cache already shows it.
+    /// Our writes are conditional (create, or the resourceVersion we read), so the cache holds
+    /// one of `behind` (the versions our writes started from) until it has caught up; any
+    /// other version means it already passed our write.
+    fn note_written(&self, key: &ServiceKey, behind: &[Option<String>], version: String) {
+        // Under the state lock, which the watch handler also takes after updating the cache:
+        // either the cache shows our write already, or the handler clears the note when it does.
+        let mut state = self.lock();
+        let cached = self
+            .records
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))
+            .and_then(|r| r.resource_version());
+        if behind.contains(&cached) {
+            state.written.insert(key.clone(), (version, Instant::now()));
+        }
+    }
+
+    /// Deletes `record`, whose owner the Service cache does not show, after checking with a
+    /// live read that the owner is really gone: the cache may lag behind a Service created a
+    /// moment ago. (Garbage collection would remove the record too; this is only faster.)
+    async fn delete_if_orphaned(&self, key: &ServiceKey, record: &DNSRecord) -> Result<(), Error> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let live = api.get_opt(&key.name).await.map_err(|source| Error::Api {
+            action: format!("reading Service {key}"),
+            source,
+        })?;
+        if let Some(live) = live
+            && ownership(record, live.uid().as_deref()) == Ownership::Ours
+        {
+            return Ok(());
+        }
+        self.delete_record(key, record).await
+    }
+
+    async fn delete_record(&self, key: &ServiceKey, record: &DNSRecord) -> Result<(), Error> {
+        let api: Api<DNSRecord> = Api::namespaced(self.client.clone(), &key.namespace);
+        let params = DeleteParams {
+            preconditions: record.uid().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        self.metrics.wrote(CONTROLLER);
+        match api.delete(&key.name, &params).await {
+            Ok(_) => {
+                tracing::info!(record = %key, "deleted DNSRecord");
+            }
+            // Already gone, or replaced by a newer object: nothing of ours to delete.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(e) => return Err(write_error(format!("deleting DNSRecord {key}"), e)),
+        }
+        self.lock().written.remove(key);
+        Ok(())
+    }
+
+    async fn report_foreign(&self, key: &ServiceKey, service: &Service, record: &DNSRecord) {
+        let version = record.resource_version().unwrap_or_default();
+        let first_time = self
+            .lock()
+            .reported_foreign
+            .insert(key.clone(), version.clone())
+            != Some(version);
+        if first_time {
+            let note = format!(
+                "DNSRecord {key} was not written by Signpost (it lacks the label {LABEL_MANAGED_BY}={MANAGED_BY_SIGNPOST} or the Service as controlling owner); Signpost leaves it alone. Delete it to let Signpost manage it."
+            );
+            self.events
+                .warn(
+                    &service.object_ref(&()),
+                    "DNSRecordManagedElsewhere",
+                    "SyncDNSRecord",
+                    note,
+                )
+                .await;
+        }
+    }
+
+    async fn report_invalid(&self, key: &ServiceKey, service: &Service, error: RenderError) {
+        let version = service.resource_version().unwrap_or_default();
+        let first_time = self
+            .lock()
+            .reported_invalid
+            .insert(key.clone(), version.clone())
+            != Some(version);
+        if first_time {
+            self.events
+                .warn(
+                    &service.object_ref(&()),
+                    "InvalidDNSRecord",
+                    "SyncDNSRecord",
+                    format!("no DNSRecord can be published for this Service: {error}"),
+                )
+                .await;
+        }
+    }
+}
+
+/// A new record for `service`: same name and namespace, labelled as Signpost's, and owned by
+/// the Service so garbage collection removes it with the Service even if no controller runs.
+fn new_record(service: &Service, rendered: &Rendered) -> DNSRecord {
+    let owner = OwnerReference {
+        api_version: "v1".into(),
+        kind: "Service".into(),
+        name: service.name_any(),
+        uid: service.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    DNSRecord {
+        metadata: ObjectMeta {
+            name: Some(service.name_any()),
+            namespace: service.namespace(),
+            labels: Some([(LABEL_MANAGED_BY.into(), MANAGED_BY_SIGNPOST.into())].into()),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: rendered.spec.clone(),
+        status: None,
+    }
+}
+
+fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
+    let name = slice.labels().get(LABEL_SERVICE_NAME)?;
+    Some(ServiceKey::new(slice.namespace()?, name))
+}
+
+fn record_key(record: &DNSRecord) -> ServiceKey {
+    ServiceKey::new(record.namespace().unwrap_or_default(), record.name_any())
+}

@@ -21,6 +21,7 @@ use crate::endpoints::controller::{
 };
 use crate::endpoints::slices::{LABEL_MANAGED_BY, MANAGED_BY};
 use crate::ipam::{Allocator, Ipam, IpamConfig};
+use crate::mirroring::{MIRRORING_MANAGED_BY, MirroringConfig, MirroringController};
 use crate::records::controller::{RecordsConfig, RecordsController, RecordsInformers};
 use crate::runtime::{EventSink, Informer, SharedMetrics, strip_metadata};
 
@@ -88,6 +89,7 @@ pub struct Running {
     ipam: Arc<Ipam>,
     endpoints: Arc<EndpointsController>,
     records: Arc<RecordsController>,
+    mirroring: Arc<MirroringController>,
     controllers: Vec<tokio::task::JoinHandle<()>>,
     informers: Vec<tokio::task::JoinHandle<()>>,
     /// Readiness of everything started.
@@ -108,6 +110,7 @@ impl Running {
         self.ipam.shut_down();
         self.endpoints.shut_down();
         self.records.shut_down();
+        self.mirroring.shut_down();
         for task in self.controllers {
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(10), task)
@@ -246,11 +249,36 @@ pub fn start(
     )
     .context("--cluster-domain")?;
 
+    // Mirrored slices are a different set from the endpoints controller's: own watch.
+    let mut mirrored_slices: Informer<EndpointSlice> = Informer::new(
+        scoped(&client, namespace),
+        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MIRRORING_MANAGED_BY}")),
+        strip_metadata::<EndpointSlice>,
+    );
+    let mirroring_controller = MirroringController::new(
+        client.clone(),
+        &mut services,
+        &mut endpoints,
+        &mut mirrored_slices,
+        EventSink::new(
+            client.clone(),
+            crate::mirroring::CONTROLLER,
+            settings.instance.clone(),
+            metrics.clone(),
+        ),
+        metrics.clone(),
+        MirroringConfig {
+            max_endpoints_per_slice: settings.max_endpoints_per_slice,
+            workers: settings.workers,
+        },
+    );
+
     let readiness = Readiness {
         controllers: vec![
             ipam.ready(),
             endpoints_controller.ready(),
             records_controller.ready(),
+            mirroring_controller.ready(),
         ],
     };
     let informers = vec![
@@ -261,16 +289,19 @@ pub fn start(
         tokio::spawn(endpoints.run()),
         tokio::spawn(nodes.run()),
         tokio::spawn(records.run()),
+        tokio::spawn(mirrored_slices.run()),
     ];
     let controllers = vec![
         tokio::spawn(ipam.clone().run()),
         tokio::spawn(endpoints_controller.clone().run()),
         tokio::spawn(records_controller.clone().run()),
+        tokio::spawn(mirroring_controller.clone().run()),
     ];
     Ok(Running {
         ipam,
         endpoints: endpoints_controller,
         records: records_controller,
+        mirroring: mirroring_controller,
         controllers,
         informers,
         readiness,

@@ -10,16 +10,20 @@ use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::runtime::Metrics;
 use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, pod_is_ready, unique_cidr, wait_until,
+    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, pod_is_ready,
+    unique_cidr, wait_until,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const MIRRORED: &str = "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.signpost.dev";
+const MIRRORED: &str =
+    "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.signpost.dev";
 const OURS: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
 
 async fn start(client: &Client, ns: &str) -> anyhow::Result<Running> {
@@ -32,7 +36,10 @@ async fn start(client: &Client, ns: &str) -> anyhow::Result<Running> {
 }
 
 async fn slices(api: &Api<EndpointSlice>, selector: &str) -> Result<Vec<EndpointSlice>, String> {
-    api.list(&ListParams::default().labels(selector)).await.map(|l| l.items).map_err(|e| e.to_string())
+    api.list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .map_err(|e| e.to_string())
 }
 
 fn ready_ips(slice: &EndpointSlice) -> BTreeSet<String> {
@@ -54,7 +61,8 @@ fn db_service(selector: Option<&str>) -> Service {
 }
 
 fn db_endpoints(ips: &[&str]) -> Endpoints {
-    let addresses: Vec<serde_json::Value> = ips.iter().map(|ip| serde_json::json!({"ip": ip})).collect();
+    let addresses: Vec<serde_json::Value> =
+        ips.iter().map(|ip| serde_json::json!({"ip": ip})).collect();
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": "db", "labels": {"team": "data"}},
         "subsets": [{"addresses": addresses, "ports": [{"name": "pg", "port": 5432}]}]
@@ -72,18 +80,49 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
     let slice_api: Api<EndpointSlice> = ns.api();
 
     let t0 = Instant::now();
-    services.create(&PostParams::default(), &db_service(None)).await?;
-    endpoints.create(&PostParams::default(), &db_endpoints(&["10.1.0.1", "10.1.0.2"])).await?;
-    let slice = wait_until("one mirrored slice with 2 ready endpoints", TIMEOUT, || async {
-        let list = slices(&slice_api, MIRRORED).await?;
-        if list.len() == 1 && ready_ips(&list[0]).len() == 2 { Ok(list[0].clone()) } else { Err(format!("{} slices", list.len())) }
-    })
+    services
+        .create(&PostParams::default(), &db_service(None))
+        .await?;
+    endpoints
+        .create(
+            &PostParams::default(),
+            &db_endpoints(&["10.1.0.1", "10.1.0.2"]),
+        )
+        .await?;
+    let slice = wait_until(
+        "one mirrored slice with 2 ready endpoints",
+        TIMEOUT,
+        || async {
+            let list = slices(&slice_api, MIRRORED).await?;
+            if list.len() == 1 && ready_ips(&list[0]).len() == 2 {
+                Ok(list[0].clone())
+            } else {
+                Err(format!("{} slices", list.len()))
+            }
+        },
+    )
     .await?;
     println!("mirrored in {:?}", t0.elapsed());
     assert_eq!(slice.ports.as_ref().and_then(|p| p[0].port), Some(5432));
-    assert_eq!(slice.labels().get("kubernetes.io/service-name").map(String::as_str), Some("db"));
-    assert_eq!(slice.labels().get("team").map(String::as_str), Some("data"), "the Endpoints' labels are carried");
-    assert!(slices(&slice_api, OURS).await.map_err(anyhow::Error::msg)?.is_empty(), "the endpoints controller stays out");
+    assert_eq!(
+        slice
+            .labels()
+            .get("kubernetes.io/service-name")
+            .map(String::as_str),
+        Some("db")
+    );
+    assert_eq!(
+        slice.labels().get("team").map(String::as_str),
+        Some("data"),
+        "the Endpoints' labels are carried"
+    );
+    assert!(
+        slices(&slice_api, OURS)
+            .await
+            .map_err(anyhow::Error::msg)?
+            .is_empty(),
+        "the endpoints controller stays out"
+    );
 
     // Three addresses: the same slice, updated in place, exactly one write.
     let version = slice.resource_version().unwrap_or_default();
@@ -91,14 +130,21 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
         let slice_api = slice_api.clone();
         async move { count_writes_until_quiet(&slice_api, &version, Duration::from_secs(2)).await }
     });
-    endpoints.replace("db", &PostParams::default(), &{
-        let mut e = db_endpoints(&["10.1.0.1", "10.1.0.2", "10.1.0.3"]);
-        e.metadata.resource_version = endpoints.get("db").await?.resource_version();
-        e
-    })
-    .await?;
-    assert_eq!(counter.await??, 1, "an edit of the Endpoints is one slice write");
-    let list = slices(&slice_api, MIRRORED).await.map_err(anyhow::Error::msg)?;
+    endpoints
+        .replace("db", &PostParams::default(), &{
+            let mut e = db_endpoints(&["10.1.0.1", "10.1.0.2", "10.1.0.3"]);
+            e.metadata.resource_version = endpoints.get("db").await?.resource_version();
+            e
+        })
+        .await?;
+    assert_eq!(
+        counter.await??,
+        1,
+        "an edit of the Endpoints is one slice write"
+    );
+    let list = slices(&slice_api, MIRRORED)
+        .await
+        .map_err(anyhow::Error::msg)?;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].name_any(), slice.name_any(), "updated in place");
     assert_eq!(ready_ips(&list[0]).len(), 3);
@@ -107,18 +153,30 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
     endpoints.delete("db", &DeleteParams::default()).await?;
     wait_until("mirrored slice gone", TIMEOUT, || async {
         let n = slices(&slice_api, MIRRORED).await?.len();
-        if n == 0 { Ok(()) } else { Err(format!("{n} slices")) }
+        if n == 0 {
+            Ok(())
+        } else {
+            Err(format!("{n} slices"))
+        }
     })
     .await?;
 
     // The skip-mirror label: no slice at all.
     let mut skipped = db_endpoints(&["10.1.0.9"]);
-    skipped.metadata.labels.get_or_insert_default().insert("endpointslice.kubernetes.io/skip-mirror".into(), "true".into());
+    skipped.metadata.labels.get_or_insert_default().insert(
+        "endpointslice.kubernetes.io/skip-mirror".into(),
+        "true".into(),
+    );
     let created = endpoints.create(&PostParams::default(), &skipped).await?;
     let version = created.resource_version().unwrap_or_default();
     let writes = count_writes_until_quiet(&slice_api, &version, Duration::from_secs(2)).await?;
     assert_eq!(writes, 0, "skip-mirror: nothing written");
-    assert!(slices(&slice_api, MIRRORED).await.map_err(anyhow::Error::msg)?.is_empty());
+    assert!(
+        slices(&slice_api, MIRRORED)
+            .await
+            .map_err(anyhow::Error::msg)?
+            .is_empty()
+    );
 
     delete_namespace_and_claims(&client, ns).await?;
     running.shut_down().await;
@@ -133,7 +191,9 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
     let services: Api<Service> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
     let slice_api: Api<EndpointSlice> = ns.api();
-    services.create(&PostParams::default(), &db_service(None)).await?;
+    services
+        .create(&PostParams::default(), &db_service(None))
+        .await?;
     let two: Endpoints = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "db"},
         "subsets": [
@@ -144,10 +204,17 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
     endpoints.create(&PostParams::default(), &two).await?;
     let list = wait_until("two mirrored slices", TIMEOUT, || async {
         let list = slices(&slice_api, MIRRORED).await?;
-        if list.len() == 2 { Ok(list) } else { Err(format!("{} slices", list.len())) }
+        if list.len() == 2 {
+            Ok(list)
+        } else {
+            Err(format!("{} slices", list.len()))
+        }
     })
     .await?;
-    let mut ports: Vec<i32> = list.iter().filter_map(|s| s.ports.as_ref()?.first()?.port).collect();
+    let mut ports: Vec<i32> = list
+        .iter()
+        .filter_map(|s| s.ports.as_ref()?.first()?.port)
+        .collect();
     ports.sort();
     assert_eq!(ports, vec![5432, 9187]);
     for slice in &list {
@@ -159,7 +226,8 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() -> anyhow::Result<()> {
+async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() -> anyhow::Result<()>
+{
     let client = client().await?;
     let ns = TestNamespace::create(&client, "mirror-sel").await?;
     let running = start(&client, &ns.name).await?;
@@ -168,35 +236,83 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
     let slice_api: Api<EndpointSlice> = ns.api();
     let deployments: Api<Deployment> = ns.api();
     let pods: Api<Pod> = ns.api();
-    deployments.create(&PostParams::default(), &fixtures::app_deployment("pg", 2, 5432)).await?;
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("pg", 2, 5432),
+        )
+        .await?;
     wait_until("2 ready pg pods", Duration::from_secs(60), || async {
-        let n = pods.list(&ListParams::default().labels("app=pg")).await.map_err(|e| e.to_string())?.items.iter().filter(|p| pod_is_ready(p)).count();
-        if n == 2 { Ok(()) } else { Err(format!("{n} ready")) }
+        let n = pods
+            .list(&ListParams::default().labels("app=pg"))
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .iter()
+            .filter(|p| pod_is_ready(p))
+            .count();
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} ready"))
+        }
     })
     .await?;
-    services.create(&PostParams::default(), &db_service(None)).await?;
-    endpoints.create(&PostParams::default(), &db_endpoints(&["10.1.0.1"])).await?;
+    services
+        .create(&PostParams::default(), &db_service(None))
+        .await?;
+    endpoints
+        .create(&PostParams::default(), &db_endpoints(&["10.1.0.1"]))
+        .await?;
     wait_until("mirrored slice", TIMEOUT, || async {
         let n = slices(&slice_api, MIRRORED).await?.len();
         if n == 1 { Ok(()) } else { Err(format!("{n}")) }
     })
     .await?;
 
-    services.patch("db", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"selector": {"app": "pg"}}}))).await?;
-    wait_until("mirrored slices gone, the endpoints controller's slice with 2 pods", TIMEOUT, || async {
-        let mirrored = slices(&slice_api, MIRRORED).await?.len();
-        let ours = slices(&slice_api, OURS).await?;
-        let ready: usize = ours.iter().map(|s| ready_ips(s).len()).sum();
-        if mirrored == 0 && ready == 2 { Ok(()) } else { Err(format!("mirrored {mirrored}, ours ready {ready}")) }
-    })
+    services
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"selector": {"app": "pg"}}})),
+        )
+        .await?;
+    wait_until(
+        "mirrored slices gone, the endpoints controller's slice with 2 pods",
+        TIMEOUT,
+        || async {
+            let mirrored = slices(&slice_api, MIRRORED).await?.len();
+            let ours = slices(&slice_api, OURS).await?;
+            let ready: usize = ours.iter().map(|s| ready_ips(s).len()).sum();
+            if mirrored == 0 && ready == 2 {
+                Ok(())
+            } else {
+                Err(format!("mirrored {mirrored}, ours ready {ready}"))
+            }
+        },
+    )
     .await?;
 
-    services.patch("db", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"selector": null}}))).await?;
-    wait_until("mirroring restored, the endpoints controller's slices gone", TIMEOUT, || async {
-        let mirrored = slices(&slice_api, MIRRORED).await?;
-        let ours = slices(&slice_api, OURS).await?.len();
-        if mirrored.len() == 1 && ready_ips(&mirrored[0]).contains("10.1.0.1") && ours == 0 { Ok(()) } else { Err(format!("mirrored {}, ours {ours}", mirrored.len())) }
-    })
+    services
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"selector": null}})),
+        )
+        .await?;
+    wait_until(
+        "mirroring restored, the endpoints controller's slices gone",
+        TIMEOUT,
+        || async {
+            let mirrored = slices(&slice_api, MIRRORED).await?;
+            let ours = slices(&slice_api, OURS).await?.len();
+            if mirrored.len() == 1 && ready_ips(&mirrored[0]).contains("10.1.0.1") && ours == 0 {
+                Ok(())
+            } else {
+                Err(format!("mirrored {}, ours {ours}", mirrored.len()))
+            }
+        },
+    )
     .await?;
     delete_namespace_and_claims(&client, ns).await?;
     running.shut_down().await;
@@ -204,13 +320,22 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
 }
 
 /// Counts watch events on mirrored slices from `version` until `quiet` passes with none.
-async fn count_writes_until_quiet(api: &Api<EndpointSlice>, version: &str, quiet: Duration) -> anyhow::Result<usize> {
-    let stream = api.watch(&WatchParams::default().labels(MIRRORED), version).await?;
+async fn count_writes_until_quiet(
+    api: &Api<EndpointSlice>,
+    version: &str,
+    quiet: Duration,
+) -> anyhow::Result<usize> {
+    let stream = api
+        .watch(&WatchParams::default().labels(MIRRORED), version)
+        .await?;
     futures::pin_mut!(stream);
     let mut writes = 0;
     while let Ok(next) = tokio::time::timeout(quiet, stream.try_next()).await {
         let Some(event) = next? else { break };
-        if matches!(event, WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_)) {
+        if matches!(
+            event,
+            WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_)
+        ) {
             writes += 1;
         }
     }

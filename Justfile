@@ -59,3 +59,11 @@ chart-check:
 # Prove the chart's RBAC is enough: helm install, then signpost run with the chart's ServiceAccount token.
 rbac-check: build
     e2e/with-cluster.sh e2e/rbac-check.sh
+
+# Benchmarks: every part of e2e/bench/run.sh (for now the allocator), as Markdown tables also written to docs/benchmarks.md.
+bench:
+    e2e/bench/run.sh
+
+# Allocator benchmark: Signpost's allocator next to Kubernetes' bitmap ipallocator, same machine, same run.
+bench-allocator:
+    e2e/bench/run.sh allocator

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `just bench`: runs the benchmark parts in order. Each part is e2e/bench/<part>.sh, prints
+# its Markdown table on stdout and writes its own section of docs/benchmarks.md.
+# Usage: run.sh [part...]   (default: every part in `parts` below)
+set -euo pipefail
+bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# Parts run by default, in order. Add a part by adding e2e/bench/<part>.sh and its name here.
+parts=(allocator)
+
+selected=("$@")
+[[ ${#selected[@]} -gt 0 ]] || selected=("${parts[@]}")
+for part in "${selected[@]}"; do
+  script="$bench/$part.sh"
+  [[ -x "$script" ]] || { echo "run.sh: no benchmark part '$part' ($script)" >&2; exit 2; }
+  echo "==> bench: $part" >&2
+  "$script"
+done

@@ -67,3 +67,15 @@ bench:
 # Allocator benchmark: Signpost's allocator next to Kubernetes' bitmap ipallocator, same machine, same run.
 bench-allocator:
     e2e/bench/run.sh allocator
+
+# The end-to-end suite: the built signpost binary as processes (journeys, faults, bad input, API server restart) against the cluster; starts the local control plane when KUBECONFIG is not set.
+e2e: build
+    e2e/with-cluster.sh cargo test -p signpost-e2e --all-features -- --nocapture
+
+# Controller benchmark only (100 Services × 10 pods): Signpost next to kube-controller-manager's endpoint controllers.
+bench-controllers:
+    e2e/bench/run.sh controllers
+
+# The large controller benchmark: 1,000 Services × 20 pods.
+bench-large:
+    BENCH_SERVICES=1000 BENCH_PODS=20 BENCH_FLIPS=300 e2e/bench/run.sh controllers

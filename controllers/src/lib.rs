@@ -4,6 +4,7 @@
 //! cluster) and a thin reconciler that reads watch caches and writes to the API server.
 
 pub mod app;
+pub mod dns;
 pub mod endpoints;
 pub mod ipam;
 pub mod mirroring;

@@ -25,6 +25,55 @@ struct Cli {
 enum Command {
     /// Run the controllers (IPAM, endpoints, DNS records) against the cluster.
     Run(RunArgs),
+    /// Serve DNS for the cluster domain from DNSRecords (authoritative; see docs/dns.md).
+    Dns(DnsArgs),
+}
+
+#[derive(Args, Debug)]
+struct DnsArgs {
+    /// UDP and TCP address to answer DNS queries on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SIGNPOST_DNS_LISTEN",
+        default_value = "127.0.0.1:5353"
+    )]
+    listen: std::net::SocketAddr,
+
+    /// The zone answered authoritatively (the cluster's DNS domain).
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        env = "SIGNPOST_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
+    cluster_domain: String,
+
+    /// DNS server (ip:port) to forward names outside the cluster domain to; without it they
+    /// are REFUSED.
+    #[arg(long, value_name = "ADDR", env = "SIGNPOST_DNS_UPSTREAM")]
+    upstream: Option<std::net::SocketAddr>,
+
+    /// Only serve DNSRecords of this namespace (default: all namespaces).
+    #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
+    #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SIGNPOST_DNS_METRICS_ADDR",
+        default_value = "127.0.0.1:9153"
+    )]
+    metrics_addr: std::net::SocketAddr,
+
+    /// Log format.
+    #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +210,62 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Dns(args) => dns(args),
+    }
+}
+
+fn dns(args: DnsArgs) -> ExitCode {
+    if let Err(error) =
+        signpost_controllers::records::normalize_cluster_domain(&args.cluster_domain)
+    {
+        eprintln!("error: invalid value for '--cluster-domain': {error}");
+        return ExitCode::from(2);
+    }
+    // hickory logs every query at info: keep that for RUST_LOG=hickory_server=info.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,hickory_server=warn")
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_dns(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
+    use signpost_controllers::dns;
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let mut config = dns::Config::new();
+    config.listen = args.listen;
+    config.cluster_domain = args.cluster_domain;
+    config.upstream = args.upstream;
+    config.namespace = args.namespace;
+    config.metrics_addr = Some(args.metrics_addr);
+    config.instance = std::env::var("POD_NAME").ok().or_else(hostname);
+    let mut running = dns::start(client, config).await?;
+    tokio::select! {
+        result = running.block_until_done() => result,
+        _ = shutdown_signal() => {
+            running.shut_down().await;
+            Ok(())
+        }
     }
 }
 

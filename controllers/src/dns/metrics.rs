@@ -1,0 +1,178 @@
+//! Metrics of `signpost dns` and its HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! The DNS metrics live in the same registry as the shared [`Metrics`] (under
+//! `signpost_dns_`), so Events published through [`crate::runtime::EventSink`] are counted in
+//! `signpost_problems_total{controller="dns"}` like every other controller's.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use crate::runtime::{Metrics, SharedMetrics, Synced};
+
+/// Labels of one answered query. Both values come from small fixed sets, so the series count
+/// is bounded whatever clients send.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// Query type: `A`, `AAAA`, `SRV`, `CNAME`, `SOA`, `NS`, `PTR`, `TXT`, `MX`, `ANY`, or
+    /// `other`.
+    pub r#type: String,
+    /// Response code: `NOERROR`, `NXDOMAIN`, `REFUSED`, `SERVFAIL`, `FORMERR`, `NOTIMP`, or
+    /// `other`.
+    pub rcode: String,
+}
+
+/// Labels naming the transport a query came over.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    /// `udp` or `tcp`.
+    pub protocol: String,
+}
+
+/// Labels of a forwarding outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// `ok`, `timeout` or `error`.
+    pub result: String,
+}
+
+/// The metrics `signpost dns` adds to the shared registry.
+#[derive(Clone)]
+pub struct DnsMetrics {
+    /// Queries answered, by type and response code.
+    pub queries: Family<QueryLabels, Counter>,
+    /// Time from a parsed request to the response handed to the socket, by transport.
+    pub duration: Family<ProtocolLabels, Histogram>,
+    /// Queries sent to the upstream server, by outcome.
+    pub forwarded: Family<UpstreamLabels, Counter>,
+    /// DNSRecords in the table (served or rejected).
+    pub records: Gauge,
+    /// DNSRecords not served because they are malformed.
+    pub rejected: Gauge,
+    /// Names in the table.
+    pub names: Gauge,
+    /// Watch events applied to the table.
+    pub updates: Counter,
+}
+
+impl DnsMetrics {
+    /// Registers the DNS metrics in `metrics`' registry (before it is shared).
+    pub fn register(metrics: &mut Metrics) -> Self {
+        let dns = Self {
+            queries: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.000_025, 2.0, 16))
+            }),
+            forwarded: Family::default(),
+            records: Gauge::default(),
+            rejected: Gauge::default(),
+            names: Gauge::default(),
+            updates: Counter::default(),
+        };
+        let registry = metrics.registry.sub_registry_with_prefix("dns");
+        registry.register(
+            "queries",
+            "DNS queries answered, by type and response code",
+            dns.queries.clone(),
+        );
+        registry.register(
+            "query_duration_seconds",
+            "Time to answer one DNS query",
+            dns.duration.clone(),
+        );
+        registry.register(
+            "upstream_queries",
+            "Queries outside the cluster domain forwarded to --upstream",
+            dns.forwarded.clone(),
+        );
+        registry.register(
+            "records",
+            "DNSRecords in the lookup table",
+            dns.records.clone(),
+        );
+        registry.register(
+            "rejected_records",
+            "DNSRecords not served because they are malformed",
+            dns.rejected.clone(),
+        );
+        registry.register("names", "Names in the lookup table", dns.names.clone());
+        registry.register(
+            "table_updates",
+            "DNSRecord watch events applied to the lookup table",
+            dns.updates.clone(),
+        );
+        dns
+    }
+
+    /// Counts one answered query.
+    pub fn answered(&self, qtype: &str, rcode: &str, protocol: &str, took: Duration) {
+        self.queries
+            .get_or_create(&QueryLabels {
+                r#type: qtype.to_owned(),
+                rcode: rcode.to_owned(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&ProtocolLabels {
+                protocol: protocol.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts one forwarded query.
+    pub fn forwarded(&self, result: &str) {
+        self.forwarded
+            .get_or_create(&UpstreamLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (always 200 while the process runs) and `/readyz` (200 once
+/// the first full list of DNSRecords is in the table: before that, NXDOMAIN answers would be
+/// lies) on an already bound listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: SharedMetrics,
+    synced: Synced,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let synced = synced.clone();
+                async move {
+                    if synced.is_synced() {
+                        (StatusCode::OK, "DNSRecords loaded")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "loading DNSRecords")
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,207 @@
+//! `signpost dns`: an authoritative DNS server for the cluster domain that reads nothing but
+//! DNSRecords.
+//!
+//! It is the reference consumer of the DNSRecord contract: if it can answer every query of the
+//! Kubernetes DNS specification from DNSRecords alone, so can any other DNS server or proxy.
+//!
+//! - [`table`]: the pure lookup table (name → A, AAAA, SRV, CNAME), updated one record at a
+//!   time, with every DNS rule (NXDOMAIN, NODATA, REFUSED, CNAME, SRV additionals).
+//! - [`watch`]: one informer over DNSRecords feeding the table; malformed records get a
+//!   Warning Event.
+//! - [`server`]: the hickory-server request handler; [`forward`]: the optional upstream.
+//! - [`metrics`]: query counters, latency, `/metrics`, `/healthz`, `/readyz`.
+//!
+//! See docs/dns.md.
+
+pub mod forward;
+pub mod metrics;
+pub mod server;
+pub mod table;
+pub mod watch;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use hickory_server::Server;
+use kube::Client;
+
+use crate::runtime::{EventSink, Metrics, SharedMetrics, Synced};
+pub use metrics::DnsMetrics;
+pub use table::{Answer, Applied, Data, Lookup, QueryType, Status, Table};
+
+/// How long a TCP client may stay idle before its connection is closed (hickory's guard
+/// against connections that never send).
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `signpost dns` is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// UDP and TCP address to answer on (port 0: any free port, the same for both).
+    pub listen: SocketAddr,
+    /// The zone answered authoritatively.
+    pub cluster_domain: String,
+    /// Where names outside the cluster domain go; `None`: they are REFUSED.
+    pub upstream: Option<SocketAddr>,
+    /// Only read DNSRecords of this namespace (default: all).
+    pub namespace: Option<String>,
+    /// Address of `/metrics`, `/healthz`, `/readyz`; `None`: no HTTP server.
+    pub metrics_addr: Option<SocketAddr>,
+    /// This process's name in Events it publishes.
+    pub instance: Option<String>,
+}
+
+impl Config {
+    /// Defaults of the `signpost dns` flags.
+    pub fn new() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5353)),
+            cluster_domain: "cluster.local".into(),
+            upstream: None,
+            namespace: None,
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9153))),
+            instance: None,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running DNS server.
+pub struct Running {
+    /// Where it answers (UDP and TCP).
+    pub dns_addr: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Every metric, DNS ones included.
+    pub metrics: SharedMetrics,
+    /// The lookup table, for inspection.
+    pub table: Arc<RwLock<Table>>,
+    synced: Synced,
+    server: Server<server::Handler>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits until the first full list of DNSRecords is in the table (before that an
+    /// NXDOMAIN could be wrong).
+    pub async fn wait_ready(&mut self) {
+        self.synced.wait().await;
+    }
+
+    /// Whether the first full list of DNSRecords is in the table.
+    pub fn is_ready(&self) -> bool {
+        self.synced.is_synced()
+    }
+
+    /// Stops answering and watching.
+    pub async fn shut_down(mut self) {
+        if let Err(error) = self.server.shutdown_gracefully().await {
+            tracing::debug!(%error, "DNS server stopped with an error");
+        }
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Runs until the DNS server stops (it only stops on error or shutdown).
+    pub async fn block_until_done(&mut self) -> anyhow::Result<()> {
+        self.server
+            .block_until_done()
+            .await
+            .context("the DNS server stopped")
+    }
+}
+
+/// Binds the sockets, starts the watch and the server; answers come from the table at once
+/// (NXDOMAIN for everything until the first list is in, which `/readyz` reports).
+pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
+    let table =
+        Table::new(&config.cluster_domain).map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?;
+    let table = Arc::new(RwLock::new(table));
+    let mut metrics = Metrics::new();
+    let dns_metrics = DnsMetrics::register(&mut metrics);
+    let metrics = Arc::new(metrics);
+
+    let (udp, tcp) = bind(config.listen).await?;
+    let dns_addr = udp.local_addr()?;
+    let mut tasks = Vec::new();
+
+    let (reports_tx, reports_rx) = tokio::sync::mpsc::unbounded_channel();
+    let informer = watch::informer(
+        &client,
+        config.namespace.as_deref(),
+        table.clone(),
+        dns_metrics.clone(),
+        reports_tx,
+    );
+    let synced = informer.synced();
+    let events = EventSink::new(client, "dns", config.instance.clone(), metrics.clone());
+    tasks.push(tokio::spawn(watch::report(reports_rx, events)));
+    tasks.push(tokio::spawn(informer.run()));
+
+    let metrics_addr = match config.metrics_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+            let bound = listener.local_addr()?;
+            let (metrics, synced) = (metrics.clone(), synced.clone());
+            tasks.push(tokio::spawn(async move {
+                if let Err(error) = metrics::serve(listener, metrics, synced).await {
+                    tracing::error!(%error, "metrics server stopped");
+                }
+            }));
+            Some(bound)
+        }
+        None => None,
+    };
+
+    let handler = server::Handler::new(table.clone(), config.upstream, dns_metrics);
+    let mut server = Server::new(handler);
+    server.register_socket(udp);
+    server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64);
+    tracing::info!(%dns_addr, domain = %config.cluster_domain, upstream = ?config.upstream, metrics = ?metrics_addr, "signpost dns answering");
+    Ok(Running {
+        dns_addr,
+        metrics_addr,
+        metrics,
+        table,
+        synced,
+        server,
+        tasks,
+    })
+}
+
+/// A UDP socket and a TCP listener on the same address. With port 0 the UDP socket picks the
+/// port and TCP follows; if TCP finds it taken, both try again.
+async fn bind(
+    listen: SocketAddr,
+) -> anyhow::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = tokio::net::UdpSocket::bind(listen)
+            .await
+            .with_context(|| format!("--listen {listen}: cannot bind UDP"))?;
+        let addr = udp.local_addr()?;
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(error) if listen.port() == 0 && attempt < 20 => {
+                tracing::debug!(%addr, %error, "TCP port taken; picking another");
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("--listen {addr}: cannot bind TCP"));
+            }
+        }
+    }
+}

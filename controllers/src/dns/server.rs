@@ -1,0 +1,316 @@
+//! The DNS side of `signpost dns`: a hickory-server request handler over the [`Table`].
+//!
+//! hickory does the wire format, the UDP and TCP loops and truncation (a UDP answer larger
+//! than the client's buffer, 512 bytes without EDNS, is cut at a record boundary with the TC
+//! bit set, so the client asks again over TCP). This module only decides what to answer:
+//! authoritative answers from the table for the cluster domain, the upstream's answer (or
+//! REFUSED) for everything else.
+
+use std::iter;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use super::forward;
+use super::metrics::DnsMetrics;
+use super::table::{Answer, Data, QueryType, Status, Table};
+
+/// How long one forwarded query may take before the client gets SERVFAIL (clients retry
+/// after about 5 s, so answering earlier lets them).
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers every query hickory hands over.
+pub struct Handler {
+    table: Arc<RwLock<Table>>,
+    upstream: Option<SocketAddr>,
+    metrics: DnsMetrics,
+}
+
+impl Handler {
+    /// A handler answering from `table`, forwarding names outside the cluster domain to
+    /// `upstream` when there is one.
+    pub fn new(
+        table: Arc<RwLock<Table>>,
+        upstream: Option<SocketAddr>,
+        metrics: DnsMetrics,
+    ) -> Self {
+        Self {
+            table,
+            upstream,
+            metrics,
+        }
+    }
+
+    async fn respond<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
+        // EDNS: echo the client's buffer size (at least 512), so hickory truncates UDP answers
+        // to what the client can take.
+        let response_edns = request.edns.as_ref().map(|edns| {
+            let mut ours = Edns::new();
+            ours.set_max_payload(edns.max_payload().max(512));
+            ours.set_version(0);
+            ours
+        });
+        let edns = response_edns.as_ref();
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            return send_error(request, edns, ResponseCode::BADVERS, handle).await;
+        }
+        if request.metadata.message_type != MessageType::Query
+            || request.metadata.op_code != OpCode::Query
+        {
+            return send_error(request, edns, ResponseCode::NotImp, handle).await;
+        }
+        let Ok(info) = request.request_info() else {
+            return send_error(request, edns, ResponseCode::FormErr, handle).await;
+        };
+        let query = info.query;
+        let qname: Name = query.original().name().clone();
+        let key = qname.to_ascii().to_ascii_lowercase();
+        let in_zone = self.read_table().in_zone(&key);
+        if !in_zone {
+            return match self.upstream {
+                Some(upstream) => self.forward(request, edns, upstream, handle).await,
+                None => send_error(request, edns, ResponseCode::Refused, handle).await,
+            };
+        }
+        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+            return send_error(request, edns, ResponseCode::Refused, handle).await;
+        }
+        let (lookup, soa) = {
+            let table = self.read_table();
+            (
+                table.lookup(&key, query_type(query.query_type())),
+                table.soa(),
+            )
+        };
+        let folded = key.strip_suffix('.').unwrap_or(&key);
+        let records = |answers: &[Answer]| -> Vec<Record> {
+            answers
+                .iter()
+                .filter_map(|a| to_record(a, folded, &qname))
+                .collect()
+        };
+        let answers = records(&lookup.answers);
+        let additionals = records(&lookup.additionals);
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.authoritative = true;
+        metadata.response_code = match lookup.status {
+            Status::NxDomain => ResponseCode::NXDomain,
+            _ => ResponseCode::NoError,
+        };
+        // Negative answers (NXDOMAIN, and NODATA: the name exists without that type) carry the
+        // SOA, which tells resolvers how long to cache them (RFC 2308).
+        let negative = lookup.status == Status::NxDomain || answers.is_empty();
+        let authorities: Vec<Record> = if negative {
+            to_record(&soa, folded, &qname).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let response = MessageResponseBuilder::new(&request.queries, edns).build(
+            metadata,
+            answers.iter(),
+            authorities.iter(),
+            iter::empty(),
+            additionals.iter(),
+        );
+        send(request, response, handle).await
+    }
+
+    /// Passes the query to the upstream server and its answer back, sections as they came.
+    async fn forward<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        upstream: SocketAddr,
+        handle: R,
+    ) -> ResponseInfo {
+        let reply: Message =
+            match forward::exchange(upstream, request.as_slice(), UPSTREAM_TIMEOUT).await {
+                Ok(reply) => {
+                    self.metrics.forwarded("ok");
+                    reply
+                }
+                Err(error) => {
+                    self.metrics.forwarded(error.kind());
+                    tracing::debug!(%upstream, %error, "forwarding failed");
+                    return send_error(request, edns, ResponseCode::ServFail, handle).await;
+                }
+            };
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.response_code = reply.metadata.response_code;
+        metadata.recursion_available = reply.metadata.recursion_available;
+        metadata.authentic_data = reply.metadata.authentic_data;
+        metadata.truncation = reply.metadata.truncation;
+        let response = MessageResponseBuilder::new(&request.queries, edns).build(
+            metadata,
+            reply.answers.iter(),
+            reply.authorities.iter(),
+            iter::empty(),
+            reply.additionals.iter(),
+        );
+        send(request, response, handle).await
+    }
+
+    fn read_table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let started = Instant::now();
+        let qtype = request
+            .queries
+            .queries()
+            .first()
+            .map(|q| type_label(q.query_type()))
+            .unwrap_or("other");
+        let protocol = if matches!(request.protocol(), Protocol::Udp) {
+            "udp"
+        } else {
+            "tcp"
+        };
+        let info = self.respond(request, response_handle).await;
+        self.metrics.answered(
+            qtype,
+            rcode_label(info.response_code),
+            protocol,
+            started.elapsed(),
+        );
+        info
+    }
+}
+
+async fn send_error<R: ResponseHandler>(
+    request: &Request,
+    edns: Option<&Edns>,
+    code: ResponseCode,
+    handle: R,
+) -> ResponseInfo {
+    let response =
+        MessageResponseBuilder::new(&request.queries, edns).error_msg(&request.metadata, code);
+    send(request, response, handle).await
+}
+
+async fn send<'a, R: ResponseHandler>(
+    request: &Request,
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    mut handle: R,
+) -> ResponseInfo {
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::warn!(%error, "could not send a DNS response");
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
+                metadata,
+                counts: HeaderCounts::default(),
+            })
+        }
+    }
+}
+
+/// The table's view of a query type.
+pub fn query_type(rtype: RecordType) -> QueryType {
+    match rtype {
+        RecordType::A => QueryType::A,
+        RecordType::AAAA => QueryType::Aaaa,
+        RecordType::SRV => QueryType::Srv,
+        RecordType::CNAME => QueryType::Cname,
+        RecordType::SOA => QueryType::Soa,
+        RecordType::ANY => QueryType::Any,
+        _ => QueryType::Other,
+    }
+}
+
+/// The `type` label of the query metric: a fixed set, whatever clients send.
+pub fn type_label(rtype: RecordType) -> &'static str {
+    match rtype {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::SRV => "SRV",
+        RecordType::CNAME => "CNAME",
+        RecordType::SOA => "SOA",
+        RecordType::NS => "NS",
+        RecordType::PTR => "PTR",
+        RecordType::TXT => "TXT",
+        RecordType::MX => "MX",
+        RecordType::ANY => "ANY",
+        _ => "other",
+    }
+}
+
+/// The `rcode` label of the query metric.
+pub fn rcode_label(code: ResponseCode) -> &'static str {
+    match code {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::NotImp => "NOTIMP",
+        _ => "other",
+    }
+}
+
+/// A table answer as a resource record. Answers at the query's own name keep the client's
+/// spelling of it (resolvers that randomise the case of queries, "0x20", check it).
+fn to_record(answer: &Answer, query_key: &str, query_name: &Name) -> Option<Record> {
+    let name = if answer.name == query_key {
+        query_name.clone()
+    } else {
+        fqdn(&answer.name)?
+    };
+    let data = match &answer.data {
+        Data::A(ip) => RData::A(A(*ip)),
+        Data::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
+        Data::Srv {
+            priority,
+            weight,
+            port,
+            target,
+        } => RData::SRV(SRV::new(*priority, *weight, *port, fqdn(target)?)),
+        Data::Cname(target) => RData::CNAME(CNAME(fqdn(target)?)),
+        Data::Soa {
+            mname,
+            rname,
+            serial,
+            minimum,
+        } => RData::SOA(SOA::new(
+            fqdn(mname)?,
+            fqdn(rname)?,
+            *serial,
+            7200,
+            1800,
+            86400,
+            *minimum,
+        )),
+    };
+    Some(Record::from_rdata(name, answer.ttl, data))
+}
+
+fn fqdn(name: &str) -> Option<Name> {
+    Name::from_ascii(format!("{name}.")).ok()
+}

@@ -1,0 +1,739 @@
+//! `signpost dns` against the local control plane, queried with the real `dig`: each test runs
+//! its own controllers (scoped to its namespace, over a CIDR no other test uses) and its own
+//! DNS server on a free loopback port.
+#![cfg(feature = "integration")]
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
+use signpost_controllers::app::{self, Settings};
+use signpost_controllers::dns;
+use signpost_controllers::runtime::Metrics;
+use signpost_crds::DNSRecord;
+use signpost_e2e::{
+    TestNamespace, client, delete_namespace_and_claims, events_about, fixtures, install_crds,
+    pod_is_ready, set_pod_ready, unique_cidr, wait_until,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// How soon a change must be served.
+const SERVED_WITHIN: Duration = Duration::from_secs(1);
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,hickory_server=error".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Signpost's controllers for namespace `ns`.
+async fn start_controllers(client: &Client, ns: &str) -> anyhow::Result<app::Running> {
+    let mut settings = Settings::new(vec![unique_cidr(24).parse()?]);
+    settings.namespace = Some(ns.to_string());
+    let mut running = app::start(
+        client.clone(),
+        settings,
+        std::sync::Arc::new(Metrics::new()),
+    )?;
+    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
+    Ok(running)
+}
+
+/// A DNS server for `cluster.local` reading the DNSRecords of `ns`, on free loopback ports.
+async fn start_dns(
+    client: &Client,
+    ns: &str,
+    domain: &str,
+    upstream: Option<SocketAddr>,
+) -> anyhow::Result<dns::Running> {
+    let mut config = dns::Config::new();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.metrics_addr = Some("127.0.0.1:0".parse()?);
+    config.namespace = Some(ns.to_string());
+    config.cluster_domain = domain.to_string();
+    config.upstream = upstream;
+    let mut running = dns::start(client.clone(), config).await?;
+    let started = Instant::now();
+    tokio::time::timeout(TIMEOUT, running.wait_ready()).await?;
+    println!(
+        "dns: server on {} ready (DNSRecords listed) in {:?}",
+        running.dns_addr,
+        started.elapsed()
+    );
+    Ok(running)
+}
+
+async fn start(client: &Client, ns: &str) -> anyhow::Result<(app::Running, dns::Running)> {
+    init_logs();
+    install_crds(client).await?;
+    let controllers = start_controllers(client, ns).await?;
+    let server = start_dns(client, ns, "cluster.local", None).await?;
+    Ok((controllers, server))
+}
+
+/// Runs `dig @127.0.0.1 -p <port> <args>` (one try, 2 s) and returns its standard output.
+async fn dig(server: SocketAddr, args: &[&str]) -> Result<String, String> {
+    let mut command = std::process::Command::new("dig");
+    command
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+tries=1", "+time=2"])
+        .args(args);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot run dig: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "dig {args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(stdout)
+}
+
+/// `dig +short <name> <type> [extra]`: the answer data, one per line, sorted.
+async fn short(
+    server: SocketAddr,
+    name: &str,
+    qtype: &str,
+    extra: &[&str],
+) -> Result<Vec<String>, String> {
+    let mut args = vec!["+short", name, qtype];
+    args.extend_from_slice(extra);
+    let out = dig(server, &args).await?;
+    let mut lines: Vec<String> = out
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    Ok(lines)
+}
+
+/// One parsed `dig` response.
+#[derive(Debug)]
+struct Response {
+    status: String,
+    flags: Vec<String>,
+    answers: Vec<Vec<String>>,
+    authority: Vec<Vec<String>>,
+    additional: Vec<Vec<String>>,
+}
+
+/// `dig <name> <type> [extra]` with the header and sections, parsed.
+async fn query(
+    server: SocketAddr,
+    name: &str,
+    qtype: &str,
+    extra: &[&str],
+) -> Result<Response, String> {
+    let mut args = vec![
+        "+noall",
+        "+comments",
+        "+answer",
+        "+authority",
+        "+additional",
+        name,
+        qtype,
+    ];
+    args.extend_from_slice(extra);
+    let out = dig(server, &args).await?;
+    let mut response = Response {
+        status: String::new(),
+        flags: Vec::new(),
+        answers: Vec::new(),
+        authority: Vec::new(),
+        additional: Vec::new(),
+    };
+    let mut section = "";
+    for line in out.lines() {
+        if let Some(at) = line.find("status: ") {
+            response.status = line[at + 8..]
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+        if let Some(flags) = line.strip_prefix(";; flags: ") {
+            response.flags = flags
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+        }
+        if line.starts_with(";; ") && line.ends_with("SECTION:") {
+            section = if line.contains("ANSWER") {
+                "answer"
+            } else if line.contains("AUTHORITY") {
+                "authority"
+            } else if line.contains("ADDITIONAL") {
+                "additional"
+            } else {
+                ""
+            };
+            continue;
+        }
+        if line.is_empty() {
+            section = "";
+            continue;
+        }
+        if line.starts_with(';') {
+            continue;
+        }
+        let fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        match section {
+            "answer" => response.answers.push(fields),
+            "authority" => response.authority.push(fields),
+            "additional" => response.additional.push(fields),
+            _ => {}
+        }
+    }
+    if response.status.is_empty() {
+        return Err(format!("no status line in: {out}"));
+    }
+    Ok(response)
+}
+
+/// Waits until `dig` reports `status` for `name`, and returns how long that took.
+async fn wait_status(
+    server: SocketAddr,
+    name: &str,
+    status: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    wait_until(&format!("{status} for {name}"), timeout, || async {
+        let response = query(server, name, "A", &[]).await?;
+        if response.status == status {
+            Ok(())
+        } else {
+            Err(format!("{response:?}"))
+        }
+    })
+    .await?;
+    Ok(started.elapsed())
+}
+
+/// `GET path` on the metrics server: (status code, body).
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// The value of the first sample line of `/metrics` starting with `series`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn seed_service_resolves_to_its_vip_with_srv_and_is_nxdomain_once_deleted()
+-> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "dns-seed").await?;
+    let (controllers, server) = start(&client, &ns.name).await?;
+    let at = server.dns_addr;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let records: Api<DNSRecord> = ns.api();
+
+    let t0 = Instant::now();
+    deployments
+        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
+        .await?;
+    services
+        .create(&PostParams::default(), &fixtures::hostnames_service())
+        .await?;
+    let fqdn = format!("hostnames.{}.svc.cluster.local", ns.name);
+    let vip = wait_until("DNSRecord hostnames with a VIP", TIMEOUT, || async {
+        let record = records
+            .get_opt("hostnames")
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no DNSRecord yet")?;
+        record
+            .spec
+            .ipv4
+            .first()
+            .cloned()
+            .ok_or_else(|| format!("no address yet: {:?}", record.spec))
+    })
+    .await?;
+    let t_record = Instant::now();
+    wait_until("dig A answers the VIP", TIMEOUT, || async {
+        let got = short(at, &fqdn, "A", &[]).await?;
+        if got == [vip.clone()] {
+            Ok(())
+        } else {
+            Err(format!("dig +short: {got:?}"))
+        }
+    })
+    .await?;
+    println!(
+        "dns/seed: {fqdn} A {vip}: served {:?} after the DNSRecord had it, {:?} after creating the Service",
+        t_record.elapsed(),
+        t0.elapsed()
+    );
+
+    // The same over TCP, and in any case.
+    assert_eq!(
+        short(at, &fqdn, "A", &["+tcp"])
+            .await
+            .map_err(anyhow::Error::msg)?,
+        std::slice::from_ref(&vip)
+    );
+    let shouting = fqdn.to_uppercase();
+    assert_eq!(
+        short(at, &shouting, "A", &[])
+            .await
+            .map_err(anyhow::Error::msg)?,
+        std::slice::from_ref(&vip)
+    );
+
+    // Authoritative, with the record's TTL.
+    let a = query(at, &fqdn, "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("dns/seed: dig A: {a:?}");
+    assert_eq!(a.status, "NOERROR");
+    assert!(a.flags.contains(&"aa".to_string()), "{a:?}");
+    assert_eq!(a.answers.len(), 1);
+    assert_eq!(a.answers[0][1], "5", "TTL from the DNSRecord: {a:?}");
+
+    // SRV of the named port, with the target's address in the additional section.
+    let srv_name = format!("_default._tcp.{fqdn}");
+    let srv = short(at, &srv_name, "SRV", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("dns/seed: dig +short SRV {srv_name}: {srv:?}");
+    assert_eq!(srv, [format!("0 100 80 {fqdn}.")]);
+    let srv = query(at, &srv_name, "SRV", &["+tcp"])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert!(
+        srv.additional
+            .iter()
+            .any(|rr| rr[0] == format!("{fqdn}.") && rr[3] == "A" && rr[4] == vip),
+        "the target's A in the additional section: {srv:?}"
+    );
+
+    // No such name; a name that exists only as a parent; a name that is not ours.
+    let missing = query(at, &format!("nope.{}.svc.cluster.local", ns.name), "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("dns/seed: dig nope: {missing:?}");
+    assert_eq!(missing.status, "NXDOMAIN");
+    assert!(
+        missing.authority.iter().any(|rr| rr[3] == "SOA"),
+        "the SOA for negative caching: {missing:?}"
+    );
+    let parent = query(at, &format!("{}.svc.cluster.local", ns.name), "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(parent.status, "NOERROR", "{parent:?}");
+    assert!(parent.answers.is_empty(), "NODATA: {parent:?}");
+    let aaaa = query(at, &fqdn, "AAAA", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        (aaaa.status.as_str(), aaaa.answers.len()),
+        ("NOERROR", 0),
+        "{aaaa:?}"
+    );
+    let outside = query(at, "example.com", "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(outside.status, "REFUSED", "{outside:?}");
+
+    // Health, readiness and metrics.
+    let metrics_addr = server.metrics_addr.expect("a metrics server");
+    assert_eq!(http_get(metrics_addr, "/healthz").await?.0, 200);
+    assert_eq!(http_get(metrics_addr, "/readyz").await?.0, 200);
+    let (code, metrics) = http_get(metrics_addr, "/metrics").await?;
+    assert_eq!(code, 200);
+    let a_noerror = sample(
+        &metrics,
+        "signpost_dns_queries_total{type=\"A\",rcode=\"NOERROR\"}",
+    );
+    let nx = sample(
+        &metrics,
+        "signpost_dns_queries_total{type=\"A\",rcode=\"NXDOMAIN\"}",
+    );
+    let refused = sample(
+        &metrics,
+        "signpost_dns_queries_total{type=\"A\",rcode=\"REFUSED\"}",
+    );
+    println!("dns/seed: metrics A/NOERROR {a_noerror:?}, A/NXDOMAIN {nx:?}, A/REFUSED {refused:?}");
+    assert!(a_noerror.is_some_and(|n| n >= 3.0), "{metrics}");
+    assert!(nx.is_some_and(|n| n >= 1.0) && refused.is_some_and(|n| n >= 1.0));
+    assert!(metrics.contains("signpost_dns_query_duration_seconds_bucket{"));
+    assert_eq!(sample(&metrics, "signpost_dns_records "), Some(1.0));
+
+    // The Service goes: NXDOMAIN soon after.
+    services
+        .delete("hostnames", &DeleteParams::default())
+        .await?;
+    let took = wait_status(at, &fqdn, "NXDOMAIN", TIMEOUT).await?;
+    println!("dns/seed: {fqdn} NXDOMAIN {took:?} after deleting the Service");
+    assert!(took < SERVED_WITHIN, "NXDOMAIN only after {took:?}");
+
+    delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    controllers.shut_down().await;
+    Ok(())
+}
+
+fn stateful_pod(name: &str, subdomain: &str, app: &str) -> anyhow::Result<Pod> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {
+            "hostname": name,
+            "subdomain": subdomain,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]}]
+        }
+    }))?)
+}
+
+async fn ready_pod_ips(
+    pods: &Api<Pod>,
+    selector: &str,
+    n: usize,
+) -> anyhow::Result<BTreeSet<String>> {
+    wait_until(&format!("{n} ready pods ({selector})"), TIMEOUT, || async {
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ips: BTreeSet<String> = list
+            .items
+            .iter()
+            .filter(|p| pod_is_ready(p))
+            .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+            .collect();
+        if ips.len() == n {
+            Ok(ips)
+        } else {
+            Err(format!("{} ready with IPs", ips.len()))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn headless_service_answers_ready_pods_and_host_names_external_name_a_cname()
+-> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "dns-headless").await?;
+    let (controllers, server) = start(&client, &ns.name).await?;
+    let at = server.dns_addr;
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+
+    for name in ["web-0", "web-1"] {
+        pods.create(&PostParams::default(), &stateful_pod(name, "web", "web")?)
+            .await?;
+    }
+    let headless: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    }))?;
+    services.create(&PostParams::default(), &headless).await?;
+    let external: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ext"},
+        "spec": {"type": "ExternalName", "externalName": "example.com."}
+    }))?;
+    services.create(&PostParams::default(), &external).await?;
+
+    let ips = ready_pod_ips(&pods, "app=web", 2).await?;
+    let fqdn = format!("web.{}.svc.cluster.local", ns.name);
+    let t0 = Instant::now();
+    wait_until("dig A web: one address per ready pod", TIMEOUT, || async {
+        let got: BTreeSet<String> = short(at, &fqdn, "A", &[]).await?.into_iter().collect();
+        if got == ips {
+            Ok(())
+        } else {
+            Err(format!("dig {got:?}, pods {ips:?}"))
+        }
+    })
+    .await?;
+    println!(
+        "dns/headless: {fqdn} A {ips:?} {:?} after both pods were ready",
+        t0.elapsed()
+    );
+
+    // Per-pod host names, and SRV targets naming them.
+    let mut host_ips = BTreeSet::new();
+    for host in ["web-0", "web-1"] {
+        let name = format!("{host}.{fqdn}");
+        let got = wait_until(&format!("dig A {name}"), TIMEOUT, || async {
+            let got = short(at, &name, "A", &["+tcp"]).await?;
+            if got.len() == 1 {
+                Ok(got)
+            } else {
+                Err(format!("{got:?}"))
+            }
+        })
+        .await?;
+        println!("dns/headless: {name} A {got:?}");
+        assert!(ips.contains(&got[0]), "{name}: {got:?} is a pod IP");
+        host_ips.insert(got[0].clone());
+    }
+    assert_eq!(host_ips, ips, "each host its own pod");
+    let srv = short(at, &format!("_http._tcp.{fqdn}"), "SRV", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("dns/headless: SRV _http._tcp.{fqdn}: {srv:?}");
+    assert_eq!(
+        srv,
+        [
+            format!("0 50 8080 web-0.{fqdn}."),
+            format!("0 50 8080 web-1.{fqdn}.")
+        ]
+    );
+
+    // A pod that stops being ready leaves the answer.
+    set_pod_ready(&pods, "web-1", false).await?;
+    let t1 = Instant::now();
+    let remaining = wait_until("dig A web: one address left", TIMEOUT, || async {
+        let got = short(at, &fqdn, "A", &[]).await?;
+        if got.len() == 1 {
+            Ok(got)
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await?;
+    println!(
+        "dns/headless: {fqdn} A {remaining:?} {:?} after web-1 became not ready",
+        t1.elapsed()
+    );
+    assert_eq!(
+        query(at, &format!("web-1.{fqdn}"), "A", &[])
+            .await
+            .map_err(anyhow::Error::msg)?
+            .status,
+        "NXDOMAIN"
+    );
+
+    // ExternalName: a CNAME, for the CNAME query and for an A query.
+    let ext = format!("ext.{}.svc.cluster.local", ns.name);
+    wait_until("dig CNAME ext", TIMEOUT, || async {
+        let got = short(at, &ext, "CNAME", &[]).await?;
+        if got == ["example.com."] {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    })
+    .await?;
+    let a = query(at, &ext, "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("dns/headless: dig A {ext}: {a:?}");
+    assert_eq!(a.status, "NOERROR");
+    assert_eq!(a.answers.len(), 1, "{a:?}");
+    assert_eq!(a.answers[0][3], "CNAME");
+    assert_eq!(a.answers[0][4], "example.com.");
+
+    delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    controllers.shut_down().await;
+    Ok(())
+}
+
+fn dns_record(name: &str, spec: serde_json::Value) -> anyhow::Result<DNSRecord> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "signpost.dev/v1alpha1", "kind": "DNSRecord",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?)
+}
+
+#[tokio::test]
+async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream_forwards()
+-> anyhow::Result<()> {
+    init_logs();
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "dns-direct").await?;
+    // No controllers: the records are written by hand, as another publisher would.
+    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let at = server.dns_addr;
+    let records: Api<DNSRecord> = ns.api();
+
+    let big = format!("big.{}.svc.cluster.local", ns.name);
+    let addresses: Vec<String> = (1..=120)
+        .map(|i| format!("10.99.{}.{}", i / 100, i % 100 + 1))
+        .collect();
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "big",
+                serde_json::json!({"fqdn": big, "type": "ClusterIP", "ttl": 5, "ipv4": addresses}),
+            )?,
+        )
+        .await?;
+    // An SRV owner name the schema lets through but DNS cannot carry.
+    let broken = format!("broken.{}.svc.cluster.local", ns.name);
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "broken",
+                serde_json::json!({"fqdn": broken, "type": "ClusterIP", "ttl": 5, "ipv4": ["10.99.9.9"],
+                    "srv": [{"name": "not a name", "portName": "p", "protocol": "TCP",
+                             "targets": [{"host": broken, "port": 80}]}]}),
+            )?,
+        )
+        .await?;
+
+    // Over UDP alone (+ignore: no retry over TCP) the answer is cut and flagged.
+    let udp = wait_until("a truncated UDP answer", TIMEOUT, || async {
+        let r = query(at, &big, "A", &["+ignore", "+notcp"]).await?;
+        if r.flags.contains(&"tc".to_string()) {
+            Ok(r)
+        } else {
+            Err(format!("{r:?}"))
+        }
+    })
+    .await?;
+    println!(
+        "dns/direct: 120 A records over UDP: flags {:?}, {} answers",
+        udp.flags,
+        udp.answers.len()
+    );
+    assert!(udp.answers.len() < 120);
+    // dig retries over TCP on TC by default; +tcp asks over TCP at once.
+    assert_eq!(
+        short(at, &big, "A", &[])
+            .await
+            .map_err(anyhow::Error::msg)?
+            .len(),
+        120
+    );
+    let tcp = query(at, &big, "A", &["+tcp"])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(tcp.answers.len(), 120);
+    assert!(!tcp.flags.contains(&"tc".to_string()));
+
+    // The malformed record is not served, the rest is; a Warning Event and a metric say why.
+    assert_eq!(
+        query(at, &broken, "A", &[])
+            .await
+            .map_err(anyhow::Error::msg)?
+            .status,
+        "NXDOMAIN"
+    );
+    let events = wait_until("InvalidDNSRecord Event on broken", TIMEOUT, || async {
+        let events = events_about(&client, &ns.name, "broken", "InvalidDNSRecord")
+            .await
+            .map_err(|e| e.to_string())?;
+        if events.is_empty() {
+            Err("no Event yet".to_string())
+        } else {
+            Ok(events)
+        }
+    })
+    .await?;
+    println!("dns/direct: Event on broken: {:?}", events[0].note);
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    let metrics_addr = server.metrics_addr.expect("a metrics server");
+    let (_, metrics) = http_get(metrics_addr, "/metrics").await?;
+    assert_eq!(
+        sample(
+            &metrics,
+            "signpost_problems_total{controller=\"dns\",reason=\"InvalidDNSRecord\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "signpost_dns_rejected_records "),
+        Some(1.0)
+    );
+
+    // Names outside a server's domain go to its upstream: a second server, authoritative for
+    // another domain (and reading a namespace without records), forwards to the first.
+    let front = start_dns(
+        &client,
+        &format!("{}-none", ns.name),
+        "other.test",
+        Some(at),
+    )
+    .await?;
+    let forwarded = short(front.dns_addr, &big, "A", &["+tcp"])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(forwarded.len(), 120, "the upstream's whole answer");
+    let forwarded_udp = short(front.dns_addr, &big, "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        forwarded_udp.len(),
+        120,
+        "truncated over UDP, complete over TCP"
+    );
+    let nx = query(front.dns_addr, &broken, "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(nx.status, "NXDOMAIN", "the upstream's rcode: {nx:?}");
+    let own = query(front.dns_addr, "x.other.test", "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        own.status, "NXDOMAIN",
+        "its own zone stays its own: {own:?}"
+    );
+    let (_, front_metrics) = http_get(front.metrics_addr.expect("metrics"), "/metrics").await?;
+    println!(
+        "dns/direct: forwarded ok {:?}",
+        sample(
+            &front_metrics,
+            "signpost_dns_upstream_queries_total{result=\"ok\"}"
+        )
+    );
+    front.shut_down().await;
+
+    // A record deleted: NXDOMAIN as soon as the watch tells.
+    records.delete("big", &DeleteParams::default()).await?;
+    let took = wait_status(at, &big, "NXDOMAIN", TIMEOUT).await?;
+    println!("dns/direct: {big} NXDOMAIN {took:?} after deleting its DNSRecord");
+    assert!(took < SERVED_WITHIN, "NXDOMAIN only after {took:?}");
+
+    delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    Ok(())
+}

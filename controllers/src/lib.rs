@@ -8,5 +8,6 @@ pub mod dns;
 pub mod endpoints;
 pub mod ipam;
 pub mod mirroring;
+pub mod proxy;
 pub mod records;
 pub mod runtime;

@@ -27,6 +27,42 @@ enum Command {
     Run(RunArgs),
     /// Serve DNS for the cluster domain from DNSRecords (authoritative; see docs/dns.md).
     Dns(DnsArgs),
+    /// Proxy TCP connections to every Signpost VIP over its ready endpoints (round robin;
+    /// needs NET_ADMIN; see docs/proxy.md).
+    Proxy(ProxyArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProxyArgs {
+    /// Dummy interface the VIPs are added to (created if missing; the proxy owns its addresses).
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SIGNPOST_PROXY_INTERFACE",
+        default_value = "signpost0"
+    )]
+    interface: String,
+
+    /// Only proxy Services of this namespace (default: all namespaces).
+    #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
+    namespace: Option<String>,
+
+    /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
+    #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
+
+    /// Address of the HTTP server for /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SIGNPOST_PROXY_METRICS_ADDR",
+        default_value = "127.0.0.1:9154"
+    )]
+    metrics_addr: std::net::SocketAddr,
+
+    /// Log format.
+    #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +247,49 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Dns(args) => dns(args),
+        Command::Proxy(args) => proxy(args),
+    }
+}
+
+fn proxy(args: ProxyArgs) -> ExitCode {
+    if args.interface.is_empty() || args.interface.len() > 15 || args.interface.contains('/') {
+        eprintln!(
+            "error: invalid value for '--interface': {:?} is not an interface name (1-15 characters, no '/')",
+            args.interface
+        );
+        return ExitCode::from(2);
+    }
+    init_logging(&args.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_proxy(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    use signpost_controllers::proxy;
+    let client = client(args.kubeconfig.as_deref()).await?;
+    let mut config = proxy::Config::new();
+    config.interface = args.interface;
+    config.namespace = args.namespace;
+    config.metrics_addr = Some(args.metrics_addr);
+    let mut running = proxy::start(client, config).await?;
+    tokio::select! {
+        result = running.block_until_done() => result,
+        _ = shutdown_signal() => {
+            running.shut_down().await;
+            Ok(())
+        }
     }
 }
 

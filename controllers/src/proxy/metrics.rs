@@ -1,0 +1,172 @@
+//! Metrics of `signpost proxy` and its HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! They live in the shared registry under `signpost_proxy_`. Labels name Services and
+//! backends: their number follows the cluster's Services and ready pods, not what clients
+//! send, so clients cannot grow the series count.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::runtime::{Metrics, SharedMetrics};
+
+/// Labels of one proxied connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `<namespace>/<name>` of the Service.
+    pub service: String,
+    /// The service port's name (empty for an unnamed port).
+    pub port: String,
+    /// The backend, `<ip>:<port>`.
+    pub backend: String,
+}
+
+/// Labels of a failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// `<namespace>/<name>` of the Service, empty for failures not tied to one.
+    pub service: String,
+    /// `no_backend`, `connect`, `accept`, `listen`, `netlink`.
+    pub reason: String,
+}
+
+/// Labels of a byte count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BytesLabels {
+    /// `<namespace>/<name>` of the Service.
+    pub service: String,
+    /// `to_backend` or `to_client`.
+    pub direction: String,
+}
+
+/// Labels naming a Service.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    /// `<namespace>/<name>` of the Service.
+    pub service: String,
+}
+
+/// The metrics `signpost proxy` adds to the shared registry.
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    /// Connections handed to a backend, by Service, port and backend.
+    pub connections: Family<ConnectionLabels, Counter>,
+    /// Connections refused or failed, and data-plane failures, by reason.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Bytes copied, by Service and direction (counted when a connection ends).
+    pub bytes: Family<BytesLabels, Counter>,
+    /// Connections open now, by Service.
+    pub active: Family<ServiceLabels, Gauge>,
+    /// VIPs on the interface.
+    pub vips: Gauge,
+    /// Frontends (VIP:port) listening.
+    pub listeners: Gauge,
+    /// Ready backends over all frontends.
+    pub backends: Gauge,
+}
+
+impl ProxyMetrics {
+    /// Registers the proxy metrics in `metrics`' registry (before it is shared).
+    pub fn register(metrics: &mut Metrics) -> Self {
+        let proxy = Self {
+            connections: Family::default(),
+            errors: Family::default(),
+            bytes: Family::default(),
+            active: Family::default(),
+            vips: Gauge::default(),
+            listeners: Gauge::default(),
+            backends: Gauge::default(),
+        };
+        let registry = metrics.registry.sub_registry_with_prefix("proxy");
+        registry.register(
+            "connections",
+            "Connections handed to a backend",
+            proxy.connections.clone(),
+        );
+        registry.register(
+            "errors",
+            "Connections refused (no ready backend) or failed, and data-plane failures",
+            proxy.errors.clone(),
+        );
+        registry.register(
+            "bytes",
+            "Bytes copied between clients and backends",
+            proxy.bytes.clone(),
+        );
+        registry.register(
+            "active_connections",
+            "Connections open now",
+            proxy.active.clone(),
+        );
+        registry.register("vips", "VIPs on the interface", proxy.vips.clone());
+        registry.register(
+            "listeners",
+            "VIP:port frontends listening",
+            proxy.listeners.clone(),
+        );
+        registry.register(
+            "ready_backends",
+            "Ready backends over all frontends",
+            proxy.backends.clone(),
+        );
+        proxy
+    }
+
+    /// Counts one failure.
+    pub fn error(&self, service: &str, reason: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                service: service.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// Serves `/metrics`, `/healthz` (200 while the process runs) and `/readyz` (200 once the
+/// three watches listed everything and the interface and listeners match them: before that
+/// a VIP may be missing) on an already bound listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: SharedMetrics,
+    ready: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::Acquire) {
+                        (StatusCode::OK, "VIPs and listeners in place")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "loading Services")
+                    }
+                }
+            }),
+        );
+    axum::serve(listener, app).await
+}

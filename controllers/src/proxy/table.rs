@@ -1,0 +1,375 @@
+//! The proxy's pure state: which VIP:port frontends exist and which ready backends each one
+//! round-robins over.
+//!
+//! No I/O and no Kubernetes types: the watch turns DNSRecords, Services and EndpointSlices
+//! into the plain inputs below, and the data plane asks [`Table::pick`] for a backend per new
+//! connection. Keeping it pure is what lets every rule (port matching by name, readiness,
+//! address families, round robin across updates) be a unit test.
+//!
+//! - A **frontend** (VIP, port, protocol) exists while the Service's DNSRecord is of type
+//!   ClusterIP with that VIP and the Service has that port.
+//! - Its **pool** is the ordered list of ready backends of that service port in the Service's
+//!   EndpointSlices of the VIP's family: each slice port whose *name* equals the service
+//!   port's name (both empty for a single unnamed port) and whose protocol matches, times
+//!   each endpoint whose `ready` condition is not false (first address only, as kube-proxy).
+//! - The pool keeps a **cursor**: each pick returns the backend under it and moves it on, so
+//!   N connections over k backends give each N/k (±1). When the backends change, the cursor
+//!   moves to the backend that would have come next (or the first after it, if that one
+//!   left), so an update neither restarts the rotation nor skips anyone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+
+/// A Service, by namespace and name.
+pub type ServiceKey = (String, String);
+
+/// Transport protocols a frontend can have. Only TCP is proxied today; the others are kept
+/// apart so a UDP port never shares a pool with a TCP one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// Parses a Kubernetes protocol name (`TCP` when unset, as the API defaults it).
+    pub fn parse(text: Option<&str>) -> Option<Self> {
+        match text.unwrap_or("TCP") {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            "SCTP" => Some(Self::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        }
+    }
+}
+
+/// One port of a Service (`spec.ports[]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// `name`, empty when unset (only allowed for a single-port Service).
+    pub name: String,
+    /// The port the VIP listens on.
+    pub port: u16,
+    /// Its protocol.
+    pub protocol: Protocol,
+}
+
+/// What the proxy needs from one EndpointSlice.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Slice {
+    /// `true` for addressType IPv6, `false` for IPv4 (FQDN slices are never given here).
+    pub ipv6: bool,
+    /// `ports[]`: name (empty when unset), port number, protocol.
+    pub ports: Vec<(String, u16, Protocol)>,
+    /// The first address of every endpoint whose `ready` condition is not false.
+    pub ready: Vec<IpAddr>,
+}
+
+/// A VIP:port the proxy listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frontend {
+    /// The VIP and the service port.
+    pub addr: SocketAddr,
+    /// The protocol.
+    pub protocol: Protocol,
+}
+
+/// Which pool a frontend draws from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PoolKey {
+    /// The Service.
+    pub service: ServiceKey,
+    /// The service port's name (empty for an unnamed port).
+    pub port_name: String,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The address family of the backends (`true`: IPv6).
+    pub ipv6: bool,
+}
+
+/// The ordered ready backends of one service port, and the round-robin cursor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pool {
+    backends: Vec<SocketAddr>,
+    cursor: usize,
+}
+
+impl Pool {
+    /// A pool over `backends` (sorted and de-duplicated here), starting at the first.
+    pub fn new(backends: Vec<SocketAddr>) -> Self {
+        let mut pool = Self::default();
+        pool.set(backends);
+        pool
+    }
+
+    /// The backends, in rotation order.
+    pub fn backends(&self) -> &[SocketAddr] {
+        &self.backends
+    }
+
+    /// The backend the next pick returns.
+    pub fn peek(&self) -> Option<SocketAddr> {
+        self.backends.get(self.cursor).copied()
+    }
+
+    /// Returns the backend under the cursor and moves the cursor on; `None` when no backend
+    /// is ready (the connection must be refused, not parked).
+    pub fn next(&mut self) -> Option<SocketAddr> {
+        let backend = self.peek()?;
+        self.cursor = (self.cursor + 1) % self.backends.len();
+        Some(backend)
+    }
+
+    /// Replaces the backends. The cursor moves to the backend that would have been picked
+    /// next, or to the first one after it in order if it left, so the rotation continues.
+    /// Returns whether the set changed.
+    pub fn set(&mut self, mut backends: Vec<SocketAddr>) -> bool {
+        backends.sort();
+        backends.dedup();
+        if backends == self.backends {
+            return false;
+        }
+        let next = self.peek();
+        self.backends = backends;
+        self.cursor = match next {
+            Some(next) => self.backends.partition_point(|b| *b < next),
+            None => 0,
+        };
+        if self.cursor >= self.backends.len() {
+            self.cursor = 0;
+        }
+        true
+    }
+}
+
+/// What a pick hands to the data plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pick {
+    /// The Service the frontend belongs to.
+    pub service: ServiceKey,
+    /// The service port's name.
+    pub port_name: String,
+    /// The backend to connect to, or `None` when no backend is ready.
+    pub backend: Option<SocketAddr>,
+}
+
+/// Every frontend and pool, rebuilt one Service at a time.
+#[derive(Debug, Default)]
+pub struct Table {
+    records: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    services: BTreeMap<ServiceKey, Vec<ServicePort>>,
+    slices: BTreeMap<ServiceKey, BTreeMap<String, Slice>>,
+    pools: BTreeMap<PoolKey, Pool>,
+    /// Every Service claiming a frontend; the first (in namespace/name order) is served, so
+    /// when it goes the next one takes over without a rebuild of its own.
+    frontends: BTreeMap<Frontend, BTreeMap<ServiceKey, PoolKey>>,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets (or with `None` removes) the VIPs of a Service's ClusterIP DNSRecord. A record of
+    /// another type is given as `None`: it has no VIP to proxy.
+    pub fn set_record(&mut self, service: &ServiceKey, vips: Option<Vec<IpAddr>>) -> bool {
+        let changed = match vips {
+            Some(mut vips) => {
+                vips.sort();
+                vips.dedup();
+                self.records.insert(service.clone(), vips.clone()) != Some(vips)
+            }
+            None => self.records.remove(service).is_some(),
+        };
+        if changed {
+            self.rebuild(service);
+        }
+        changed
+    }
+
+    /// Sets (or with `None` removes) a Service's ports.
+    pub fn set_service(&mut self, service: &ServiceKey, ports: Option<Vec<ServicePort>>) -> bool {
+        let changed = match ports {
+            Some(ports) => self.services.insert(service.clone(), ports.clone()) != Some(ports),
+            None => self.services.remove(service).is_some(),
+        };
+        if changed {
+            self.rebuild(service);
+        }
+        changed
+    }
+
+    /// Sets (or with `None` removes) one EndpointSlice of a Service.
+    pub fn set_slice(&mut self, service: &ServiceKey, name: &str, slice: Option<Slice>) -> bool {
+        let changed = match slice {
+            Some(slice) => {
+                let slices = self.slices.entry(service.clone()).or_default();
+                slices.insert(name.to_string(), slice.clone()) != Some(slice)
+            }
+            None => {
+                let removed = self
+                    .slices
+                    .get_mut(service)
+                    .is_some_and(|slices| slices.remove(name).is_some());
+                if self.slices.get(service).is_some_and(BTreeMap::is_empty) {
+                    self.slices.remove(service);
+                }
+                removed
+            }
+        };
+        if changed {
+            self.rebuild(service);
+        }
+        changed
+    }
+
+    /// Picks the backend for a new connection to `frontend`; `None` when the frontend is
+    /// unknown (the Service went away meanwhile).
+    pub fn pick(&mut self, frontend: &Frontend) -> Option<Pick> {
+        let key = self.active(frontend)?.clone();
+        let backend = self.pools.get_mut(&key).and_then(Pool::next);
+        Some(Pick {
+            service: key.service.clone(),
+            port_name: key.port_name.clone(),
+            backend,
+        })
+    }
+
+    /// Every frontend, with the number of ready backends behind it.
+    pub fn frontends(&self) -> BTreeMap<Frontend, usize> {
+        self.frontends
+            .iter()
+            .filter_map(|(frontend, claims)| {
+                let key = claims.values().next()?;
+                let ready = self.pools.get(key).map_or(0, |p| p.backends().len());
+                Some((*frontend, ready))
+            })
+            .collect()
+    }
+
+    /// The VIPs that belong on the interface: those of ClusterIP records whose Service exists.
+    pub fn addresses(&self) -> BTreeSet<IpAddr> {
+        self.records
+            .iter()
+            .filter(|(service, _)| self.services.contains_key(*service))
+            .flat_map(|(_, vips)| vips.iter().copied())
+            .collect()
+    }
+
+    /// The ready backends behind a frontend, in rotation order.
+    pub fn backends(&self, frontend: &Frontend) -> Vec<SocketAddr> {
+        self.active(frontend)
+            .and_then(|key| self.pools.get(key))
+            .map(|pool| pool.backends().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The Service a frontend belongs to.
+    pub fn service_of(&self, frontend: &Frontend) -> Option<&ServiceKey> {
+        self.active(frontend).map(|key| &key.service)
+    }
+
+    /// Frontends two or more Services claim, with the claimants; only the first (in
+    /// namespace/name order) is served.
+    pub fn conflicts(&self) -> Vec<(Frontend, Vec<ServiceKey>)> {
+        self.frontends
+            .iter()
+            .filter(|(_, claims)| claims.len() > 1)
+            .map(|(frontend, claims)| (*frontend, claims.keys().cloned().collect()))
+            .collect()
+    }
+
+    fn active(&self, frontend: &Frontend) -> Option<&PoolKey> {
+        self.frontends.get(frontend)?.values().next()
+    }
+
+    /// Number of pools (service ports × families).
+    pub fn pools(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// Recomputes the frontends and pools of one Service from its record, ports and slices.
+    /// Pools that survive keep their cursor.
+    fn rebuild(&mut self, service: &ServiceKey) {
+        let mut wanted: BTreeMap<PoolKey, Vec<SocketAddr>> = BTreeMap::new();
+        let mut frontends: Vec<(Frontend, PoolKey)> = Vec::new();
+        if let (Some(vips), Some(ports)) = (self.records.get(service), self.services.get(service)) {
+            let slices = self.slices.get(service);
+            for vip in vips {
+                for port in ports {
+                    let key = PoolKey {
+                        service: service.clone(),
+                        port_name: port.name.clone(),
+                        protocol: port.protocol,
+                        ipv6: vip.is_ipv6(),
+                    };
+                    frontends.push((
+                        Frontend {
+                            addr: SocketAddr::new(*vip, port.port),
+                            protocol: port.protocol,
+                        },
+                        key.clone(),
+                    ));
+                    if wanted.contains_key(&key) {
+                        continue;
+                    }
+                    let backends = slices
+                        .into_iter()
+                        .flat_map(BTreeMap::values)
+                        .filter(|slice| slice.ipv6 == key.ipv6)
+                        .flat_map(|slice| {
+                            let target = slice
+                                .ports
+                                .iter()
+                                .find(|(name, _, protocol)| {
+                                    *name == key.port_name && *protocol == key.protocol
+                                })
+                                .map(|(_, port, _)| *port);
+                            target.into_iter().flat_map(move |port| {
+                                slice
+                                    .ready
+                                    .iter()
+                                    .filter(|ip| ip.is_ipv6() == slice.ipv6)
+                                    .map(move |ip| SocketAddr::new(*ip, port))
+                            })
+                        })
+                        .collect();
+                    wanted.insert(key, backends);
+                }
+            }
+        }
+
+        // Pools of this Service: update in place (keeping cursors), drop the ones not wanted.
+        self.pools
+            .retain(|key, _| key.service != *service || wanted.contains_key(key));
+        for (key, backends) in wanted {
+            self.pools.entry(key).or_default().set(backends);
+        }
+
+        // Frontends: drop this Service's claims, then add its current ones.
+        self.frontends.retain(|_, claims| {
+            claims.remove(service);
+            !claims.is_empty()
+        });
+        for (frontend, key) in frontends {
+            self.frontends
+                .entry(frontend)
+                .or_default()
+                .insert(service.clone(), key);
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! Unit tests of the proxy's pure parts: the round-robin pool, the table's frontends and
+//! pools, and the conversions from API objects.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use signpost_crds::DNSRecord;
+
+use super::table::{Frontend, Pool, Protocol, ServiceKey, ServicePort, Slice, Table};
+use super::watch::{record_vips, service_ports, slice_of};
+
+fn addr(text: &str) -> SocketAddr {
+    text.parse().unwrap()
+}
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn key(name: &str) -> ServiceKey {
+    ("demo".into(), name.into())
+}
+
+fn tcp(vip: &str, port: u16) -> Frontend {
+    Frontend {
+        addr: SocketAddr::new(ip(vip), port),
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn port(name: &str, port: u16) -> ServicePort {
+    ServicePort {
+        name: name.into(),
+        port,
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn slice(ports: &[(&str, u16)], ready: &[&str]) -> Slice {
+    Slice {
+        ipv6: ready.first().is_some_and(|a| a.contains(':')),
+        ports: ports
+            .iter()
+            .map(|(n, p)| ((*n).to_string(), *p, Protocol::Tcp))
+            .collect(),
+        ready: ready.iter().map(|a| ip(a)).collect(),
+    }
+}
+
+/// The seed's `hostnames` Service: VIP 10.200.0.7, port 80 named `default` → 9376.
+fn hostnames(pods: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.set_record(&key("hostnames"), Some(vec![ip("10.200.0.7")]));
+    table.set_service(&key("hostnames"), Some(vec![port("default", 80)]));
+    table.set_slice(
+        &key("hostnames"),
+        "hostnames-abc",
+        Some(slice(&[("default", 9376)], pods)),
+    );
+    table
+}
+
+fn picks(table: &mut Table, frontend: &Frontend, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            table
+                .pick(frontend)
+                .and_then(|p| p.backend)
+                .map_or("none".into(), |b| b.to_string())
+        })
+        .collect()
+}
+
+fn counts(picks: &[String]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for p in picks {
+        *out.entry(p.clone()).or_default() += 1;
+    }
+    out
+}
+
+// ---- Pool ----
+
+#[test]
+fn empty_pool_picks_nothing() {
+    let mut pool = Pool::new(vec![]);
+    assert_eq!(pool.next(), None);
+    assert_eq!(pool.peek(), None);
+}
+
+#[test]
+fn pool_rotates_in_order() {
+    let mut pool = Pool::new(vec![
+        addr("10.0.0.3:1"),
+        addr("10.0.0.1:1"),
+        addr("10.0.0.2:1"),
+    ]);
+    let got: Vec<_> = (0..7).map(|_| pool.next().unwrap().to_string()).collect();
+    assert_eq!(
+        got,
+        [
+            "10.0.0.1:1",
+            "10.0.0.2:1",
+            "10.0.0.3:1",
+            "10.0.0.1:1",
+            "10.0.0.2:1",
+            "10.0.0.3:1",
+            "10.0.0.1:1"
+        ]
+    );
+}
+
+#[test]
+fn pool_dedups() {
+    let pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.1:1")]);
+    assert_eq!(pool.backends().len(), 1);
+}
+
+#[test]
+fn update_keeps_the_rotation_going() {
+    let mut pool = Pool::new(vec![
+        addr("10.0.0.1:1"),
+        addr("10.0.0.2:1"),
+        addr("10.0.0.3:1"),
+    ]);
+    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+    // 10.0.0.2 was next; a new backend elsewhere does not restart the rotation.
+    assert!(pool.set(vec![
+        addr("10.0.0.1:1"),
+        addr("10.0.0.2:1"),
+        addr("10.0.0.3:1"),
+        addr("10.0.0.0:1"),
+    ]));
+    assert_eq!(pool.next(), Some(addr("10.0.0.2:1")));
+}
+
+#[test]
+fn removing_the_next_backend_moves_to_the_one_after_it() {
+    let mut pool = Pool::new(vec![
+        addr("10.0.0.1:1"),
+        addr("10.0.0.2:1"),
+        addr("10.0.0.3:1"),
+    ]);
+    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+    pool.set(vec![addr("10.0.0.1:1"), addr("10.0.0.3:1")]);
+    assert_eq!(pool.next(), Some(addr("10.0.0.3:1")));
+    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+}
+
+#[test]
+fn removing_the_last_backend_in_order_wraps() {
+    let mut pool = Pool::new(vec![
+        addr("10.0.0.1:1"),
+        addr("10.0.0.2:1"),
+        addr("10.0.0.3:1"),
+    ]);
+    pool.next();
+    pool.next();
+    assert_eq!(pool.peek(), Some(addr("10.0.0.3:1")));
+    pool.set(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
+    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+}
+
+#[test]
+fn unchanged_set_is_not_a_change() {
+    let mut pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
+    pool.next();
+    assert!(!pool.set(vec![addr("10.0.0.2:1"), addr("10.0.0.1:1")]));
+    assert_eq!(pool.next(), Some(addr("10.0.0.2:1")));
+}
+
+#[test]
+fn pool_emptied_and_refilled_starts_at_the_first() {
+    let mut pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
+    pool.next();
+    pool.set(vec![]);
+    assert_eq!(pool.next(), None);
+    pool.set(vec![addr("10.0.0.2:1"), addr("10.0.0.1:1")]);
+    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+}
+
+// ---- Table ----
+
+#[test]
+fn three_hundred_picks_over_three_pods_are_one_hundred_each() {
+    let mut table = hostnames(&["10.244.0.4", "10.244.1.38", "10.244.2.20"]);
+    let got = counts(&picks(&mut table, &tcp("10.200.0.7", 80), 300));
+    assert_eq!(
+        got,
+        BTreeMap::from([
+            ("10.244.0.4:9376".to_string(), 100),
+            ("10.244.1.38:9376".to_string(), 100),
+            ("10.244.2.20:9376".to_string(), 100),
+        ])
+    );
+}
+
+#[test]
+fn a_pod_leaving_the_ready_set_is_never_picked_again() {
+    let mut table = hostnames(&["10.244.0.4", "10.244.1.38", "10.244.2.20"]);
+    let frontend = tcp("10.200.0.7", 80);
+    picks(&mut table, &frontend, 1);
+    table.set_slice(
+        &key("hostnames"),
+        "hostnames-abc",
+        Some(slice(&[("default", 9376)], &["10.244.0.4", "10.244.2.20"])),
+    );
+    let got = counts(&picks(&mut table, &frontend, 100));
+    assert_eq!(got.get("10.244.1.38:9376"), None);
+    assert_eq!(got.values().sum::<usize>(), 100);
+}
+
+#[test]
+fn scaling_up_gives_every_new_pod_its_share() {
+    let mut table = hostnames(&["10.244.0.4", "10.244.1.38", "10.244.2.20"]);
+    let frontend = tcp("10.200.0.7", 80);
+    picks(&mut table, &frontend, 2);
+    table.set_slice(
+        &key("hostnames"),
+        "hostnames-abc",
+        Some(slice(
+            &[("default", 9376)],
+            &[
+                "10.244.0.4",
+                "10.244.1.38",
+                "10.244.2.20",
+                "10.244.0.9",
+                "10.244.3.1",
+            ],
+        )),
+    );
+    let got = counts(&picks(&mut table, &frontend, 100));
+    assert_eq!(got.len(), 5);
+    assert!(got.values().all(|n| *n == 20), "{got:?}");
+}
+
+#[test]
+fn no_ready_backend_picks_none_but_the_frontend_exists() {
+    let mut table = hostnames(&[]);
+    let frontend = tcp("10.200.0.7", 80);
+    assert_eq!(table.frontends().get(&frontend), Some(&0));
+    let pick = table.pick(&frontend).unwrap();
+    assert_eq!(pick.backend, None);
+    assert_eq!(pick.service, key("hostnames"));
+}
+
+#[test]
+fn unknown_frontend_picks_nothing() {
+    let mut table = hostnames(&["10.244.0.4"]);
+    assert_eq!(table.pick(&tcp("10.200.0.7", 81)), None);
+    assert_eq!(table.pick(&tcp("10.200.0.8", 80)), None);
+}
+
+#[test]
+fn ports_are_matched_by_name_not_number() {
+    let mut table = Table::new();
+    let svc = key("web");
+    table.set_record(&svc, Some(vec![ip("10.200.0.9")]));
+    table.set_service(&svc, Some(vec![port("http", 80), port("metrics", 9100)]));
+    // Pods listen on different numbers per port name.
+    table.set_slice(
+        &svc,
+        "web-1",
+        Some(slice(&[("metrics", 8081), ("http", 8080)], &["10.244.0.1"])),
+    );
+    assert_eq!(
+        table.backends(&tcp("10.200.0.9", 80)),
+        [addr("10.244.0.1:8080")]
+    );
+    assert_eq!(
+        table.backends(&tcp("10.200.0.9", 9100)),
+        [addr("10.244.0.1:8081")]
+    );
+}
+
+#[test]
+fn unnamed_single_port_matches_the_unnamed_slice_port() {
+    let mut table = Table::new();
+    let svc = key("one");
+    table.set_record(&svc, Some(vec![ip("10.200.0.3")]));
+    table.set_service(&svc, Some(vec![port("", 80)]));
+    table.set_slice(&svc, "one-1", Some(slice(&[("", 8080)], &["10.244.0.1"])));
+    assert_eq!(
+        table.backends(&tcp("10.200.0.3", 80)),
+        [addr("10.244.0.1:8080")]
+    );
+}
+
+#[test]
+fn slices_of_a_service_are_merged_and_pods_differ_in_port() {
+    let mut table = hostnames(&["10.244.0.4"]);
+    table.set_slice(
+        &key("hostnames"),
+        "hostnames-def",
+        Some(slice(&[("default", 9377)], &["10.244.0.5"])),
+    );
+    assert_eq!(
+        table.backends(&tcp("10.200.0.7", 80)),
+        [addr("10.244.0.4:9376"), addr("10.244.0.5:9377")]
+    );
+    table.set_slice(&key("hostnames"), "hostnames-abc", None);
+    assert_eq!(
+        table.backends(&tcp("10.200.0.7", 80)),
+        [addr("10.244.0.5:9377")]
+    );
+}
+
+#[test]
+fn protocols_are_kept_apart() {
+    let mut table = Table::new();
+    let svc = key("dns");
+    table.set_record(&svc, Some(vec![ip("10.200.0.10")]));
+    table.set_service(
+        &svc,
+        Some(vec![
+            ServicePort {
+                name: "dns".into(),
+                port: 53,
+                protocol: Protocol::Udp,
+            },
+            ServicePort {
+                name: "dns-tcp".into(),
+                port: 53,
+                protocol: Protocol::Tcp,
+            },
+        ]),
+    );
+    table.set_slice(
+        &svc,
+        "dns-1",
+        Some(Slice {
+            ipv6: false,
+            ports: vec![
+                ("dns".into(), 5353, Protocol::Udp),
+                ("dns-tcp".into(), 5353, Protocol::Tcp),
+            ],
+            ready: vec![ip("10.244.0.2")],
+        }),
+    );
+    assert_eq!(table.frontends().len(), 2);
+    assert_eq!(
+        table.backends(&tcp("10.200.0.10", 53)),
+        [addr("10.244.0.2:5353")]
+    );
+}
+
+#[test]
+fn dual_stack_vips_use_backends_of_their_family() {
+    let mut table = Table::new();
+    let svc = key("dual");
+    table.set_record(&svc, Some(vec![ip("10.200.0.5"), ip("fd00:200::5")]));
+    table.set_service(&svc, Some(vec![port("http", 80)]));
+    table.set_slice(
+        &svc,
+        "dual-v4",
+        Some(slice(&[("http", 8080)], &["10.244.0.1"])),
+    );
+    table.set_slice(
+        &svc,
+        "dual-v6",
+        Some(slice(&[("http", 8080)], &["fd00:244::1"])),
+    );
+    assert_eq!(
+        table.backends(&tcp("10.200.0.5", 80)),
+        [addr("10.244.0.1:8080")]
+    );
+    assert_eq!(
+        table.backends(&tcp("fd00:200::5", 80)),
+        [addr("[fd00:244::1]:8080")]
+    );
+    assert_eq!(
+        table.addresses().into_iter().collect::<Vec<_>>(),
+        [ip("10.200.0.5"), ip("fd00:200::5")]
+    );
+}
+
+#[test]
+fn a_vip_needs_both_the_record_and_the_service() {
+    let mut table = Table::new();
+    let svc = key("late");
+    table.set_record(&svc, Some(vec![ip("10.200.0.11")]));
+    assert!(table.addresses().is_empty());
+    assert!(table.frontends().is_empty());
+    table.set_service(&svc, Some(vec![port("http", 80)]));
+    assert_eq!(table.addresses().len(), 1);
+    assert_eq!(table.frontends().len(), 1);
+    // The Service goes first (the record is garbage-collected later): the VIP goes at once.
+    table.set_service(&svc, None);
+    assert!(table.addresses().is_empty());
+    assert!(table.frontends().is_empty());
+    assert_eq!(table.pools(), 0);
+}
+
+#[test]
+fn deleting_the_record_removes_vip_frontends_and_pools() {
+    let mut table = hostnames(&["10.244.0.4"]);
+    assert!(table.set_record(&key("hostnames"), None));
+    assert!(table.addresses().is_empty());
+    assert!(table.frontends().is_empty());
+    assert_eq!(table.pools(), 0);
+    assert_eq!(table.pick(&tcp("10.200.0.7", 80)), None);
+}
+
+#[test]
+fn cursor_survives_unrelated_changes() {
+    let mut table = hostnames(&["10.244.0.4", "10.244.1.38", "10.244.2.20"]);
+    let frontend = tcp("10.200.0.7", 80);
+    assert_eq!(picks(&mut table, &frontend, 1), ["10.244.0.4:9376"]);
+    // Another Service appears; this one's rotation continues where it was.
+    table.set_record(&key("other"), Some(vec![ip("10.200.0.8")]));
+    table.set_service(&key("other"), Some(vec![port("default", 80)]));
+    // The same slice again (a relist) is not a change.
+    assert!(!table.set_slice(
+        &key("hostnames"),
+        "hostnames-abc",
+        Some(slice(
+            &[("default", 9376)],
+            &["10.244.0.4", "10.244.1.38", "10.244.2.20"]
+        )),
+    ));
+    assert_eq!(picks(&mut table, &frontend, 1), ["10.244.1.38:9376"]);
+}
+
+#[test]
+fn two_services_on_one_vip_the_first_is_served_then_the_other() {
+    let mut table = hostnames(&["10.244.0.4"]);
+    let frontend = tcp("10.200.0.7", 80);
+    let svc = ("zzz".to_string(), "copy".to_string());
+    table.set_record(&svc, Some(vec![ip("10.200.0.7")]));
+    table.set_service(&svc, Some(vec![port("default", 80)]));
+    table.set_slice(
+        &svc,
+        "copy-1",
+        Some(slice(&[("default", 1)], &["10.244.9.9"])),
+    );
+    assert_eq!(table.service_of(&frontend), Some(&key("hostnames")));
+    assert_eq!(table.conflicts().len(), 1);
+    table.set_record(&key("hostnames"), None);
+    assert_eq!(table.service_of(&frontend), Some(&svc));
+    assert_eq!(table.backends(&frontend), [addr("10.244.9.9:1")]);
+    assert!(table.conflicts().is_empty());
+}
+
+#[test]
+fn headless_and_external_records_have_no_vip() {
+    let mut table = Table::new();
+    table.set_service(&key("h"), Some(vec![port("http", 80)]));
+    table.set_record(&key("h"), None);
+    assert!(table.addresses().is_empty());
+}
+
+// ---- Conversions ----
+
+fn record(value: serde_json::Value) -> DNSRecord {
+    serde_json::from_value(value).unwrap()
+}
+
+#[test]
+fn clusterip_record_gives_its_vips() {
+    let r = record(serde_json::json!({
+        "apiVersion": "signpost.dev/v1alpha1", "kind": "DNSRecord",
+        "metadata": {"name": "hostnames", "namespace": "demo"},
+        "spec": {"fqdn": "hostnames.demo.svc.cluster.local", "type": "ClusterIP", "ttl": 5,
+                 "ipv4": ["10.200.0.7", "bogus"], "ipv6": ["fd00::7"]}
+    }));
+    assert_eq!(record_vips(&r), Some(vec![ip("10.200.0.7"), ip("fd00::7")]));
+}
+
+#[test]
+fn headless_record_gives_none() {
+    let r = record(serde_json::json!({
+        "apiVersion": "signpost.dev/v1alpha1", "kind": "DNSRecord",
+        "metadata": {"name": "h", "namespace": "demo"},
+        "spec": {"fqdn": "h.demo.svc.cluster.local", "type": "Headless", "ttl": 5,
+                 "ipv4": ["10.244.0.4"]}
+    }));
+    assert_eq!(record_vips(&r), None);
+}
+
+#[test]
+fn service_ports_default_to_tcp_and_skip_bad_ones() {
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "hostnames", "namespace": "demo"},
+        "spec": {"ports": [
+            {"name": "default", "port": 80, "targetPort": 9376},
+            {"name": "dns", "port": 53, "protocol": "UDP"},
+            {"name": "bad", "port": 70000},
+            {"name": "odd", "port": 81, "protocol": "QUIC"}
+        ]}
+    }))
+    .unwrap();
+    assert_eq!(
+        service_ports(&svc),
+        [
+            port("default", 80),
+            ServicePort {
+                name: "dns".into(),
+                port: 53,
+                protocol: Protocol::Udp
+            }
+        ]
+    );
+}
+
+#[test]
+fn slice_gives_ready_first_addresses_and_named_ports() {
+    let s: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "hostnames-abc", "namespace": "demo",
+                     "labels": {"kubernetes.io/service-name": "hostnames"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "default", "port": 9376, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.244.0.4"], "conditions": {"ready": true}},
+            {"addresses": ["10.244.1.38"], "conditions": {"ready": false, "serving": true}},
+            {"addresses": ["10.244.2.20", "10.244.2.21"]},
+            {"addresses": ["10.244.3.3"], "conditions": {"ready": false, "terminating": true}}
+        ]
+    }))
+    .unwrap();
+    let (service, name, data) = slice_of(&s).unwrap();
+    assert_eq!(service, key("hostnames"));
+    assert_eq!(name, "hostnames-abc");
+    assert_eq!(
+        data,
+        Some(Slice {
+            ipv6: false,
+            ports: vec![("default".into(), 9376, Protocol::Tcp)],
+            ready: vec![ip("10.244.0.4"), ip("10.244.2.20")],
+        })
+    );
+}
+
+#[test]
+fn slice_without_service_label_is_ignored_and_fqdn_gives_none() {
+    let unlabelled: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "x", "namespace": "demo"},
+        "addressType": "IPv4", "endpoints": []
+    }))
+    .unwrap();
+    assert_eq!(slice_of(&unlabelled), None);
+    let fqdn: EndpointSlice = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "y", "namespace": "demo",
+                     "labels": {"kubernetes.io/service-name": "ext"}},
+        "addressType": "FQDN", "endpoints": [{"addresses": ["example.com"]}]
+    }))
+    .unwrap();
+    assert_eq!(slice_of(&fqdn), Some((key("ext"), "y".into(), None)));
+}

@@ -1,0 +1,253 @@
+//! Feeds the table from three watches: DNSRecords (the VIPs), Services (the port numbers) and
+//! EndpointSlices (the ready backends). Endpoints (v1) are never read.
+//!
+//! Each handler turns the object into the table's plain input (the pure `*_of` functions
+//! below) and applies it under the table's lock at once, so a backend that leaves the ready
+//! set stops receiving new connections as soon as its slice update arrives. Changes that need
+//! the data plane to act (a VIP or a frontend appearing or going) wake it through a `Notify`.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use signpost_crds::{DNSRecord, RecordType};
+use tokio::sync::Notify;
+
+use super::table::{Protocol, ServiceKey, ServicePort, Slice, Table};
+use crate::runtime::{Change, Informer, strip_metadata};
+
+/// The label that ties an EndpointSlice to its Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The VIPs of a DNSRecord, when it is of type ClusterIP (`None` otherwise: headless and
+/// ExternalName Services have nothing to proxy). Addresses that do not parse are skipped.
+pub fn record_vips(record: &DNSRecord) -> Option<Vec<IpAddr>> {
+    if record.spec.record_type != RecordType::ClusterIP {
+        return None;
+    }
+    Some(
+        record
+            .spec
+            .ipv4
+            .iter()
+            .chain(&record.spec.ipv6)
+            .filter_map(|text| text.parse().ok())
+            .collect(),
+    )
+}
+
+/// The ports of a Service. Ports outside 1–65535 or with an unknown protocol are skipped.
+pub fn service_ports(service: &Service) -> Vec<ServicePort> {
+    let ports = service.spec.as_ref().and_then(|spec| spec.ports.as_ref());
+    ports
+        .into_iter()
+        .flatten()
+        .filter_map(|port| {
+            Some(ServicePort {
+                name: port.name.clone().unwrap_or_default(),
+                port: u16::try_from(port.port).ok().filter(|p| *p != 0)?,
+                protocol: Protocol::parse(port.protocol.as_deref())?,
+            })
+        })
+        .collect()
+}
+
+/// The Service an EndpointSlice belongs to (from its `kubernetes.io/service-name` label), its
+/// name, and what the proxy needs from it (`None` for FQDN slices, which carry no IPs).
+pub fn slice_of(slice: &EndpointSlice) -> Option<(ServiceKey, String, Option<Slice>)> {
+    let service = slice.labels().get(SERVICE_NAME_LABEL)?.clone();
+    let key = (slice.namespace().unwrap_or_default(), service);
+    let ipv6 = match slice.address_type.as_str() {
+        "IPv4" => false,
+        "IPv6" => true,
+        _ => return Some((key, slice.name_any(), None)),
+    };
+    let ports = slice
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|port| {
+            Some((
+                port.name.clone().unwrap_or_default(),
+                u16::try_from(port.port?).ok().filter(|p| *p != 0)?,
+                Protocol::parse(port.protocol.as_deref())?,
+            ))
+        })
+        .collect();
+    let ready = slice
+        .endpoints
+        .iter()
+        .flatten()
+        // `ready` unset means unknown, which consumers treat as ready.
+        .filter(|endpoint| {
+            endpoint
+                .conditions
+                .as_ref()
+                .and_then(|c| c.ready)
+                .unwrap_or(true)
+        })
+        .filter_map(|endpoint| endpoint.addresses.first()?.parse().ok())
+        .collect();
+    Some((key, slice.name_any(), Some(Slice { ipv6, ports, ready })))
+}
+
+fn key_of<K: ResourceExt>(obj: &K) -> ServiceKey {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Informer over DNSRecords: the VIPs.
+pub fn records(
+    client: &Client,
+    namespace: Option<&str>,
+    table: Arc<Mutex<Table>>,
+    notify: Arc<Notify>,
+) -> Informer<DNSRecord> {
+    let mut informer = Informer::new(
+        api(client, namespace),
+        watcher::Config::default(),
+        strip_metadata,
+    );
+    let store = informer.store();
+    informer.on_change(move |change| {
+        let mut table = lock(&table);
+        let mut changed = false;
+        match change {
+            Change::Applied { new, .. } => {
+                changed |= table.set_record(&key_of(*new), record_vips(new));
+            }
+            Change::Deleted(record) => changed |= table.set_record(&key_of(*record), None),
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                for record in removed {
+                    changed |= table.set_record(&key_of(record.as_ref()), None);
+                }
+                for record in store.state() {
+                    changed |= table.set_record(&key_of(record.as_ref()), record_vips(&record));
+                }
+            }
+        }
+        if changed {
+            notify.notify_one();
+        }
+    });
+    informer
+}
+
+/// Informer over Services: the port numbers behind the names the slices use.
+pub fn services(
+    client: &Client,
+    namespace: Option<&str>,
+    table: Arc<Mutex<Table>>,
+    notify: Arc<Notify>,
+) -> Informer<Service> {
+    let mut informer = Informer::new(
+        api(client, namespace),
+        watcher::Config::default(),
+        strip_service,
+    );
+    let store = informer.store();
+    informer.on_change(move |change| {
+        let mut table = lock(&table);
+        let mut changed = false;
+        match change {
+            Change::Applied { new, .. } => {
+                changed |= table.set_service(&key_of(*new), Some(service_ports(new)));
+            }
+            Change::Deleted(service) => changed |= table.set_service(&key_of(*service), None),
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                for service in removed {
+                    changed |= table.set_service(&key_of(service.as_ref()), None);
+                }
+                for service in store.state() {
+                    changed |=
+                        table.set_service(&key_of(service.as_ref()), Some(service_ports(&service)));
+                }
+            }
+        }
+        if changed {
+            notify.notify_one();
+        }
+    });
+    informer
+}
+
+/// Informer over the EndpointSlices that belong to a Service: the ready backends.
+pub fn slices(
+    client: &Client,
+    namespace: Option<&str>,
+    table: Arc<Mutex<Table>>,
+    notify: Arc<Notify>,
+) -> Informer<EndpointSlice> {
+    let mut informer = Informer::<EndpointSlice>::new(
+        api(client, namespace),
+        watcher::Config::default().labels(SERVICE_NAME_LABEL),
+        strip_metadata,
+    );
+    let store = informer.store();
+    informer.on_change(move |change| {
+        let mut table = lock(&table);
+        let mut changed = false;
+        let mut apply = |table: &mut Table, slice: &EndpointSlice, gone: bool| {
+            if let Some((service, name, data)) = slice_of(slice) {
+                changed |= table.set_slice(&service, &name, if gone { None } else { data });
+            }
+        };
+        match change {
+            Change::Applied { old, new } => {
+                // A slice relabelled to another Service leaves the old one.
+                if let Some(old) = old
+                    && old.labels().get(SERVICE_NAME_LABEL) != new.labels().get(SERVICE_NAME_LABEL)
+                {
+                    apply(&mut table, old, true);
+                }
+                apply(&mut table, new, false);
+            }
+            Change::Deleted(slice) => apply(&mut table, slice, true),
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                for slice in removed {
+                    apply(&mut table, slice, true);
+                }
+                for slice in store.state() {
+                    apply(&mut table, &slice, false);
+                }
+            }
+        }
+        if changed {
+            notify.notify_one();
+        }
+    });
+    informer
+}
+
+/// Keeps only what the proxy reads of a Service: its ports.
+fn strip_service(service: &mut Service) {
+    strip_metadata(service);
+    service.metadata.annotations = None;
+    service.status = None;
+    if let Some(spec) = service.spec.as_mut() {
+        *spec = k8s_openapi::api::core::v1::ServiceSpec {
+            ports: spec.ports.take(),
+            ..Default::default()
+        };
+    }
+}

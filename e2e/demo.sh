@@ -1,43 +1,85 @@
 #!/usr/bin/env bash
-# The first seed's demo: run Signpost against the cluster named by KUBECONFIG (the local control
-# plane under `just demo`), deploy the `hostnames` app, and show what a user looks at: the
-# Service, its Endpoints and EndpointSlice, its DNSRecord and the ServiceIP claim of its VIP;
-# then make one pod fail its readiness probe and show it leave the ready set.
-# Cleans up the namespace and the Signpost process on exit.
+# The first seed's demo with real connections: `curl <VIP>` three times returns three
+# different pod names, and a pod that fails its readiness probe gets no more requests.
+#
+# Network layout (see docs/proxy.md): everything that carries VIP or pod traffic runs inside
+# ONE network namespace this script creates (`signpost-demo`) and deletes on exit:
+#   root namespace:  kube-apiserver 127.0.0.1:16443, signpost run (talks to the API only),
+#                    e2e/netns/forward.py on 10.123.0.1:16443 -> 127.0.0.1:16443
+#   signpost-demo:   lo (127.0.0.1), eth-api 10.123.0.2/30 (veth to the root side),
+#                    signpost dns on 127.0.0.1:53, signpost proxy (VIPs on signpost0),
+#                    e2e/netns/backends.py (pod IPs on pods0, an HTTP server per pod)
+# No VIP or pod address is ever routed in, or contacted from, the root namespace.
+# Needs root (ip netns). Cleans up the namespace `demo`, the netns and its processes on exit.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SIGNPOST_BIN:-$repo/target/debug/signpost}"
 cidr="${SIGNPOST_DEMO_CIDR:-10.200.0.0/16}"
 port="${SIGNPOST_DEMO_METRICS_PORT:-18080}"
-log="$repo/target/demo-signpost.log"
+netns="${SIGNPOST_DEMO_NETNS:-signpost-demo}"
+logs="$repo/target/demo"
+mkdir -p "$logs"
 
 say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
 run() { say "$*"; "$@"; }
+inside() { ip netns exec "$netns" "$@"; }
 wait_for() { # what seconds command...
   local what="$1" deadline=$((SECONDS + $2)); shift 2
   until "$@" >/dev/null 2>&1; do
     if ((SECONDS >= deadline)); then
       echo "demo: timed out waiting for $what" >&2
-      tail -n 20 "$log" >&2 || true
+      for f in "$logs"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2 || true; done
       exit 1
     fi
     sleep 0.2
   done
 }
 
+if [[ "$(id -u)" != 0 ]]; then
+  echo "demo: needs root (it creates a network namespace); try: sudo -E just demo" >&2
+  exit 1
+fi
+
+pids=()
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  echo
+  echo "demo: cleaning up (namespace demo, netns $netns, processes)"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  kubectl delete namespace demo --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  "$repo/e2e/netns/down.sh" "$netns" || true
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
 kubectl apply --server-side -f "$repo/charts/signpost/crds/" >/dev/null
 kubectl wait --for condition=established --timeout=30s crd/dnsrecords.signpost.dev crd/serviceips.signpost.dev >/dev/null
 
-"$bin" run --service-cidr "$cidr" --leader-elect=false --metrics-addr "127.0.0.1:$port" >"$log" 2>&1 &
-signpost_pid=$!
-cleanup() {
-  kubectl delete namespace demo --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
-  kill -TERM "$signpost_pid" 2>/dev/null || true
-  wait "$signpost_pid" 2>/dev/null || true
-}
-trap cleanup EXIT
-wait_for "signpost to be ready" 60 curl -fsS "http://127.0.0.1:$port/readyz"
-echo "signpost is running (pid $signpost_pid, service CIDR $cidr, log $log)"
+# A leftover of an interrupted run would make `ip netns add` fail.
+"$repo/e2e/netns/down.sh" "$netns"
+state="$("$repo/e2e/netns/up.sh" "$netns" --api 0)"
+kc="$state/kubeconfig"
+echo "network namespace $netns: lo, pods0, eth-api 10.123.0.2/30; API server through 10.123.0.1 (kubeconfig $kc)"
+
+"$bin" run --service-cidr "$cidr" --namespace demo --leader-elect=false \
+  --metrics-addr "127.0.0.1:$port" >"$logs/run.log" 2>&1 &
+pids+=($!)
+inside "$bin" dns --kubeconfig "$kc" --namespace demo --listen 127.0.0.1:53 \
+  --metrics-addr 127.0.0.1:9153 >"$logs/dns.log" 2>&1 &
+pids+=($!)
+inside "$bin" proxy --kubeconfig "$kc" --namespace demo --interface signpost0 \
+  --metrics-addr 127.0.0.1:9154 >"$logs/proxy.log" 2>&1 &
+pids+=($!)
+KUBECONFIG="$kc" inside python3 "$repo/e2e/netns/backends.py" --namespace demo \
+  --selector app=hostnames --port 9376 --interface pods0 >"$logs/backends.log" 2>&1 &
+pids+=($!)
+wait_for "signpost run to be ready" 60 curl -fsS "http://127.0.0.1:$port/readyz"
+wait_for "signpost dns to be ready" 60 inside curl -fsS http://127.0.0.1:9153/readyz
+wait_for "signpost proxy to be ready" 60 inside curl -fsS http://127.0.0.1:9154/readyz
+echo "signpost run, dns and proxy are running (logs in $logs)"
 
 kubectl create namespace demo >/dev/null
 run kubectl apply -f "$repo/e2e/demo/hostnames.yaml"
@@ -45,19 +87,56 @@ start=$SECONDS
 run kubectl -n demo rollout status deploy/hostnames --timeout=60s
 ready_endpoints() { [[ "$(kubectl -n demo get endpoints hostnames -o jsonpath='{.subsets[*].addresses[*].ip}' 2>/dev/null | wc -w)" == "$1" ]]; }
 has_record() { kubectl -n demo get dnsrecord hostnames -o jsonpath='{.status.addressSummary}' 2>/dev/null | grep -q .; }
+proxy_backends() { inside curl -fsS http://127.0.0.1:9154/metrics | grep -qx "signpost_proxy_ready_backends $1"; }
 wait_for "3 endpoints" 30 ready_endpoints 3
 wait_for "the DNSRecord" 30 has_record
+wait_for "the proxy to have 3 ready backends" 30 proxy_backends 3
+for ip in $(kubectl -n demo get pods -l app=hostnames -o jsonpath='{.items[*].status.podIP}'); do
+  wait_for "a server on pod IP $ip" 30 inside curl -fsS --max-time 1 "http://$ip:9376/"
+done
 echo "converged $((SECONDS - start)) s after the Deployment was applied"
 
 run kubectl -n demo get svc,endpoints,endpointslices,dnsrecords -o wide
-run kubectl get serviceips
 vip="$(kubectl -n demo get dnsrecord hostnames -o jsonpath='{.spec.ipv4[0]}')"
-echo "hostnames.demo.svc.cluster.local -> $vip (Signpost's VIP; the API server's own clusterIP is $(kubectl -n demo get svc hostnames -o jsonpath='{.spec.clusterIP}'))"
+echo "(Signpost's VIP is $vip; the API server's own clusterIP $(kubectl -n demo get svc hostnames -o jsonpath='{.spec.clusterIP}') is not used)"
+
+say "ip netns exec $netns dig @127.0.0.1 hostnames.demo.svc.cluster.local +noall +answer"
+answer="$(inside dig @127.0.0.1 hostnames.demo.svc.cluster.local +noall +answer +tries=1 +time=2)"
+echo "$answer"
+[[ "$(awk '$4 == "A" {print $5}' <<<"$answer")" == "$vip" ]] || { echo "demo: DNS did not return the VIP $vip" >&2; exit 1; }
+
+curl_vip() { inside curl -sS --max-time 2 "http://$vip/"; }
+say "# inside $netns: curl the VIP three times"
+seen=()
+for _ in 1 2 3; do
+  say "curl $vip"
+  name="$(curl_vip)"
+  echo "$name"
+  seen+=("$name")
+done
+distinct="$(printf '%s\n' "${seen[@]}" | sort -u | wc -l)"
+if [[ "$distinct" != 3 ]]; then
+  echo "demo: expected three different pod names, got: ${seen[*]}" >&2
+  exit 1
+fi
+echo "three curls, three different pods: round robin over the ready endpoints"
 
 pod="$(kubectl -n demo get pods -l app=hostnames -o jsonpath='{.items[0].metadata.name}')"
 say "# $pod fails its readiness probe"
-"$repo/e2e/controlplane/pod-ready.sh" demo "$pod" false
+run "$repo/e2e/controlplane/pod-ready.sh" demo "$pod" false
 wait_for "the pod to leave the ready set" 10 ready_endpoints 2
-run kubectl -n demo get endpoints hostnames -o wide
+wait_for "the proxy to drop it" 10 proxy_backends 2
 run kubectl -n demo get endpointslices -l kubernetes.io/service-name=hostnames \
   -o 'custom-columns=NAME:.metadata.name,ADDRESSES:.endpoints[*].addresses[0],READY:.endpoints[*].conditions.ready'
+say "# inside $netns: six more curls; $pod must not answer"
+for _ in 1 2 3 4 5 6; do
+  name="$(curl_vip)"
+  echo "curl $vip -> $name"
+  if [[ "$name" == "$pod" ]]; then
+    echo "demo: $pod answered although it is not ready" >&2
+    exit 1
+  fi
+done
+echo "$pod got no connection after it left the ready set"
+say "ip netns exec $netns curl -s http://127.0.0.1:9154/metrics | grep signpost_proxy_connections"
+inside curl -fsS http://127.0.0.1:9154/metrics | grep '^signpost_proxy_connections_total' || true

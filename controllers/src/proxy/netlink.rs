@@ -5,6 +5,10 @@
 //! are then delivered locally and reach the proxy's listener. The interface is the proxy's
 //! alone, so at start-up every address on it that no Service claims is removed (leftovers of
 //! a previous run). Netlink is spoken directly: no `ip` subprocess, no parsing of its output.
+//!
+//! Some kernels are built without the `dummy` driver (netlink answers EOPNOTSUPP). A Linux
+//! bridge without ports behaves the same for this purpose (addresses on it are local, nothing
+//! is forwarded anywhere), so the interface is created as one instead, with a warning.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -12,11 +16,12 @@ use std::net::IpAddr;
 use anyhow::{Context, bail};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
-use rtnetlink::{Handle, LinkDummy, LinkUnspec};
+use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkUnspec};
 
 /// errno values netlink answers with that are not failures here.
 const EEXIST: i32 = 17;
 const ENODEV: i32 = 19;
+const EOPNOTSUPP: i32 = 95;
 const EADDRNOTAVAIL: i32 = 99;
 
 /// A dummy interface whose addresses the proxy owns.
@@ -37,12 +42,25 @@ impl Interface {
         let index = match link_index(&handle, name).await? {
             Some(index) => index,
             None => {
-                match handle
+                let mut created = handle
                     .link()
                     .add(LinkDummy::new(name).build())
                     .execute()
-                    .await
+                    .await;
+                if let Err(error) = &created
+                    && errno(error) == Some(EOPNOTSUPP)
                 {
+                    tracing::warn!(
+                        interface = name,
+                        "the kernel has no dummy interface driver; using a bridge without ports"
+                    );
+                    created = handle
+                        .link()
+                        .add(LinkBridge::new(name).build())
+                        .execute()
+                        .await;
+                }
+                match created {
                     Ok(()) => {}
                     Err(error) if errno(&error) == Some(EEXIST) => {}
                     Err(error) => {
@@ -76,7 +94,8 @@ impl Interface {
         &self.name
     }
 
-    /// The addresses currently on the interface.
+    /// The addresses currently on the interface, except IPv6 link-local ones (the kernel's,
+    /// never a VIP).
     pub async fn addresses(&self) -> anyhow::Result<BTreeSet<IpAddr>> {
         let mut stream = self
             .handle
@@ -94,7 +113,9 @@ impl Interface {
                 continue;
             }
             for attribute in &message.attributes {
-                if let AddressAttribute::Address(ip) = attribute {
+                if let AddressAttribute::Address(ip) = attribute
+                    && !is_link_local(*ip)
+                {
                     out.insert(*ip);
                 }
             }
@@ -159,6 +180,10 @@ impl Drop for Interface {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+fn is_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80)
 }
 
 /// The prefix length of a single address of `ip`'s family.

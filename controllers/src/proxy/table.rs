@@ -127,7 +127,7 @@ impl Pool {
 
     /// Returns the backend under the cursor and moves the cursor on; `None` when no backend
     /// is ready (the connection must be refused, not parked).
-    pub fn next(&mut self) -> Option<SocketAddr> {
+    pub fn pick(&mut self) -> Option<SocketAddr> {
         let backend = self.peek()?;
         self.cursor = (self.cursor + 1) % self.backends.len();
         Some(backend)
@@ -241,7 +241,7 @@ impl Table {
     /// unknown (the Service went away meanwhile).
     pub fn pick(&mut self, frontend: &Frontend) -> Option<Pick> {
         let key = self.active(frontend)?.clone();
-        let backend = self.pools.get_mut(&key).and_then(Pool::next);
+        let backend = self.pools.get_mut(&key).and_then(Pool::pick);
         Some(Pick {
             service: key.service.clone(),
             port_name: key.port_name.clone(),

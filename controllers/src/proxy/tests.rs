@@ -86,7 +86,7 @@ fn counts(picks: &[String]) -> BTreeMap<String, usize> {
 #[test]
 fn empty_pool_picks_nothing() {
     let mut pool = Pool::new(vec![]);
-    assert_eq!(pool.next(), None);
+    assert_eq!(pool.pick(), None);
     assert_eq!(pool.peek(), None);
 }
 
@@ -97,7 +97,7 @@ fn pool_rotates_in_order() {
         addr("10.0.0.1:1"),
         addr("10.0.0.2:1"),
     ]);
-    let got: Vec<_> = (0..7).map(|_| pool.next().unwrap().to_string()).collect();
+    let got: Vec<_> = (0..7).map(|_| pool.pick().unwrap().to_string()).collect();
     assert_eq!(
         got,
         [
@@ -125,7 +125,7 @@ fn update_keeps_the_rotation_going() {
         addr("10.0.0.2:1"),
         addr("10.0.0.3:1"),
     ]);
-    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
     // 10.0.0.2 was next; a new backend elsewhere does not restart the rotation.
     assert!(pool.set(vec![
         addr("10.0.0.1:1"),
@@ -133,7 +133,7 @@ fn update_keeps_the_rotation_going() {
         addr("10.0.0.3:1"),
         addr("10.0.0.0:1"),
     ]));
-    assert_eq!(pool.next(), Some(addr("10.0.0.2:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.2:1")));
 }
 
 #[test]
@@ -143,10 +143,10 @@ fn removing_the_next_backend_moves_to_the_one_after_it() {
         addr("10.0.0.2:1"),
         addr("10.0.0.3:1"),
     ]);
-    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
     pool.set(vec![addr("10.0.0.1:1"), addr("10.0.0.3:1")]);
-    assert_eq!(pool.next(), Some(addr("10.0.0.3:1")));
-    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.3:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
 }
 
 #[test]
@@ -156,29 +156,29 @@ fn removing_the_last_backend_in_order_wraps() {
         addr("10.0.0.2:1"),
         addr("10.0.0.3:1"),
     ]);
-    pool.next();
-    pool.next();
+    pool.pick();
+    pool.pick();
     assert_eq!(pool.peek(), Some(addr("10.0.0.3:1")));
     pool.set(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
-    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
 }
 
 #[test]
 fn unchanged_set_is_not_a_change() {
     let mut pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
-    pool.next();
+    pool.pick();
     assert!(!pool.set(vec![addr("10.0.0.2:1"), addr("10.0.0.1:1")]));
-    assert_eq!(pool.next(), Some(addr("10.0.0.2:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.2:1")));
 }
 
 #[test]
 fn pool_emptied_and_refilled_starts_at_the_first() {
     let mut pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
-    pool.next();
+    pool.pick();
     pool.set(vec![]);
-    assert_eq!(pool.next(), None);
+    assert_eq!(pool.pick(), None);
     pool.set(vec![addr("10.0.0.2:1"), addr("10.0.0.1:1")]);
-    assert_eq!(pool.next(), Some(addr("10.0.0.1:1")));
+    assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
 }
 
 // ---- Table ----

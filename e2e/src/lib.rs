@@ -6,6 +6,7 @@
 //! last.
 
 pub mod fixtures;
+pub mod process;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -239,4 +240,73 @@ pub async fn delete_namespace_and_claims(client: &Client, ns: TestNamespace) -> 
         },
     )
     .await
+}
+
+/// Label every ServiceIP claim carries with its Service's namespace: how a test finds the
+/// claims of its own namespace among the cluster-wide claims of every test.
+pub const SERVICE_NAMESPACE_LABEL: &str = "signpost.dev/service-namespace";
+
+/// Label selector of the EndpointSlices Signpost manages (not a mirror's or anyone else's).
+pub const SIGNPOST_SLICES: &str =
+    "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
+
+/// A unique-local IPv6 /64 (`fd00:xxxx:xxxx:xxxx::/64`) no other test run is likely to use, for
+/// dual-stack tests: the IPv6 counterpart of [`unique_cidr`], for the same reason (claims are
+/// cluster-wide).
+pub fn unique_cidr_v6() -> String {
+    // Spread the bits of a fresh IPv4 CIDR (already unique per call) over the 48 free bits.
+    let v4: std::net::Ipv4Addr = unique_cidr(24)
+        .split('/')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let bits = (u64::from(u32::from(v4)) << 16) ^ u64::from(nanos & 0xffff);
+    format!(
+        "fd00:{:x}:{:x}:{:x}::/64",
+        (bits >> 32) & 0xffff,
+        (bits >> 16) & 0xffff,
+        bits & 0xffff
+    )
+}
+
+/// Like [`wait_until`], but polls every `every`: for probes that list thousands of objects,
+/// where polling every 50 ms would load the API server the test is measuring.
+pub async fn wait_until_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut probe: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        let last_seen = match probe().await {
+            Ok(value) => return Ok(value),
+            Err(seen) => seen,
+        };
+        if start.elapsed() >= timeout {
+            bail!("timed out after {timeout:?} waiting for {what}; last seen: {last_seen}");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Every ServiceIP claim held for a Service of namespace `namespace`.
+pub async fn claims_in_namespace(
+    client: &Client,
+    namespace: &str,
+) -> anyhow::Result<Vec<signpost_crds::ServiceIP>> {
+    let api: Api<signpost_crds::ServiceIP> = Api::all(client.clone());
+    let selector = format!("{SERVICE_NAMESPACE_LABEL}={namespace}");
+    Ok(api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await?
+        .items)
 }

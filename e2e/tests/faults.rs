@@ -1,0 +1,363 @@
+//! Faults end to end: Signpost killed with SIGKILL in the middle of work, and leader failover
+//! between two processes sharing a Lease. Every invariant is read back from the API.
+#![cfg(feature = "cluster")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::TryStreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
+use kube::{Api, ResourceExt};
+use signpost_crds::ServiceIP;
+use signpost_e2e::process::{FAST_LEASE, Signpost, SignpostOptions};
+use signpost_e2e::{
+    SERVICE_NAMESPACE_LABEL, fixtures, pod_is_ready, set_pod_ready, unique_cidr, wait_until,
+};
+
+/// SIGKILL while 100 Services are being created (at about 30 claims), then a restart: every
+/// Service ends with exactly one claim, no address is held twice, no claim outlives its
+/// Service, and every Service's endpoints converge.
+#[tokio::test]
+async fn kill_9_while_creating_100_services_then_restart_converges() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-kill").await?;
+    let cidrs = vec![unique_cidr(24)];
+    let cidr_nets = nets(&cidrs);
+    let options = SignpostOptions::new(&log_name("kill", &ns.name), &ns.name, &cidrs)
+        .lease_timing(FAST_LEASE);
+    let mut first = start_leading(options.clone()).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("backend", 3, 8080),
+        )
+        .await?;
+    wait_deployment_ready(&deployments, "backend", 3, CONVERGE).await?;
+
+    // Watch the namespace's claims from before the first create, to kill at the 30th.
+    let claims_api: Api<ServiceIP> = Api::all(client.clone());
+    let selector = format!("{SERVICE_NAMESPACE_LABEL}={}", ns.name);
+    let version = claims_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let stream = claims_api
+        .watch(
+            &WatchParams::default().labels(&selector).timeout(120),
+            &version,
+        )
+        .await?;
+    futures::pin_mut!(stream);
+
+    let t0 = Instant::now();
+    let creates = tokio::spawn({
+        let services = services.clone();
+        async move {
+            let creates = (0..100).map(|i| {
+                let services = services.clone();
+                async move {
+                    services
+                        .create(
+                            &PostParams::default(),
+                            &fixtures::service_selecting(&format!("svc-{i}"), "backend", 8080),
+                        )
+                        .await
+                }
+            });
+            futures::future::try_join_all(creates).await
+        }
+    });
+    let mut added = 0;
+    while added < 30 {
+        match tokio::time::timeout(CONVERGE, stream.try_next()).await {
+            Ok(Ok(Some(WatchEvent::Added(_)))) => added += 1,
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) => anyhow::bail!("claims watch ended after {added} claims"),
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => anyhow::bail!("only {added} claims after {CONVERGE:?}"),
+        }
+    }
+    first.kill9().await?;
+    let at_kill = t0.elapsed();
+    let created = creates.await??;
+    let held = signpost_e2e::claims_in_namespace(&client, &ns.name)
+        .await?
+        .len();
+    println!(
+        "[kill] SIGKILL at the 30th claim ADDED event, {at_kill:?} after the first create; all 100 Services created {:?} after the first; {held} claims exist after the kill",
+        t0.elapsed()
+    );
+    let uids: BTreeSet<String> = created.iter().filter_map(|s| s.uid()).collect();
+    assert_eq!(uids.len(), 100);
+
+    // Restart with the same flags: it waits for the dead leader's lease to expire, then
+    // rebuilds from the claims and finishes the work.
+    let t1 = Instant::now();
+    let second = start_leading(options).await?;
+    let leading_after = t1.elapsed();
+    let claims = wait_until(
+        "100 Services, one claim each, consistent",
+        CONVERGE,
+        || async {
+            let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
+            if claims.len() == 100 {
+                Ok(claims)
+            } else {
+                Err(format!("{} Services hold claims", claims.len()))
+            }
+        },
+    )
+    .await?;
+    let claims_after = t1.elapsed();
+    let addresses: BTreeSet<_> = claims.values().flatten().collect();
+    assert_eq!(addresses.len(), 100, "0 duplicate addresses");
+    // Every remaining claim names a live Service UID (check_claims checked it against the
+    // API's Services; check against the UIDs the creates returned, too).
+    let live: Vec<ServiceIP> = signpost_e2e::claims_in_namespace(&client, &ns.name).await?;
+    let orphans: Vec<_> = live
+        .iter()
+        .filter(|c| !uids.contains(&c.spec.service_ref.uid))
+        .map(|c| c.spec.address.clone())
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "claims without a live Service: {orphans:?}"
+    );
+    println!(
+        "[kill] restarted process leading {leading_after:?} after spawn (lease {:?}); 100 Services × 1 claim, 0 duplicates, 0 orphans {claims_after:?} after the restart",
+        FAST_LEASE.lease_duration
+    );
+
+    wait_until("100 Services' endpoints converged", CONVERGE, || async {
+        // Services are checked in order, so svc-i failing means i were done.
+        for i in 0..100 {
+            let seen =
+                endpoints_match_pods(&client, &ns.name, &format!("svc-{i}"), "app=backend", 100)
+                    .await
+                    .map_err(|e| format!("svc-{i}: {e}; {i} done"))?;
+            if seen.ready != 3 || seen.slices != 1 {
+                return Err(format!("svc-{i}: {seen:?}; {i} done"));
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    println!(
+        "[kill] all 100 Services have Endpoints and one slice of 3 ready pods {:?} after the restart",
+        t1.elapsed()
+    );
+    let quiet = writes_during(&client, &ns.name, Duration::from_secs(2)).await?;
+    println!("[kill] writes to slices/Endpoints in a 2 s quiet period: {quiet}");
+    assert_eq!(quiet, 0, "converged means no more writes");
+
+    finish(&client, ns, vec![second]).await
+}
+
+/// Two processes share a Lease: exactly one leads. SIGKILL of the leader while pods churn →
+/// the other leads within lease duration + retry period and the slices converge to the final
+/// readiness; SIGTERM of the leader → the standby leads within 2 s.
+#[tokio::test]
+async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-lead").await?;
+    let cidrs = vec![unique_cidr(24)];
+    let lease = signpost_e2e::unique_name("lease");
+    let options = |name: &str| {
+        SignpostOptions::new(&log_name(name, &ns.name), &ns.name, &cidrs)
+            .lease_name(&lease)
+            .lease_timing(FAST_LEASE)
+    };
+    let mut a = start_leading(options("a")).await?;
+    let mut b = Signpost::start(options("b")).await?;
+    let (a_leads, b_leads) = (a.is_leading().await, b.is_leading().await);
+    println!(
+        "[lead] a leading: {a_leads}, b leading: {b_leads} (b /readyz: {:?})",
+        b.readyz().await?
+    );
+    assert!(a_leads && !b_leads, "exactly one leader");
+
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("churn", 6, 8080),
+        )
+        .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service("churn", 80, 8080),
+        )
+        .await?;
+    wait_until("6 ready endpoints", CONVERGE, || async {
+        let seen = endpoints_match_pods(&client, &ns.name, "churn", "app=churn", 100).await?;
+        if seen.ready == 6 {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await?;
+    let names: Vec<String> = pods
+        .list(&ListParams::default().labels("app=churn"))
+        .await?
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+
+    // Churn: flip the readiness of 3 pods in turn, paced at 10 flips per second, until told to
+    // stop; each flip is a change the controllers must reflect.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flips = Arc::new(AtomicUsize::new(0));
+    let churn = tokio::spawn({
+        let (pods, stop, flips) = (pods.clone(), stop.clone(), flips.clone());
+        let victims: Vec<String> = names[..3].to_vec();
+        async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(100));
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
+                let victim = &victims[i % victims.len()];
+                let ready = (i / victims.len()) % 2 == 1;
+                set_pod_ready(&pods, victim, ready).await?;
+                flips.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(i)
+        }
+    });
+    // Let the churn run against the leader, then kill it mid-churn.
+    wait_until("churn under way (10 flips)", CONVERGE, || async {
+        let n = flips.load(Ordering::Relaxed);
+        if n >= 10 {
+            Ok(())
+        } else {
+            Err(format!("{n} flips"))
+        }
+    })
+    .await?;
+    let killed = Instant::now();
+    a.kill9().await?;
+    wait_until(
+        "b leads after a was killed",
+        Duration::from_secs(30),
+        || async {
+            if b.is_leading().await {
+                Ok(())
+            } else {
+                Err(format!("b /readyz {:?}", b.readyz().await.ok()))
+            }
+        },
+    )
+    .await?;
+    let takeover = killed.elapsed();
+    let bound = FAST_LEASE.lease_duration + FAST_LEASE.retry_period;
+    println!(
+        "[lead] SIGKILL of the leader: b leads {takeover:?} later (bound: lease {:?} + retry {:?} = {bound:?})",
+        FAST_LEASE.lease_duration, FAST_LEASE.retry_period
+    );
+    b.wait_leading(CONVERGE).await?;
+    // Keep churning a little under the new leader, then stop and check the final state.
+    let at_takeover = flips.load(Ordering::Relaxed);
+    wait_until("10 more flips under the new leader", CONVERGE, || async {
+        let n = flips.load(Ordering::Relaxed);
+        if n >= at_takeover + 10 {
+            Ok(())
+        } else {
+            Err(format!("{n} flips"))
+        }
+    })
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    let total_flips = churn.await??;
+    let t_final = Instant::now();
+    let final_ready = pods
+        .list(&ListParams::default().labels("app=churn"))
+        .await?
+        .items
+        .iter()
+        .filter(|p| pod_is_ready(p))
+        .count();
+    let seen = wait_until(
+        "slices and Endpoints match the final readiness",
+        CONVERGE,
+        || async { endpoints_match_pods(&client, &ns.name, "churn", "app=churn", 100).await },
+    )
+    .await?;
+    println!(
+        "[lead] {total_flips} readiness flips; final readiness ({final_ready} of 6 ready) reflected {:?} after the churn stopped ({seen:?})",
+        t_final.elapsed()
+    );
+    assert_eq!(seen.ready, final_ready);
+    assert!(
+        takeover <= bound,
+        "takeover after SIGKILL took {takeover:?}, more than lease duration + retry period ({bound:?})"
+    );
+
+    // A fresh standby, then SIGTERM of the leader: it releases the lease on the way out.
+    let mut c = Signpost::start(options("c")).await?;
+    assert!(
+        !c.is_leading().await,
+        "c stands by while b leads: {:?}",
+        c.readyz().await?
+    );
+    let termed = Instant::now();
+    b.signal_term()?;
+    wait_until(
+        "c leads after b got SIGTERM",
+        Duration::from_secs(30),
+        || async {
+            if c.is_leading().await {
+                Ok(())
+            } else {
+                Err(format!("c /readyz {:?}", c.readyz().await.ok()))
+            }
+        },
+    )
+    .await?;
+    let handover = termed.elapsed();
+    let b_status = b.wait_exit(Duration::from_secs(20)).await;
+    println!(
+        "[lead] SIGTERM of the leader: c leads {handover:?} later; b exited with {b_status:?}"
+    );
+    assert!(
+        b_status.is_some_and(|s| s.success()),
+        "b exits cleanly on SIGTERM: {b_status:?}"
+    );
+    c.wait_leading(CONVERGE).await?;
+    // The new leader reconciles: one more readiness change shows up (pod 4 never churned, so
+    // it was ready).
+    let t = Instant::now();
+    set_pod_ready(&pods, &names[4], false).await?;
+    let seen = wait_until("c reflects a readiness change", CONVERGE, || async {
+        let seen = endpoints_match_pods(&client, &ns.name, "churn", "app=churn", 100).await?;
+        if seen.ready + 1 == final_ready {
+            Ok(seen)
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await?;
+    println!(
+        "[lead] after the hand-over, a readiness change reached the slices {:?} later ({seen:?})",
+        t.elapsed()
+    );
+    assert!(
+        handover <= Duration::from_secs(2),
+        "hand-over after SIGTERM took {handover:?}, more than 2 s"
+    );
+
+    finish(&client, ns, vec![c]).await
+}

@@ -94,13 +94,15 @@ start_component kube-controller-manager "$K8S_BIN/kube-controller-manager" \
   --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
   --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
   --use-service-account-credentials=false \
+  --kube-api-qps 300 --kube-api-burst 500 \
   --service-cluster-ip-range "$APISERVER_SERVICE_CIDR"
 wait_for kube-controller-manager 60 curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
 
 # --- kube-scheduler ---
 start_component kube-scheduler "$K8S_BIN/kube-scheduler" \
   --kubeconfig "$STATE/admin.kubeconfig" \
-  --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
+  --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false \
+  --kube-api-qps 300 --kube-api-burst 500
 wait_for kube-scheduler 60 curl -fsSk "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 
 # --- kwok: fake nodes whose pods become Running and Ready with pod IPs ---

@@ -213,10 +213,15 @@ async fn serve_pod(ip: IpAddr, name: String) -> anyhow::Result<tokio::task::Join
 
 /// `GET /` on a new connection to `addr`: the body (a pod name), or what went wrong.
 async fn get(addr: SocketAddr) -> Result<String, String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
         .await
         .map_err(|_| format!("connect {addr}: timed out"))?
         .map_err(|e| format!("connect {addr}: {e}"))?;
+    finish(stream).await
+}
+
+/// `GET /` on an open connection: the body (a pod name), or what went wrong.
+async fn finish(mut stream: TcpStream) -> Result<String, String> {
     stream
         .write_all(b"GET / HTTP/1.0\r\nHost: hostnames\r\n\r\n")
         .await
@@ -421,6 +426,43 @@ async fn journey(
         assert!((99..=101).contains(n), "{pod} got {n} of 300: {counts:?}");
     }
 
+    // Three connections opened now (one per pod, round robin) and finished only after a pod
+    // left the ready set: open connections are left to finish.
+    let (go, wait_go) = tokio::sync::oneshot::channel::<()>();
+    let vip_addr = frontend.addr;
+    let held = netns
+        .run(async move {
+            let mut streams = Vec::new();
+            for _ in 0..3 {
+                streams.push(TcpStream::connect(vip_addr).await);
+            }
+            tokio::spawn(async move {
+                let _ = wait_go.await;
+                let mut names = Vec::new();
+                for stream in streams {
+                    names.push(match stream {
+                        Ok(stream) => finish(stream).await,
+                        Err(e) => Err(format!("connect: {e}")),
+                    });
+                }
+                names
+            })
+        })
+        .await?;
+    wait_until("3 open connections through the proxy", TIMEOUT, || async {
+        let text = running.metrics.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("signpost_proxy_active_connections{"))
+            .unwrap_or("no active connections");
+        if line.ends_with(" 3") {
+            Ok(())
+        } else {
+            Err(line.to_string())
+        }
+    })
+    .await?;
+
     // One pod fails its readiness probe: no new connection within 1 s of its slice update.
     let (gone, gone_ip) = three.iter().next().map(|(n, ip)| (n.clone(), *ip)).unwrap();
     set_pod_ready(&pods, &gone, false).await?;
@@ -449,13 +491,21 @@ async fn journey(
     println!("100 requests after {gone} went not ready: {counts:?}");
     assert_eq!(counts.get(&gone), None, "{gone} is not ready: {counts:?}");
     assert_eq!(counts.values().sum::<usize>(), 100);
+    let _ = go.send(());
+    let finished: BTreeSet<String> = held
+        .await?
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    println!("connections opened before {gone} went not ready finished: {finished:?}");
+    assert!(finished.contains(&gone), "{finished:?}");
+    assert_eq!(finished.len(), 3);
 
     // No ready backend at all: connections are refused at once, not parked.
     for name in three.keys().filter(|n| **n != gone) {
         set_pod_ready(&pods, name, false).await?;
     }
     wait_backends(running, &frontend, &BTreeSet::new(), TIMEOUT).await?;
-    let vip_addr = frontend.addr;
     let refused = wait_until("a refused connection", TIMEOUT, || async {
         let start = Instant::now();
         let result = netns.run(get(vip_addr)).await.map_err(|e| e.to_string())?;

@@ -429,13 +429,15 @@ async fn journey(
     // Three connections opened now (one per pod, round robin) and finished only after a pod
     // left the ready set: open connections are left to finish.
     let (go, wait_go) = tokio::sync::oneshot::channel::<()>();
+    let (done, held) = tokio::sync::oneshot::channel::<Vec<Result<String, String>>>();
     let vip_addr = frontend.addr;
-    let held = netns
+    netns
         .run(async move {
             let mut streams = Vec::new();
             for _ in 0..3 {
                 streams.push(TcpStream::connect(vip_addr).await);
             }
+            // Finished later, on the namespace's runtime (the sockets belong to it).
             tokio::spawn(async move {
                 let _ = wait_go.await;
                 let mut names = Vec::new();
@@ -445,8 +447,8 @@ async fn journey(
                         Err(e) => Err(format!("connect: {e}")),
                     });
                 }
-                names
-            })
+                let _ = done.send(names);
+            });
         })
         .await?;
     wait_until("3 open connections through the proxy", TIMEOUT, || async {

@@ -341,3 +341,56 @@ async fn count_writes_until_quiet(
     }
     Ok(writes)
 }
+
+/// The API server refuses invalid IPs and ports in Endpoints (the same validation as slices),
+/// so the bad input a user can store is a subset larger than mirroring takes: the rest is
+/// reported, and what fits is still mirrored.
+#[tokio::test]
+async fn what_cannot_be_mirrored_is_reported_and_the_rest_mirrored() -> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "mirror-bad").await?;
+    let running = start(&client, &ns.name).await?;
+    let services: Api<Service> = ns.api();
+    let endpoints: Api<Endpoints> = ns.api();
+    let slice_api: Api<EndpointSlice> = ns.api();
+    services
+        .create(&PostParams::default(), &db_service(None))
+        .await?;
+    let ips: Vec<String> = (0..1001)
+        .map(|i| format!("10.2.{}.{}", i / 250, i % 250 + 1))
+        .collect();
+    let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
+    endpoints
+        .create(&PostParams::default(), &db_endpoints(&refs))
+        .await?;
+    let list = wait_until("1000 mirrored endpoints", TIMEOUT, || async {
+        let list = slices(&slice_api, MIRRORED).await?;
+        let n: usize = list.iter().map(|s| ready_ips(s).len()).sum();
+        if n == 1000 {
+            Ok(list)
+        } else {
+            Err(format!("{n} endpoints in {} slices", list.len()))
+        }
+    })
+    .await?;
+    assert_eq!(list.len(), 10, "1000 endpoints at 100 per slice");
+    wait_until(
+        "EndpointsNotMirrored Warning on the Endpoints",
+        TIMEOUT,
+        || async {
+            let events =
+                signpost_e2e::events_about(&client, &ns.name, "db", "EndpointsNotMirrored")
+                    .await
+                    .map_err(|e| e.to_string())?;
+            match events.first() {
+                Some(e) => Ok(e.note.clone().unwrap_or_default()),
+                None => Err("no Event yet".into()),
+            }
+        },
+    )
+    .await
+    .map(|note| println!("Event: {note}"))?;
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}

@@ -15,7 +15,7 @@ default:
 setup:
     bash e2e/setup.sh
 
-# The first seed's demo on the local control plane: a Deployment and Service, and what Signpost publishes for it.
+# The first seed's demo, for real inside a network namespace: what Signpost publishes, dig of the Service name, and curl of its VIP three times (three pods). Needs root.
 demo: build
     e2e/with-cluster.sh e2e/demo.sh
 

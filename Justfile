@@ -79,3 +79,7 @@ bench-controllers:
 # The large controller benchmark: 1,000 Services × 20 pods.
 bench-large:
     BENCH_SERVICES=1000 BENCH_PODS=20 BENCH_FLIPS=300 e2e/bench/run.sh controllers
+
+# DNS benchmark: signpost dns next to CoreDNS's kubernetes plugin (1,000 Services under load, memory at 1,000 and 10,000).
+bench-dns:
+    e2e/bench/run.sh dns

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 need_apt=()
-for pair in curl:curl openssl:openssl ip:iproute2 dig:dnsutils; do
+for pair in curl:curl openssl:openssl ip:iproute2 dig:dnsutils dnsperf:dnsperf; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 if ((${#need_apt[@]})); then

@@ -202,8 +202,10 @@ impl SlicePlan {
 ///   yields an empty plan;
 /// - an endpoint that stays keeps its slice; a changed endpoint changes only its slice;
 /// - new endpoints go first into slices being written anyway, then into the unchanged slice
-///   closest to full that takes all of them (if fewer than a slice's worth remain), and only
-///   then into new slices — Kubernetes' order, which minimises writes;
+///   closest to full that takes all of them, then into the other partially full slices, and
+///   only then into new slices: slices do not fragment when pods arrive a few at a time
+///   (Kubernetes leaves partial slices alone once the rest does not fit in one, and ends up
+///   with more slices than needed);
 /// - a slice that would be deleted while a slice of its address type would be created is
 ///   updated into that slice instead (one write instead of two);
 /// - a wanted address type without endpoints keeps exactly one empty placeholder slice, as in
@@ -381,17 +383,18 @@ fn pack_group<'a>(
     }
 
     while left > 0 {
-        // An unchanged slice is touched only if it takes all that is left, the closest to full.
-        let fill = (left < max)
-            .then(|| {
-                unchanged
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, w)| w.members.len() + left <= max)
-                    .max_by_key(|(i, w)| (w.members.len(), std::cmp::Reverse(*i)))
-                    .map(|(i, _)| i)
-            })
-            .flatten();
+        // Partially full slices are filled before a new one is made (so slices do not
+        // fragment as pods arrive a few at a time): first the fullest slice that takes all
+        // that is left (one write), else the fullest slice with room, and so on.
+        let fullest = |fits: &dyn Fn(usize) -> bool| {
+            unchanged
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| fits(w.members.len()))
+                .max_by_key(|(i, w)| (w.members.len(), std::cmp::Reverse(*i)))
+                .map(|(i, _)| i)
+        };
+        let fill = fullest(&|n| n + left <= max).or_else(|| fullest(&|n| n < max));
         let mut work = match fill {
             Some(i) => unchanged.remove(i),
             None => Work {
@@ -657,6 +660,27 @@ mod tests {
         let p = plan(&slices, &d4, 100, &template());
         assert_eq!(p.deletes.len(), 1);
         assert!(p.updates.is_empty() && p.creates.is_empty());
+    }
+
+    #[test]
+    fn pods_arriving_a_few_at_a_time_fill_partial_slices_instead_of_fragmenting() {
+        // 1,000 pods arriving in batches of 7: every batch is one plan on the last state.
+        let mut next = 0;
+        let mut slices: Vec<EndpointSlice> = Vec::new();
+        let all = pods(1000, true);
+        let mut n = 0;
+        while n < all.len() {
+            n = (n + 7).min(all.len());
+            let d = desired(&all[..n]);
+            let p = plan(&slices, &d, 100, &template());
+            slices = apply(&slices, &p, &mut next);
+            check(&slices, &d, 100);
+        }
+        assert_eq!(
+            slices.len(),
+            10,
+            "1,000 endpoints at 100 per slice need 10 slices"
+        );
     }
 
     #[test]

@@ -50,8 +50,13 @@ echo "    ServiceAccount $release_ns/$sa"
 step "kubeconfig with a token of $sa"
 token="$(kubectl -n "$release_ns" create token "$sa" --duration=1h)"
 server="$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
-kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d > "$work/ca.crt" 2>/dev/null \
-  || cp "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')" "$work/ca.crt"
+ca_data="$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+if [[ -n "$ca_data" ]]; then
+  base64 -d <<<"$ca_data" > "$work/ca.crt"
+else
+  cp "$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.certificate-authority}')" "$work/ca.crt"
+fi
+[[ -s "$work/ca.crt" ]] || { echo "FAIL: could not find the cluster's CA certificate in KUBECONFIG" >&2; exit 1; }
 cat > "$work/kubeconfig" <<KCFG
 apiVersion: v1
 kind: Config
@@ -83,9 +88,12 @@ wait_for "a DNSRecord with the VIP" 30 recorded
 echo "    converged in $((SECONDS - start)) s with only the chart's RBAC"
 kubectl -n "$app_ns" get endpoints,endpointslices,dnsrecords
 kubectl get serviceips -l "signpost.dev/service-namespace=$app_ns"
-if grep -qi "forbidden" "$work/signpost.log"; then
-  echo "FAIL: signpost hit a forbidden API call:" >&2
-  grep -i forbidden "$work/signpost.log" | head -5 >&2
+# An RBAC denial reads 'User "system:serviceaccount:…" cannot <verb> resource …' (other 403s,
+# such as writes into a namespace being deleted, are not about permissions).
+denied='cannot (get|list|watch|create|update|patch|delete) resource'
+if grep -Eq "$denied" "$work/signpost.log"; then
+  echo "FAIL: the chart's ServiceAccount was denied an API call:" >&2
+  grep -E "$denied" "$work/signpost.log" | head -5 >&2
   exit 1
 fi
 echo "==> rbac-check: PASS"

@@ -224,11 +224,26 @@ def render(results, machine, method):
                 f"| {n:,} Services: start → every probed name answered | {s:.1f} s | {c:.1f} s | {ratio(s, c)} | one measurement |"
             )
 
+    if len(mem_sizes) >= 2:
+        small, big = mem_sizes[0], mem_sizes[-1]
+        growth = {}
+        for side, _ in sides:
+            a = pick(kind="mem", services=small, stage="ready", side=side)
+            b = pick(kind="mem", services=big, stage="ready", side=side)
+            if a and b:
+                growth[side] = (b[0]["vmrss_kib"] - a[0]["vmrss_kib"]) * 1024 / (big - small)
+        if len(growth) == 2:
+            s, c = growth["signpost"], growth["coredns"]
+            out.append(
+                f"| RSS growth per added Service ({small:,} → {big:,}, RSS once served) | "
+                f"{s / 1024:.1f} KiB | {c / 1024:.1f} KiB | {ratio(s, c)} | from the two single measurements |"
+            )
+
     table = "\n".join(out)
     body = (
         "`signpost dns` next to CoreDNS's `kubernetes` plugin, same cluster, same query list, same "
         "machine, same run (issue 12). Written by `e2e/bench/dns.sh`; rerun `just bench-dns` to "
-        "refresh this section. Latency cells: mean of the runs (run 1 / run 2). Ratio: "
+        "refresh this section. A cell with two runs is their mean (run 1 / run 2). Ratio: "
         "signpost ÷ CoreDNS; above 1 is better for queries per second, below 1 for latency and "
         "memory.\n\n"
         + table + "\n\nMachine:\n\n" + open(machine).read().rstrip("\n")

@@ -60,7 +60,7 @@ chart-check:
 rbac-check: build
     e2e/with-cluster.sh e2e/rbac-check.sh
 
-# Benchmarks: every part of e2e/bench/run.sh (for now the allocator), as Markdown tables also written to docs/benchmarks.md.
+# Benchmarks: every part of e2e/bench/run.sh (allocator, controllers, dns), as Markdown tables also written to docs/benchmarks.md.
 bench:
     e2e/bench/run.sh
 

@@ -16,10 +16,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-use super::index::{PodIndex, SelectorIndex};
+use super::index::{PodIndex, SelectorIndex, SliceNames};
 use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints};
 use super::pod::{NodeZones, PodRecord};
-use super::slices::{LABEL_SERVICE_NAME, SliceTemplate, is_managed_by_signpost, plan};
+use super::slices::{SliceTemplate, is_managed_by_signpost, plan};
 use super::tracker::WriteTracker;
 use super::{desired_endpoints, service_selector};
 use crate::ipam::ServiceKey;
@@ -94,7 +94,7 @@ struct State {
     zones: NodeZones,
     tracker: WriteTracker,
     /// Names of our cached slices per Service.
-    slices: HashMap<ServiceKey, HashSet<String>>,
+    slices: SliceNames,
     /// When the oldest change not yet written happened, per Service.
     triggers: HashMap<ServiceKey, k8s_openapi::jiff::Timestamp>,
     /// The foreign Endpoints versions already reported, so each is reported once.
@@ -285,40 +285,21 @@ impl EndpointsController {
         let mut state = self.lock();
         match change {
             Change::Applied { new, .. } => {
-                if let Some(key) = slice_service(new) {
-                    state
-                        .slices
-                        .entry(key.clone())
-                        .or_default()
-                        .insert(new.name_any());
+                if let Some(key) = state.slices.insert(new) {
                     self.queue.add(key);
                 }
             }
             Change::Deleted(old) => {
-                if let Some(key) = slice_service(old) {
-                    let name = old.name_any();
+                if let Some((key, name)) = state.slices.remove(old) {
                     state.tracker.observed_deletion(&key, &name);
-                    if let Some(names) = state.slices.get_mut(&key) {
-                        names.remove(&name);
-                        if names.is_empty() {
-                            state.slices.remove(&key);
-                        }
-                    }
                     self.queue.add(key);
                 }
             }
             Change::Relisting => {}
             Change::Resynced { .. } => {
-                state.slices.clear();
-                for slice in self.slices.state() {
-                    if let Some(key) = slice_service(&slice) {
-                        state
-                            .slices
-                            .entry(key.clone())
-                            .or_default()
-                            .insert(slice.name_any());
-                        self.queue.add(key);
-                    }
+                let cached = self.slices.state();
+                for key in state.slices.rebuild(cached.iter().map(|s| s.as_ref())) {
+                    self.queue.add(key);
                 }
             }
         }
@@ -405,12 +386,7 @@ impl EndpointsController {
     }
 
     fn cached_slices(&self, key: &ServiceKey) -> Vec<Arc<EndpointSlice>> {
-        let names: Vec<String> = self
-            .lock()
-            .slices
-            .get(key)
-            .map(|n| n.iter().cloned().collect())
-            .unwrap_or_default();
+        let names: Vec<String> = self.lock().slices.names(key);
         names
             .iter()
             .filter_map(|name| {
@@ -661,11 +637,6 @@ fn services_of(selectors: &SelectorIndex, pod: &PodRecord, out: &mut HashSet<Ser
         pod.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
         out,
     );
-}
-
-fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
-    let name = slice.labels().get(LABEL_SERVICE_NAME)?;
-    Some(ServiceKey::new(slice.namespace()?, name))
 }
 
 fn endpoints_key(endpoints: &Endpoints) -> ServiceKey {

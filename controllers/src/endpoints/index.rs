@@ -186,6 +186,72 @@ impl PodIndex {
     }
 }
 
+/// The Service a slice belongs to, by its `kubernetes.io/service-name` label.
+pub fn slice_service(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Option<ServiceKey> {
+    let name = slice
+        .metadata
+        .labels
+        .as_ref()?
+        .get(super::slices::LABEL_SERVICE_NAME)?;
+    Some(ServiceKey::new(slice.metadata.namespace.clone()?, name))
+}
+
+/// Names of the cached slices of each Service, so a reconcile reads its Service's slices
+/// without scanning every slice in the cache.
+#[derive(Debug, Default)]
+pub struct SliceNames {
+    by_service: HashMap<ServiceKey, HashSet<String>>,
+}
+
+impl SliceNames {
+    /// Files a slice (added or updated); returns its Service.
+    pub fn insert(
+        &mut self,
+        slice: &k8s_openapi::api::discovery::v1::EndpointSlice,
+    ) -> Option<ServiceKey> {
+        let key = slice_service(slice)?;
+        let name = slice.metadata.name.clone()?;
+        self.by_service.entry(key.clone()).or_default().insert(name);
+        Some(key)
+    }
+
+    /// Forgets a deleted slice; returns its Service and name.
+    pub fn remove(
+        &mut self,
+        slice: &k8s_openapi::api::discovery::v1::EndpointSlice,
+    ) -> Option<(ServiceKey, String)> {
+        let key = slice_service(slice)?;
+        let name = slice.metadata.name.clone()?;
+        if let Some(names) = self.by_service.get_mut(&key) {
+            names.remove(&name);
+            if names.is_empty() {
+                self.by_service.remove(&key);
+            }
+        }
+        Some((key, name))
+    }
+
+    /// Refiles everything after a relist; returns every Service that has slices.
+    pub fn rebuild<'a>(
+        &mut self,
+        slices: impl IntoIterator<Item = &'a k8s_openapi::api::discovery::v1::EndpointSlice>,
+    ) -> Vec<ServiceKey> {
+        self.by_service.clear();
+        let mut keys: Vec<ServiceKey> = slices.into_iter().filter_map(|s| self.insert(s)).collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    /// The names of a Service's slices.
+    pub fn names(&self, key: &ServiceKey) -> Vec<String> {
+        self.by_service
+            .get(key)
+            .map(|n| n.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +345,35 @@ mod tests {
         assert_eq!(pods.len(), 1);
         assert!(pods.get("demo", "a").is_some());
         assert_eq!(pods.in_namespace("other").count(), 0);
+    }
+
+    fn slice(ns: &str, svc: &str, name: &str) -> k8s_openapi::api::discovery::v1::EndpointSlice {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": "IPv4", "endpoints": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn slice_names_follow_adds_deletes_and_relists() {
+        let mut names = SliceNames::default();
+        let key = ServiceKey::new("demo", "web");
+        assert_eq!(
+            names.insert(&slice("demo", "web", "web-a")),
+            Some(key.clone())
+        );
+        names.insert(&slice("demo", "web", "web-b"));
+        let mut got = names.names(&key);
+        got.sort();
+        assert_eq!(got, vec!["web-a", "web-b"]);
+        assert_eq!(
+            names.remove(&slice("demo", "web", "web-a")),
+            Some((key.clone(), "web-a".into()))
+        );
+        assert_eq!(names.names(&key), vec!["web-b"]);
+        let keys = names.rebuild([&slice("demo", "db", "db-x")]);
+        assert_eq!(keys, vec![ServiceKey::new("demo", "db")]);
+        assert!(names.names(&key).is_empty());
     }
 }

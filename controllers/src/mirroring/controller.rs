@@ -1,7 +1,7 @@
 //! The mirroring reconciler: hand-written Endpoints of selector-less Services in, mirrored
 //! EndpointSlices out. Signpost never writes such Endpoints; it only mirrors them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,9 +15,9 @@ use tokio::sync::watch;
 use super::model::mirror;
 use super::plan::{MirrorTemplate, plan_mirror};
 use crate::endpoints::controller::SKIP_MIRROR_LABEL;
+use crate::endpoints::index::SliceNames;
 use crate::endpoints::legacy::is_managed_by_signpost as endpoints_managed_by_signpost;
 use crate::endpoints::service_selector;
-use crate::endpoints::slices::LABEL_SERVICE_NAME;
 use crate::endpoints::tracker::WriteTracker;
 use crate::ipam::ServiceKey;
 use crate::ipam::controller::key_of;
@@ -75,7 +75,8 @@ fn write_error(action: String, error: kube::Error) -> Error {
 
 #[derive(Default)]
 struct State {
-    slices: HashMap<ServiceKey, HashSet<String>>,
+    /// Names of our cached slices per Service.
+    slices: SliceNames,
     tracker: WriteTracker,
     /// Endpoints versions whose skipped entries were already reported.
     reported: HashMap<ServiceKey, String>,
@@ -171,40 +172,21 @@ impl MirroringController {
         let mut state = self.lock();
         match change {
             Change::Applied { new, .. } => {
-                if let Some(key) = slice_service(new) {
-                    state
-                        .slices
-                        .entry(key.clone())
-                        .or_default()
-                        .insert(new.name_any());
+                if let Some(key) = state.slices.insert(new) {
                     self.queue.add(key);
                 }
             }
             Change::Deleted(old) => {
-                if let Some(key) = slice_service(old) {
-                    let name = old.name_any();
+                if let Some((key, name)) = state.slices.remove(old) {
                     state.tracker.observed_deletion(&key, &name);
-                    if let Some(names) = state.slices.get_mut(&key) {
-                        names.remove(&name);
-                        if names.is_empty() {
-                            state.slices.remove(&key);
-                        }
-                    }
                     self.queue.add(key);
                 }
             }
             Change::Relisting => {}
             Change::Resynced { .. } => {
-                state.slices.clear();
-                for slice in self.slices.state() {
-                    if let Some(key) = slice_service(&slice) {
-                        state
-                            .slices
-                            .entry(key.clone())
-                            .or_default()
-                            .insert(slice.name_any());
-                        self.queue.add(key);
-                    }
+                let cached = self.slices.state();
+                for key in state.slices.rebuild(cached.iter().map(|s| s.as_ref())) {
+                    self.queue.add(key);
                 }
             }
         }
@@ -239,12 +221,7 @@ impl MirroringController {
     }
 
     fn cached_slices(&self, key: &ServiceKey) -> Vec<EndpointSlice> {
-        let names: Vec<String> = self
-            .lock()
-            .slices
-            .get(key)
-            .map(|n| n.iter().cloned().collect())
-            .unwrap_or_default();
+        let names: Vec<String> = self.lock().slices.names(key);
         names
             .iter()
             .filter_map(|name| {
@@ -403,9 +380,4 @@ fn endpoints_key(endpoints: &Endpoints) -> ServiceKey {
         endpoints.namespace().unwrap_or_default(),
         endpoints.name_any(),
     )
-}
-
-fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
-    let name = slice.labels().get(LABEL_SERVICE_NAME)?;
-    Some(ServiceKey::new(slice.namespace()?, name))
 }

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::index::{SliceNames, VipIndex};
 use super::status::{LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST, Ownership, desired_status, ownership};
 use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render};
-use crate::endpoints::slices::LABEL_SERVICE_NAME;
+use crate::endpoints::index::slice_service;
 use crate::ipam::ServiceKey;
 use crate::ipam::controller::{claim_of, key_of};
 use crate::runtime::{
@@ -660,11 +660,6 @@ fn new_record(service: &Service, rendered: &Rendered) -> DNSRecord {
         spec: rendered.spec.clone(),
         status: None,
     }
-}
-
-fn slice_service(slice: &EndpointSlice) -> Option<ServiceKey> {
-    let name = slice.labels().get(LABEL_SERVICE_NAME)?;
-    Some(ServiceKey::new(slice.namespace()?, name))
 }
 
 fn record_key(record: &DNSRecord) -> ServiceKey {

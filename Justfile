@@ -60,7 +60,7 @@ chart-check:
 rbac-check: build
     e2e/with-cluster.sh e2e/rbac-check.sh
 
-# Benchmarks: every part of e2e/bench/run.sh (allocator, controllers, dns), as Markdown tables also written to docs/benchmarks.md.
+# Benchmarks: every part of e2e/bench/run.sh (allocator, controllers, dns, proxy), as Markdown tables also written to docs/benchmarks.md. The proxy part needs root.
 bench:
     e2e/bench/run.sh
 
@@ -83,3 +83,7 @@ bench-large:
 # DNS benchmark: signpost dns next to CoreDNS's kubernetes plugin (1,000 Services under load, memory at 1,000 and 10,000).
 bench-dns:
     e2e/bench/run.sh dns
+
+# Proxy benchmark: the latency signpost proxy adds over a direct connection to the pod (p50, p99) and connections per second, inside a network namespace. Needs root.
+bench-proxy:
+    e2e/bench/run.sh proxy

@@ -6,7 +6,7 @@ set -euo pipefail
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Parts run by default, in order. Add a part by adding e2e/bench/<part>.sh and its name here.
-parts=(allocator controllers dns)
+parts=(allocator controllers dns proxy)
 
 selected=("$@")
 [[ ${#selected[@]} -gt 0 ]] || selected=("${parts[@]}")

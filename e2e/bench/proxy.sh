@@ -11,7 +11,7 @@
 # on `pods0` and is the client. Nothing is sent to a VIP or pod address from the machine's own
 # namespace. Needs root.
 #
-# Env: BENCH_PROXY_ROUNDS (2), BENCH_PROXY_CONNECTIONS (latency, per path per round; 5000),
+# Env: BENCH_PROXY_ROUNDS (2), BENCH_PROXY_CONNECTIONS (latency, per path per round; 10000),
 #      BENCH_PROXY_WARMUP (500), BENCH_PROXY_BLOCK (100), BENCH_PROXY_CLIENTS (16),
 #      BENCH_PROXY_SECONDS (throughput, per path per round; 5), BENCH_PROXY_NETNS
 #      (sp-bench-proxy), BENCH_PROXY_API_INDEX (251), BENCH_WRITE_DOC=0 to only print.
@@ -33,7 +33,7 @@ source "$here/lib.sh"
 export PATH="$(bin_dir k8s):$PATH"
 
 rounds="${BENCH_PROXY_ROUNDS:-2}"
-connections="${BENCH_PROXY_CONNECTIONS:-5000}"
+connections="${BENCH_PROXY_CONNECTIONS:-10000}"
 warmup="${BENCH_PROXY_WARMUP:-500}"
 block="${BENCH_PROXY_BLOCK:-100}"
 clients="${BENCH_PROXY_CLIENTS:-16}"
@@ -124,18 +124,24 @@ echo "==> netns $netns (API through 10.123.$api_index.1), namespace $ns, service
 load_avg="$(cut -d' ' -f1-3 /proc/loadavg)"
 kubectl create namespace "$ns" >/dev/null
 # Inside the netns, metrics on the netns's own 127.0.0.1: no clash with anything outside.
-inside "$signpost" run --kubeconfig "$kc" --namespace "$ns" --service-cidr "$cidr" \
+# `ip netns exec` execs the command, so $! is signpost's own pid (for its CPU time).
+ip netns exec "$netns" "$signpost" run --kubeconfig "$kc" --namespace "$ns" --service-cidr "$cidr" \
   --leader-elect=false --metrics-addr 127.0.0.1:18080 >"$out/run.log" 2>&1 &
 run_pid=$!
-inside "$signpost" proxy --kubeconfig "$kc" --namespace "$ns" --interface signpost0 \
+ip netns exec "$netns" "$signpost" proxy --kubeconfig "$kc" --namespace "$ns" --interface signpost0 \
   --metrics-addr 127.0.0.1:9154 >"$out/proxy.log" 2>&1 &
+proxy_pid=$!
 wait_for "signpost run to be ready" 60 inside curl -fsS http://127.0.0.1:18080/readyz
 wait_for "signpost proxy to be ready" 60 inside curl -fsS http://127.0.0.1:9154/readyz
+for pid in "$run_pid" "$proxy_pid"; do
+  [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == signpost ]] || { echo "proxy.sh: pid $pid is not signpost" >&2; exit 1; }
+done
 
 echo "==> proxy_bench: $rounds rounds; latency $connections connections per path (after $warmup), throughput $clients clients × ${seconds} s per path" >&2
 KUBECONFIG="$kc" RUST_LOG=warn inside "$bench" --namespace "$ns" --rounds "$rounds" \
   --connections "$connections" --warmup "$warmup" --block "$block" --clients "$clients" \
-  --seconds "$seconds" >"$out/results.jsonl"
+  --seconds "$seconds" --cpu-of "signpost proxy=$proxy_pid" --cpu-of "signpost run=$run_pid" \
+  >"$out/results.jsonl"
 inside curl -fsS http://127.0.0.1:9154/metrics >"$out/proxy-metrics.txt" || true
 
 # --- the document -----------------------------------------------------------------------------
@@ -162,8 +168,9 @@ cat >"$out/method.md" <<EOF
   proxy. So pod IPs and VIP are local addresses of the netns and every packet goes through its
   loopback: the figures are the proxy's userspace work (accept, pick a backend, connect to it,
   copy both ways, close both sides) with no network in the way, which is where a userspace
-  proxy's cost shows most. Client and servers are one tokio process (2 worker threads), on the
-  same 2 CPUs as the proxy.
+  proxy's cost shows most. Clients and pod servers are one process with two tokio runtimes
+  (2 threads each; a direct connection crosses threads as a proxied one does), on the same 2
+  CPUs as the proxy (a tokio runtime with a thread per CPU).
 - Measurement starts once \`/readyz\` of both is 200, the DNSRecord has the VIP, the pods are
   ready, and 3 consecutive connections through the VIP reached 3 different pods (the proxy's
   pool is complete); every wait polls a condition with a deadline.
@@ -177,7 +184,12 @@ cat >"$out/method.md" <<EOF
   ${seconds} s; completed connections ÷ elapsed time. Direct (clients spread over the 3 pods)
   and proxied one after the other, the order swapped in the second round. The load generator,
   the servers and the proxy share the 2 CPUs, so this is what they reach together here; the
-  ratio is the fair part of it.
+  ratio is the fair part of it. Latency under that load is mostly waiting for a CPU
+  (≈ clients ÷ connections per second), so it follows the throughput.
+- Proxy CPU per connection: the CPU time (user + system, \`/proc/<pid>/stat\`) \`signpost proxy\`
+  used during a round ÷ the connections it passed in that round (warm-up, latency and
+  throughput). The machine's CPU use per round comes from \`/proc/stat\`; what the benchmark's
+  own processes did not use is listed under Machine as other load.
 - ${rounds} rounds in one run; a cell is their mean, the last column their spread.
   A connection that fails or takes over 2 s counts as failed and is left out of the figures.
 - Clean-up (also on failure): the namespace is deleted while \`signpost run\` still runs, the

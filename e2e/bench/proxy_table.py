@@ -101,6 +101,27 @@ def table(setup, rounds):
             f"D {spread(d):.0f} %; P {spread(x):.0f} %",
         ))
 
+    per_conn = []
+    for r in rounds:
+        proxy_cpu = r.get("cpu", {}).get("processes", {}).get("signpost proxy")
+        l, t = r["latency"], r["throughput"]
+        passed = (
+            l["warmup"]
+            + l["proxied"]["ok"] + l["proxied"]["errors"]
+            + t["proxied"]["ok"] + t["proxied"]["errors"]
+        )
+        if proxy_cpu is not None and passed:
+            per_conn.append(proxy_cpu / passed * 1e6)
+    if len(per_conn) == len(rounds):
+        rows.append((
+            "`signpost proxy` CPU time per proxied connection (user + system over a round ÷ "
+            "connections it passed)",
+            "",
+            cell(per_conn, lambda v: f"{v:,.1f} µs"),
+            "",
+            f"P {spread(per_conn):.0f} %",
+        ))
+
     def errors(path):
         total = sum(l[path]["errors"] for l in lat) + sum(t[path]["errors"] for t in thr)
         ok = sum(l[path]["ok"] for l in lat) + sum(t[path]["ok"] for t in thr)
@@ -131,6 +152,31 @@ def table(setup, rounds):
     for r in rows:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     return "\n".join(lines)
+
+
+def cpu_lines(rounds):
+    """What each round's processes and the rest of the machine used, for the Machine list."""
+    parts = []
+    for r in rounds:
+        cpu = r.get("cpu")
+        if not cpu:
+            return ""
+        procs = cpu["processes"]
+        used = ", ".join(
+            f"{name.replace('_', ' ')} {procs[name]:.1f}" for name in sorted(procs)
+        )
+        share = cpu["other_seconds"] / (cpu["wall_seconds"] * cpu["cpus"]) * 100
+        parts.append(
+            f"round {r['round']} ({cpu['wall_seconds']:.0f} s × {cpu['cpus']} CPUs): {used}; "
+            f"**other processes {cpu['other_seconds']:.1f}** ({share:.0f} % of the machine); "
+            f"irq + softirq {cpu['irq_softirq_seconds']:.1f}; steal {cpu['steal_seconds']:.1f}"
+        )
+    return (
+        "- CPU seconds used during each round (user + system per process from /proc; irq + "
+        "softirq is kernel work charged to no process, the loopback traffic's included): "
+        + "; ".join(parts)
+        + "\n"
+    )
 
 
 def section(table_md, machine, method, rounds):
@@ -170,7 +216,7 @@ def main():
     a = p.parse_args()
     setup, rounds = load(a.results)
     table_md = table(setup, rounds)
-    machine = Path(a.machine).read_text()
+    machine = Path(a.machine).read_text().rstrip("\n") + "\n" + cpu_lines(rounds)
     method = Path(a.method).read_text()
     print(table_md)
     print()

@@ -5,7 +5,8 @@
 //! namespace's kubeconfig, next to `signpost run` and `signpost proxy` scoped to `--namespace`.
 //! It creates a Deployment of 3 kwok pods and a ClusterIP Service (port 80 → 9376), adds each
 //! pod's IP to the namespace's `pods0` interface and serves a short fixed HTTP answer there
-//! (`backend-<i>`, same length for every pod), waits until the proxy sends connections for the
+//! (`backend-<i>`, same length for every pod; the servers run on a tokio runtime of their own,
+//! the clients on another), waits until the proxy sends connections for the
 //! VIP to all three, then, per round:
 //!
 //! - latency: one connection at a time (connect, one small request, read the whole answer,
@@ -15,9 +16,13 @@
 //! - throughput: `--clients` concurrent clients, each doing the same connections in a loop for
 //!   `--seconds`, once direct and once through the VIP (order swapped every round).
 //!
+//! Each round also reports CPU seconds: its own, those of the processes named by `--cpu-of
+//! name=pid` (the proxy, say), and the whole machine's (from `/proc/stat`), so what other
+//! processes took during the round is known.
+//!
 //! Prints one JSON object per line on stdout: a `setup` line, then one line per round.
-//! Usage: `proxy_bench --namespace <ns> [--rounds 2] [--connections 5000] [--warmup 500]
-//! [--block 100] [--clients 16] [--seconds 5]`
+//! Usage: `proxy_bench --namespace <ns> [--rounds 2] [--connections 10000] [--warmup 500]
+//! [--block 100] [--clients 16] [--seconds 5] [--cpu-of proxy=<pid>]...`
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +39,7 @@ use signpost_crds::DNSRecord;
 use signpost_e2e::{client, fixtures, pod_is_ready, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 
 const APP: &str = "proxybench";
 const POD_PORT: u16 = 9376;
@@ -52,17 +58,20 @@ struct Options {
     block: usize,
     clients: usize,
     seconds: f64,
+    /// Processes whose CPU time is reported per round (`name=pid`).
+    pids: Vec<(String, u32)>,
 }
 
 fn options() -> anyhow::Result<Options> {
     let mut o = Options {
         namespace: String::new(),
         rounds: 2,
-        connections: 5000,
+        connections: 10000,
         warmup: 500,
         block: 100,
         clients: 16,
         seconds: 5.0,
+        pids: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -79,6 +88,11 @@ fn options() -> anyhow::Result<Options> {
             "--block" => o.block = value.parse().context("--block")?,
             "--clients" => o.clients = value.parse().context("--clients")?,
             "--seconds" => o.seconds = value.parse().context("--seconds")?,
+            "--cpu-of" => {
+                let (name, pid) = value.split_once('=').context("--cpu-of takes name=pid")?;
+                o.pids
+                    .push((name.to_string(), pid.parse().context("--cpu-of pid")?));
+            }
             other => bail!("unknown flag {other}"),
         }
         i += 2;
@@ -117,14 +131,17 @@ fn add_pod_address(ip: IpAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server on `ip:9376` answering every request with `response(index)` and closing.
-async fn serve(ip: IpAddr, index: usize) -> anyhow::Result<()> {
+/// A server on `ip:9376` answering every request with `response(index)` and closing, on the
+/// `servers` runtime (its own threads, as a pod is not in its client's process).
+async fn serve(servers: &Handle, ip: IpAddr, index: usize) -> anyhow::Result<()> {
     add_pod_address(ip)?;
-    let listener = TcpListener::bind(SocketAddr::new(ip, POD_PORT))
-        .await
+    // Bound on the servers' runtime, so its sockets belong to that runtime's reactor.
+    let listener = servers
+        .spawn(TcpListener::bind(SocketAddr::new(ip, POD_PORT)))
+        .await?
         .with_context(|| format!("listening on {ip}:{POD_PORT}"))?;
     let answer: Arc<[u8]> = response(index).into();
-    tokio::spawn(async move {
+    servers.spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {
                 // Out of file descriptors, say: give the clients a moment to close some.
@@ -368,9 +385,121 @@ async fn ready_pods(pods: &Api<Pod>) -> anyhow::Result<BTreeMap<String, IpAddr>>
     .await
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+/// Clock ticks per second of `/proc` CPU times.
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU ticks of a process (`self` or a pid), from `/proc/<pid>/stat`.
+fn process_ticks(pid: &str) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm field.
+    let field = |i: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(i).context("short /proc stat line")?.parse()?)
+    };
+    Ok(field(11)? + field(12)?)
+}
+
+/// CPU ticks of the whole machine (every CPU), from `/proc/stat`: user + nice + system (what
+/// processes ran), irq + softirq (kernel work charged to no process, the loopback traffic's
+/// included), steal (time the hypervisor gave to someone else).
+fn machine_ticks() -> anyhow::Result<[u64; 3]> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no cpu line in /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is already in user).
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    Ok([at(0) + at(1) + at(2), at(5) + at(6), at(7)])
+}
+
+/// CPU ticks at one moment: the machine's, this process's and each `--cpu-of` process's.
+struct CpuSnapshot {
+    machine: [u64; 3],
+    this: u64,
+    others: Vec<u64>,
+}
+
+fn cpu_snapshot(o: &Options) -> anyhow::Result<CpuSnapshot> {
+    let others = o
+        .pids
+        .iter()
+        .map(|(_, pid)| process_ticks(&pid.to_string()))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(CpuSnapshot {
+        machine: machine_ticks()?,
+        this: process_ticks("self")?,
+        others,
+    })
+}
+
+/// CPU seconds between two snapshots, and what the rest of the machine used.
+fn cpu_report(
+    o: &Options,
+    before: &CpuSnapshot,
+    after: &CpuSnapshot,
+    wall: Duration,
+) -> serde_json::Value {
+    let hz = clock_ticks();
+    let seconds = |a: u64, b: u64| b.saturating_sub(a) as f64 / hz;
+    let [all_processes, interrupts, steal] =
+        [0, 1, 2].map(|i| seconds(before.machine[i], after.machine[i]));
+    let bench = seconds(before.this, after.this);
+    let mut processes = serde_json::Map::new();
+    let mut accounted = bench;
+    for (i, (name, _)) in o.pids.iter().enumerate() {
+        let used = seconds(before.others[i], after.others[i]);
+        accounted += used;
+        processes.insert(name.clone(), json!(used));
+    }
+    processes.insert("load_generator".into(), json!(bench));
+    json!({
+        "wall_seconds": wall.as_secs_f64(),
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "machine_process_seconds": all_processes,
+        "irq_softirq_seconds": interrupts,
+        "steal_seconds": steal,
+        "processes": processes,
+        "other_seconds": (all_processes - accounted).max(0.0),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
     let o = options()?;
+    // Pod servers and clients on separate runtimes (2 threads each): a direct connection
+    // crosses threads as a proxied one does, never a task hand-off inside one worker.
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pod-servers")
+        .enable_all()
+        .build()?;
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("clients")
+        .enable_all()
+        .build()?;
+    let result = clients.block_on(bench(o, servers.handle().clone()));
+    clients.shutdown_background();
+    servers.shutdown_background();
+    result
+}
+
+async fn bench(o: Options, servers: Handle) -> anyhow::Result<()> {
     let client = client().await?;
     let started = Instant::now();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &o.namespace);
@@ -406,7 +535,7 @@ async fn main() -> anyhow::Result<()> {
     let ready = ready_pods(&pods).await?;
     let mut backends = Vec::new();
     for (index, ip) in ready.values().enumerate() {
-        serve(*ip, index).await?;
+        serve(&servers, *ip, index).await?;
         backends.push(SocketAddr::new(*ip, POD_PORT));
     }
     // Every pod answers directly, and the proxy hands VIP connections to all three (its pool
@@ -452,6 +581,8 @@ async fn main() -> anyhow::Result<()> {
             "proxy_bench: round {round}/{}: latency, {} connections per path",
             o.rounds, o.connections
         );
+        let round_started = Instant::now();
+        let cpu_before = cpu_snapshot(&o)?;
         let latency = latency(&o, &backends, vip).await;
         let order = if round % 2 == 1 {
             [Path::Direct, Path::Proxied]
@@ -470,10 +601,13 @@ async fn main() -> anyhow::Result<()> {
             );
             results.insert(name, throughput(&o, path, &backends, vip).await);
         }
+        let cpu_after = cpu_snapshot(&o)?;
+        let cpu = cpu_report(&o, &cpu_before, &cpu_after, round_started.elapsed());
         println!(
             "{}",
             json!({
                 "kind": "round",
+                "cpu": cpu,
                 "round": round,
                 "latency": latency,
                 "throughput": {

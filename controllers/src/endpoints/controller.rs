@@ -5,7 +5,7 @@
 //! slice plan and the Endpoints rendering are the pure functions of this module's siblings;
 //! this file only reads caches, calls them, and writes what they say.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -437,9 +437,14 @@ impl EndpointsController {
 
         let desired = {
             let state = self.lock();
+            let no_selector = BTreeMap::new();
+            let selector = service_selector(&service).unwrap_or(&no_selector);
             desired_endpoints(
                 &service,
-                state.pods.in_namespace(&key.namespace).map(|p| p.as_ref()),
+                state
+                    .pods
+                    .candidates(&key.namespace, selector)
+                    .map(|p| p.as_ref()),
                 &state.zones,
             )
         };

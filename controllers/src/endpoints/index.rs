@@ -6,7 +6,7 @@
 //! - [`PodIndex`] holds the compact [`PodRecord`] of every pod by namespace, and tells which
 //!   entries vanished across a relist.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::pod::PodRecord;
@@ -101,10 +101,76 @@ impl SelectorIndex {
     }
 }
 
-/// Compact records of every pod, by namespace and name.
+/// The pods of one namespace, by name and by label pair.
+#[derive(Debug, Default)]
+struct NamespacePods {
+    by_name: BTreeMap<Arc<str>, Arc<PodRecord>>,
+    /// label key → label value → names of the pods carrying that pair: a Service's reconcile
+    /// reads the pods of its selector's rarest pair instead of every pod of the namespace.
+    by_label: HashMap<Arc<str>, HashMap<Arc<str>, BTreeSet<Arc<str>>>>,
+}
+
+impl NamespacePods {
+    fn file_labels(&mut self, record: &PodRecord) {
+        for (key, value) in &record.labels {
+            let values = match self.by_label.get_mut(&**key) {
+                Some(values) => values,
+                None => self.by_label.entry(Arc::from(&**key)).or_default(),
+            };
+            let names = match values.get_mut(&**value) {
+                Some(names) => names,
+                None => values.entry(Arc::from(&**value)).or_default(),
+            };
+            names.insert(record.name.clone());
+        }
+    }
+
+    fn unfile_labels(&mut self, record: &PodRecord) {
+        for (key, value) in &record.labels {
+            let Some(values) = self.by_label.get_mut(&**key) else {
+                continue;
+            };
+            if let Some(names) = values.get_mut(&**value) {
+                names.remove(&record.name);
+                if names.is_empty() {
+                    values.remove(&**value);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(&**key);
+            }
+        }
+    }
+
+    fn insert(&mut self, record: Arc<PodRecord>) -> Option<Arc<PodRecord>> {
+        let previous = self.by_name.insert(record.name.clone(), record.clone());
+        match &previous {
+            Some(old) if old.labels == record.labels => {}
+            Some(old) => {
+                self.unfile_labels(old);
+                self.file_labels(&record);
+            }
+            None => self.file_labels(&record),
+        }
+        previous
+    }
+
+    fn remove(&mut self, name: &str) -> Option<Arc<PodRecord>> {
+        let removed = self.by_name.remove(name)?;
+        self.unfile_labels(&removed);
+        Some(removed)
+    }
+
+    /// Names of the pods carrying `key=value`.
+    fn labelled(&self, key: &str, value: &str) -> Option<&BTreeSet<Arc<str>>> {
+        self.by_label.get(key)?.get(value)
+    }
+}
+
+/// Compact records of every pod, by namespace and name, with a label index per namespace.
 #[derive(Debug, Default)]
 pub struct PodIndex {
-    namespaces: HashMap<Arc<str>, BTreeMap<Arc<str>, Arc<PodRecord>>>,
+    namespaces: HashMap<Arc<str>, NamespacePods>,
     /// Pods seen since the current relist began; `None` when no relist is under way.
     relisted: Option<HashSet<(Arc<str>, Arc<str>)>>,
 }
@@ -118,21 +184,20 @@ impl PodIndex {
     /// Stores `record`; returns the record it replaces.
     pub fn upsert(&mut self, record: PodRecord) -> Option<Arc<PodRecord>> {
         let namespace = record.namespace.clone();
-        let name = record.name.clone();
         if let Some(seen) = self.relisted.as_mut() {
-            seen.insert((namespace.clone(), name.clone()));
+            seen.insert((namespace.clone(), record.name.clone()));
         }
         self.namespaces
             .entry(namespace)
             .or_default()
-            .insert(name, Arc::new(record))
+            .insert(Arc::new(record))
     }
 
     /// Removes a pod; returns its record.
     pub fn remove(&mut self, namespace: &str, name: &str) -> Option<Arc<PodRecord>> {
         let pods = self.namespaces.get_mut(namespace)?;
         let removed = pods.remove(name);
-        if pods.is_empty() {
+        if pods.by_name.is_empty() {
             self.namespaces.remove(namespace);
         }
         removed
@@ -140,7 +205,7 @@ impl PodIndex {
 
     /// The record of one pod.
     pub fn get(&self, namespace: &str, name: &str) -> Option<&Arc<PodRecord>> {
-        self.namespaces.get(namespace)?.get(name)
+        self.namespaces.get(namespace)?.by_name.get(name)
     }
 
     /// Every pod of a namespace.
@@ -148,7 +213,31 @@ impl PodIndex {
         self.namespaces
             .get(namespace)
             .into_iter()
-            .flat_map(|pods| pods.values())
+            .flat_map(|pods| pods.by_name.values())
+    }
+
+    /// The pods of a namespace that may match `selector`: those carrying its rarest pair (a
+    /// superset of the matches; callers still check the whole selector). An empty selector
+    /// yields every pod of the namespace.
+    pub fn candidates<'a>(
+        &'a self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Box<dyn Iterator<Item = &'a Arc<PodRecord>> + 'a> {
+        let Some(pods) = self.namespaces.get(namespace) else {
+            return Box::new(std::iter::empty());
+        };
+        if selector.is_empty() {
+            return Box::new(pods.by_name.values());
+        }
+        let rarest = selector
+            .iter()
+            .map(|(key, value)| pods.labelled(key, value))
+            .min_by_key(|names| names.map_or(0, BTreeSet::len));
+        match rarest.flatten() {
+            Some(names) => Box::new(names.iter().filter_map(|name| pods.by_name.get(name))),
+            None => Box::new(std::iter::empty()),
+        }
     }
 
     /// A relist begins: pods not seen again before [`PodIndex::finish_relist`] are gone.
@@ -163,21 +252,26 @@ impl PodIndex {
         };
         let mut gone = Vec::new();
         for (namespace, pods) in &mut self.namespaces {
-            pods.retain(|name, record| {
-                let keep = seen.contains(&(namespace.clone(), name.clone()));
-                if !keep {
-                    gone.push(record.clone());
-                }
-                keep
-            });
+            let unseen: Vec<Arc<str>> = pods
+                .by_name
+                .keys()
+                .filter(|name| !seen.contains(&(namespace.clone(), (*name).clone())))
+                .cloned()
+                .collect();
+            for name in unseen {
+                gone.extend(pods.remove(&name));
+            }
         }
-        self.namespaces.retain(|_, pods| !pods.is_empty());
+        self.namespaces.retain(|_, pods| !pods.by_name.is_empty());
         gone
     }
 
     /// Number of pods.
     pub fn len(&self) -> usize {
-        self.namespaces.values().map(BTreeMap::len).sum()
+        self.namespaces
+            .values()
+            .map(|pods| pods.by_name.len())
+            .sum()
     }
 
     /// Whether there are no pods.
@@ -345,6 +439,59 @@ mod tests {
         assert_eq!(pods.len(), 1);
         assert!(pods.get("demo", "a").is_some());
         assert_eq!(pods.in_namespace("other").count(), 0);
+    }
+
+    fn labelled(ns: &str, name: &str, labels: &[(&str, &str)]) -> PodRecord {
+        let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "labels": labels},
+            "spec": {"containers": []}
+        }))
+        .unwrap();
+        PodRecord::from_pod(&pod).unwrap()
+    }
+
+    fn candidates(pods: &PodIndex, ns: &str, sel: &[(&str, &str)]) -> Vec<String> {
+        let mut names: Vec<String> = pods
+            .candidates(ns, &selector(sel))
+            .map(|r| r.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn candidates_come_from_the_rarest_pair_and_follow_label_changes() {
+        let mut pods = PodIndex::new();
+        pods.upsert(labelled("demo", "a", &[("app", "web"), ("tier", "front")]));
+        pods.upsert(labelled("demo", "b", &[("app", "web"), ("tier", "back")]));
+        pods.upsert(labelled("demo", "c", &[("app", "db"), ("tier", "back")]));
+        pods.upsert(labelled("other", "d", &[("app", "web")]));
+        assert_eq!(candidates(&pods, "demo", &[("app", "web")]), ["a", "b"]);
+        // The rarest pair (tier=front: 1 pod) bounds the candidates.
+        assert_eq!(
+            candidates(&pods, "demo", &[("app", "web"), ("tier", "front")]),
+            ["a"]
+        );
+        // A pair nobody carries: no candidates at all.
+        assert!(candidates(&pods, "demo", &[("app", "web"), ("tier", "none")]).is_empty());
+        assert!(candidates(&pods, "nowhere", &[("app", "web")]).is_empty());
+        assert_eq!(candidates(&pods, "demo", &[]), ["a", "b", "c"]);
+
+        // Relabelled: filed under its new pair only.
+        pods.upsert(labelled("demo", "a", &[("app", "db")]));
+        assert_eq!(candidates(&pods, "demo", &[("app", "web")]), ["b"]);
+        assert_eq!(candidates(&pods, "demo", &[("app", "db")]), ["a", "c"]);
+        // Removed, or gone in a relist: no longer a candidate, and no empty sets left behind.
+        pods.remove("demo", "b");
+        pods.begin_relist();
+        pods.upsert(labelled("demo", "a", &[("app", "db")]));
+        pods.upsert(labelled("other", "d", &[("app", "web")]));
+        assert_eq!(pods.finish_relist().len(), 1);
+        assert_eq!(candidates(&pods, "demo", &[("app", "db")]), ["a"]);
+        assert!(candidates(&pods, "demo", &[("tier", "back")]).is_empty());
+        let demo = &pods.namespaces["demo"];
+        assert_eq!(demo.by_label.len(), 1, "{:?}", demo.by_label);
     }
 
     fn slice(ns: &str, svc: &str, name: &str) -> k8s_openapi::api::discovery::v1::EndpointSlice {

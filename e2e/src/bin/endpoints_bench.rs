@@ -1,37 +1,47 @@
-//! Workload generator for the controller benchmark: N Services × M pods, then K readiness
-//! flips at a fixed rate, against one endpoints controller at a time (Signpost, or
-//! kube-controller-manager's own endpoint controllers), on the cluster KUBECONFIG names.
+//! Workload generator for the controller benchmark, against one endpoints controller at a time
+//! (Signpost, or kube-controller-manager's own endpoint controllers) on the cluster KUBECONFIG
+//! names. Workloads, in order, in one fresh namespace:
+//! 1. N Services × M pods exist before the controller starts: convergence from empty;
+//! 2. isolated flips: `--batches` batches of K readiness flips at a fixed rate (batch 1 turns K
+//!    pods not ready, batch 2 ready again, batch 3 not ready, ...);
+//! 3. a restart with nothing changed: writes after the restart, time until ready;
+//! 4. a rollout: a Deployment of R pods behind a Service is restarted (new pod template):
+//!    writes per replaced pod and the time until every slice is current.
 //!
 //! Measured, all from watches (never from the controller's own logs or metrics):
 //! - the floor: pod status patch → pod watch event (what any controller waits for);
 //! - pod-ready → EndpointSlice: patch → the slice watch shows the pod's new readiness;
-//! - slice and Endpoints writes per flip (watch events during the flips);
-//! - convergence from an empty namespace, CPU seconds and peak RSS of the controller process.
+//! - EndpointSlice and Endpoints writes (watch events);
+//! - CPU seconds and peak RSS of the controller process, from /proc.
 //!
 //! Prints one JSON object on stdout. Usage:
 //! `endpoints-bench --controller signpost|kcm --services 100 --pods 10 --flips 300 --rate 50`
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_e2e::{
     TestNamespace, client, install_crds, pod_is_ready, set_pod_ready, unique_cidr, wait_until,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Options {
     controller: String,
     services: usize,
     pods: usize,
     flips: usize,
+    batches: usize,
     rate: f64,
+    rollout: usize,
     signpost_bin: String,
     kcm_bin: String,
     admin_kubeconfig: String,
@@ -43,7 +53,9 @@ fn options() -> anyhow::Result<Options> {
         services: 100,
         pods: 10,
         flips: 300,
+        batches: 3,
         rate: 50.0,
+        rollout: 100,
         signpost_bin: "target/release/signpost".into(),
         kcm_bin: String::new(),
         admin_kubeconfig: String::new(),
@@ -60,7 +72,9 @@ fn options() -> anyhow::Result<Options> {
             "--services" => o.services = value.parse().context("--services")?,
             "--pods" => o.pods = value.parse().context("--pods")?,
             "--flips" => o.flips = value.parse().context("--flips")?,
+            "--batches" => o.batches = value.parse().context("--batches")?,
             "--rate" => o.rate = value.parse().context("--rate")?,
+            "--rollout" => o.rollout = value.parse().context("--rollout")?,
             "--signpost-bin" => o.signpost_bin = value,
             "--kcm-bin" => o.kcm_bin = value,
             "--admin-kubeconfig" => o.admin_kubeconfig = value,
@@ -72,7 +86,7 @@ fn options() -> anyhow::Result<Options> {
         bail!("--controller must be signpost or kcm");
     }
     if o.flips > o.services * o.pods {
-        bail!("--flips must not exceed services × pods (each flip turns a distinct pod not ready)");
+        bail!("--flips must not exceed services × pods (each flip changes a distinct pod)");
     }
     Ok(o)
 }
@@ -91,45 +105,120 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn start_controller(o: &Options, log: &str) -> anyhow::Result<Child> {
-    let log_file = std::fs::File::create(log)?;
-    let port = free_port()?.to_string();
-    let child = match o.controller.as_str() {
-        "signpost" => Command::new(&o.signpost_bin)
-            .args([
-                "run",
-                "--service-cidr",
-                &unique_cidr(16),
-                "--leader-elect=false",
-            ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", o.signpost_bin))?,
-        _ => Command::new(&o.kcm_bin)
-            .args(["--kubeconfig", &o.admin_kubeconfig])
-            .args([
-                "--controllers",
-                "endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller",
-            ])
-            .args([
-                "--leader-elect=false",
-                "--bind-address",
-                "127.0.0.1",
-                "--secure-port",
-                &port,
-            ])
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .with_context(|| format!("starting {}", o.kcm_bin))?,
-    };
-    Ok(child)
+/// The controller process under test.
+struct Controller {
+    child: Child,
+    pid: u32,
+    log: String,
+    /// Signpost's /readyz address (kube-controller-manager's health endpoints do not wait for
+    /// its caches, so it has none here).
+    readyz: Option<String>,
 }
 
-/// CPU seconds (user + system) and peak RSS in bytes of a process, from /proc.
+impl Controller {
+    fn start(o: &Options, cidr: &str, log: &str) -> anyhow::Result<Self> {
+        let log_file = std::fs::File::create(log)?;
+        let port = free_port()?.to_string();
+        let (child, readyz) = match o.controller.as_str() {
+            "signpost" => (
+                Command::new(&o.signpost_bin)
+                    .args(["run", "--service-cidr", cidr, "--leader-elect=false"])
+                    .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(log_file)
+                    .spawn()
+                    .with_context(|| format!("starting {}", o.signpost_bin))?,
+                Some(format!("127.0.0.1:{port}")),
+            ),
+            _ => (
+                Command::new(&o.kcm_bin)
+                    .args(["--kubeconfig", &o.admin_kubeconfig])
+                    .args([
+                        "--controllers",
+                        "endpoints-controller,endpointslice-controller,endpointslice-mirroring-controller",
+                    ])
+                    // The client-side rate limit (20 requests/s by default) would throttle
+                    // 50 flips/s × 2 writes and make it merge flips; Signpost has none, so
+                    // the peer gets the same limits as the control plane's own kcm.
+                    .args(["--kube-api-qps", "300", "--kube-api-burst", "500"])
+                    .args([
+                        "--leader-elect=false",
+                        "--bind-address",
+                        "127.0.0.1",
+                        "--secure-port",
+                        &port,
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(log_file)
+                    .spawn()
+                    .with_context(|| format!("starting {}", o.kcm_bin))?,
+                None,
+            ),
+        };
+        Ok(Self {
+            pid: child.id(),
+            child,
+            log: log.to_string(),
+            readyz,
+        })
+    }
+
+    fn alive(&self) -> Result<(), String> {
+        if std::fs::metadata(format!("/proc/{}", self.pid)).is_err() {
+            return Err(format!(
+                "controller (pid {}) exited; see {}",
+                self.pid, self.log
+            ));
+        }
+        Ok(())
+    }
+
+    /// CPU seconds (user + system) and peak RSS in bytes, from /proc.
+    fn usage(&self) -> anyhow::Result<(f64, u64)> {
+        cpu_and_peak_rss(self.pid)
+    }
+
+    /// Waits until /readyz answers 200.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let Some(addr) = self.readyz.clone() else {
+            return Ok(());
+        };
+        wait_until("the controller's /readyz", Duration::from_secs(300), || {
+            let addr = addr.clone();
+            async move {
+                self.alive()?;
+                let mut stream = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                stream
+                    .write_all(b"GET /readyz HTTP/1.0\r\n\r\n")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut answer = String::new();
+                stream
+                    .read_to_string(&mut answer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
+                    Ok(())
+                } else {
+                    Err(answer.lines().next().unwrap_or("").to_string())
+                }
+            }
+        })
+        .await
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 fn cpu_and_peak_rss(pid: u32) -> anyhow::Result<(f64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
@@ -163,8 +252,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 type Seen = Arc<Mutex<Vec<(Instant, String, bool)>>>;
+type Counter = Arc<Mutex<usize>>;
 
-/// Records (time, key, ready) for every watch event: pods by name, slice endpoints by IP.
+/// Records (time, pod name, ready) for every pod watch event.
 fn watch_pods(
     api: Api<Pod>,
     version: String,
@@ -184,12 +274,13 @@ fn watch_pods(
     })
 }
 
+/// Records (time, endpoint IP, ready) for every endpoint of every slice write, and counts them.
 fn watch_slices(
     api: Api<EndpointSlice>,
     label: String,
     version: String,
     seen: Seen,
-    writes: Arc<Mutex<usize>>,
+    writes: Counter,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     tokio::spawn(async move {
         let stream = api
@@ -223,10 +314,11 @@ fn watch_slices(
     })
 }
 
+/// Counts every write (added, modified, deleted) of a kind in the namespace.
 fn count_events<K>(
     api: Api<K>,
     version: String,
-    writes: Arc<Mutex<usize>>,
+    writes: Counter,
 ) -> tokio::task::JoinHandle<anyhow::Result<()>>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -254,19 +346,197 @@ fn first_after(seen: &Seen, key: &str, ready: bool, after: Instant) -> Option<In
         .map(|(t, _, _)| *t)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let o = options()?;
-    let client: Client = client().await?;
-    install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, &format!("bench-{}", o.controller)).await?;
-    let services: Api<Service> = ns.api();
+fn read(counter: &Counter) -> usize {
+    *counter.lock().unwrap()
+}
+
+/// Waits until none of `counters` moved for `quiet`: the end of a burst of writes that trail a
+/// workload. A measurement window, not a synchronisation: the counts are what is measured.
+async fn wait_quiet(counters: &[&Counter], quiet: Duration) {
+    let mut last: Vec<usize> = counters.iter().map(|c| read(c)).collect();
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now: Vec<usize> = counters.iter().map(|c| read(c)).collect();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+async fn resource_version<K>(api: &Api<K>) -> anyhow::Result<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .list_metadata(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default())
+}
+
+/// Slice and Endpoints write counters over one workload (every slice of the namespace: only
+/// one controller runs at a time).
+struct WriteCounters {
+    slices: Counter,
+    endpoints: Counter,
+    watchers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl WriteCounters {
+    async fn start(ns: &TestNamespace) -> anyhow::Result<Self> {
+        let slices_api: Api<EndpointSlice> = ns.api();
+        let endpoints_api: Api<Endpoints> = ns.api();
+        let (slices, endpoints) = (Counter::default(), Counter::default());
+        let watchers = vec![
+            count_events(
+                slices_api.clone(),
+                resource_version(&slices_api).await?,
+                slices.clone(),
+            ),
+            count_events(
+                endpoints_api.clone(),
+                resource_version(&endpoints_api).await?,
+                endpoints.clone(),
+            ),
+        ];
+        Ok(Self {
+            slices,
+            endpoints,
+            watchers,
+        })
+    }
+
+    async fn finish(self, quiet: Duration) -> (usize, usize) {
+        wait_quiet(&[&self.slices, &self.endpoints], quiet).await;
+        for w in self.watchers {
+            w.abort();
+        }
+        (read(&self.slices), read(&self.endpoints))
+    }
+}
+
+/// One batch of readiness flips: floor and latency samples (ms), writes.
+struct Batch {
+    floor: Vec<f64>,
+    latency: Vec<f64>,
+    slice_writes: usize,
+    endpoints_writes: usize,
+}
+
+async fn flip_batch(
+    ns: &TestNamespace,
+    label: &str,
+    targets: &[(String, String)],
+    ready: bool,
+    rate: f64,
+) -> anyhow::Result<Batch> {
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
-    let total = o.services * o.pods;
+    let pod_seen: Seen = Arc::default();
+    let slice_seen: Seen = Arc::default();
+    let slice_writes = Counter::default();
+    let endpoints_writes = Counter::default();
+    let watchers = vec![
+        watch_pods(
+            pods.clone(),
+            resource_version(&pods).await?,
+            pod_seen.clone(),
+        ),
+        watch_slices(
+            slices.clone(),
+            label.to_string(),
+            resource_version(&slices).await?,
+            slice_seen.clone(),
+            slice_writes.clone(),
+        ),
+        count_events(
+            endpoints.clone(),
+            resource_version(&endpoints).await?,
+            endpoints_writes.clone(),
+        ),
+    ];
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut sent: Vec<(&str, &str, Instant)> = Vec::with_capacity(targets.len());
+    let start = Instant::now();
+    for (k, (name, ip)) in targets.iter().enumerate() {
+        tokio::time::sleep_until((start + interval * k as u32).into()).await;
+        let t = Instant::now();
+        set_pod_ready(&pods, name, ready).await?;
+        sent.push((name, ip, t));
+    }
+    let (floor, latency) = wait_until(
+        "every flip seen in a slice",
+        Duration::from_secs(120),
+        || async {
+            let mut floor = Vec::new();
+            let mut latency = Vec::new();
+            for (name, ip, t) in &sent {
+                match (
+                    first_after(&pod_seen, name, ready, *t),
+                    first_after(&slice_seen, ip, ready, *t),
+                ) {
+                    (Some(p), Some(s)) => {
+                        floor.push(p.duration_since(*t).as_secs_f64() * 1000.0);
+                        latency.push(s.duration_since(*t).as_secs_f64() * 1000.0);
+                    }
+                    _ => return Err(format!("{} of {} flips seen", latency.len(), sent.len())),
+                }
+            }
+            Ok((floor, latency))
+        },
+    )
+    .await?;
+    // Writes that trail the last flip still count.
+    wait_quiet(&[&slice_writes, &endpoints_writes], Duration::from_secs(2)).await;
+    for w in watchers {
+        w.abort();
+    }
+    Ok(Batch {
+        floor,
+        latency,
+        slice_writes: read(&slice_writes),
+        endpoints_writes: read(&endpoints_writes),
+    })
+}
 
-    // The workload, before the controller starts: convergence is then measured from nothing.
+/// Lists, page by page as an informer does, what a restarted controller must cache before it
+/// can be ready: Services, Pods and EndpointSlices of the whole cluster.
+async fn cache_list_time(client: &Client) -> anyhow::Result<Duration> {
+    async fn list_all<K>(api: Api<K>) -> anyhow::Result<usize>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let mut params = ListParams::default().limit(500);
+        let mut count = 0;
+        loop {
+            let page = api.list(&params).await?;
+            count += page.items.len();
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => return Ok(count),
+            }
+        }
+    }
+    let start = Instant::now();
+    futures::try_join!(
+        list_all(Api::<Service>::all(client.clone())),
+        list_all(Api::<Pod>::all(client.clone())),
+        list_all(Api::<EndpointSlice>::all(client.clone())),
+    )?;
+    Ok(start.elapsed())
+}
+
+/// Creates N Services × M pods (before any controller runs) and returns the ready pods' IPs.
+async fn create_workload(
+    ns: &TestNamespace,
+    o: &Options,
+) -> anyhow::Result<HashMap<String, String>> {
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let total = o.services * o.pods;
     let creates = (0..o.services).flat_map(|s| {
         let svc: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": format!("svc-{s}")},
@@ -300,9 +570,9 @@ async fn main() -> anyhow::Result<()> {
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await?;
-    let ip_of: HashMap<String, String> = wait_until(
+    wait_until(
         &format!("{total} ready pods"),
-        Duration::from_secs(600),
+        Duration::from_secs(900),
         || async {
             let list = pods
                 .list(&ListParams::default())
@@ -321,33 +591,182 @@ async fn main() -> anyhow::Result<()> {
             }
         },
     )
-    .await?;
+    .await
+}
 
-    let log = format!("target/bench-{}-{}.log", o.controller, std::process::id());
+/// Ready endpoint IPs of the managed slices of one Service, or of all when `service` is None.
+async fn ready_in_slices(
+    slices: &Api<EndpointSlice>,
+    label: &str,
+    service: Option<&str>,
+) -> Result<BTreeSet<String>, String> {
+    let selector = match service {
+        Some(name) => format!("{label},kubernetes.io/service-name={name}"),
+        None => label.to_string(),
+    };
+    let list = slices
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .items
+        .iter()
+        .flat_map(|s| s.endpoints.iter().flatten())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect())
+}
+
+/// What the rollout workload measured.
+struct Rollout {
+    replaced: usize,
+    slice_writes: usize,
+    endpoints_writes: usize,
+    complete_s: f64,
+    slices_current_s: f64,
+}
+
+/// A Deployment of `replicas` pods behind a Service; once its slices hold every pod, its pod
+/// template changes (as `kubectl rollout restart` does) and every pod is replaced.
+async fn rollout(ns: &TestNamespace, label: &str, replicas: usize) -> anyhow::Result<Rollout> {
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    services
+        .create(
+            &PostParams::default(),
+            &signpost_e2e::fixtures::app_service("rollout", 80, 8080),
+        )
+        .await?;
+    deployments
+        .create(
+            &PostParams::default(),
+            &signpost_e2e::fixtures::app_deployment("rollout", replicas as i32, 8080),
+        )
+        .await?;
+    let app = ListParams::default().labels("app=rollout");
+    // (pod name, IP) of the ready pods that are not being deleted.
+    let ready_pods = || async {
+        let list = pods.list(&app).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(
+            list.items
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_is_ready(p))
+                .filter_map(|p| Some((p.name_any(), p.status.as_ref()?.pod_ip.clone()?)))
+                .collect::<BTreeMap<String, String>>(),
+        )
+    };
+    let ips = |pods: &BTreeMap<String, String>| pods.values().cloned().collect::<BTreeSet<_>>();
+    let before = wait_until(
+        "the rollout Service's slices hold every pod",
+        Duration::from_secs(300),
+        || async {
+            let pods = ready_pods().await?;
+            let sliced = ready_in_slices(&slices, label, Some("rollout")).await?;
+            if pods.len() == replicas && sliced == ips(&pods) {
+                Ok(pods)
+            } else {
+                Err(format!(
+                    "{} ready pods, {} in slices",
+                    pods.len(),
+                    sliced.len()
+                ))
+            }
+        },
+    )
+    .await?;
+    let counters = WriteCounters::start(ns).await?;
     let started = Instant::now();
-    let mut child = start_controller(&o, &log)?;
-    let pid = child.id();
+    let restart = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+        "signpost.dev/restarted-at": k8s_openapi::jiff::Timestamp::now().to_string()
+    }}}}});
+    deployments
+        .patch(
+            "rollout",
+            &PatchParams::default(),
+            &Patch::Strategic(&restart),
+        )
+        .await?;
+    let complete: Mutex<Option<Duration>> = Mutex::new(None);
+    let after = wait_until(
+        "the rollout complete and every slice current",
+        Duration::from_secs(600),
+        || async {
+            let deployment = deployments
+                .get("rollout")
+                .await
+                .map_err(|e| e.to_string())?;
+            let generation = deployment.metadata.generation.unwrap_or(0);
+            let status = deployment.status.unwrap_or_default();
+            let done = status.observed_generation.unwrap_or(0) >= generation
+                && status.updated_replicas.unwrap_or(0) == replicas as i32
+                && status.ready_replicas.unwrap_or(0) == replicas as i32
+                && status.replicas.unwrap_or(0) == replicas as i32;
+            if !done {
+                return Err(format!("deployment status {status:?}"));
+            }
+            complete
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| started.elapsed());
+            let pods = ready_pods().await?;
+            let sliced = ready_in_slices(&slices, label, Some("rollout")).await?;
+            if pods.len() == replicas && sliced == ips(&pods) {
+                Ok(pods)
+            } else {
+                Err(format!(
+                    "{} ready pods, slices hold {} ready",
+                    pods.len(),
+                    sliced.len()
+                ))
+            }
+        },
+    )
+    .await?;
+    let slices_current = started.elapsed();
+    let (slice_writes, endpoints_writes) = counters.finish(Duration::from_secs(2)).await;
+    Ok(Rollout {
+        replaced: after
+            .keys()
+            .filter(|name| !before.contains_key(*name))
+            .count(),
+        slice_writes,
+        endpoints_writes,
+        complete_s: complete
+            .into_inner()
+            .unwrap()
+            .unwrap_or(slices_current)
+            .as_secs_f64(),
+        slices_current_s: slices_current.as_secs_f64(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = options()?;
+    let client: Client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, &format!("bench-{}", o.controller)).await?;
+    let slices: Api<EndpointSlice> = ns.api();
+    let total = o.services * o.pods;
+    let cidr = unique_cidr(16);
     let label = format!(
         "endpointslice.kubernetes.io/managed-by={}",
         managed_by(&o.controller)
     );
+
+    // 1. Convergence from empty: the workload exists before the controller starts.
+    let ip_of = create_workload(&ns, &o).await?;
+    let log = format!("target/bench-{}-{}.log", o.controller, std::process::id());
+    let started = Instant::now();
+    let controller = Controller::start(&o, &cidr, &log)?;
     let converge = wait_until(
         "every Service's slices complete",
-        Duration::from_secs(600),
+        Duration::from_secs(900),
         || async {
-            if std::fs::metadata(format!("/proc/{pid}")).is_err() {
-                return Err(format!("controller (pid {pid}) exited; see {log}"));
-            }
-            let list = slices
-                .list(&ListParams::default().labels(&label))
-                .await
-                .map_err(|e| e.to_string())?;
-            let ready: usize = list
-                .items
-                .iter()
-                .flat_map(|s| s.endpoints.iter().flatten())
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-                .count();
+            controller.alive()?;
+            let ready = ready_in_slices(&slices, &label, None).await?.len();
             if ready == total {
                 Ok(started.elapsed())
             } else {
@@ -357,131 +776,120 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     // Let the start-up burst settle so it does not count as flip writes.
-    let quiet_version = slices
-        .list(&ListParams::default())
+    WriteCounters::start(&ns)
         .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
-    let settle = Arc::new(Mutex::new(0usize));
-    let settling = count_events(slices.clone(), quiet_version, settle.clone());
-    let mut last = usize::MAX;
-    while *settle.lock().unwrap() != last {
-        last = *settle.lock().unwrap();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    settling.abort();
-    let (cpu_after_converge, _) = cpu_and_peak_rss(pid)?;
+        .finish(Duration::from_secs(2))
+        .await;
+    let (cpu_after_converge, _) = controller.usage()?;
 
-    // Flips: K distinct pods turn not ready, at the given rate.
-    let pod_seen: Seen = Arc::default();
-    let slice_seen: Seen = Arc::default();
-    let slice_writes = Arc::new(Mutex::new(0usize));
-    let endpoints_writes = Arc::new(Mutex::new(0usize));
-    let version = pods
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
-    let watchers = vec![
-        watch_pods(pods.clone(), version.clone(), pod_seen.clone()),
-        watch_slices(
-            slices.clone(),
-            label.clone(),
-            version.clone(),
-            slice_seen.clone(),
-            slice_writes.clone(),
-        ),
-        count_events(endpoints.clone(), version.clone(), endpoints_writes.clone()),
-    ];
+    // 2. Isolated flips: K distinct pods, spread over the Services, flipped in batches.
     let mut names: Vec<&String> = ip_of.keys().collect();
     names.sort();
-    let interval = Duration::from_secs_f64(1.0 / o.rate);
-    let mut sent: Vec<(String, String, Instant)> = Vec::with_capacity(o.flips);
-    let flips_start = Instant::now();
-    for (k, name) in names
+    let targets: Vec<(String, String)> = names
         .iter()
-        .step_by((total / o.flips).max(1))
+        .step_by((total / o.flips.max(1)).max(1))
         .take(o.flips)
-        .enumerate()
-    {
-        let due = flips_start + interval * k as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let t = Instant::now();
-        set_pod_ready(&pods, name, false).await?;
-        sent.push(((*name).clone(), ip_of[*name].clone(), t));
+        .map(|name| ((*name).clone(), ip_of[*name].clone()))
+        .collect();
+    let (mut floor, mut latency) = (Vec::new(), Vec::new());
+    let (mut slice_writes, mut endpoints_writes) = (0, 0);
+    let flips_start = Instant::now();
+    for batch in 0..o.batches {
+        let ready = batch % 2 == 1;
+        let b = flip_batch(&ns, &label, &targets, ready, o.rate).await?;
+        floor.extend(b.floor);
+        latency.extend(b.latency);
+        slice_writes += b.slice_writes;
+        endpoints_writes += b.endpoints_writes;
     }
-    let results = wait_until(
-        "every flip seen in a slice",
-        Duration::from_secs(120),
+    let flips_done = flips_start.elapsed();
+    let (cpu_after_flips, rss_first) = controller.usage()?;
+
+    // 3. A restart with nothing changed.
+    let cache_list = cache_list_time(&client).await?;
+    controller.stop();
+    let counters = WriteCounters::start(&ns).await?;
+    let restarted = Instant::now();
+    let controller = Controller::start(&o, &cidr, &log)?;
+    controller.wait_ready().await?;
+    let ready_after_restart = restarted.elapsed();
+    let (restart_slice_writes, restart_endpoints_writes) =
+        counters.finish(Duration::from_secs(5)).await;
+    let (cpu_restart, _) = controller.usage()?;
+
+    // 4. A rollout.
+    let rolled = if o.rollout > 0 {
+        Some(rollout(&ns, &label, o.rollout).await?)
+    } else {
+        None
+    };
+    let (cpu_second, rss_second) = controller.usage()?;
+
+    // Delete while the controller still runs, so Signpost releases the namespace's addresses.
+    let ns_name = ns.name.clone();
+    signpost_e2e::delete_namespace_and_claims(&client, ns).await?;
+    controller.stop();
+    // The next run must not see this one's pods: wait until the namespace is gone.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_until(
+        "the benchmark namespace deleted",
+        Duration::from_secs(600),
         || async {
-            let mut floor = Vec::new();
-            let mut latency = Vec::new();
-            for (name, ip, t) in &sent {
-                match (
-                    first_after(&pod_seen, name, false, *t),
-                    first_after(&slice_seen, ip, false, *t),
-                ) {
-                    (Some(p), Some(s)) => {
-                        floor.push(p.duration_since(*t).as_secs_f64() * 1000.0);
-                        latency.push(s.duration_since(*t).as_secs_f64() * 1000.0);
-                    }
-                    _ => return Err(format!("{} of {} flips seen", latency.len(), sent.len())),
-                }
+            match namespaces.get_opt(&ns_name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(format!("{ns_name} still terminating")),
+                Err(e) => Err(e.to_string()),
             }
-            Ok((floor, latency))
         },
     )
     .await?;
-    let flips_done = flips_start.elapsed();
-    // Writes that trail the last flip still count: wait for a quiet period.
-    let mut last = (usize::MAX, usize::MAX);
-    loop {
-        let now = (
-            *slice_writes.lock().unwrap(),
-            *endpoints_writes.lock().unwrap(),
-        );
-        if now == last {
-            break;
-        }
-        last = now;
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    for w in watchers {
-        w.abort();
-    }
-    let (cpu_end, peak_rss) = cpu_and_peak_rss(pid)?;
-    // Delete while the controller still runs, so Signpost releases the namespace's addresses.
-    signpost_e2e::delete_namespace_and_claims(&client, ns).await?;
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status();
-    let _ = child.wait();
-    let (mut floor, mut latency) = results;
+
     floor.sort_by(f64::total_cmp);
     latency.sort_by(f64::total_cmp);
-    let k = sent.len() as f64;
-    let report = serde_json::json!({
+    let k = (targets.len() * o.batches) as f64;
+    let mut report = serde_json::json!({
         "controller": o.controller,
         "services": o.services,
         "pods_per_service": o.pods,
-        "flips": sent.len(),
+        "flips": targets.len(),
+        "batches": o.batches,
         "rate_per_s": o.rate,
         "converge_s": converge.as_secs_f64(),
         "floor_p50_ms": percentile(&floor, 50.0),
         "floor_p99_ms": percentile(&floor, 99.0),
         "latency_p50_ms": percentile(&latency, 50.0),
         "latency_p99_ms": percentile(&latency, 99.0),
-        "slice_writes_per_flip": *slice_writes.lock().unwrap() as f64 / k,
-        "endpoints_writes_per_flip": *endpoints_writes.lock().unwrap() as f64 / k,
-        "cpu_s_total": cpu_end,
+        "slice_writes_per_flip": slice_writes as f64 / k,
+        "endpoints_writes_per_flip": endpoints_writes as f64 / k,
         "cpu_s_startup": cpu_after_converge,
-        "cpu_s_flips": cpu_end - cpu_after_converge,
+        "cpu_s_flips": cpu_after_flips - cpu_after_converge,
+        "cpu_s_total": cpu_after_flips,
         "flip_phase_s": flips_done.as_secs_f64(),
-        "peak_rss_mb": peak_rss as f64 / (1024.0 * 1024.0),
+        "peak_rss_mb": rss_first.max(rss_second) as f64 / (1024.0 * 1024.0),
+        "cache_list_s": cache_list.as_secs_f64(),
+        "restart_ready_s": if controller_has_readyz(&o) { serde_json::json!(ready_after_restart.as_secs_f64()) } else { serde_json::Value::Null },
+        "restart_slice_writes": restart_slice_writes,
+        "restart_endpoints_writes": restart_endpoints_writes,
+        "cpu_s_restart": cpu_restart,
     });
+    if let Some(r) = rolled {
+        let extra = serde_json::json!({
+            "rollout_pods": r.replaced,
+            "rollout_slice_writes_per_pod": r.slice_writes as f64 / r.replaced.max(1) as f64,
+            "rollout_endpoints_writes_per_pod": r.endpoints_writes as f64 / r.replaced.max(1) as f64,
+            "rollout_complete_s": r.complete_s,
+            "rollout_slices_current_s": r.slices_current_s,
+            "cpu_s_rollout": cpu_second - cpu_restart,
+        });
+        report
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+    }
     println!("{report}");
     Ok(())
+}
+
+fn controller_has_readyz(o: &Options) -> bool {
+    o.controller == "signpost"
 }

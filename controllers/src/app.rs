@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use signpost_crds::{DNSRecord, ServiceIP};
 use tokio::sync::watch;
 
+use crate::endpoints::SlimPod;
 use crate::endpoints::controller::{
     EndpointsConfig, EndpointsController, EndpointsInformers, strip_node,
 };
@@ -177,10 +178,10 @@ pub fn start(
         },
     );
 
-    let mut pods: Informer<Pod> = Informer::without_cache(
+    let mut pods: Informer<SlimPod> = Informer::without_cache(
         scoped(&client, namespace),
         watcher::Config::default(),
-        strip_metadata::<Pod>,
+        strip_metadata::<SlimPod>,
     );
     let mut slices: Informer<EndpointSlice> = Informer::new(
         scoped(&client, namespace),

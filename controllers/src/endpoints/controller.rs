@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -21,7 +21,7 @@ use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints
 use super::pod::{NodeZones, PodRecord};
 use super::slices::{SliceTemplate, is_managed_by_signpost, plan};
 use super::tracker::WriteTracker;
-use super::{desired_endpoints, service_selector};
+use super::{SlimPod, desired_endpoints, service_selector};
 use crate::ipam::ServiceKey;
 use crate::ipam::controller::key_of;
 use crate::runtime::{
@@ -125,7 +125,7 @@ pub struct EndpointsInformers<'a> {
     /// Services (shared).
     pub services: &'a mut Informer<Service>,
     /// Pods, without a cache of their own.
-    pub pods: &'a mut Informer<Pod>,
+    pub pods: &'a mut Informer<SlimPod>,
     /// EndpointSlices managed by Signpost's endpoints controller.
     pub slices: &'a mut Informer<EndpointSlice>,
     /// Endpoints.
@@ -235,13 +235,13 @@ impl EndpointsController {
         }
     }
 
-    fn on_pod(&self, change: &Change<'_, Pod>) {
+    fn on_pod(&self, change: &Change<'_, SlimPod>) {
         let mut affected = HashSet::new();
         {
             let mut state = self.lock();
             match change {
                 Change::Applied { new, .. } => {
-                    let Ok(record) = PodRecord::from_pod(new) else {
+                    let Ok(record) = PodRecord::from_pod(&new.0) else {
                         return;
                     };
                     let old = state.pods.get(&record.namespace, &record.name).cloned();

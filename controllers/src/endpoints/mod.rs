@@ -6,6 +6,7 @@
 //!
 //! - [`pod`]: [`PodRecord`], the compact per-pod cache entry (instead of whole Pods), and
 //!   [`NodeZones`].
+//! - [`slim_pod`]: [`SlimPod`], the Pod decoded with only the fields a record reads.
 //! - [`desired`]: Service + its pods + zones → [`DesiredEndpoints`], grouped by address type
 //!   and resolved port list; computed once per sync, rendered twice:
 //! - [`slices`]: [`plan`] packs them into EndpointSlices with minimal writes;
@@ -35,6 +36,7 @@ pub mod index;
 pub mod legacy;
 pub mod pod;
 pub mod slices;
+pub mod slim_pod;
 pub mod tracker;
 
 pub use desired::{
@@ -50,6 +52,7 @@ pub use slices::{
     DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
     MANAGED_BY, SlicePlan, SliceTemplate, is_managed_by_signpost, plan,
 };
+pub use slim_pod::SlimPod;
 
 /// Why a Kubernetes object could not be turned into model input.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

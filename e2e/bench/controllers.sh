@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Controller benchmark: the same workload (N Services × M pods, then K readiness flips at a fixed
-# rate) against Signpost and against kube-controller-manager running only its endpoint
-# controllers, one after the other on the same control plane, each twice (s, k, s, k), so the
-# ratio and the run-to-run agreement come from one run. Prints a Markdown table and writes it
-# into the "## Controllers" section of docs/benchmarks.md.
-# Sizes: BENCH_SERVICES, BENCH_PODS, BENCH_FLIPS, BENCH_RATE (default 100 × 10, 300 flips at 50/s).
+# Controller benchmark: the same workloads (N Services × M pods; isolated readiness flips at a
+# fixed rate; a restart with nothing changed; a 100-pod Deployment rollout) against Signpost and
+# against kube-controller-manager running only its endpoint controllers, one after the other on
+# the same control plane, each twice (s, k, s, k), so the ratios and the run-to-run agreement
+# come from one run. For each size, prints a Markdown table and writes it into its own
+# "## Controllers: ..." section of docs/benchmarks.md.
+# Sizes: BENCH_SIZES (default "100x10 200x20": 1,000 and 4,000 pods; `just bench-large` sets
+# "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 3 batches, 50/s),
+# BENCH_ROLLOUT (default 100 pods).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
-services="${BENCH_SERVICES:-100}" pods="${BENCH_PODS:-10}" flips="${BENCH_FLIPS:-300}" rate="${BENCH_RATE:-50}"
+sizes="${BENCH_SIZES:-100x10 200x20}"
+flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-3}" rate="${BENCH_RATE:-50}"
+rollout="${BENCH_ROLLOUT:-100}"
 
 run_bench() {
   here=e2e/controlplane
@@ -17,18 +22,25 @@ run_bench() {
   [[ -f "$STATE/admin.kubeconfig" ]] || { echo "controllers.sh: needs the local control plane (just cluster-up)" >&2; exit 2; }
   echo "==> building release binaries" >&2
   cargo build -q --release -p signpost-controllers --bin signpost -p signpost-e2e --bin endpoints_bench
-  out="$(mktemp)"
-  for round in 1 2; do
-    for side in signpost kcm; do
-      echo "==> round $round: $side (${services} Services × ${pods} pods, ${flips} flips at ${rate}/s)" >&2
-      ./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
-        --flips "$flips" --rate "$rate" --signpost-bin target/release/signpost \
-        --kcm-bin "$(bin_dir k8s)/kube-controller-manager" --admin-kubeconfig "$STATE/admin.kubeconfig" \
-        | tail -n 1 | sed "s/^{/{\"round\":$round,/" >> "$out"
+  for size in $sizes; do
+    services="${size%x*}" pods="${size#*x}"
+    [[ "$services" =~ ^[0-9]+$ && "$pods" =~ ^[0-9]+$ ]] || { echo "controllers.sh: bad size '$size' (want NxM)" >&2; exit 2; }
+    out="$(mktemp)"
+    for round in 1 2; do
+      for side in signpost kcm; do
+        echo "==> ${services} Services × ${pods} pods, round $round: $side" >&2
+        ./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
+          --flips "$flips" --batches "$batches" --rate "$rate" --rollout "$rollout" \
+          --signpost-bin target/release/signpost \
+          --kcm-bin "$(bin_dir k8s)/kube-controller-manager" --admin-kubeconfig "$STATE/admin.kubeconfig" \
+          | tail -n 1 | sed "s/^{/{\"round\":$round,/" >> "$out"
+      done
     done
+    total=$((services * pods))
+    python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md \
+      "## Controllers: ${services} Services × ${pods} pods (${total} pods)"
+    rm -f "$out"
   done
-  python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md
-  rm -f "$out"
 }
 
 if [[ -n "${KUBECONFIG:-}" ]]; then

@@ -27,7 +27,9 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::{Api, Client, ResourceExt};
 use signpost_e2e::{
     TestNamespace, client, install_crds, pod_is_ready, set_pod_ready, unique_cidr, wait_until,
@@ -209,8 +211,11 @@ impl Controller {
         })
         .await
     }
+}
 
-    fn stop(mut self) {
+impl Drop for Controller {
+    /// Stops the process, also when the benchmark fails half-way, so no controller outlives it.
+    fn drop(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid.to_string())
@@ -807,7 +812,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. A restart with nothing changed.
     let cache_list = cache_list_time(&client).await?;
-    controller.stop();
+    drop(controller);
     let counters = WriteCounters::start(&ns).await?;
     let restarted = Instant::now();
     let controller = Controller::start(&o, &cidr, &log)?;
@@ -825,15 +830,40 @@ async fn main() -> anyhow::Result<()> {
     };
     let (cpu_second, rss_second) = controller.usage()?;
 
-    // Delete while the controller still runs, so Signpost releases the namespace's addresses.
+    // Delete while the controller still runs, so Signpost releases the namespace's addresses:
+    // the Services first (the namespace controller may take minutes over 20,000 pods first).
     let ns_name = ns.name.clone();
-    signpost_e2e::delete_namespace_and_claims(&client, ns).await?;
-    controller.stop();
+    let services: Api<Service> = ns.api();
+    services
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    let claims: Api<signpost_crds::ServiceIP> = Api::all(client.clone());
+    let of_namespace = format!("{}={ns_name}", signpost_e2e::SERVICE_NAMESPACE_LABEL);
+    wait_until(
+        "the benchmark's addresses released",
+        Duration::from_secs(600),
+        || async {
+            let left = claims
+                .list_metadata(&ListParams::default().labels(&of_namespace))
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .len();
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} claims left"))
+            }
+        },
+    )
+    .await?;
+    ns.delete().await?;
+    drop(controller);
     // The next run must not see this one's pods: wait until the namespace is gone.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     wait_until(
         "the benchmark namespace deleted",
-        Duration::from_secs(600),
+        Duration::from_secs(1200),
         || async {
             match namespaces.get_opt(&ns_name).await {
                 Ok(None) => Ok(()),

@@ -479,8 +479,20 @@ fn cpu_report(
     })
 }
 
+/// Refuses to run in the machine's own network namespace: pod IPs and VIPs are only ever
+/// contacted inside the benchmark's netns.
+fn check_netns() -> anyhow::Result<()> {
+    let own = std::fs::read_link("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
+    let init = std::fs::read_link("/proc/1/ns/net").context("reading /proc/1/ns/net")?;
+    if own == init {
+        bail!("run proxy_bench inside the benchmark's network namespace (e2e/bench/proxy.sh)");
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let o = options()?;
+    check_netns()?;
     // Pod servers and clients on separate runtimes (2 threads each): a direct connection
     // crosses threads as a proxied one does, never a task hand-off inside one worker.
     let servers = tokio::runtime::Builder::new_multi_thread()

@@ -40,6 +40,9 @@ pub struct Settings {
     pub max_endpoints_per_slice: usize,
     /// How often IPAM's repair pass runs.
     pub repair_interval: Duration,
+    /// Shortest time between two syncs of one Service by the endpoints controller: changes
+    /// within it go out together (zero: every change on its own).
+    pub endpoint_batch_period: Duration,
     /// Only this namespace's Services (used by tests that run many controllers side by side);
     /// `None` for the whole cluster.
     pub namespace: Option<String>,
@@ -48,6 +51,11 @@ pub struct Settings {
     /// Concurrent reconciles per controller.
     pub workers: usize,
 }
+
+/// Default of [`Settings::endpoint_batch_period`]: long enough to fold a rollout's events for
+/// one Service into a few writes, short next to the seconds a rollout takes; a Service that
+/// has not synced within it syncs at once, so isolated changes never wait.
+pub const DEFAULT_ENDPOINT_BATCH_PERIOD: Duration = Duration::from_millis(100);
 
 impl Settings {
     /// Defaults for everything but the CIDRs.
@@ -58,6 +66,7 @@ impl Settings {
             dns_ttl: 5,
             max_endpoints_per_slice: 100,
             repair_interval: Duration::from_secs(60),
+            endpoint_batch_period: DEFAULT_ENDPOINT_BATCH_PERIOD,
             namespace: None,
             instance: None,
             workers: 4,
@@ -216,6 +225,7 @@ pub fn start(
         metrics.clone(),
         EndpointsConfig {
             max_endpoints_per_slice: settings.max_endpoints_per_slice,
+            batch_period: settings.endpoint_batch_period,
             namespace: settings.namespace.clone(),
             workers: settings.workers,
         },

@@ -143,6 +143,11 @@ struct RunArgs {
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_REPAIR_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     repair_interval: Duration,
 
+    /// Shortest time between two endpoint syncs of one Service (e.g. 100ms, 0 to turn off):
+    /// changes within it are written together; a Service idle for longer syncs at once.
+    #[arg(long, value_name = "DURATION", env = "SIGNPOST_ENDPOINT_BATCH_PERIOD", default_value = "100ms", value_parser = parse_batch_period)]
+    endpoint_batch_period: Duration,
+
     /// Only manage Services in this namespace (default: all namespaces).
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
@@ -196,6 +201,22 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+/// A batch period: `0`, milliseconds (`100ms`) or a [`parse_duration`] value, at most 10s.
+fn parse_batch_period(text: &str) -> Result<Duration, String> {
+    let period = match text.strip_suffix("ms") {
+        Some(ms) => Duration::from_millis(
+            ms.parse()
+                .map_err(|_| format!("{text:?} is not a duration such as 100ms or 1s"))?,
+        ),
+        None if text == "0" || text == "0s" => Duration::ZERO,
+        None => parse_duration(text)?,
+    };
+    if period > Duration::from_secs(10) {
+        return Err(format!("{text:?} is longer than 10s"));
+    }
+    Ok(period)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -387,6 +408,7 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
     settings.cluster_domain = args.cluster_domain.clone();
     settings.max_endpoints_per_slice = usize::from(args.max_endpoints_per_slice);
     settings.repair_interval = args.repair_interval;
+    settings.endpoint_batch_period = args.endpoint_batch_period;
     settings.namespace = args.namespace.clone();
     let identity = format!(
         "{}_{}",

@@ -44,6 +44,8 @@ pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 pub struct EndpointsConfig {
     /// At most this many endpoints per slice.
     pub max_endpoints_per_slice: usize,
+    /// Shortest time between two syncs of one Service (see [`WorkQueue::with_spacing`]).
+    pub batch_period: Duration,
     /// Only this namespace (tests); `None` for the whole cluster.
     pub namespace: Option<String>,
     /// Concurrent reconciles.
@@ -157,7 +159,7 @@ impl EndpointsController {
                 informers.pods.synced(),
             ],
             state: Mutex::new(State::default()),
-            queue: WorkQueue::new(),
+            queue: WorkQueue::with_spacing(config.batch_period),
             events,
             metrics,
             config,

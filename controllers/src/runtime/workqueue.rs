@@ -3,6 +3,12 @@
 //! Many watch events for one Service collapse into one pending entry, a key is never handed to
 //! two workers at once, and a key added while it is being processed runs once more afterwards,
 //! so the last change is never lost. Failed keys come back after a per-key exponential backoff.
+//!
+//! A queue made with [`WorkQueue::with_spacing`] also spaces the runs of one key: a key added
+//! within `spacing` of its last run waits out the rest of that interval, collecting every
+//! change made meanwhile into one run. The first change after a quiet period runs at once, so
+//! isolated changes pay nothing, and a burst (a rollout replacing a Service's pods one after
+//! another) costs one run per interval instead of one per event.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -10,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// First retry delay of a failing key; doubles per failure up to [`MAX_BACKOFF`].
 pub const BASE_BACKOFF: Duration = Duration::from_millis(10);
@@ -21,13 +28,19 @@ struct State<K> {
     dirty: HashSet<K>,
     processing: HashSet<K>,
     failures: HashMap<K, u32>,
+    /// When each key was last handed to a worker (only with a spacing).
+    started: HashMap<K, Instant>,
     shut_down: bool,
 }
+
+/// Above this many remembered start times, the ones older than the spacing are dropped.
+const STARTED_PRUNE_AT: usize = 4096;
 
 /// Cloneable handle to one queue.
 pub struct WorkQueue<K> {
     state: Arc<Mutex<State<K>>>,
     notify: Arc<Notify>,
+    spacing: Duration,
 }
 
 impl<K> Clone for WorkQueue<K> {
@@ -35,6 +48,7 @@ impl<K> Clone for WorkQueue<K> {
         Self {
             state: self.state.clone(),
             notify: self.notify.clone(),
+            spacing: self.spacing,
         }
     }
 }
@@ -48,15 +62,55 @@ impl<K: Clone + Eq + Hash + Send + 'static> Default for WorkQueue<K> {
 impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// An empty queue.
     pub fn new() -> Self {
+        Self::with_spacing(Duration::ZERO)
+    }
+
+    /// An empty queue that runs one key at most once per `spacing` (see the module docs);
+    /// `Duration::ZERO` is [`WorkQueue::new`].
+    pub fn with_spacing(spacing: Duration) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 queue: VecDeque::new(),
                 dirty: HashSet::new(),
                 processing: HashSet::new(),
                 failures: HashMap::new(),
+                started: HashMap::new(),
                 shut_down: false,
             })),
             notify: Arc::new(Notify::new()),
+            spacing,
+        }
+    }
+
+    /// How long `key` must still wait before its next run.
+    fn wait_for(&self, state: &State<K>, key: &K) -> Duration {
+        match state.started.get(key) {
+            Some(started) => self.spacing.saturating_sub(started.elapsed()),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Queues a dirty key that is not being processed: now, or once its spacing has passed
+    /// (it stays dirty meanwhile, so further adds merge into it).
+    fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State<K>>, key: K) {
+        let wait = self.wait_for(&state, &key);
+        if wait.is_zero() {
+            state.queue.push_back(key);
+            drop(state);
+            self.notify.notify_one();
+        } else {
+            drop(state);
+            let queue = self.clone();
+            let due = Instant::now() + wait;
+            tokio::spawn(async move {
+                tokio::time::sleep_until(due).await;
+                let mut state = queue.lock();
+                if state.dirty.contains(&key) && !state.processing.contains(&key) {
+                    state.queue.push_back(key);
+                    drop(state);
+                    queue.notify.notify_one();
+                }
+            });
         }
     }
 
@@ -74,9 +128,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             return;
         }
         if !state.processing.contains(&key) {
-            state.queue.push_back(key);
-            drop(state);
-            self.notify.notify_one();
+            self.enqueue(state, key);
         }
     }
 
@@ -100,6 +152,13 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 if let Some(key) = state.queue.pop_front() {
                     state.dirty.remove(&key);
                     state.processing.insert(key.clone());
+                    if !self.spacing.is_zero() {
+                        if state.started.len() >= STARTED_PRUNE_AT {
+                            let spacing = self.spacing;
+                            state.started.retain(|_, t| t.elapsed() < spacing);
+                        }
+                        state.started.insert(key.clone(), Instant::now());
+                    }
                     let more = !state.queue.is_empty();
                     drop(state);
                     if more {
@@ -121,9 +180,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         let mut state = self.lock();
         state.processing.remove(key);
         if state.dirty.contains(key) {
-            state.queue.push_back(key.clone());
-            drop(state);
-            self.notify.notify_one();
+            self.enqueue(state, key.clone());
         }
     }
 
@@ -217,6 +274,52 @@ mod tests {
         tokio::task::yield_now().await;
         q.add(7);
         assert_eq!(waiter.await.unwrap(), Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spaced_key_runs_at_once_after_a_quiet_period_and_merges_a_burst() {
+        let q = WorkQueue::with_spacing(Duration::from_millis(100));
+        let start = tokio::time::Instant::now();
+        q.add("svc");
+        assert_eq!(q.next().await, Some("svc"), "the first change runs at once");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        q.done(&"svc");
+
+        // A burst within the interval: held, merged, run once when the interval is over.
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(5)).await;
+            q.add("svc");
+        }
+        q.add("other");
+        assert_eq!(q.next().await, Some("other"), "other keys are not held");
+        assert_eq!(q.next().await, Some("svc"));
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        q.done(&"svc");
+        assert!(q.is_empty());
+
+        // Added while running: runs again one interval after the run began.
+        let key = {
+            tokio::time::advance(Duration::from_millis(500)).await;
+            q.add("svc");
+            q.next().await.unwrap()
+        };
+        let began = tokio::time::Instant::now();
+        q.add("svc");
+        tokio::time::advance(Duration::from_millis(30)).await;
+        q.done(&key);
+        assert!(q.is_empty(), "held until the interval has passed");
+        assert_eq!(q.next().await, Some("svc"));
+        assert_eq!(began.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn a_queue_without_spacing_never_holds_a_key() {
+        let q = WorkQueue::new();
+        q.add("svc");
+        let key = q.next().await.unwrap();
+        q.done(&key);
+        q.add("svc");
+        assert_eq!(q.len(), 1);
     }
 
     #[test]

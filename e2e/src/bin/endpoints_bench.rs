@@ -787,14 +787,15 @@ async fn main() -> anyhow::Result<()> {
         .await;
     let (cpu_after_converge, _) = controller.usage()?;
 
-    // 2. Isolated flips: K distinct pods, spread over the Services, flipped in batches.
-    let mut names: Vec<&String> = ip_of.keys().collect();
-    names.sort();
-    let targets: Vec<(String, String)> = names
-        .iter()
-        .step_by((total / o.flips.max(1)).max(1))
-        .take(o.flips)
-        .map(|name| ((*name).clone(), ip_of[*name].clone()))
+    // 2. Isolated flips: K distinct pods taken round robin over the Services (pod 0 of every
+    //    Service, then pod 1, ...), so consecutive flips concern different Services and each
+    //    Service sees one flip per `services / rate` seconds: every flip is a change on its own.
+    let targets: Vec<(String, String)> = (0..o.flips)
+        .map(|i| {
+            let name = format!("svc-{}-pod-{}", i % o.services, i / o.services);
+            let ip = ip_of[&name].clone();
+            (name, ip)
+        })
         .collect();
     let (mut floor, mut latency) = (Vec::new(), Vec::new());
     let (mut slice_writes, mut endpoints_writes) = (0, 0);

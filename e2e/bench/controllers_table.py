@@ -31,7 +31,7 @@ METRICS = [
     ("Rollout: restart → every slice current (s)", "rollout_slices_current_s", "{:.2f}", None),
     ("Restart, nothing changed: slice + Endpoints writes", "restart_writes", "{:.0f}", ("eq", 0)),
     ("Restart, nothing changed: start → ready (s)", "restart_ready_s", "{:.3f}", None),
-    ("Time to list Services, Pods, EndpointSlices (s)", "cache_list_s", "{:.3f}", None),
+    ("Time to list what Signpost caches, from a new client (s)", "cache_list_s", "{:.3f}", None),
     ("CPU seconds: start-up + convergence", "cpu_s_startup", "{:.2f}", None),
     ("CPU seconds: isolated flips", "cpu_s_flips", "{:.2f}", None),
     ("CPU seconds: start-up + convergence + flips", "cpu_s_total", "{:.2f}", ("le_ratio", 0.5)),

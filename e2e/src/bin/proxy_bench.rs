@@ -479,20 +479,26 @@ fn cpu_report(
     })
 }
 
-/// Refuses to run in the machine's own network namespace: pod IPs and VIPs are only ever
-/// contacted inside the benchmark's netns.
-fn check_netns() -> anyhow::Result<()> {
-    let own = std::fs::read_link("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
-    let init = std::fs::read_link("/proc/1/ns/net").context("reading /proc/1/ns/net")?;
-    if own == init {
-        bail!("run proxy_bench inside the benchmark's network namespace (e2e/bench/proxy.sh)");
+/// Refuses to run outside a named network namespace (`ip netns`): pod IPs and VIPs are only
+/// ever contacted inside the benchmark's netns. Returns that namespace's name.
+fn check_netns() -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata("/proc/self/ns/net").context("reading /proc/self/ns/net")?;
+    let named = std::fs::read_dir("/var/run/netns").into_iter().flatten();
+    for entry in named.flatten() {
+        if let Ok(ns) = std::fs::metadata(entry.path())
+            && (ns.dev(), ns.ino()) == (own.dev(), own.ino())
+        {
+            return Ok(entry.file_name().to_string_lossy().into_owned());
+        }
     }
-    Ok(())
+    bail!("run proxy_bench inside the benchmark's network namespace (e2e/bench/proxy.sh)")
 }
 
 fn main() -> anyhow::Result<()> {
     let o = options()?;
-    check_netns()?;
+    let netns = check_netns()?;
+    eprintln!("proxy_bench: in network namespace {netns}");
     // Pod servers and clients on separate runtimes (2 threads each): a direct connection
     // crosses threads as a proxied one does, never a task hand-off inside one worker.
     let servers = tokio::runtime::Builder::new_multi_thread()

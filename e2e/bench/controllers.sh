@@ -25,7 +25,10 @@ run_bench() {
   for size in $sizes; do
     services="${size%x*}" pods="${size#*x}"
     [[ "$services" =~ ^[0-9]+$ && "$pods" =~ ^[0-9]+$ ]] || { echo "controllers.sh: bad size '$size' (want NxM)" >&2; exit 2; }
-    out="$(mktemp)"
+    # Kept, so the table can be rendered again: python3 e2e/bench/controllers_table.py <file> ...
+    out="target/bench/controllers-${size}.jsonl"
+    mkdir -p target/bench
+    : > "$out"
     for round in 1 2; do
       for side in signpost kcm; do
         echo "==> ${services} Services × ${pods} pods, round $round: $side" >&2
@@ -39,7 +42,6 @@ run_bench() {
     total=$((services * pods))
     python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md \
       "## Controllers: ${services} Services × ${pods} pods (${total} pods)"
-    rm -f "$out"
   done
 }
 

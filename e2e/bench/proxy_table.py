@@ -165,15 +165,21 @@ def cpu_lines(rounds):
         used = ", ".join(
             f"{name.replace('_', ' ')} {procs[name]:.1f}" for name in sorted(procs)
         )
-        share = cpu["other_seconds"] / (cpu["wall_seconds"] * cpu["cpus"]) * 100
+        # The machine's busy time (user + system + irq + softirq, /proc/stat) minus the
+        # benchmark's processes (whose own times include the softirq work done while they ran).
+        other = max(
+            0.0,
+            cpu["machine_process_seconds"] + cpu["irq_softirq_seconds"] - sum(procs.values()),
+        )
+        share = other / (cpu["wall_seconds"] * cpu["cpus"]) * 100
         parts.append(
             f"round {r['round']} ({cpu['wall_seconds']:.0f} s × {cpu['cpus']} CPUs): {used}; "
-            f"**other processes {cpu['other_seconds']:.1f}** ({share:.0f} % of the machine); "
-            f"irq + softirq {cpu['irq_softirq_seconds']:.1f}; steal {cpu['steal_seconds']:.1f}"
+            f"**everything else {other:.1f}** ({share:.0f} % of the machine); "
+            f"hypervisor steal {cpu['steal_seconds']:.1f}"
         )
     return (
-        "- CPU seconds used during each round (user + system per process from /proc; irq + "
-        "softirq is kernel work charged to no process, the loopback traffic's included): "
+        "- CPU seconds used during each round (from /proc; \"everything else\" = the machine's "
+        "busy time minus the benchmark's processes, i.e. other load on the machine): "
         + "; ".join(parts)
         + "\n"
     )

@@ -475,7 +475,9 @@ fn cpu_report(
         "irq_softirq_seconds": interrupts,
         "steal_seconds": steal,
         "processes": processes,
-        "other_seconds": (all_processes - accounted).max(0.0),
+        // A process's own time includes the interrupt work done while it ran (the loopback
+        // traffic's softirqs), which /proc/stat counts under irq + softirq instead.
+        "other_seconds": (all_processes + interrupts - accounted).max(0.0),
     })
 }
 

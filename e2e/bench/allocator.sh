@@ -17,7 +17,7 @@ cd "$root"
 
 runs="${BENCH_RUNS:-2}"
 pairs="${BENCH_PAIRS:-200000}"
-reps="${BENCH_REPS:-3}"
+reps="${BENCH_REPS:-5}"
 write_doc="${BENCH_WRITE_DOC:-1}"
 command -v python3 >/dev/null 2>&1 || { echo "allocator.sh: python3 is needed to render the table" >&2; exit 1; }
 

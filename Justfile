@@ -72,13 +72,13 @@ bench-allocator:
 e2e: build
     e2e/with-cluster.sh cargo test -p signpost-e2e --all-features -- --nocapture
 
-# Controller benchmark only (100 Services × 10 pods): Signpost next to kube-controller-manager's endpoint controllers.
+# Controller benchmark only (100 Services × 10 pods, then 200 × 20): Signpost next to kube-controller-manager's endpoint controllers.
 bench-controllers:
     e2e/bench/run.sh controllers
 
-# The large controller benchmark: 1,000 Services × 20 pods.
+# The large controller benchmark: 1,000 Services × 20 pods (20,000 pods), same workloads.
 bench-large:
-    BENCH_SERVICES=1000 BENCH_PODS=20 BENCH_FLIPS=300 e2e/bench/run.sh controllers
+    BENCH_SIZES=1000x20 e2e/bench/run.sh controllers
 
 # DNS benchmark: signpost dns next to CoreDNS's kubernetes plugin (1,000 Services under load, memory at 1,000 and 10,000).
 bench-dns:

@@ -101,13 +101,16 @@ impl SelectorIndex {
     }
 }
 
+/// Names of the pods carrying one label value, by value.
+type PodsByValue = HashMap<Arc<str>, BTreeSet<Arc<str>>>;
+
 /// The pods of one namespace, by name and by label pair.
 #[derive(Debug, Default)]
 struct NamespacePods {
     by_name: BTreeMap<Arc<str>, Arc<PodRecord>>,
     /// label key → label value → names of the pods carrying that pair: a Service's reconcile
     /// reads the pods of its selector's rarest pair instead of every pod of the namespace.
-    by_label: HashMap<Arc<str>, HashMap<Arc<str>, BTreeSet<Arc<str>>>>,
+    by_label: HashMap<Arc<str>, PodsByValue>,
 }
 
 impl NamespacePods {

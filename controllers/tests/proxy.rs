@@ -30,7 +30,7 @@ use signpost_controllers::proxy::{self, Frontend, Protocol};
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::DNSRecord;
 use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, pod_is_ready,
+    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, ready_pod_ips,
     set_pod_ready, unique_cidr, wait_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -268,19 +268,7 @@ async fn requests(
 /// The ready pods of the app with their IPs, once there are `n` of them.
 async fn ready_pods(pods: &Api<Pod>, n: usize) -> anyhow::Result<BTreeMap<String, IpAddr>> {
     wait_until(&format!("{n} ready pods with IPs"), TIMEOUT, || async {
-        let list = pods
-            .list(&ListParams::default().labels("app=hostnames"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let ready: BTreeMap<String, IpAddr> = list
-            .items
-            .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_is_ready(p))
-            .filter_map(|p| {
-                let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-                Some((p.metadata.name.clone()?, ip))
-            })
-            .collect();
+        let ready = ready_pod_ips(pods, "app=hostnames").await?;
         if ready.len() == n {
             Ok(ready)
         } else {

@@ -131,6 +131,27 @@ pub async fn set_pod_ready(pods: &Api<Pod>, name: &str, ready: bool) -> anyhow::
     Ok(())
 }
 
+/// The ready pods matching `selector` that are not being deleted, by name, with their IPs: what
+/// an endpoints controller should publish. One read; wrap it in [`wait_until`] to wait for a count.
+pub async fn ready_pod_ips(
+    pods: &Api<Pod>,
+    selector: &str,
+) -> Result<std::collections::BTreeMap<String, std::net::IpAddr>, String> {
+    let list = pods
+        .list(&kube::api::ListParams::default().labels(selector))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_is_ready(p))
+        .filter_map(|p| {
+            let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
+            Some((p.metadata.name.clone()?, ip))
+        })
+        .collect())
+}
+
 /// Whether a pod's `Ready` condition is `True`.
 pub fn pod_is_ready(pod: &Pod) -> bool {
     pod.status

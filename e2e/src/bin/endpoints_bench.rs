@@ -18,6 +18,7 @@
 //! `endpoints-bench --controller signpost|kcm --services 100 --pods 10 --flips 300 --rate 50`
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,7 +33,8 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use signpost_e2e::{
-    TestNamespace, client, install_crds, pod_is_ready, set_pod_ready, unique_cidr, wait_until,
+    TestNamespace, client, install_crds, pod_is_ready, ready_pod_ips, set_pod_ready, unique_cidr,
+    wait_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -654,19 +656,12 @@ async fn rollout(ns: &TestNamespace, label: &str, replicas: usize) -> anyhow::Re
             &signpost_e2e::fixtures::app_deployment("rollout", replicas as i32, 8080),
         )
         .await?;
-    let app = ListParams::default().labels("app=rollout");
-    // (pod name, IP) of the ready pods that are not being deleted.
-    let ready_pods = || async {
-        let list = pods.list(&app).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(
-            list.items
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_is_ready(p))
-                .filter_map(|p| Some((p.name_any(), p.status.as_ref()?.pod_ip.clone()?)))
-                .collect::<BTreeMap<String, String>>(),
-        )
+    let ready_pods = || ready_pod_ips(&pods, "app=rollout");
+    let ips = |pods: &BTreeMap<String, IpAddr>| {
+        pods.values()
+            .map(ToString::to_string)
+            .collect::<BTreeSet<_>>()
     };
-    let ips = |pods: &BTreeMap<String, String>| pods.values().cloned().collect::<BTreeSet<_>>();
     let before = wait_until(
         "the rollout Service's slices hold every pod",
         Duration::from_secs(300),

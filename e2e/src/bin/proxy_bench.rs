@@ -33,10 +33,10 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Api;
-use kube::api::{ListParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 use signpost_crds::DNSRecord;
-use signpost_e2e::{client, fixtures, pod_is_ready, wait_until};
+use signpost_e2e::{client, fixtures, ready_pod_ips, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
@@ -362,19 +362,7 @@ async fn ready_pods(pods: &Api<Pod>) -> anyhow::Result<BTreeMap<String, IpAddr>>
         &format!("{PODS} ready pods with IPs"),
         SETUP_TIMEOUT,
         || async {
-            let list = pods
-                .list(&ListParams::default().labels(&format!("app={APP}")))
-                .await
-                .map_err(|e| e.to_string())?;
-            let ready: BTreeMap<String, IpAddr> = list
-                .items
-                .iter()
-                .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_is_ready(p))
-                .filter_map(|p| {
-                    let ip = p.status.as_ref()?.pod_ip.as_ref()?.parse().ok()?;
-                    Some((p.metadata.name.clone()?, ip))
-                })
-                .collect();
+            let ready = ready_pod_ips(pods, &format!("app={APP}")).await?;
             if ready.len() == PODS {
                 Ok(ready)
             } else {

@@ -50,6 +50,10 @@ pub struct Settings {
     pub instance: Option<String>,
     /// Concurrent reconciles per controller.
     pub workers: usize,
+    /// Fill the caches with streaming lists (a watch that starts with the current objects,
+    /// served from the API server's watch cache in one response) instead of paged lists.
+    /// Needs the API server's `WatchList` feature (on by default since Kubernetes 1.34).
+    pub streaming_lists: bool,
 }
 
 /// Default of [`Settings::endpoint_batch_period`]: long enough to fold a rollout's events for
@@ -70,6 +74,17 @@ impl Settings {
             namespace: None,
             instance: None,
             workers: 4,
+            streaming_lists: true,
+        }
+    }
+
+    /// How every informer lists and watches.
+    fn watch_config(&self) -> watcher::Config {
+        let config = watcher::Config::default();
+        if self.streaming_lists {
+            config.streaming_lists()
+        } else {
+            config
         }
     }
 }
@@ -159,12 +174,12 @@ pub fn start(
     let namespace = settings.namespace.as_deref();
     let mut services: Informer<Service> = Informer::new(
         scoped(&client, namespace),
-        watcher::Config::default(),
+        settings.watch_config(),
         strip_metadata::<Service>,
     );
     let mut claims: Informer<ServiceIP> = Informer::new(
         Api::all(client.clone()),
-        watcher::Config::default(),
+        settings.watch_config(),
         strip_metadata::<ServiceIP>,
     );
 
@@ -189,22 +204,24 @@ pub fn start(
 
     let mut pods: Informer<SlimPod> = Informer::without_cache(
         scoped(&client, namespace),
-        watcher::Config::default(),
+        settings.watch_config(),
         strip_metadata::<SlimPod>,
     );
     let mut slices: Informer<EndpointSlice> = Informer::new(
         scoped(&client, namespace),
-        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")),
+        settings
+            .watch_config()
+            .labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")),
         strip_metadata::<EndpointSlice>,
     );
     let mut endpoints: Informer<Endpoints> = Informer::new(
         scoped(&client, namespace),
-        watcher::Config::default(),
+        settings.watch_config(),
         strip_metadata::<Endpoints>,
     );
     let mut nodes: Informer<Node> = Informer::new(
         Api::all(client.clone()),
-        watcher::Config::default(),
+        settings.watch_config(),
         strip_node,
     );
     let endpoints_controller = EndpointsController::new(
@@ -233,7 +250,7 @@ pub fn start(
 
     let mut records: Informer<DNSRecord> = Informer::new(
         scoped(&client, namespace),
-        watcher::Config::default(),
+        settings.watch_config(),
         strip_metadata::<DNSRecord>,
     );
     let records_controller = RecordsController::new(
@@ -263,7 +280,9 @@ pub fn start(
     // Mirrored slices are a different set from the endpoints controller's: own watch.
     let mut mirrored_slices: Informer<EndpointSlice> = Informer::new(
         scoped(&client, namespace),
-        watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MIRRORING_MANAGED_BY}")),
+        settings
+            .watch_config()
+            .labels(&format!("{LABEL_MANAGED_BY}={MIRRORING_MANAGED_BY}")),
         strip_metadata::<EndpointSlice>,
     );
     let mirroring_controller = MirroringController::new(

@@ -152,6 +152,12 @@ struct RunArgs {
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Fill the caches with streaming lists, one watch per kind served from the API server's
+    /// cache (needs its WatchList feature, on by default since Kubernetes 1.34); false: paged
+    /// lists, for API servers with WatchList off.
+    #[arg(long, value_name = "BOOL", env = "SIGNPOST_STREAMING_LISTS", default_value_t = true, action = clap::ArgAction::Set)]
+    streaming_lists: bool,
+
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -410,6 +416,7 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
     settings.repair_interval = args.repair_interval;
     settings.endpoint_batch_period = args.endpoint_batch_period;
     settings.namespace = args.namespace.clone();
+    settings.streaming_lists = args.streaming_lists;
     let identity = format!(
         "{}_{}",
         std::env::var("POD_NAME")
@@ -483,11 +490,10 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
 async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for name in ["serviceips.signpost.dev", "dnsrecords.signpost.dev"] {
-        let found = api
-            .get_opt(name)
-            .await
-            .with_context(|| format!("checking that CRD {name} is installed"))?;
+    let names = ["serviceips.signpost.dev", "dnsrecords.signpost.dev"];
+    let found = futures::future::join_all(names.map(|name| api.get_metadata_opt(name))).await;
+    for (name, found) in names.into_iter().zip(found) {
+        let found = found.with_context(|| format!("checking that CRD {name} is installed"))?;
         if found.is_none() {
             anyhow::bail!(
                 "CRD {name} is not installed; install Signpost's CRDs with `kubectl apply --server-side -f charts/signpost/crds/` (or `helm install`)"

@@ -25,6 +25,8 @@ METRICS = [
     ("Isolated flips: pod-ready → EndpointSlice p99 (ms)", "latency_p99_ms", "{:.1f}", ("le_ratio", 1.0)),
     ("Isolated flips: p50 ÷ floor p50 of the same run", "latency_p50_over_floor", "{:.2f}", None),
     ("Isolated flips: p99 ÷ floor p99 of the same run", "latency_p99_over_floor", "{:.2f}", ("le_ratio", 1.0)),
+    ("Isolated flips: the controller's own share, pod watch event → slice watch event, p50 (ms)", "own_p50_ms", "{:.1f}", None),
+    ("Isolated flips: the controller's own share, pod watch event → slice watch event, p99 (ms)", "own_p99_ms", "{:.1f}", None),
     ("Isolated flips: EndpointSlice writes per flip", "slice_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
     ("Isolated flips: Endpoints writes per flip", "endpoints_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
     ("Rollout: EndpointSlice writes per replaced pod", "rollout_slice_writes_per_pod", "{:.2f}", ("le_ratio", 1.0)),
@@ -33,7 +35,8 @@ METRICS = [
     ("Rollout: restart → every slice current (s)", "rollout_slices_current_s", "{:.2f}", None),
     ("Restart, nothing changed: slice + Endpoints writes", "restart_writes", "{:.0f}", ("eq", 0)),
     ("Restart, nothing changed: start → ready (s)", "restart_ready_s", "{:.3f}", None),
-    ("Time to list what Signpost caches, from a new client (s)", "cache_list_s", "{:.3f}", None),
+    ("Time to fill what Signpost caches from a new client: paged lists (s)", "cache_list_s", "{:.3f}", None),
+    ("Time to fill what Signpost caches from a new client: streaming lists (s)", "cache_stream_s", "{:.3f}", None),
     ("CPU seconds: start-up + convergence", "cpu_s_startup", "{:.2f}", None),
     ("CPU seconds: isolated flips", "cpu_s_flips", "{:.2f}", None),
     ("CPU seconds: start-up + convergence + flips", "cpu_s_total", "{:.2f}", ("le_ratio", 0.5)),
@@ -47,6 +50,8 @@ for r in rows:
     r["latency_p50_over_floor"] = r["latency_p50_ms"] / r["floor_p50_ms"]
     r["latency_p99_over_floor"] = r["latency_p99_ms"] / r["floor_p99_ms"]
     r["restart_writes"] = r.get("restart_slice_writes", 0) + r.get("restart_endpoints_writes", 0)
+    # The caches' fill time: the faster of the two ways a new client can fill them.
+    r["cache_fill_s"] = min(v for v in (r.get("cache_list_s"), r.get("cache_stream_s")) if v is not None)
 
 by = {(r["round"], r["controller"]): r for r in rows}
 s1, s2 = by.get((1, "signpost")), by.get((2, "signpost"))
@@ -79,7 +84,8 @@ lines = [
     f"of {s1['flips']} readiness flips at {s1['rate_per_s']:.0f}/s (not ready, ready, not ready: "
     f"{s1['batches'] * s1['flips']} samples per run); rollout: a {s1.get('rollout_pods', 0)}-pod "
     "Deployment restarted; restart: the controller stopped and started with nothing changed. "
-    "Cells: run 1 / run 2. Ratio: Signpost ÷ kube-controller-manager per run (run 1 / run 2; "
+    "Flips start once the machine has settled after convergence (under 0.3 busy cores over "
+    "a second; at most a minute). Cells: run 1 / run 2. Ratio: Signpost ÷ kube-controller-manager per run (run 1 / run 2; "
     "below 1 is better). Spread: run-to-run difference of each side, as % of the larger.",
     "",
     "| measure | Signpost | kube-controller-manager | ratio | spread (Signpost, kcm) | target |",
@@ -107,7 +113,7 @@ for label, key, f, target in METRICS:
 floor_bound = [2.2 * r["floor_p99_ms"] for r in (s1, s2)]
 floor_ok = all(r["latency_p99_ms"] <= b for r, b in zip((s1, s2), floor_bound))
 ready_ok = all(
-    r.get("restart_ready_s") is not None and r["restart_ready_s"] <= r["cache_list_s"]
+    r.get("restart_ready_s") is not None and r["restart_ready_s"] <= r["cache_fill_s"]
     for r in (s1, s2)
 )
 lines += [
@@ -119,11 +125,11 @@ lines += [
     f"- Signpost p99 ≤ 1.1 × (2 × floor p99 of the same run) = {floor_bound[0]:.1f} / "
     f"{floor_bound[1]:.1f} ms: {'**met**' if floor_ok else '**not met**'} "
     f"({s1['latency_p99_ms']:.1f} / {s2['latency_p99_ms']:.1f} ms).",
-    f"- Signpost ready after a restart ≤ the time to list its caches: "
-    f"{'**met**' if ready_ok else '**not met**'} ({fmt('{:.3f}', s1.get('restart_ready_s'))} / "
-    f"{fmt('{:.3f}', s2.get('restart_ready_s'))} s vs {s1['cache_list_s']:.3f} / "
-    f"{s2['cache_list_s']:.3f} s). kube-controller-manager has no readiness endpoint that waits "
-    "for its caches, so it has no figure here.",
+    f"- Signpost ready after a restart ≤ the time to fill its caches (the faster of paged and "
+    f"streaming lists): {'**met**' if ready_ok else '**not met**'} "
+    f"({fmt('{:.3f}', s1.get('restart_ready_s'))} / {fmt('{:.3f}', s2.get('restart_ready_s'))} s "
+    f"vs {s1['cache_fill_s']:.3f} / {s2['cache_fill_s']:.3f} s). kube-controller-manager has no "
+    "readiness endpoint that waits for its caches, so it has no figure here.",
 ]
 table = "\n".join(lines)
 print(table)

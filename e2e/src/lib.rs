@@ -7,6 +7,7 @@
 
 pub mod fixtures;
 pub mod process;
+pub mod procfs;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};

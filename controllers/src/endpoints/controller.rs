@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::index::{PodIndex, SelectorIndex, SliceNames};
 use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints};
 use super::pod::{NodeZones, PodRecord};
-use super::slices::{SliceTemplate, is_managed_by_signpost, plan};
+use super::slices::{SlicePlan, SliceTemplate, is_managed_by_signpost, plan};
 use super::tracker::WriteTracker;
 use super::{SlimPod, desired_endpoints, service_selector};
 use crate::ipam::ServiceKey;
@@ -464,26 +464,51 @@ impl EndpointsController {
         );
         let trigger = self.lock().triggers.remove(&key).map(|t| t.to_string());
 
+        let mut want = render_endpoints(&service, &desired)?;
+        want.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(SKIP_MIRROR_LABEL.into(), "true".into());
+        // The slices and the Endpoints object are independent writes: send them together, so
+        // a sync holds a worker for one API round trip instead of two. Both run to the end
+        // (no cancelling one because the other failed); the first error is reported.
+        let (slices, endpoints) = tokio::join!(
+            self.write_slices(&key, slice_plan, &cached, trigger.as_deref()),
+            self.write_endpoints(&key, &service, want, trigger.as_deref()),
+        );
+        slices.and(endpoints)?;
+        Ok(Next::Done)
+    }
+
+    /// Carries out a slice plan: creates, then updates, then deletes, in that order so a
+    /// Service never has fewer endpoints published than it will have after the plan.
+    async fn write_slices(
+        &self,
+        key: &ServiceKey,
+        slice_plan: SlicePlan,
+        cached: &[Arc<EndpointSlice>],
+        trigger: Option<&str>,
+    ) -> Result<(), Error> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
         for mut slice in slice_plan.creates {
-            annotate(&mut slice.metadata, trigger.as_deref());
+            annotate(&mut slice.metadata, trigger);
             self.metrics.wrote(CONTROLLER);
             let created = api
                 .create(&params, &slice)
                 .await
                 .map_err(|e| write_error(format!("creating an EndpointSlice for {key}"), e))?;
             self.lock().tracker.wrote(
-                &key,
+                key,
                 &created.name_any(),
                 created.metadata.generation.unwrap_or(0),
             );
         }
         for mut slice in slice_plan.updates {
-            annotate(&mut slice.metadata, trigger.as_deref());
+            annotate(&mut slice.metadata, trigger);
             let name = slice.name_any();
             self.metrics.wrote(CONTROLLER);
             let updated = api.replace(&name, &params, &slice).await.map_err(|e| {
@@ -494,22 +519,14 @@ impl EndpointsController {
             })?;
             self.lock()
                 .tracker
-                .wrote(&key, &name, updated.metadata.generation.unwrap_or(0));
+                .wrote(key, &name, updated.metadata.generation.unwrap_or(0));
         }
         for name in slice_plan.deletes {
             if let Some(slice) = cached.iter().find(|s| s.name_any() == name) {
-                self.delete_slice(&key, slice).await?;
+                self.delete_slice(key, slice).await?;
             }
         }
-
-        let mut want = render_endpoints(&service, &desired)?;
-        want.metadata
-            .labels
-            .get_or_insert_default()
-            .insert(SKIP_MIRROR_LABEL.into(), "true".into());
-        self.write_endpoints(&key, &service, want, trigger.as_deref())
-            .await?;
-        Ok(Next::Done)
+        Ok(())
     }
 
     async fn write_endpoints(

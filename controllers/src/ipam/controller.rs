@@ -631,7 +631,6 @@ impl Ipam {
             }
         }
         for claim in &findings.out_of_range {
-            self.metrics.problem(CONTROLLER, "ClusterIPOutOfRange");
             tracing::warn!(address = %claim.address, service = %claim.service, "repair: claim outside every configured service CIDR");
             if let Some(service) = self
                 .services
@@ -641,14 +640,18 @@ impl Ipam {
                     "ServiceIP {} lies outside every configured service CIDR",
                     claim.address
                 );
-                self.events
-                    .warn(
-                        &service.object_ref(&()),
-                        "ClusterIPOutOfRange",
-                        "Repair",
-                        note,
-                    )
-                    .await;
+                // Sent in the background: the first pass runs before the controller reports
+                // ready, and a report must not hold that up by an API round trip per claim.
+                let events = self.events.clone();
+                let regarding = service.object_ref(&());
+                tokio::spawn(async move {
+                    events
+                        .warn(&regarding, "ClusterIPOutOfRange", "Repair", note)
+                        .await;
+                });
+            } else {
+                // No Service to put the Event on; `warn` counts the problem otherwise.
+                self.metrics.problem(CONTROLLER, "ClusterIPOutOfRange");
             }
         }
         for (key, family, addresses) in &findings.duplicate_families {

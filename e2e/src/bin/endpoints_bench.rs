@@ -11,6 +11,7 @@
 //! Measured, all from watches (never from the controller's own logs or metrics):
 //! - the floor: pod status patch → pod watch event (what any controller waits for);
 //! - pod-ready → EndpointSlice: patch → the slice watch shows the pod's new readiness;
+//! - the controller's own share of it: pod watch event → slice watch event, per flip;
 //! - EndpointSlice and Endpoints writes (watch events);
 //! - CPU seconds and peak RSS of the controller process, from /proc.
 //!
@@ -31,7 +32,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
+use signpost_e2e::process::free_port;
+use signpost_e2e::procfs;
 use signpost_e2e::{
     TestNamespace, client, install_crds, pod_is_ready, ready_pod_ips, set_pod_ready, unique_cidr,
     wait_until,
@@ -57,7 +61,7 @@ fn options() -> anyhow::Result<Options> {
         services: 100,
         pods: 10,
         flips: 300,
-        batches: 3,
+        batches: 5,
         rate: 50.0,
         rollout: 100,
         signpost_bin: "target/release/signpost".into(),
@@ -103,11 +107,9 @@ fn managed_by(controller: &str) -> &'static str {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+/// Busy cores below which the machine counts as settled before the flips (of 2 here; an idle
+/// control plane with a watching controller keeps about 0.1 busy).
+const SETTLED_CORES: f64 = 0.3;
 
 /// The controller process under test.
 struct Controller {
@@ -225,27 +227,11 @@ async fn readyz(addr: &str) -> anyhow::Result<String> {
 }
 
 fn cpu_and_peak_rss(pid: u32) -> anyhow::Result<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // Fields 14 and 15 of /proc/pid/stat (utime, stime) are 12 and 13 after the comm field.
-    let ticks: u64 = fields.get(11).unwrap_or(&"0").parse::<u64>()?
-        + fields.get(12).unwrap_or(&"0").parse::<u64>()?;
-    let clk_tck: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let hwm_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Ok((ticks as f64 / clk_tck, hwm_kb * 1024))
+    let pid = pid.to_string();
+    Ok((
+        procfs::process_ticks(&pid)? as f64 / procfs::clock_ticks(),
+        procfs::peak_rss_bytes(&pid)?,
+    ))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -426,6 +412,8 @@ impl WriteCounters {
 struct Batch {
     floor: Vec<f64>,
     latency: Vec<f64>,
+    /// Per flip, from the pod's watch event to the slice's: the controller's own share.
+    own: Vec<f64>,
     slice_writes: usize,
     endpoints_writes: usize,
 }
@@ -472,12 +460,13 @@ async fn flip_batch(
         set_pod_ready(&pods, name, ready).await?;
         sent.push((name, ip, t));
     }
-    let (floor, latency) = wait_until(
+    let (floor, latency, own) = wait_until(
         "every flip seen in a slice",
         Duration::from_secs(120),
         || async {
             let mut floor = Vec::new();
             let mut latency = Vec::new();
+            let mut own = Vec::new();
             for (name, ip, t) in &sent {
                 match (
                     first_after(&pod_seen, name, ready, *t),
@@ -486,11 +475,12 @@ async fn flip_batch(
                     (Some(p), Some(s)) => {
                         floor.push(p.duration_since(*t).as_secs_f64() * 1000.0);
                         latency.push(s.duration_since(*t).as_secs_f64() * 1000.0);
+                        own.push(s.saturating_duration_since(p).as_secs_f64() * 1000.0);
                     }
                     _ => return Err(format!("{} of {} flips seen", latency.len(), sent.len())),
                 }
             }
-            Ok((floor, latency))
+            Ok((floor, latency, own))
         },
     )
     .await?;
@@ -502,19 +492,40 @@ async fn flip_batch(
     Ok(Batch {
         floor,
         latency,
+        own,
         slice_writes: read(&slice_writes),
         endpoints_writes: read(&endpoints_writes),
     })
 }
 
-/// Lists, page by page as an informer does and all at once, every collection Signpost caches
-/// (Services, Pods, EndpointSlices, Endpoints, Nodes, ServiceIPs, DNSRecords), from a new
-/// client as a starting process has: the time its caches take to list.
-async fn cache_list_time() -> anyhow::Result<Duration> {
-    async fn list_all<K>(api: Api<K>) -> anyhow::Result<usize>
+/// How a new client fills caches of every collection Signpost caches (Services, Pods,
+/// EndpointSlices, Endpoints, Nodes, ServiceIPs, DNSRecords), all at once, as a starting
+/// process does: paged lists (500 objects a page, as kube's and client-go's informers by
+/// default), or streaming lists (one watch per kind that starts with the current objects).
+#[derive(Clone, Copy)]
+enum CacheFill {
+    Paged,
+    Streaming,
+}
+
+/// The time a new client takes to fill every cache Signpost keeps, one way.
+async fn cache_fill_time(how: CacheFill) -> anyhow::Result<Duration> {
+    async fn list_all<K>(api: Api<K>, how: CacheFill) -> anyhow::Result<usize>
     where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     {
+        if let CacheFill::Streaming = how {
+            let mut events = watcher(api, watcher::Config::default().streaming_lists()).boxed();
+            let mut count = 0;
+            while let Some(event) = events.try_next().await? {
+                match event {
+                    watcher::Event::InitApply(_) => count += 1,
+                    watcher::Event::InitDone => return Ok(count),
+                    _ => {}
+                }
+            }
+            bail!("the watch ended before its initial objects were complete");
+        }
         let mut params = ListParams::default().limit(500);
         let mut count = 0;
         loop {
@@ -529,13 +540,16 @@ async fn cache_list_time() -> anyhow::Result<Duration> {
     let start = Instant::now();
     let client = client().await?;
     futures::try_join!(
-        list_all(Api::<Service>::all(client.clone())),
-        list_all(Api::<Pod>::all(client.clone())),
-        list_all(Api::<EndpointSlice>::all(client.clone())),
-        list_all(Api::<Endpoints>::all(client.clone())),
-        list_all(Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())),
-        list_all(Api::<signpost_crds::ServiceIP>::all(client.clone())),
-        list_all(Api::<signpost_crds::DNSRecord>::all(client.clone())),
+        list_all(Api::<Service>::all(client.clone()), how),
+        list_all(Api::<Pod>::all(client.clone()), how),
+        list_all(Api::<EndpointSlice>::all(client.clone()), how),
+        list_all(Api::<Endpoints>::all(client.clone()), how),
+        list_all(
+            Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()),
+            how
+        ),
+        list_all(Api::<signpost_crds::ServiceIP>::all(client.clone()), how),
+        list_all(Api::<signpost_crds::DNSRecord>::all(client.clone()), how),
     )?;
     Ok(start.elapsed())
 }
@@ -784,6 +798,12 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .finish(Duration::from_secs(2))
         .await;
+    // Flips start on a settled machine (the controller and the API server done digesting the
+    // start-up), so two runs measure the same thing.
+    let settle = Instant::now();
+    let busy_before_flips =
+        procfs::wait_machine_settled(SETTLED_CORES, Duration::from_secs(60)).await?;
+    let settle_s = settle.elapsed();
     let (cpu_after_converge, _) = controller.usage()?;
 
     // 2. Isolated flips: K distinct pods taken round robin over the Services (pod 0 of every
@@ -796,7 +816,7 @@ async fn main() -> anyhow::Result<()> {
             (name, ip)
         })
         .collect();
-    let (mut floor, mut latency) = (Vec::new(), Vec::new());
+    let (mut floor, mut latency, mut own) = (Vec::new(), Vec::new(), Vec::new());
     let (mut slice_writes, mut endpoints_writes) = (0, 0);
     let flips_start = Instant::now();
     for batch in 0..o.batches {
@@ -804,6 +824,7 @@ async fn main() -> anyhow::Result<()> {
         let b = flip_batch(&ns, &label, &targets, ready, o.rate).await?;
         floor.extend(b.floor);
         latency.extend(b.latency);
+        own.extend(b.own);
         slice_writes += b.slice_writes;
         endpoints_writes += b.endpoints_writes;
     }
@@ -811,7 +832,8 @@ async fn main() -> anyhow::Result<()> {
     let (cpu_after_flips, rss_first) = controller.usage()?;
 
     // 3. A restart with nothing changed.
-    let cache_list = cache_list_time().await?;
+    let cache_list = cache_fill_time(CacheFill::Paged).await?;
+    let cache_stream = cache_fill_time(CacheFill::Streaming).await?;
     drop(controller);
     let counters = WriteCounters::start(&ns).await?;
     let restarted = Instant::now();
@@ -876,6 +898,7 @@ async fn main() -> anyhow::Result<()> {
 
     floor.sort_by(f64::total_cmp);
     latency.sort_by(f64::total_cmp);
+    own.sort_by(f64::total_cmp);
     let k = (targets.len() * o.batches) as f64;
     let mut report = serde_json::json!({
         "controller": o.controller,
@@ -889,14 +912,19 @@ async fn main() -> anyhow::Result<()> {
         "floor_p99_ms": percentile(&floor, 99.0),
         "latency_p50_ms": percentile(&latency, 50.0),
         "latency_p99_ms": percentile(&latency, 99.0),
+        "own_p50_ms": percentile(&own, 50.0),
+        "own_p99_ms": percentile(&own, 99.0),
         "slice_writes_per_flip": slice_writes as f64 / k,
         "endpoints_writes_per_flip": endpoints_writes as f64 / k,
         "cpu_s_startup": cpu_after_converge,
         "cpu_s_flips": cpu_after_flips - cpu_after_converge,
         "cpu_s_total": cpu_after_flips,
         "flip_phase_s": flips_done.as_secs_f64(),
+        "settle_s": settle_s.as_secs_f64(),
+        "busy_cores_before_flips": busy_before_flips,
         "peak_rss_mb": rss_first.max(rss_second) as f64 / (1024.0 * 1024.0),
         "cache_list_s": cache_list.as_secs_f64(),
+        "cache_stream_s": cache_stream.as_secs_f64(),
         "restart_ready_s": if controller_has_readyz(&o) { serde_json::json!(ready_after_restart.as_secs_f64()) } else { serde_json::Value::Null },
         "restart_slice_writes": restart_slice_writes,
         "restart_endpoints_writes": restart_endpoints_writes,

@@ -36,6 +36,7 @@ use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 use signpost_crds::DNSRecord;
+use signpost_e2e::procfs::{clock_ticks, machine_ticks, process_ticks};
 use signpost_e2e::{client, fixtures, ready_pod_ips, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -371,49 +372,6 @@ async fn ready_pods(pods: &Api<Pod>) -> anyhow::Result<BTreeMap<String, IpAddr>>
         },
     )
     .await
-}
-
-/// Clock ticks per second of `/proc` CPU times.
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// User + system CPU ticks of a process (`self` or a pid), from `/proc/<pid>/stat`.
-fn process_ticks(pid: &str) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    let after_comm = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm field.
-    let field = |i: usize| -> anyhow::Result<u64> {
-        Ok(fields.get(i).context("short /proc stat line")?.parse()?)
-    };
-    Ok(field(11)? + field(12)?)
-}
-
-/// CPU ticks of the whole machine (every CPU), from `/proc/stat`: user + nice + system (what
-/// processes ran), irq + softirq (kernel work charged to no process, the loopback traffic's
-/// included), steal (time the hypervisor gave to someone else).
-fn machine_ticks() -> anyhow::Result<[u64; 3]> {
-    let stat = std::fs::read_to_string("/proc/stat")?;
-    let line = stat
-        .lines()
-        .find(|l| l.starts_with("cpu "))
-        .context("no cpu line in /proc/stat")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest is already in user).
-    let at = |i: usize| v.get(i).copied().unwrap_or(0);
-    Ok([at(0) + at(1) + at(2), at(5) + at(6), at(7)])
 }
 
 /// CPU ticks at one moment: the machine's, this process's and each `--cpu-of` process's.

@@ -246,6 +246,14 @@ impl EndpointsController {
                     let Ok(record) = PodRecord::from_pod(&new.0) else {
                         return;
                     };
+                    if !*self.ready.borrow() {
+                        // Filling the caches at start-up: `run` queues every Service once
+                        // they are all synced, and its syncs read the index as it is then, so
+                        // working out which Services each pod concerns would be wasted work
+                        // for every pod of the cluster.
+                        state.pods.upsert(record);
+                        return;
+                    }
                     let old = state.pods.get(&record.namespace, &record.name).cloned();
                     if old
                         .as_ref()

@@ -51,8 +51,9 @@ pub struct Settings {
     /// Concurrent reconciles per controller.
     pub workers: usize,
     /// Fill the caches with streaming lists (a watch that starts with the current objects,
-    /// served from the API server's watch cache in one response) instead of paged lists.
-    /// Needs the API server's `WatchList` feature (on by default since Kubernetes 1.34).
+    /// served from the API server's watch cache in one response) instead of paged lists:
+    /// less memory, but slower to start at scale (docs/performance.md). Needs the API server's
+    /// `WatchList` feature (on by default since Kubernetes 1.34).
     pub streaming_lists: bool,
 }
 
@@ -74,7 +75,7 @@ impl Settings {
             namespace: None,
             instance: None,
             workers: 4,
-            streaming_lists: true,
+            streaming_lists: false,
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
@@ -239,13 +239,19 @@ pub fn unique_cidr(prefix_len: u8) -> String {
 
 /// Deletes a test namespace and waits until no ServiceIP claims a Service of it any more, so a
 /// test's addresses never outlive it (call it while the test's controllers still run).
+/// The Services go first and the namespace only once their claims are released: the namespace
+/// controller may take its time over the rest, and a test's leader-election Lease lives in the
+/// namespace, so a leader could lose its lease (and stop) before its Services were deleted.
 pub async fn delete_namespace_and_claims(client: &Client, ns: TestNamespace) -> anyhow::Result<()> {
     let name = ns.name.clone();
-    ns.delete().await?;
+    let services: Api<Service> = ns.api();
+    services
+        .delete_collection(&DeleteParams::default(), &kube::api::ListParams::default())
+        .await?;
     let claims: Api<signpost_crds::ServiceIP> = Api::all(client.clone());
     let selector = format!("signpost.dev/service-namespace={name}");
     wait_until(
-        "claims of the deleted namespace released",
+        "claims of the namespace's deleted Services released",
         Duration::from_secs(60),
         || async {
             let left = claims
@@ -261,7 +267,8 @@ pub async fn delete_namespace_and_claims(client: &Client, ns: TestNamespace) -> 
             }
         },
     )
-    .await
+    .await?;
+    ns.delete().await
 }
 
 /// Label every ServiceIP claim carries with its Service's namespace: how a test finds the

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -170,6 +171,19 @@ pub fn start(
     settings: Settings,
     metrics: SharedMetrics,
 ) -> anyhow::Result<Running> {
+    start_when(client, settings, metrics, std::future::ready(()))
+}
+
+/// Starts the informers at once and the controllers once `go` completes: start-up checks
+/// (are the CRDs installed?) then cost no round trip of their own, because they run while the
+/// caches fill, and no controller writes before they passed. A `go` that never completes
+/// leaves the controllers waiting and the process not ready.
+pub fn start_when(
+    client: Client,
+    settings: Settings,
+    metrics: SharedMetrics,
+    go: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
     let allocator =
         Allocator::new(settings.service_cidrs.iter().copied()).context("--service-cidr")?;
     let namespace = settings.namespace.as_deref();
@@ -322,11 +336,12 @@ pub fn start(
         tokio::spawn(records.run()),
         tokio::spawn(mirrored_slices.run()),
     ];
+    let go = go.shared();
     let controllers = vec![
-        tokio::spawn(ipam.clone().run()),
-        tokio::spawn(endpoints_controller.clone().run()),
-        tokio::spawn(records_controller.clone().run()),
-        tokio::spawn(mirroring_controller.clone().run()),
+        tokio::spawn(after(go.clone(), ipam.clone().run())),
+        tokio::spawn(after(go.clone(), endpoints_controller.clone().run())),
+        tokio::spawn(after(go.clone(), records_controller.clone().run())),
+        tokio::spawn(after(go, mirroring_controller.clone().run())),
     ];
     Ok(Running {
         ipam,
@@ -337,6 +352,12 @@ pub fn start(
         informers,
         readiness,
     })
+}
+
+/// Runs `work` once `go` has completed.
+async fn after(go: impl Future<Output = ()>, work: impl Future<Output = ()>) {
+    go.await;
+    work.await;
 }
 
 /// Runs the controllers until `shutdown` completes.

@@ -409,7 +409,6 @@ fn timing(args: &RunArgs) -> LeaseTiming {
 
 async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
     let client = client(args.kubeconfig.as_deref()).await?;
-    check_crds(&client).await?;
     let mut settings = Settings::new(args.service_cidrs.clone());
     settings.cluster_domain = args.cluster_domain.clone();
     settings.max_endpoints_per_slice = usize::from(args.max_endpoints_per_slice);
@@ -446,8 +445,15 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
     });
 
     if !args.leader_elect {
-        let running = app::start(client, settings, metrics)?;
+        let (crds_checked, go) = crd_gate();
+        let running = app::start_when(client.clone(), settings, metrics, go)?;
         health.leading(running.readiness.clone());
+        // The check's round trip overlaps the caches' first lists instead of preceding them.
+        if let Err(error) = check_crds(&client).await {
+            running.abort();
+            return Err(error);
+        }
+        let _ = crds_checked.send(());
         let _ = stop.wait_for(|s| *s).await;
         running.shut_down().await;
         return Ok(());
@@ -466,8 +472,20 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
         timing(&args),
     );
     health.standby();
+    // The CRD check overlaps the election; a replica that stands by still reports missing CRDs.
+    let checked_and_leading = async {
+        tokio::try_join!(check_crds(&client), async {
+            elector.acquire().await;
+            Ok(())
+        })
+    };
     tokio::select! {
-        _ = elector.acquire() => {}
+        result = checked_and_leading => {
+            if let Err(error) = result {
+                elector.release().await;
+                return Err(error);
+            }
+        }
         _ = stop.wait_for(|s| *s) => return Ok(()),
     }
     let running = app::start(client, settings, metrics)?;
@@ -484,6 +502,21 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A gate for [`app::start_when`]: the controllers start once the sender is used, and never
+/// when it is dropped unused (the check failed and the process is exiting).
+fn crd_gate() -> (
+    tokio::sync::oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (checked, passed) = tokio::sync::oneshot::channel::<()>();
+    let go = async move {
+        if passed.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    (checked, go)
 }
 
 /// Fails with one line saying how to install the CRDs when they are missing.

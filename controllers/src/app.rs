@@ -174,10 +174,11 @@ pub fn start(
     start_when(client, settings, metrics, std::future::ready(()))
 }
 
-/// Starts the informers at once and the controllers once `go` completes: start-up checks
-/// (are the CRDs installed?) then cost no round trip of their own, because they run while the
-/// caches fill, and no controller writes before they passed. A `go` that never completes
-/// leaves the controllers waiting and the process not ready.
+/// Starts the informers of built-in kinds at once, and those of Signpost's own kinds and the
+/// controllers once `go` completes: a start-up check (are the CRDs installed?) then costs no
+/// round trip of its own, because it runs while the largest caches (pods) fill; no controller
+/// writes before it passed, and a missing CRD is reported once, by the check, not also by
+/// failing watches. A `go` that never completes leaves the process not ready.
 pub fn start_when(
     client: Client,
     settings: Settings,
@@ -326,17 +327,17 @@ pub fn start_when(
             mirroring_controller.ready(),
         ],
     };
+    let go = go.shared();
     let informers = vec![
         tokio::spawn(services.run()),
-        tokio::spawn(claims.run()),
+        tokio::spawn(after(go.clone(), claims.run())),
         tokio::spawn(pods.run()),
         tokio::spawn(slices.run()),
         tokio::spawn(endpoints.run()),
         tokio::spawn(nodes.run()),
-        tokio::spawn(records.run()),
+        tokio::spawn(after(go.clone(), records.run())),
         tokio::spawn(mirrored_slices.run()),
     ];
-    let go = go.shared();
     let controllers = vec![
         tokio::spawn(after(go.clone(), ipam.clone().run())),
         tokio::spawn(after(go.clone(), endpoints_controller.clone().run())),

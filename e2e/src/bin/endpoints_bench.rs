@@ -53,6 +53,9 @@ struct Options {
     signpost_bin: String,
     kcm_bin: String,
     admin_kubeconfig: String,
+    /// Only fill the caches once with paged lists and exit: the child process that measures
+    /// what a restart of any process costs before its caches are filled.
+    fill_once: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -67,6 +70,7 @@ fn options() -> anyhow::Result<Options> {
         signpost_bin: "target/release/signpost".into(),
         kcm_bin: String::new(),
         admin_kubeconfig: String::new(),
+        fill_once: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -86,6 +90,7 @@ fn options() -> anyhow::Result<Options> {
             "--signpost-bin" => o.signpost_bin = value,
             "--kcm-bin" => o.kcm_bin = value,
             "--admin-kubeconfig" => o.admin_kubeconfig = value,
+            "--fill-once" => o.fill_once = value.parse().context("--fill-once")?,
             other => bail!("unknown flag {other}"),
         }
         i += 2;
@@ -558,6 +563,22 @@ async fn cache_fill_time(how: CacheFill) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Start to exit of a new process (this program with `--fill-once true`) that fills every
+/// cache Signpost keeps with paged lists: the fixed cost of starting a process, a client and
+/// its connections included, as in a restart.
+async fn fill_in_new_process() -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let status = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["--fill-once", "true"])
+        .stdout(Stdio::null())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("the fill-once process failed: {status}");
+    }
+    Ok(started.elapsed())
+}
+
 /// Creates N Services × M pods (before any controller runs) and returns the ready pods' IPs.
 async fn create_workload(
     ns: &TestNamespace,
@@ -767,6 +788,10 @@ async fn rollout(ns: &TestNamespace, label: &str, replicas: usize) -> anyhow::Re
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
+    if o.fill_once {
+        cache_fill_time(CacheFill::Paged).await?;
+        return Ok(());
+    }
     let client: Client = client().await?;
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, &format!("bench-{}", o.controller)).await?;
@@ -839,12 +864,13 @@ async fn main() -> anyhow::Result<()> {
     //    ways, so restart and fill times are sampled alternately under the same conditions;
     //    the medians count (one start-up is a single sample of ~0.1 s at 1,000 pods).
     let counters = WriteCounters::start(&ns).await?;
-    let (mut cache_list, mut cache_stream, mut ready_after_restart) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let (mut cache_list, mut cache_stream, mut cache_list_process, mut ready_after_restart) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut controller = controller;
     for _ in 0..RESTARTS {
         cache_list.push(cache_fill_time(CacheFill::Paged).await?.as_secs_f64());
         cache_stream.push(cache_fill_time(CacheFill::Streaming).await?.as_secs_f64());
+        cache_list_process.push(fill_in_new_process().await?.as_secs_f64());
         drop(controller);
         let restarted = Instant::now();
         controller = Controller::start(&o, &cidr, &log)?;
@@ -937,9 +963,11 @@ async fn main() -> anyhow::Result<()> {
         "restarts": RESTARTS,
         "cache_list_s": median(&mut cache_list),
         "cache_stream_s": median(&mut cache_stream),
+        "cache_list_process_s": median(&mut cache_list_process),
         "restart_ready_s": if controller_has_readyz(&o) { serde_json::json!(median(&mut ready_after_restart)) } else { serde_json::Value::Null },
         "cache_list_samples_s": cache_list,
         "cache_stream_samples_s": cache_stream,
+        "cache_list_process_samples_s": cache_list_process,
         "restart_ready_samples_s": if controller_has_readyz(&o) { serde_json::json!(ready_after_restart) } else { serde_json::Value::Null },
         "restart_slice_writes": restart_slice_writes,
         "restart_endpoints_writes": restart_endpoints_writes,

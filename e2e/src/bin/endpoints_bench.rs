@@ -807,7 +807,7 @@ async fn main() -> anyhow::Result<()> {
     let ip_of = create_workload(&ns, &o).await?;
     let log = format!("target/bench-{}-{}.log", o.controller, std::process::id());
     let started = Instant::now();
-    let controller = Controller::start(&o, &cidr, &log)?;
+    let mut controller = Controller::start(&o, &cidr, &log)?;
     let converge = wait_until(
         "every Service's slices complete",
         Duration::from_secs(900),
@@ -866,7 +866,6 @@ async fn main() -> anyhow::Result<()> {
     let counters = WriteCounters::start(&ns).await?;
     let (mut cache_list, mut cache_stream, mut cache_list_process, mut ready_after_restart) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut controller = controller;
     for _ in 0..RESTARTS {
         cache_list.push(cache_fill_time(CacheFill::Paged).await?.as_secs_f64());
         cache_stream.push(cache_fill_time(CacheFill::Streaming).await?.as_secs_f64());

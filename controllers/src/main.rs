@@ -158,6 +158,12 @@ struct RunArgs {
     #[arg(long, value_name = "BOOL", env = "SIGNPOST_STREAMING_LISTS", default_value_t = false, action = clap::ArgAction::Set)]
     streaming_lists: bool,
 
+    /// List and watch pods in the API server's protobuf encoding (as kube-controller-manager
+    /// does): half the API server's time per page and a third of the bytes of JSON. `false`
+    /// uses JSON. Streaming lists always use JSON.
+    #[arg(long, value_name = "BOOL", env = "SIGNPOST_PODS_PROTOBUF", default_value_t = true, action = clap::ArgAction::Set)]
+    pods_protobuf: bool,
+
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -416,6 +422,7 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
     settings.endpoint_batch_period = args.endpoint_batch_period;
     settings.namespace = args.namespace.clone();
     settings.streaming_lists = args.streaming_lists;
+    settings.pods_protobuf = args.pods_protobuf;
     let identity = format!(
         "{}_{}",
         std::env::var("POD_NAME")

@@ -6,7 +6,8 @@
 //!
 //! - [`pod`]: [`PodRecord`], the compact per-pod cache entry (instead of whole Pods), and
 //!   [`NodeZones`].
-//! - [`slim_pod`]: [`SlimPod`], the Pod decoded with only the fields a record reads.
+//! - [`slim_pod`]: [`SlimPod`], the Pod decoded with only the fields a record reads;
+//!   [`pod_protobuf`] reads the same fields from the API server's protobuf encoding.
 //! - [`desired`]: Service + its pods + zones → [`DesiredEndpoints`], grouped by address type
 //!   and resolved port list; computed once per sync, rendered twice:
 //! - [`slices`]: [`plan`] packs them into EndpointSlices with minimal writes;
@@ -35,6 +36,7 @@ pub mod desired;
 pub mod index;
 pub mod legacy;
 pub mod pod;
+pub mod pod_protobuf;
 pub mod slices;
 pub mod slim_pod;
 pub mod tracker;
@@ -48,6 +50,7 @@ pub use legacy::{
     OVER_CAPACITY_TRUNCATED, endpoints_equivalent, prepare_update, render_endpoints,
 };
 pub use pod::{LABEL_TOPOLOGY_ZONE, NamedPort, NodeZones, PodPhase, PodRecord, Protocol};
+pub use pod_protobuf::decode_slim_pod;
 pub use slices::{
     DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
     MANAGED_BY, SlicePlan, SliceTemplate, is_managed_by_signpost, plan,

@@ -10,9 +10,12 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
+use kube::runtime::watcher::InitialListStrategy;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
+
+use super::protobuf_watch::{Decode, ProtobufWatch};
 
 /// What a handler is told about the cache.
 pub enum Change<'a, K> {
@@ -72,6 +75,28 @@ where
     handlers: Vec<Handler<K>>,
     cache: bool,
     synced: tokio::sync::watch::Sender<bool>,
+    protobuf: Option<Decode<K>>,
+}
+
+/// What a relist in progress remembers: the cache before it, and what it has listed so far.
+struct Relist<K: Resource>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    before: Option<Vec<Arc<K>>>,
+    listed: HashSet<ObjectRef<K>>,
+}
+
+impl<K: Resource> Default for Relist<K>
+where
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    fn default() -> Self {
+        Self {
+            before: None,
+            listed: HashSet::new(),
+        }
+    }
 }
 
 impl<K> Informer<K>
@@ -94,6 +119,7 @@ where
             handlers: Vec::new(),
             cache: true,
             synced: tokio::sync::watch::channel(false).0,
+            protobuf: None,
         }
     }
 
@@ -124,61 +150,80 @@ where
         self.handlers.push(Box::new(handler));
     }
 
+    /// Lists and watches in the API server's protobuf encoding instead of JSON, decoding each
+    /// object with `decode` (pods: [`crate::endpoints::decode_slim_pod`]). Applies to paged
+    /// lists; with streaming lists configured the informer stays on kube's JSON watcher.
+    pub fn with_protobuf(mut self, decode: Decode<K>) -> Self {
+        self.protobuf = Some(decode);
+        self
+    }
+
     /// Watches forever, re-listing with backoff after errors.
     pub async fn run(mut self) {
         let kind = K::kind(&K::DynamicType::default()).to_string();
         let strip = self.strip;
+        let mut relist = Relist::default();
+        let paged = self.config.initial_list_strategy == InitialListStrategy::ListWatch;
+        if let Some(decode) = self.protobuf.filter(|_| paged) {
+            let source = ProtobufWatch::new(&self.api, self.config.clone(), decode);
+            source
+                .run(|event| self.handle(&kind, &mut relist, event.modify(strip)))
+                .await;
+            return;
+        }
         let stream = watcher(self.api.clone(), self.config.clone())
             .default_backoff()
             .modify(strip);
         futures::pin_mut!(stream);
-        let mut before_relist: Option<Vec<Arc<K>>> = None;
-        let mut listed: HashSet<ObjectRef<K>> = HashSet::new();
         while let Some(event) = stream.next().await {
-            let event = match event {
-                Ok(event) => event,
+            match event {
+                Ok(event) => self.handle(&kind, &mut relist, event),
                 Err(error) => {
                     tracing::warn!(%kind, %error, "watch failed; retrying with backoff");
-                    continue;
                 }
-            };
-            if !self.cache {
-                self.pass_through(&event);
-                continue;
             }
-            match &event {
-                watcher::Event::Apply(obj) => {
-                    let old = self.store.get(&ObjectRef::from_obj(obj));
-                    self.writer.apply_watcher_event(&event);
-                    self.notify(&Change::Applied { old, new: obj });
-                }
-                watcher::Event::Delete(obj) => {
-                    self.writer.apply_watcher_event(&event);
-                    self.notify(&Change::Deleted(obj));
-                }
-                watcher::Event::Init => {
-                    before_relist = Some(self.store.state());
-                    listed.clear();
-                    self.writer.apply_watcher_event(&event);
-                    self.notify(&Change::Relisting);
-                }
-                watcher::Event::InitApply(obj) => {
-                    listed.insert(ObjectRef::from_obj(obj));
-                    self.writer.apply_watcher_event(&event);
-                }
-                watcher::Event::InitDone => {
-                    self.writer.apply_watcher_event(&event);
-                    let removed = before_relist
-                        .take()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|obj| !listed.contains(&ObjectRef::from_obj(obj.as_ref())))
-                        .collect();
-                    listed.clear();
-                    tracing::debug!(%kind, objects = self.store.len(), "cache synced");
-                    self.notify(&Change::Resynced { removed });
-                    self.synced.send_replace(true);
-                }
+        }
+    }
+
+    /// Applies one watcher event to the cache and tells the handlers.
+    fn handle(&mut self, kind: &str, relist: &mut Relist<K>, event: watcher::Event<K>) {
+        if !self.cache {
+            self.pass_through(&event);
+            return;
+        }
+        match &event {
+            watcher::Event::Apply(obj) => {
+                let old = self.store.get(&ObjectRef::from_obj(obj));
+                self.writer.apply_watcher_event(&event);
+                self.notify(&Change::Applied { old, new: obj });
+            }
+            watcher::Event::Delete(obj) => {
+                self.writer.apply_watcher_event(&event);
+                self.notify(&Change::Deleted(obj));
+            }
+            watcher::Event::Init => {
+                relist.before = Some(self.store.state());
+                relist.listed.clear();
+                self.writer.apply_watcher_event(&event);
+                self.notify(&Change::Relisting);
+            }
+            watcher::Event::InitApply(obj) => {
+                relist.listed.insert(ObjectRef::from_obj(obj));
+                self.writer.apply_watcher_event(&event);
+            }
+            watcher::Event::InitDone => {
+                self.writer.apply_watcher_event(&event);
+                let listed = std::mem::take(&mut relist.listed);
+                let removed = relist
+                    .before
+                    .take()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|obj| !listed.contains(&ObjectRef::from_obj(obj.as_ref())))
+                    .collect();
+                tracing::debug!(%kind, objects = self.store.len(), "cache synced");
+                self.notify(&Change::Resynced { removed });
+                self.synced.send_replace(true);
             }
         }
     }

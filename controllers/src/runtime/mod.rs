@@ -5,6 +5,8 @@ pub mod events;
 pub mod informer;
 pub mod leader;
 pub mod metrics;
+pub mod protobuf;
+pub mod protobuf_watch;
 pub mod server;
 pub mod worker;
 pub mod workqueue;

@@ -307,6 +307,87 @@ pub fn decode_list(message: &[u8]) -> Result<ListPage<'_>, WireError> {
     Ok(page)
 }
 
+/// The continue token of a list response from the first bytes of its body, before the items
+/// have arrived: `None` while those bytes do not yet hold the whole `ListMeta`, then
+/// `Some(token)` (empty on the last page). The API server writes a list's metadata before its
+/// items, so the token is known after a few hundred bytes of a megabyte page, and the next
+/// page can be requested while this one is still arriving.
+pub fn leading_continue_token(body: &[u8]) -> Result<Option<String>, WireError> {
+    let Some(inner) = body.strip_prefix(ENVELOPE_PREFIX) else {
+        return if ENVELOPE_PREFIX.starts_with(body) {
+            Ok(None)
+        } else {
+            Err(WireError::NoEnvelope)
+        };
+    };
+    let Some(list) = leading_field(inner, 2)? else {
+        return Ok(None);
+    };
+    let Some(meta) = leading_field(list.available, 1)? else {
+        return Ok(None);
+    };
+    if !meta.complete() {
+        return Ok(None);
+    }
+    for field in fields(meta.available) {
+        if let (3, value) = field? {
+            return Ok(Some(value.string(3)?));
+        }
+    }
+    Ok(Some(String::new()))
+}
+
+/// The part of a length-delimited field that has arrived so far.
+struct PartialField<'a> {
+    available: &'a [u8],
+    declared: usize,
+}
+
+impl PartialField<'_> {
+    fn complete(&self) -> bool {
+        self.available.len() == self.declared
+    }
+}
+
+/// The first length-delimited field `number` of a message whose tail may not have arrived:
+/// `None` if the bytes end before that field's header; the fields before it must be whole.
+fn leading_field(mut message: &[u8], number: u32) -> Result<Option<PartialField<'_>>, WireError> {
+    loop {
+        let mut rest = message;
+        let key = match read_varint(&mut rest) {
+            Ok(key) => key,
+            Err(WireError::Truncated) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        if key & 7 != 2 {
+            // A scalar field before the one wanted: skip it if it has arrived whole.
+            let mut scalar = fields(message);
+            match scalar.read_field() {
+                Ok(_) => message = scalar.rest,
+                Err(WireError::Truncated) => return Ok(None),
+                Err(error) => return Err(error),
+            }
+            continue;
+        }
+        let declared = match read_varint(&mut rest) {
+            Ok(len) => usize::try_from(len).map_err(|_| WireError::Truncated)?,
+            Err(WireError::Truncated) => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let available = &rest[..rest.len().min(declared)];
+        if (key >> 3) as u32 == number {
+            return Ok(Some(PartialField {
+                available,
+                declared,
+            }));
+        }
+        if available.len() < declared {
+            return Ok(None);
+        }
+        message = &rest[declared..];
+    }
+}
+
 /// One event of a protobuf watch stream.
 #[derive(Debug, PartialEq, Eq)]
 pub struct WatchEvent<'a> {
@@ -512,6 +593,34 @@ pub(crate) mod tests {
             assert_eq!(used, whole);
             assert!(cut - used < frames.get(head.len()).map_or(1, |f| f.len() + 4));
         }
+    }
+
+    /// A page of pods captured from kube-apiserver v1.37.2 (its continue token is set).
+    #[test]
+    fn the_continue_token_is_known_from_the_first_bytes_of_a_page() {
+        let body: &[u8] = include_bytes!("../endpoints/testdata/pod-list-page.pb");
+        let page = decode_list(open_envelope(body).unwrap().message).unwrap();
+        assert!(!page.continue_token.is_empty());
+        let mut known_at = None;
+        for cut in 0..=body.len() {
+            match leading_continue_token(&body[..cut]).unwrap() {
+                None => assert!(known_at.is_none(), "the token was lost at {cut}"),
+                Some(token) => {
+                    assert_eq!(token, page.continue_token, "cut at {cut}");
+                    known_at.get_or_insert(cut);
+                }
+            }
+        }
+        let known_at = known_at.expect("the whole page gives its token");
+        assert!(
+            known_at < 400,
+            "known after {known_at} of {} bytes",
+            body.len()
+        );
+        // The last page: a ListMeta without a token.
+        let last = envelope("v1", "PodList", &bytes_field(1, &bytes_field(2, b"77")));
+        assert_eq!(leading_continue_token(&last), Ok(Some(String::new())));
+        assert_eq!(leading_continue_token(b"{}"), Err(WireError::NoEnvelope));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use super::protobuf::{
     ApiFailure, Status, WireError, decode_list, decode_status, decode_watch_event,
-    object_resource_version, open_envelope, split_frames,
+    leading_continue_token, object_resource_version, open_envelope, split_frames,
 };
 
 const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
@@ -50,6 +50,8 @@ enum WatchError {
     EventWithoutVersion(String),
     #[error("unknown watch event type {0:?}")]
     EventType(String),
+    #[error("a page request ended without a response: {0}")]
+    Task(String),
 }
 
 impl From<WireError> for WatchError {
@@ -122,7 +124,10 @@ where
         }
     }
 
-    /// One full list, page by page; returns the version to watch from.
+    /// One full list, page by page; returns the version to watch from. The next page is
+    /// requested as soon as this page's continue token has arrived (the API server writes it
+    /// before the items), so the server prepares page n + 1 while this process reads and
+    /// decodes page n.
     async fn list(
         &self,
         on_event: &mut impl FnMut(watcher::Event<K>),
@@ -130,10 +135,35 @@ where
         on_event(watcher::Event::Init);
         let list_kind = format!("{}List", self.kind);
         let mut params = self.list_params();
+        let mut pending = self.request_page(&params)?;
         loop {
-            let request = self.request.list(&params)?;
-            let body = self.get(request, PROTOBUF).await?;
-            let message = open_envelope(&body)?.expect(&list_kind)?;
+            let response = pending.response().await?;
+            let code = response.status();
+            if !code.is_success() {
+                let body = response.into_body().collect_bytes().await?;
+                return Err(WatchError::from_status(failure_status(
+                    code.as_u16(),
+                    &body,
+                )));
+            }
+            let mut body = response.into_body();
+            let mut buffer: Vec<u8> = Vec::new();
+            let mut next: Option<PageRequest> = None;
+            let mut token_known = false;
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame?.into_data() else {
+                    continue; // trailers
+                };
+                buffer.extend_from_slice(&data);
+                if !token_known && let Some(token) = leading_continue_token(&buffer)? {
+                    token_known = true;
+                    if !token.is_empty() {
+                        params.continue_token = Some(token);
+                        next = Some(self.request_page(&params)?);
+                    }
+                }
+            }
+            let message = open_envelope(&buffer)?.expect(&list_kind)?;
             let page = decode_list(message)?;
             for item in &page.items {
                 on_event(watcher::Event::InitApply((self.decode)(item)?));
@@ -145,8 +175,23 @@ where
                 on_event(watcher::Event::InitDone);
                 return Ok(page.resource_version);
             }
-            params.continue_token = Some(page.continue_token);
+            pending = match next {
+                Some(next) => next,
+                None => {
+                    params.continue_token = Some(page.continue_token);
+                    self.request_page(&params)?
+                }
+            };
         }
+    }
+
+    /// Sends the request for one page of the list now; its response is awaited later.
+    fn request_page(&self, params: &ListParams) -> Result<PageRequest, WatchError> {
+        let request = self.request.list(params)?;
+        let client = self.client.clone();
+        Ok(PageRequest(tokio::spawn(async move {
+            send(&client, request, PROTOBUF).await
+        })))
     }
 
     /// Watches from `version` until the server ends the watch, keeping `version` at the last
@@ -164,9 +209,8 @@ where
             bookmarks: self.config.bookmarks,
             send_initial_events: false,
         };
-        let response = self
-            .send(self.request.watch(&params, version)?, PROTOBUF_WATCH)
-            .await?;
+        let request = self.request.watch(&params, version)?;
+        let response = send(&self.client, request, PROTOBUF_WATCH).await?;
         if !response.status().is_success() {
             let code = response.status().as_u16();
             let body = response.into_body().collect_bytes().await?;
@@ -244,36 +288,36 @@ where
             ..ListParams::default()
         }
     }
+}
 
-    async fn send(
-        &self,
-        request: http::Request<Vec<u8>>,
-        accept: &'static str,
-    ) -> Result<http::Response<Body>, WatchError> {
-        let mut request = request.map(Body::from);
-        request
-            .headers_mut()
-            .insert(ACCEPT, HeaderValue::from_static(accept));
-        Ok(self.client.send(request).await?)
-    }
+/// A page request sent ahead of its use. Dropping it cancels the request, so a list that
+/// failed leaves no page request behind.
+struct PageRequest(tokio::task::JoinHandle<Result<http::Response<Body>, WatchError>>);
 
-    /// A whole response body, or the API server's `Status` as the error.
-    async fn get(
-        &self,
-        request: http::Request<Vec<u8>>,
-        accept: &'static str,
-    ) -> Result<Vec<u8>, WatchError> {
-        let response = self.send(request, accept).await?;
-        let code = response.status();
-        let body = response.into_body().collect_bytes().await?;
-        if !code.is_success() {
-            return Err(WatchError::from_status(failure_status(
-                code.as_u16(),
-                &body,
-            )));
-        }
-        Ok(body.to_vec())
+impl PageRequest {
+    async fn response(&mut self) -> Result<http::Response<Body>, WatchError> {
+        (&mut self.0)
+            .await
+            .map_err(|error| WatchError::Task(error.to_string()))?
     }
+}
+
+impl Drop for PageRequest {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn send(
+    client: &kube::Client,
+    request: http::Request<Vec<u8>>,
+    accept: &'static str,
+) -> Result<http::Response<Body>, WatchError> {
+    let mut request = request.map(Body::from);
+    request
+        .headers_mut()
+        .insert(ACCEPT, HeaderValue::from_static(accept));
+    Ok(client.send(request).await?)
 }
 
 /// The `Status` in an error response: protobuf when the server could encode it so, JSON or

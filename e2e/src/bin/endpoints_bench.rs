@@ -515,6 +515,10 @@ async fn flip_batch(
 enum CacheFill {
     Paged,
     Streaming,
+    /// Paged lists with the pods' pages in protobuf, as `signpost run` lists them; the pods
+    /// are not decoded at all (only each page's continue token is read), so this is the least
+    /// such a list can take.
+    PagedPodsProtobuf,
 }
 
 /// The time a new client takes to fill every cache Signpost keeps, one way.
@@ -546,11 +550,17 @@ async fn cache_fill_time(how: CacheFill) -> anyhow::Result<Duration> {
             }
         }
     }
+    async fn list_pods(client: Client, how: CacheFill) -> anyhow::Result<usize> {
+        match how {
+            CacheFill::PagedPodsProtobuf => list_pods_protobuf(client).await,
+            _ => list_all(Api::<Pod>::all(client), how).await,
+        }
+    }
     let start = Instant::now();
     let client = client().await?;
     futures::try_join!(
         list_all(Api::<Service>::all(client.clone()), how),
-        list_all(Api::<Pod>::all(client.clone()), how),
+        list_pods(client.clone(), how),
         list_all(Api::<EndpointSlice>::all(client.clone()), how),
         list_all(Api::<Endpoints>::all(client.clone()), how),
         list_all(
@@ -561,6 +571,77 @@ async fn cache_fill_time(how: CacheFill) -> anyhow::Result<Duration> {
         list_all(Api::<signpost_crds::DNSRecord>::all(client.clone()), how),
     )?;
     Ok(start.elapsed())
+}
+
+/// Lists every pod in pages of 500 as protobuf and returns the number of pages.
+async fn list_pods_protobuf(client: Client) -> anyhow::Result<usize> {
+    let request = kube::core::Request::new("/api/v1/pods");
+    let mut params = ListParams::default().limit(500);
+    let mut pages = 0;
+    loop {
+        let mut page = request.list(&params)?.map(kube::client::Body::from);
+        page.headers_mut().insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static("application/vnd.kubernetes.protobuf"),
+        );
+        let response = client.send(page).await?;
+        let status = response.status();
+        let body = response.into_body().collect_bytes().await?;
+        if !status.is_success() {
+            bail!("listing pods as protobuf: HTTP {status}");
+        }
+        pages += 1;
+        match protobuf_continue_token(&body).context("reading a protobuf pod list")? {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(pages),
+        }
+    }
+}
+
+/// The continue token of a protobuf list response: `k8s\0`, then the envelope's field 2 (the
+/// list), its field 1 (`ListMeta`), and that one's field 3.
+fn protobuf_continue_token(body: &[u8]) -> anyhow::Result<Option<String>> {
+    /// The first length-delimited field `number` of a message, skipping the others.
+    fn field(mut message: &[u8], number: u64) -> anyhow::Result<Option<&[u8]>> {
+        fn varint(buf: &mut &[u8]) -> anyhow::Result<u64> {
+            let mut value = 0;
+            for shift in (0..64).step_by(7) {
+                let (&byte, rest) = buf.split_first().context("truncated varint")?;
+                *buf = rest;
+                value |= u64::from(byte & 0x7f) << shift;
+                if byte & 0x80 == 0 {
+                    return Ok(value);
+                }
+            }
+            bail!("varint too long")
+        }
+        while !message.is_empty() {
+            let key = varint(&mut message)?;
+            let len = match key & 7 {
+                0 => {
+                    varint(&mut message)?;
+                    continue;
+                }
+                1 => 8,
+                2 => usize::try_from(varint(&mut message)?)?,
+                5 => 4,
+                other => bail!("wire type {other}"),
+            };
+            let value = message.get(..len).context("truncated field")?;
+            message = &message[len..];
+            if key >> 3 == number && key & 7 == 2 {
+                return Ok(Some(value));
+            }
+        }
+        Ok(None)
+    }
+    let inner = body.strip_prefix(b"k8s\0").context("no k8s\\0 prefix")?;
+    let list = field(inner, 2)?.context("no list in the envelope")?;
+    let Some(meta) = field(list, 1)? else {
+        return Ok(None);
+    };
+    let token = field(meta, 3)?.map(|t| String::from_utf8_lossy(t).into_owned());
+    Ok(token.filter(|t| !t.is_empty()))
 }
 
 /// Start to exit of a new process (this program with `--fill-once true`) that fills every
@@ -866,9 +947,15 @@ async fn main() -> anyhow::Result<()> {
     let counters = WriteCounters::start(&ns).await?;
     let (mut cache_list, mut cache_stream, mut cache_list_process, mut ready_after_restart) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut cache_list_protobuf = Vec::new();
     for _ in 0..RESTARTS {
         cache_list.push(cache_fill_time(CacheFill::Paged).await?.as_secs_f64());
         cache_stream.push(cache_fill_time(CacheFill::Streaming).await?.as_secs_f64());
+        cache_list_protobuf.push(
+            cache_fill_time(CacheFill::PagedPodsProtobuf)
+                .await?
+                .as_secs_f64(),
+        );
         cache_list_process.push(fill_in_new_process().await?.as_secs_f64());
         drop(controller);
         let restarted = Instant::now();
@@ -962,10 +1049,12 @@ async fn main() -> anyhow::Result<()> {
         "restarts": RESTARTS,
         "cache_list_s": median(&mut cache_list),
         "cache_stream_s": median(&mut cache_stream),
+        "cache_list_protobuf_s": median(&mut cache_list_protobuf),
         "cache_list_process_s": median(&mut cache_list_process),
         "restart_ready_s": if controller_has_readyz(&o) { serde_json::json!(median(&mut ready_after_restart)) } else { serde_json::Value::Null },
         "cache_list_samples_s": cache_list,
         "cache_stream_samples_s": cache_stream,
+        "cache_list_protobuf_samples_s": cache_list_protobuf,
         "cache_list_process_samples_s": cache_list_process,
         "restart_ready_samples_s": if controller_has_readyz(&o) { serde_json::json!(ready_after_restart) } else { serde_json::Value::Null },
         "restart_slice_writes": restart_slice_writes,

@@ -37,6 +37,7 @@ METRICS = [
     ("Restart, nothing changed: start → ready, median (s)", "restart_ready_s", "{:.3f}", None),
     ("Time to fill what Signpost caches from a new client: paged lists, median (s)", "cache_list_s", "{:.3f}", None),
     ("Time to fill what Signpost caches from a new client: streaming lists, median (s)", "cache_stream_s", "{:.3f}", None),
+    ("Time to fill what Signpost caches from a new client: paged lists, pods as protobuf (not decoded), median (s)", "cache_list_protobuf_s", "{:.3f}", None),
     ("Time for a new process to start and fill the same caches: paged lists, median (s)", "cache_list_process_s", "{:.3f}", None),
     ("CPU seconds: start-up + convergence", "cpu_s_startup", "{:.2f}", None),
     ("CPU seconds: isolated flips", "cpu_s_flips", "{:.2f}", None),
@@ -51,8 +52,11 @@ for r in rows:
     r["latency_p50_over_floor"] = r["latency_p50_ms"] / r["floor_p50_ms"]
     r["latency_p99_over_floor"] = r["latency_p99_ms"] / r["floor_p99_ms"]
     r["restart_writes"] = r.get("restart_slice_writes", 0) + r.get("restart_endpoints_writes", 0)
-    # The caches' fill time: the faster of the two ways a new client can fill them.
-    r["cache_fill_s"] = min(v for v in (r.get("cache_list_s"), r.get("cache_stream_s")) if v is not None)
+    # The caches' fill time: the fastest of the ways a new client can fill them.
+    r["cache_fill_s"] = min(
+        v for v in (r.get("cache_list_s"), r.get("cache_stream_s"), r.get("cache_list_protobuf_s"))
+        if v is not None
+    )
 
 by = {(r["round"], r["controller"]): r for r in rows}
 s1, s2 = by.get((1, "signpost")), by.get((2, "signpost"))
@@ -128,8 +132,8 @@ lines += [
     f"- Signpost p99 ≤ 1.1 × (2 × floor p99 of the same run) = {floor_bound[0]:.1f} / "
     f"{floor_bound[1]:.1f} ms: {'**met**' if floor_ok else '**not met**'} "
     f"({s1['latency_p99_ms']:.1f} / {s2['latency_p99_ms']:.1f} ms).",
-    f"- Signpost ready after a restart ≤ the time to fill its caches (the faster of paged and "
-    f"streaming lists): {'**met**' if ready_ok else '**not met**'} "
+    f"- Signpost ready after a restart ≤ the time to fill its caches (the fastest of paged, "
+    f"streaming, and paged with the pods as protobuf, not decoded): {'**met**' if ready_ok else '**not met**'} "
     f"({fmt('{:.3f}', s1.get('restart_ready_s'))} / {fmt('{:.3f}', s2.get('restart_ready_s'))} s "
     f"vs {s1['cache_fill_s']:.3f} / {s2['cache_fill_s']:.3f} s). kube-controller-manager has no "
     "readiness endpoint that waits for its caches, so it has no figure here.",

@@ -53,9 +53,10 @@ struct Options {
     signpost_bin: String,
     kcm_bin: String,
     admin_kubeconfig: String,
-    /// Only fill the caches once with paged lists and exit: the child process that measures
-    /// what a restart of any process costs before its caches are filled.
-    fill_once: bool,
+    /// Only fill the caches once this way (`paged`: JSON; `protobuf`: the pods as protobuf,
+    /// not decoded) and exit: the child process that measures what a restart of any process
+    /// costs before its caches are filled.
+    fill_once: Option<CacheFill>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -70,7 +71,7 @@ fn options() -> anyhow::Result<Options> {
         signpost_bin: "target/release/signpost".into(),
         kcm_bin: String::new(),
         admin_kubeconfig: String::new(),
-        fill_once: false,
+        fill_once: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -90,7 +91,13 @@ fn options() -> anyhow::Result<Options> {
             "--signpost-bin" => o.signpost_bin = value,
             "--kcm-bin" => o.kcm_bin = value,
             "--admin-kubeconfig" => o.admin_kubeconfig = value,
-            "--fill-once" => o.fill_once = value.parse().context("--fill-once")?,
+            "--fill-once" => {
+                o.fill_once = Some(match value.as_str() {
+                    "paged" => CacheFill::Paged,
+                    "protobuf" => CacheFill::PagedPodsProtobuf,
+                    other => bail!("--fill-once: {other:?} is neither paged nor protobuf"),
+                })
+            }
             other => bail!("unknown flag {other}"),
         }
         i += 2;
@@ -521,6 +528,16 @@ enum CacheFill {
     PagedPodsProtobuf,
 }
 
+impl CacheFill {
+    /// The value of `--fill-once` that fills this way in a child process.
+    fn flag_value(self) -> &'static str {
+        match self {
+            CacheFill::PagedPodsProtobuf => "protobuf",
+            CacheFill::Paged | CacheFill::Streaming => "paged",
+        }
+    }
+}
+
 /// The time a new client takes to fill every cache Signpost keeps, one way.
 async fn cache_fill_time(how: CacheFill) -> anyhow::Result<Duration> {
     async fn list_all<K>(api: Api<K>, how: CacheFill) -> anyhow::Result<usize>
@@ -644,13 +661,13 @@ fn protobuf_continue_token(body: &[u8]) -> anyhow::Result<Option<String>> {
     Ok(token.filter(|t| !t.is_empty()))
 }
 
-/// Start to exit of a new process (this program with `--fill-once true`) that fills every
-/// cache Signpost keeps with paged lists: the fixed cost of starting a process, a client and
-/// its connections included, as in a restart.
-async fn fill_in_new_process() -> anyhow::Result<Duration> {
+/// Start to exit of a new process (this program with `--fill-once`) that fills every cache
+/// Signpost keeps with paged lists (the pods as JSON or as protobuf): the fixed cost of
+/// starting a process, a client and its connections included, as in a restart.
+async fn fill_in_new_process(how: CacheFill) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let status = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["--fill-once", "true"])
+        .args(["--fill-once", how.flag_value()])
         .stdout(Stdio::null())
         .status()
         .await?;
@@ -869,8 +886,8 @@ async fn rollout(ns: &TestNamespace, label: &str, replicas: usize) -> anyhow::Re
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
-    if o.fill_once {
-        cache_fill_time(CacheFill::Paged).await?;
+    if let Some(how) = o.fill_once {
+        cache_fill_time(how).await?;
         return Ok(());
     }
     let client: Client = client().await?;
@@ -947,7 +964,7 @@ async fn main() -> anyhow::Result<()> {
     let counters = WriteCounters::start(&ns).await?;
     let (mut cache_list, mut cache_stream, mut cache_list_process, mut ready_after_restart) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut cache_list_protobuf = Vec::new();
+    let (mut cache_list_protobuf, mut cache_list_protobuf_process) = (Vec::new(), Vec::new());
     for _ in 0..RESTARTS {
         cache_list.push(cache_fill_time(CacheFill::Paged).await?.as_secs_f64());
         cache_stream.push(cache_fill_time(CacheFill::Streaming).await?.as_secs_f64());
@@ -956,7 +973,12 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .as_secs_f64(),
         );
-        cache_list_process.push(fill_in_new_process().await?.as_secs_f64());
+        cache_list_process.push(fill_in_new_process(CacheFill::Paged).await?.as_secs_f64());
+        cache_list_protobuf_process.push(
+            fill_in_new_process(CacheFill::PagedPodsProtobuf)
+                .await?
+                .as_secs_f64(),
+        );
         drop(controller);
         let restarted = Instant::now();
         controller = Controller::start(&o, &cidr, &log)?;
@@ -1051,11 +1073,13 @@ async fn main() -> anyhow::Result<()> {
         "cache_stream_s": median(&mut cache_stream),
         "cache_list_protobuf_s": median(&mut cache_list_protobuf),
         "cache_list_process_s": median(&mut cache_list_process),
+        "cache_list_protobuf_process_s": median(&mut cache_list_protobuf_process),
         "restart_ready_s": if controller_has_readyz(&o) { serde_json::json!(median(&mut ready_after_restart)) } else { serde_json::Value::Null },
         "cache_list_samples_s": cache_list,
         "cache_stream_samples_s": cache_stream,
         "cache_list_protobuf_samples_s": cache_list_protobuf,
         "cache_list_process_samples_s": cache_list_process,
+        "cache_list_protobuf_process_samples_s": cache_list_protobuf_process,
         "restart_ready_samples_s": if controller_has_readyz(&o) { serde_json::json!(ready_after_restart) } else { serde_json::Value::Null },
         "restart_slice_writes": restart_slice_writes,
         "restart_endpoints_writes": restart_endpoints_writes,

@@ -76,27 +76,10 @@ where
     cache: bool,
     synced: tokio::sync::watch::Sender<bool>,
     protobuf: Option<Decode<K>>,
-}
-
-/// What a relist in progress remembers: the cache before it, and what it has listed so far.
-struct Relist<K: Resource>
-where
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    before: Option<Vec<Arc<K>>>,
+    /// During a relist: the cache before it began.
+    before_relist: Option<Vec<Arc<K>>>,
+    /// During a relist: what it has listed so far.
     listed: HashSet<ObjectRef<K>>,
-}
-
-impl<K: Resource> Default for Relist<K>
-where
-    K::DynamicType: std::hash::Hash + Eq + Clone,
-{
-    fn default() -> Self {
-        Self {
-            before: None,
-            listed: HashSet::new(),
-        }
-    }
 }
 
 impl<K> Informer<K>
@@ -120,6 +103,8 @@ where
             cache: true,
             synced: tokio::sync::watch::channel(false).0,
             protobuf: None,
+            before_relist: None,
+            listed: HashSet::new(),
         }
     }
 
@@ -160,15 +145,11 @@ where
 
     /// Watches forever, re-listing with backoff after errors.
     pub async fn run(mut self) {
-        let kind = K::kind(&K::DynamicType::default()).to_string();
         let strip = self.strip;
-        let mut relist = Relist::default();
         let paged = self.config.initial_list_strategy == InitialListStrategy::ListWatch;
         if let Some(decode) = self.protobuf.filter(|_| paged) {
             let source = ProtobufWatch::new(&self.api, self.config.clone(), decode);
-            source
-                .run(|event| self.handle(&kind, &mut relist, event.modify(strip)))
-                .await;
+            source.run(|event| self.handle(event.modify(strip))).await;
             return;
         }
         let stream = watcher(self.api.clone(), self.config.clone())
@@ -177,8 +158,9 @@ where
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(event) => self.handle(&kind, &mut relist, event),
+                Ok(event) => self.handle(event),
                 Err(error) => {
+                    let kind = K::kind(&K::DynamicType::default()).into_owned();
                     tracing::warn!(%kind, %error, "watch failed; retrying with backoff");
                 }
             }
@@ -186,7 +168,7 @@ where
     }
 
     /// Applies one watcher event to the cache and tells the handlers.
-    fn handle(&mut self, kind: &str, relist: &mut Relist<K>, event: watcher::Event<K>) {
+    fn handle(&mut self, event: watcher::Event<K>) {
         if !self.cache {
             self.pass_through(&event);
             return;
@@ -202,25 +184,26 @@ where
                 self.notify(&Change::Deleted(obj));
             }
             watcher::Event::Init => {
-                relist.before = Some(self.store.state());
-                relist.listed.clear();
+                self.before_relist = Some(self.store.state());
+                self.listed.clear();
                 self.writer.apply_watcher_event(&event);
                 self.notify(&Change::Relisting);
             }
             watcher::Event::InitApply(obj) => {
-                relist.listed.insert(ObjectRef::from_obj(obj));
+                self.listed.insert(ObjectRef::from_obj(obj));
                 self.writer.apply_watcher_event(&event);
             }
             watcher::Event::InitDone => {
                 self.writer.apply_watcher_event(&event);
-                let listed = std::mem::take(&mut relist.listed);
-                let removed = relist
-                    .before
+                let listed = std::mem::take(&mut self.listed);
+                let removed = self
+                    .before_relist
                     .take()
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|obj| !listed.contains(&ObjectRef::from_obj(obj.as_ref())))
                     .collect();
+                let kind = K::kind(&K::DynamicType::default()).into_owned();
                 tracing::debug!(%kind, objects = self.store.len(), "cache synced");
                 self.notify(&Change::Resynced { removed });
                 self.synced.send_replace(true);

@@ -292,19 +292,26 @@ pub fn decode_list(message: &[u8]) -> Result<ListPage<'_>, WireError> {
     for field in fields(message) {
         match field? {
             (1, value) => {
-                for meta_field in fields(value.bytes(1)?) {
-                    match meta_field? {
-                        (2, value) => page.resource_version = value.string(2)?,
-                        (3, value) => page.continue_token = value.string(3)?,
-                        _ => {}
-                    }
-                }
+                (page.resource_version, page.continue_token) = decode_list_meta(value.bytes(1)?)?
             }
             (2, value) => page.items.push(value.bytes(2)?),
             _ => {}
         }
     }
     Ok(page)
+}
+
+/// A `ListMeta`'s resource version and continue token (empty when absent).
+fn decode_list_meta(message: &[u8]) -> Result<(String, String), WireError> {
+    let (mut resource_version, mut continue_token) = (String::new(), String::new());
+    for field in fields(message) {
+        match field? {
+            (2, value) => resource_version = value.string(2)?,
+            (3, value) => continue_token = value.string(3)?,
+            _ => {}
+        }
+    }
+    Ok((resource_version, continue_token))
 }
 
 /// The continue token of a list response from the first bytes of its body, before the items
@@ -329,12 +336,8 @@ pub fn leading_continue_token(body: &[u8]) -> Result<Option<String>, WireError> 
     if !meta.complete() {
         return Ok(None);
     }
-    for field in fields(meta.available) {
-        if let (3, value) = field? {
-            return Ok(Some(value.string(3)?));
-        }
-    }
-    Ok(Some(String::new()))
+    let (_, continue_token) = decode_list_meta(meta.available)?;
+    Ok(Some(continue_token))
 }
 
 /// The part of a length-delimited field that has arrived so far.

@@ -53,8 +53,8 @@ struct Options {
     signpost_bin: String,
     kcm_bin: String,
     admin_kubeconfig: String,
-    /// Only fill the caches once this way (`paged`: JSON; `protobuf`: the pods as protobuf,
-    /// not decoded) and exit: the child process that measures what a restart of any process
+    /// Only fill the caches once this way (`paged`, `streaming`: JSON; `protobuf`: paged, the
+    /// pods as protobuf, not decoded) and exit: the child process that measures what a restart of any process
     /// costs before its caches are filled.
     fill_once: Option<CacheFill>,
 }
@@ -94,8 +94,9 @@ fn options() -> anyhow::Result<Options> {
             "--fill-once" => {
                 o.fill_once = Some(match value.as_str() {
                     "paged" => CacheFill::Paged,
+                    "streaming" => CacheFill::Streaming,
                     "protobuf" => CacheFill::PagedPodsProtobuf,
-                    other => bail!("--fill-once: {other:?} is neither paged nor protobuf"),
+                    other => bail!("--fill-once: {other:?} is not paged, streaming or protobuf"),
                 })
             }
             other => bail!("unknown flag {other}"),
@@ -532,8 +533,9 @@ impl CacheFill {
     /// The value of `--fill-once` that fills this way in a child process.
     fn flag_value(self) -> &'static str {
         match self {
+            CacheFill::Paged => "paged",
+            CacheFill::Streaming => "streaming",
             CacheFill::PagedPodsProtobuf => "protobuf",
-            CacheFill::Paged | CacheFill::Streaming => "paged",
         }
     }
 }

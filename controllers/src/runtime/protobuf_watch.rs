@@ -137,16 +137,7 @@ where
         let mut params = self.list_params();
         let mut pending = self.request_page(&params)?;
         loop {
-            let response = pending.response().await?;
-            let code = response.status();
-            if !code.is_success() {
-                let body = response.into_body().collect_bytes().await?;
-                return Err(WatchError::from_status(failure_status(
-                    code.as_u16(),
-                    &body,
-                )));
-            }
-            let mut body = response.into_body();
+            let mut body = successful(pending.response().await?).await?.into_body();
             let mut buffer: Vec<u8> = Vec::new();
             let mut next: Option<PageRequest> = None;
             let mut token_known = false;
@@ -210,12 +201,7 @@ where
             send_initial_events: false,
         };
         let request = self.request.watch(&params, version)?;
-        let response = send(&self.client, request, PROTOBUF_WATCH).await?;
-        if !response.status().is_success() {
-            let code = response.status().as_u16();
-            let body = response.into_body().collect_bytes().await?;
-            return Err(WatchError::from_status(failure_status(code, &body)));
-        }
+        let response = successful(send(&self.client, request, PROTOBUF_WATCH).await?).await?;
         // As kube's watcher: a watch that sends nothing for longer than its own timeout is
         // on a dead connection.
         let idle = Duration::from_secs(u64::from(timeout) + 5);
@@ -318,6 +304,19 @@ async fn send(
         .headers_mut()
         .insert(ACCEPT, HeaderValue::from_static(accept));
     Ok(client.send(request).await?)
+}
+
+/// The response if it succeeded; otherwise the `Status` in its body as the error.
+async fn successful(response: http::Response<Body>) -> Result<http::Response<Body>, WatchError> {
+    let code = response.status();
+    if code.is_success() {
+        return Ok(response);
+    }
+    let body = response.into_body().collect_bytes().await?;
+    Err(WatchError::from_status(failure_status(
+        code.as_u16(),
+        &body,
+    )))
 }
 
 /// The `Status` in an error response: protobuf when the server could encode it so, JSON or

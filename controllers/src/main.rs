@@ -438,11 +438,8 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--metrics-addr {}: cannot listen", args.metrics_addr))?;
     drop(listener);
-    tokio::spawn(server::serve(
-        args.metrics_addr,
-        metrics.clone(),
-        health.clone(),
-    ));
+    server::serve_on_own_thread(args.metrics_addr, metrics.clone(), health.clone())
+        .context("starting the thread that serves /metrics, /healthz and /readyz")?;
     tracing::info!(cidrs = ?settings.service_cidrs, %identity, metrics = %args.metrics_addr, "starting signpost");
 
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);

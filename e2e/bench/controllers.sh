@@ -6,13 +6,13 @@
 # come from one run. For each size, prints a Markdown table and writes it into its own
 # "## Controllers: ..." section of docs/benchmarks.md.
 # Sizes: BENCH_SIZES (default "100x10 200x20": 1,000 and 4,000 pods; `just bench-large` sets
-# "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 5 batches, 50/s),
+# "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 9 batches, 50/s),
 # BENCH_ROLLOUT (default 100 pods).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 sizes="${BENCH_SIZES:-100x10 200x20}"
-flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-5}" rate="${BENCH_RATE:-50}"
+flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-9}" rate="${BENCH_RATE:-50}"
 rollout="${BENCH_ROLLOUT:-100}"
 
 run_bench() {

@@ -65,7 +65,7 @@ fn options() -> anyhow::Result<Options> {
         services: 100,
         pods: 10,
         flips: 300,
-        batches: 5,
+        batches: 9,
         rate: 50.0,
         rollout: 100,
         signpost_bin: "target/release/signpost".into(),
@@ -125,7 +125,7 @@ fn managed_by(controller: &str) -> &'static str {
 const SETTLED_CORES: f64 = 0.3;
 
 /// Restarts with nothing changed per run (each one sample of start → ready).
-const RESTARTS: usize = 5;
+const RESTARTS: usize = 11;
 
 /// The controller process under test.
 struct Controller {

@@ -54,8 +54,8 @@ struct Options {
     kcm_bin: String,
     admin_kubeconfig: String,
     /// Only fill the caches once this way (`paged`, `streaming`: JSON; `protobuf`: paged, the
-    /// pods as protobuf, not decoded) and exit: the child process that measures what a restart of any process
-    /// costs before its caches are filled.
+    /// pods as protobuf, not decoded) and exit: the child process that measures what a
+    /// restart of any process costs before its caches are filled.
     fill_once: Option<CacheFill>,
 }
 
@@ -92,12 +92,9 @@ fn options() -> anyhow::Result<Options> {
             "--kcm-bin" => o.kcm_bin = value,
             "--admin-kubeconfig" => o.admin_kubeconfig = value,
             "--fill-once" => {
-                o.fill_once = Some(match value.as_str() {
-                    "paged" => CacheFill::Paged,
-                    "streaming" => CacheFill::Streaming,
-                    "protobuf" => CacheFill::PagedPodsProtobuf,
-                    other => bail!("--fill-once: {other:?} is not paged, streaming or protobuf"),
-                })
+                o.fill_once = Some(CacheFill::from_flag(&value).with_context(|| {
+                    format!("--fill-once: {value:?} is not paged, streaming or protobuf")
+                })?)
             }
             other => bail!("unknown flag {other}"),
         }
@@ -530,6 +527,19 @@ enum CacheFill {
 }
 
 impl CacheFill {
+    const ALL: [CacheFill; 3] = [
+        CacheFill::Paged,
+        CacheFill::Streaming,
+        CacheFill::PagedPodsProtobuf,
+    ];
+
+    /// The fill a `--fill-once` value names (the inverse of [`CacheFill::flag_value`]).
+    fn from_flag(value: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|fill| fill.flag_value() == value)
+    }
+
     /// The value of `--fill-once` that fills this way in a child process.
     fn flag_value(self) -> &'static str {
         match self {

@@ -44,6 +44,10 @@ pub struct Settings {
     /// Shortest time between two syncs of one Service by the endpoints controller: changes
     /// within it go out together (zero: every change on its own).
     pub endpoint_batch_period: Duration,
+    /// What that time grows to for a Service that keeps changing (doubling per sync that had
+    /// to wait; back to the shortest after a quiet period). At or below
+    /// `endpoint_batch_period`, it never grows.
+    pub endpoint_max_batch_period: Duration,
     /// Only this namespace's Services (used by tests that run many controllers side by side);
     /// `None` for the whole cluster.
     pub namespace: Option<String>,
@@ -67,6 +71,12 @@ pub struct Settings {
 /// has not synced within it syncs at once, so isolated changes never wait.
 pub const DEFAULT_ENDPOINT_BATCH_PERIOD: Duration = Duration::from_millis(100);
 
+/// Default of [`Settings::endpoint_max_batch_period`]: a rollout that lasts seconds costs a
+/// Service about two writes a second instead of ten, and a change in its middle waits at most
+/// half of kube-proxy's own default minimum sync period (1s), so the data plane's limit stays
+/// the larger delay.
+pub const DEFAULT_ENDPOINT_MAX_BATCH_PERIOD: Duration = Duration::from_millis(500);
+
 impl Settings {
     /// Defaults for everything but the CIDRs.
     pub fn new(service_cidrs: Vec<IpNet>) -> Self {
@@ -77,6 +87,7 @@ impl Settings {
             max_endpoints_per_slice: 100,
             repair_interval: Duration::from_secs(60),
             endpoint_batch_period: DEFAULT_ENDPOINT_BATCH_PERIOD,
+            endpoint_max_batch_period: DEFAULT_ENDPOINT_MAX_BATCH_PERIOD,
             namespace: None,
             instance: None,
             workers: 4,
@@ -267,6 +278,7 @@ pub fn start_when(
         EndpointsConfig {
             max_endpoints_per_slice: settings.max_endpoints_per_slice,
             batch_period: settings.endpoint_batch_period,
+            max_batch_period: settings.endpoint_max_batch_period,
             namespace: settings.namespace.clone(),
             workers: settings.workers,
         },

@@ -148,6 +148,12 @@ struct RunArgs {
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_ENDPOINT_BATCH_PERIOD", default_value = "100ms", value_parser = parse_batch_period)]
     endpoint_batch_period: Duration,
 
+    /// Longest time between two endpoint syncs of a Service that keeps changing (e.g. 500ms):
+    /// the time doubles, from --endpoint-batch-period, with each sync that had to wait, and
+    /// falls back after a quiet period; at or below --endpoint-batch-period it never grows.
+    #[arg(long, value_name = "DURATION", env = "SIGNPOST_ENDPOINT_MAX_BATCH_PERIOD", default_value = "500ms", value_parser = parse_batch_period)]
+    endpoint_max_batch_period: Duration,
+
     /// Only manage Services in this namespace (default: all namespaces).
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
@@ -420,6 +426,7 @@ async fn run_controllers(args: RunArgs) -> anyhow::Result<()> {
     settings.max_endpoints_per_slice = usize::from(args.max_endpoints_per_slice);
     settings.repair_interval = args.repair_interval;
     settings.endpoint_batch_period = args.endpoint_batch_period;
+    settings.endpoint_max_batch_period = args.endpoint_max_batch_period;
     settings.namespace = args.namespace.clone();
     settings.streaming_lists = args.streaming_lists;
     settings.pods_protobuf = args.pods_protobuf;

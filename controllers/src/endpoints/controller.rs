@@ -25,7 +25,7 @@ use super::{SlimPod, desired_endpoints, service_selector};
 use crate::ipam::ServiceKey;
 use crate::ipam::controller::key_of;
 use crate::runtime::{
-    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
+    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Spacing, Synced, WorkQueue,
     run_workers,
 };
 
@@ -46,6 +46,8 @@ pub struct EndpointsConfig {
     pub max_endpoints_per_slice: usize,
     /// Shortest time between two syncs of one Service (see [`WorkQueue::with_spacing`]).
     pub batch_period: Duration,
+    /// What the time between two syncs of a Service that keeps changing grows to.
+    pub max_batch_period: Duration,
     /// Only this namespace (tests); `None` for the whole cluster.
     pub namespace: Option<String>,
     /// Concurrent reconciles.
@@ -159,7 +161,10 @@ impl EndpointsController {
                 informers.pods.synced(),
             ],
             state: Mutex::new(State::default()),
-            queue: WorkQueue::with_spacing(config.batch_period),
+            queue: WorkQueue::with_spacing(Spacing {
+                shortest: config.batch_period,
+                longest: config.max_batch_period,
+            }),
             events,
             metrics,
             config,

@@ -5,10 +5,13 @@
 //! so the last change is never lost. Failed keys come back after a per-key exponential backoff.
 //!
 //! A queue made with [`WorkQueue::with_spacing`] also spaces the runs of one key: a key added
-//! within `spacing` of its last run waits out the rest of that interval, collecting every
+//! within its interval of its last run waits out the rest of that interval, collecting every
 //! change made meanwhile into one run. The first change after a quiet period runs at once, so
 //! isolated changes pay nothing, and a burst (a rollout replacing a Service's pods one after
-//! another) costs one run per interval instead of one per event.
+//! another) costs one run per interval instead of one per event. With a [`Spacing`] whose
+//! `longest` is above its `shortest`, the interval of a key that keeps being held doubles per
+//! held run up to `longest`, and falls back to `shortest` once the key has been quiet for a
+//! whole interval: a burst that lasts seconds costs a few runs, not ten a second.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -28,19 +31,67 @@ struct State<K> {
     dirty: HashSet<K>,
     processing: HashSet<K>,
     failures: HashMap<K, u32>,
-    /// When each key was last handed to a worker (only with a spacing).
-    started: HashMap<K, Instant>,
+    /// When each key was last handed to a worker, and its current interval (only with a
+    /// spacing).
+    spaced: HashMap<K, Spaced>,
     shut_down: bool,
 }
 
-/// Above this many remembered start times, the ones older than the spacing are dropped.
-const STARTED_PRUNE_AT: usize = 4096;
+/// One key's spacing state.
+#[derive(Clone, Copy, Debug)]
+struct Spaced {
+    started: Instant,
+    interval: Duration,
+}
+
+impl Spaced {
+    /// Whether the key has been quiet for its whole interval, so its next change runs at once
+    /// and the interval starts again from the shortest.
+    fn is_quiet(&self) -> bool {
+        self.started.elapsed() >= self.interval
+    }
+}
+
+/// Above this many remembered keys, the quiet ones are dropped (forgetting a quiet key is the
+/// same as keeping it: its next change runs at once at the shortest interval).
+const SPACED_PRUNE_AT: usize = 4096;
+
+/// How far apart two runs of one key must be (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spacing {
+    /// The interval after a run that followed a quiet period; zero turns spacing off.
+    pub shortest: Duration,
+    /// The interval a key that is held run after run grows to; at or below `shortest` the
+    /// interval never grows.
+    pub longest: Duration,
+}
+
+impl Spacing {
+    /// No spacing: every add is queued at once.
+    pub const NONE: Spacing = Spacing::fixed(Duration::ZERO);
+
+    /// The same interval whatever the key did before.
+    pub const fn fixed(interval: Duration) -> Self {
+        Self {
+            shortest: interval,
+            longest: interval,
+        }
+    }
+
+    /// The interval after a held run: twice the last, within `shortest..=longest`.
+    fn grown(&self, interval: Duration) -> Duration {
+        interval
+            .saturating_mul(2)
+            .min(self.longest)
+            .max(self.shortest)
+    }
+}
 
 /// Cloneable handle to one queue.
 pub struct WorkQueue<K> {
     state: Arc<Mutex<State<K>>>,
     notify: Arc<Notify>,
-    spacing: Duration,
+    spacing: Spacing,
 }
 
 impl<K> Clone for WorkQueue<K> {
@@ -62,19 +113,19 @@ impl<K: Clone + Eq + Hash + Send + 'static> Default for WorkQueue<K> {
 impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// An empty queue.
     pub fn new() -> Self {
-        Self::with_spacing(Duration::ZERO)
+        Self::with_spacing(Spacing::NONE)
     }
 
-    /// An empty queue that runs one key at most once per `spacing` (see the module docs);
-    /// `Duration::ZERO` is [`WorkQueue::new`].
-    pub fn with_spacing(spacing: Duration) -> Self {
+    /// An empty queue that keeps the runs of one key apart by `spacing` (see the module docs);
+    /// [`Spacing::NONE`] is [`WorkQueue::new`].
+    pub fn with_spacing(spacing: Spacing) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 queue: VecDeque::new(),
                 dirty: HashSet::new(),
                 processing: HashSet::new(),
                 failures: HashMap::new(),
-                started: HashMap::new(),
+                spaced: HashMap::new(),
                 shut_down: false,
             })),
             notify: Arc::new(Notify::new()),
@@ -82,18 +133,25 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
     }
 
-    /// How long `key` must still wait before its next run.
-    fn wait_for(&self, state: &State<K>, key: &K) -> Duration {
-        match state.started.get(key) {
-            Some(started) => self.spacing.saturating_sub(started.elapsed()),
-            None => Duration::ZERO,
+    /// How long `key` must still wait before its next run. A key held now has its interval
+    /// grown for the run after; a quiet key's interval starts again from the shortest.
+    fn hold(&self, state: &mut State<K>, key: &K) -> Duration {
+        let Some(spaced) = state.spaced.get_mut(key) else {
+            return Duration::ZERO;
+        };
+        if spaced.is_quiet() {
+            spaced.interval = self.spacing.shortest;
+            return Duration::ZERO;
         }
+        let wait = spaced.interval.saturating_sub(spaced.started.elapsed());
+        spaced.interval = self.spacing.grown(spaced.interval);
+        wait
     }
 
-    /// Queues a dirty key that is not being processed: now, or once its spacing has passed
+    /// Queues a dirty key that is not being processed: now, or once its interval has passed
     /// (it stays dirty meanwhile, so further adds merge into it).
     fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State<K>>, key: K) {
-        let wait = self.wait_for(&state, &key);
+        let wait = self.hold(&mut state, &key);
         if wait.is_zero() {
             state.queue.push_back(key);
             drop(state);
@@ -152,12 +210,20 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 if let Some(key) = state.queue.pop_front() {
                     state.dirty.remove(&key);
                     state.processing.insert(key.clone());
-                    if !self.spacing.is_zero() {
-                        if state.started.len() >= STARTED_PRUNE_AT {
-                            let spacing = self.spacing;
-                            state.started.retain(|_, t| t.elapsed() < spacing);
+                    if !self.spacing.shortest.is_zero() {
+                        if state.spaced.len() >= SPACED_PRUNE_AT {
+                            state.spaced.retain(|_, spaced| !spaced.is_quiet());
                         }
-                        state.started.insert(key.clone(), Instant::now());
+                        let started = Instant::now();
+                        let shortest = self.spacing.shortest;
+                        state
+                            .spaced
+                            .entry(key.clone())
+                            .and_modify(|spaced| spaced.started = started)
+                            .or_insert(Spaced {
+                                started,
+                                interval: shortest,
+                            });
                     }
                     let more = !state.queue.is_empty();
                     drop(state);
@@ -278,7 +344,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_spaced_key_runs_at_once_after_a_quiet_period_and_merges_a_burst() {
-        let q = WorkQueue::with_spacing(Duration::from_millis(100));
+        let q = WorkQueue::with_spacing(Spacing::fixed(Duration::from_millis(100)));
         let start = tokio::time::Instant::now();
         q.add("svc");
         assert_eq!(q.next().await, Some("svc"), "the first change runs at once");
@@ -310,6 +376,81 @@ mod tests {
         assert!(q.is_empty(), "held until the interval has passed");
         assert_eq!(q.next().await, Some("svc"));
         assert_eq!(began.elapsed(), Duration::from_millis(100));
+    }
+
+    /// Runs one change of "svc" to completion and returns when its run began, from `start`.
+    async fn run_once(q: &WorkQueue<&'static str>, start: tokio::time::Instant) -> Duration {
+        q.add("svc");
+        assert_eq!(q.next().await, Some("svc"));
+        let began = start.elapsed();
+        q.done(&"svc");
+        began
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_held_run_after_run_waits_longer_each_time_up_to_the_longest() {
+        let q = WorkQueue::with_spacing(Spacing {
+            shortest: Duration::from_millis(100),
+            longest: Duration::from_millis(400),
+        });
+        let start = tokio::time::Instant::now();
+        let mut began = Vec::new();
+        for _ in 0..6 {
+            began.push(run_once(&q, start).await.as_millis());
+            // The next change comes 10 ms after each run: a Service in a rollout.
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            began,
+            [0, 100, 300, 700, 1100, 1500],
+            "run start times (ms)"
+        );
+
+        // Quiet for the whole (longest) interval: the next change runs at once and the
+        // interval starts again from the shortest.
+        tokio::time::advance(Duration::from_millis(400)).await;
+        let quiet_end = start.elapsed().as_millis();
+        assert_eq!(run_once(&q, start).await.as_millis(), quiet_end);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), quiet_end + 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fixed_spacing_never_grows() {
+        let q = WorkQueue::with_spacing(Spacing::fixed(Duration::from_millis(100)));
+        let start = tokio::time::Instant::now();
+        let mut began = Vec::new();
+        for _ in 0..4 {
+            began.push(run_once(&q, start).await.as_millis());
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        assert_eq!(began, [0, 100, 200, 300], "run start times (ms)");
+    }
+
+    #[test]
+    fn a_grown_interval_stays_within_its_bounds() {
+        let spacing = Spacing {
+            shortest: Duration::from_millis(100),
+            longest: Duration::from_millis(500),
+        };
+        assert_eq!(
+            spacing.grown(Duration::from_millis(100)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            spacing.grown(Duration::from_millis(400)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(spacing.grown(Duration::ZERO), Duration::from_millis(100));
+        // A longest below the shortest means a fixed interval.
+        let fixed = Spacing {
+            shortest: Duration::from_millis(100),
+            longest: Duration::from_millis(50),
+        };
+        assert_eq!(
+            fixed.grown(Duration::from_millis(100)),
+            Duration::from_millis(100)
+        );
     }
 
     #[tokio::test]

@@ -466,6 +466,97 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
     Ok(())
 }
 
+/// A Service whose pods change without pause for seconds (a rollout) is written a few times
+/// a second, not once per 100 ms batch period, and its slices end current.
+#[tokio::test]
+async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current()
+-> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "ep-burst").await?;
+    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("burst", 10, 8080),
+        )
+        .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service("burst", 80, 8080),
+        )
+        .await?;
+    let names: Vec<String> = ready_pods(&pods, "app=burst", 10)
+        .await?
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect();
+    wait_until("10 ready endpoints", TIMEOUT, || async {
+        let ready = ready_addresses(&our_slices(&slices).await?).len();
+        if ready == 10 {
+            Ok(())
+        } else {
+            Err(format!("{ready} ready"))
+        }
+    })
+    .await?;
+
+    let version = slices
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let counter = tokio::spawn({
+        let slices = slices.clone();
+        async move {
+            count_writes_until_quiet(&slices, Some(MANAGED_BY), &version, Duration::from_secs(2))
+                .await
+        }
+    });
+    // 120 flips 25 ms apart (3 s), each toggling a pod picked by a fixed pseudo-random
+    // sequence (a regular pattern could repeat with the period of the syncs and hide them),
+    // then every pod ready again.
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    let mut ready = vec![true; names.len()];
+    let mut pick: u32 = 12345;
+    for _ in 0..120 {
+        tick.tick().await;
+        pick = pick.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let i = (pick >> 16) as usize % names.len();
+        ready[i] = !ready[i];
+        set_pod_ready(&pods, &names[i], ready[i]).await?;
+    }
+    for (name, _) in names.iter().zip(&ready).filter(|(_, ready)| !**ready) {
+        set_pod_ready(&pods, name, true).await?;
+    }
+    let burst = started.elapsed();
+    wait_until("10 ready endpoints after the burst", TIMEOUT, || async {
+        let ready = ready_addresses(&our_slices(&slices).await?).len();
+        if ready == 10 {
+            Ok(())
+        } else {
+            Err(format!("{ready} ready"))
+        }
+    })
+    .await?;
+    let writes = counter.await??;
+    println!("120 flips of one Service over {burst:?}: {writes} slice writes");
+    // A fixed 100 ms period would write about 30 times in 3 s; growing to 500 ms, about 9.
+    assert!(
+        (2..=15).contains(&writes),
+        "120 flips over {burst:?}: {writes} slice writes, want 2..=15"
+    );
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> anyhow::Result<()> {
     let client = client().await?;

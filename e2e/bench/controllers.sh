@@ -7,13 +7,13 @@
 # "## Controllers: ..." section of docs/benchmarks.md.
 # Sizes: BENCH_SIZES (default "100x10 200x20": 1,000 and 4,000 pods; `just bench-large` sets
 # "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 9 batches, 50/s),
-# BENCH_ROLLOUT (default 100 pods).
+# BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 sizes="${BENCH_SIZES:-100x10 200x20}"
 flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-9}" rate="${BENCH_RATE:-50}"
-rollout="${BENCH_ROLLOUT:-100}"
+rollout="${BENCH_ROLLOUT:-100}" rollouts="${BENCH_ROLLOUTS:-3}"
 
 run_bench() {
   here=e2e/controlplane
@@ -33,7 +33,7 @@ run_bench() {
       for side in signpost kcm; do
         echo "==> ${services} Services × ${pods} pods, round $round: $side" >&2
         ./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
-          --flips "$flips" --batches "$batches" --rate "$rate" --rollout "$rollout" \
+          --flips "$flips" --batches "$batches" --rate "$rate" --rollout "$rollout" --rollouts "$rollouts" \
           --signpost-bin target/release/signpost \
           --kcm-bin "$(bin_dir k8s)/kube-controller-manager" --admin-kubeconfig "$STATE/admin.kubeconfig" \
           | tail -n 1 | sed "s/^{/{\"round\":$round,/" >> "$out"

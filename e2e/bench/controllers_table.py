@@ -31,8 +31,8 @@ METRICS = [
     ("Isolated flips: Endpoints writes per flip", "endpoints_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
     ("Rollout: EndpointSlice writes per replaced pod", "rollout_slice_writes_per_pod", "{:.2f}", ("le_ratio", 1.0)),
     ("Rollout: Endpoints writes per replaced pod", "rollout_endpoints_writes_per_pod", "{:.2f}", ("le_ratio", 1.0)),
-    ("Rollout: restart → Deployment complete (s)", "rollout_complete_s", "{:.2f}", None),
-    ("Rollout: restart → every slice current (s)", "rollout_slices_current_s", "{:.2f}", None),
+    ("Rollout: restart → Deployment complete (s, median)", "rollout_complete_s", "{:.2f}", None),
+    ("Rollout: restart → every slice current (s, median)", "rollout_slices_current_s", "{:.2f}", None),
     ("Restarts, nothing changed: slice + Endpoints writes (all restarts)", "restart_writes", "{:.0f}", ("eq", 0)),
     ("Restart, nothing changed: start → ready, median (s)", "restart_ready_s", "{:.3f}", None),
     ("Time to fill what Signpost caches from a new client: paged lists, median (s)", "cache_list_s", "{:.3f}", None),
@@ -43,7 +43,7 @@ METRICS = [
     ("CPU seconds: start-up + convergence", "cpu_s_startup", "{:.2f}", None),
     ("CPU seconds: isolated flips", "cpu_s_flips", "{:.2f}", None),
     ("CPU seconds: start-up + convergence + flips", "cpu_s_total", "{:.2f}", ("le_ratio", 0.5)),
-    ("CPU seconds: rollout", "cpu_s_rollout", "{:.2f}", None),
+    ("CPU seconds: one rollout (mean)", "cpu_s_rollout", "{:.2f}", None),
     ("Peak RSS (MB)", "peak_rss_mb", "{:.1f}", ("le_ratio", 0.3)),
 ]
 
@@ -95,8 +95,10 @@ lines = [
     f"Workload: {s1['services']} Services × {s1['pods_per_service']} pods "
     f"({s1['services'] * s1['pods_per_service']:,} pods); isolated flips: {s1['batches']} batches "
     f"of {s1['flips']} readiness flips at {s1['rate_per_s']:.0f}/s (not ready, ready, not ready: "
-    f"{s1['batches'] * s1['flips']} samples per run); rollout: a {s1.get('rollout_pods', 0)}-pod "
-    f"Deployment restarted; restarts: the controller stopped and started {s1.get('restarts', 1)} "
+    f"{s1['batches'] * s1['flips']} samples per run); rollout: a "
+    f"{s1.get('rollout_pods', 0) // max(s1.get('rollouts', 1), 1)}-pod Deployment restarted "
+    f"{s1.get('rollouts', 1)} times, one after another (writes summed over all of them, times "
+    "the median); restarts: the controller stopped and started {s1.get('restarts', 1)} "
     "times with nothing changed, each after the same caches were filled from a new client in every way and from two new processes "
     "(medians of those samples). "
     "Flips start once the machine has settled after convergence (under 0.3 busy cores over "

@@ -416,6 +416,39 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_key_changed_every_25ms_for_3s_while_runs_take_15ms_runs_a_few_times() {
+        let q = WorkQueue::with_spacing(Spacing {
+            shortest: Duration::from_millis(100),
+            longest: Duration::from_millis(500),
+        });
+        let start = tokio::time::Instant::now();
+        let worker = tokio::spawn({
+            let q = q.clone();
+            async move {
+                let mut began = Vec::new();
+                while let Some(key) = q.next().await {
+                    began.push(start.elapsed().as_millis());
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    q.done(&key);
+                }
+                began
+            }
+        });
+        for _ in 0..120 {
+            q.add("svc");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        q.shut_down();
+        let began = worker.await.unwrap();
+        assert_eq!(
+            began,
+            [0, 100, 300, 700, 1200, 1700, 2200, 2700, 3200],
+            "run start times (ms)"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_fixed_spacing_never_grows() {
         let q = WorkQueue::with_spacing(Spacing::fixed(Duration::from_millis(100)));
         let start = tokio::time::Instant::now();

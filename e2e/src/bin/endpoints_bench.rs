@@ -5,8 +5,10 @@
 //! 2. isolated flips: `--batches` batches of K readiness flips at a fixed rate (batch 1 turns K
 //!    pods not ready, batch 2 ready again, batch 3 not ready, ...);
 //! 3. a restart with nothing changed: writes after the restart, time until ready;
-//! 4. a rollout: a Deployment of R pods behind a Service is restarted (new pod template):
-//!    writes per replaced pod and the time until every slice is current.
+//! 4. a rollout: a Deployment of R pods behind a Service is restarted (new pod template),
+//!    `--rollouts` times one after another: writes per replaced pod over all of them (so a
+//!    controller that writes a few times per rollout is not measured in units of one write),
+//!    and the median time until every slice is current.
 //!
 //! Measured, all from watches (never from the controller's own logs or metrics):
 //! - the floor: pod status patch → pod watch event (what any controller waits for);
@@ -50,6 +52,7 @@ struct Options {
     batches: usize,
     rate: f64,
     rollout: usize,
+    rollouts: usize,
     signpost_bin: String,
     kcm_bin: String,
     admin_kubeconfig: String,
@@ -68,6 +71,7 @@ fn options() -> anyhow::Result<Options> {
         batches: 9,
         rate: 50.0,
         rollout: 100,
+        rollouts: 3,
         signpost_bin: "target/release/signpost".into(),
         kcm_bin: String::new(),
         admin_kubeconfig: String::new(),
@@ -88,6 +92,7 @@ fn options() -> anyhow::Result<Options> {
             "--batches" => o.batches = value.parse().context("--batches")?,
             "--rate" => o.rate = value.parse().context("--rate")?,
             "--rollout" => o.rollout = value.parse().context("--rollout")?,
+            "--rollouts" => o.rollouts = value.parse().context("--rollouts")?,
             "--signpost-bin" => o.signpost_bin = value,
             "--kcm-bin" => o.kcm_bin = value,
             "--admin-kubeconfig" => o.admin_kubeconfig = value,
@@ -777,7 +782,7 @@ async fn ready_in_slices(
         .collect())
 }
 
-/// What the rollout workload measured.
+/// What one restart of the rollout Deployment measured.
 struct Rollout {
     replaced: usize,
     slice_writes: usize,
@@ -787,12 +792,16 @@ struct Rollout {
 }
 
 /// A Deployment of `replicas` pods behind a Service; once its slices hold every pod, its pod
-/// template changes (as `kubectl rollout restart` does) and every pod is replaced.
-async fn rollout(ns: &TestNamespace, label: &str, replicas: usize) -> anyhow::Result<Rollout> {
+/// template changes (as `kubectl rollout restart` does) `times` times, each once the last
+/// rollout is complete and every slice current.
+async fn rollouts(
+    ns: &TestNamespace,
+    label: &str,
+    replicas: usize,
+    times: usize,
+) -> anyhow::Result<Vec<Rollout>> {
     let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
-    let pods: Api<Pod> = ns.api();
-    let slices: Api<EndpointSlice> = ns.api();
     services
         .create(
             &PostParams::default(),
@@ -805,44 +814,53 @@ async fn rollout(ns: &TestNamespace, label: &str, replicas: usize) -> anyhow::Re
             &signpost_e2e::fixtures::app_deployment("rollout", replicas as i32, 8080),
         )
         .await?;
-    let ready_pods = || ready_pod_ips(&pods, "app=rollout");
-    let ips = |pods: &BTreeMap<String, IpAddr>| {
-        pods.values()
-            .map(ToString::to_string)
-            .collect::<BTreeSet<_>>()
-    };
-    let before = wait_until(
-        "the rollout Service's slices hold every pod",
-        Duration::from_secs(300),
-        || async {
-            let pods = ready_pods().await?;
-            let sliced = ready_in_slices(&slices, label, Some("rollout")).await?;
-            if pods.len() == replicas && sliced == ips(&pods) {
-                Ok(pods)
-            } else {
-                Err(format!(
-                    "{} ready pods, {} in slices",
-                    pods.len(),
-                    sliced.len()
-                ))
-            }
-        },
-    )
-    .await?;
-    let counters = WriteCounters::start(ns).await?;
-    let started = Instant::now();
-    let restart = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
-        "signpost.dev/restarted-at": k8s_openapi::jiff::Timestamp::now().to_string()
-    }}}}});
-    deployments
-        .patch(
-            "rollout",
-            &PatchParams::default(),
-            &Patch::Strategic(&restart),
-        )
-        .await?;
+    let mut pods = wait_for_rollout(ns, label, replicas, None).await?.0;
+    let mut measured = Vec::with_capacity(times);
+    for _ in 0..times {
+        let counters = WriteCounters::start(ns).await?;
+        let started = Instant::now();
+        let restart = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
+            "signpost.dev/restarted-at": k8s_openapi::jiff::Timestamp::now().to_string()
+        }}}}});
+        deployments
+            .patch(
+                "rollout",
+                &PatchParams::default(),
+                &Patch::Strategic(&restart),
+            )
+            .await?;
+        let (after, complete) = wait_for_rollout(ns, label, replicas, Some(started)).await?;
+        let slices_current = started.elapsed();
+        let (slice_writes, endpoints_writes) = counters.finish(Duration::from_secs(2)).await;
+        measured.push(Rollout {
+            replaced: after
+                .keys()
+                .filter(|name| !pods.contains_key(*name))
+                .count(),
+            slice_writes,
+            endpoints_writes,
+            complete_s: complete.unwrap_or(slices_current).as_secs_f64(),
+            slices_current_s: slices_current.as_secs_f64(),
+        });
+        pods = after;
+    }
+    Ok(measured)
+}
+
+/// Waits until the rollout Deployment is complete (all `replicas` updated and ready) and its
+/// Service's slices hold exactly its ready pods; returns those pods and, with `started`, how
+/// long after it the Deployment was first seen complete.
+async fn wait_for_rollout(
+    ns: &TestNamespace,
+    label: &str,
+    replicas: usize,
+    started: Option<Instant>,
+) -> anyhow::Result<(BTreeMap<String, IpAddr>, Option<Duration>)> {
+    let deployments: Api<Deployment> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
     let complete: Mutex<Option<Duration>> = Mutex::new(None);
-    let after = wait_until(
+    let ready = wait_until(
         "the rollout complete and every slice current",
         Duration::from_secs(600),
         || async {
@@ -859,40 +877,31 @@ async fn rollout(ns: &TestNamespace, label: &str, replicas: usize) -> anyhow::Re
             if !done {
                 return Err(format!("deployment status {status:?}"));
             }
-            complete
-                .lock()
-                .unwrap()
-                .get_or_insert_with(|| started.elapsed());
-            let pods = ready_pods().await?;
+            if let Some(started) = started {
+                complete
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| started.elapsed());
+            }
+            let ready = ready_pod_ips(&pods, "app=rollout").await?;
             let sliced = ready_in_slices(&slices, label, Some("rollout")).await?;
-            if pods.len() == replicas && sliced == ips(&pods) {
-                Ok(pods)
+            let ips = ready
+                .values()
+                .map(ToString::to_string)
+                .collect::<BTreeSet<_>>();
+            if ready.len() == replicas && sliced == ips {
+                Ok(ready)
             } else {
                 Err(format!(
                     "{} ready pods, slices hold {} ready",
-                    pods.len(),
+                    ready.len(),
                     sliced.len()
                 ))
             }
         },
     )
     .await?;
-    let slices_current = started.elapsed();
-    let (slice_writes, endpoints_writes) = counters.finish(Duration::from_secs(2)).await;
-    Ok(Rollout {
-        replaced: after
-            .keys()
-            .filter(|name| !before.contains_key(*name))
-            .count(),
-        slice_writes,
-        endpoints_writes,
-        complete_s: complete
-            .into_inner()
-            .unwrap()
-            .unwrap_or(slices_current)
-            .as_secs_f64(),
-        slices_current_s: slices_current.as_secs_f64(),
-    })
+    Ok((ready, complete.into_inner().unwrap()))
 }
 
 #[tokio::main]
@@ -1002,10 +1011,10 @@ async fn main() -> anyhow::Result<()> {
     let (cpu_restart, _) = controller.usage()?;
 
     // 4. A rollout.
-    let rolled = if o.rollout > 0 {
-        Some(rollout(&ns, &label, o.rollout).await?)
+    let rolled = if o.rollout > 0 && o.rollouts > 0 {
+        rollouts(&ns, &label, o.rollout, o.rollouts).await?
     } else {
-        None
+        Vec::new()
     };
     let (cpu_second, rss_second) = controller.usage()?;
 
@@ -1097,14 +1106,24 @@ async fn main() -> anyhow::Result<()> {
         "restart_endpoints_writes": restart_endpoints_writes,
         "cpu_s_restart": cpu_restart,
     });
-    if let Some(r) = rolled {
+    if !rolled.is_empty() {
+        let replaced: usize = rolled.iter().map(|r| r.replaced).sum();
+        let slice_writes: usize = rolled.iter().map(|r| r.slice_writes).sum();
+        let endpoints_writes: usize = rolled.iter().map(|r| r.endpoints_writes).sum();
+        let mut complete: Vec<f64> = rolled.iter().map(|r| r.complete_s).collect();
+        let mut current: Vec<f64> = rolled.iter().map(|r| r.slices_current_s).collect();
         let extra = serde_json::json!({
-            "rollout_pods": r.replaced,
-            "rollout_slice_writes_per_pod": r.slice_writes as f64 / r.replaced.max(1) as f64,
-            "rollout_endpoints_writes_per_pod": r.endpoints_writes as f64 / r.replaced.max(1) as f64,
-            "rollout_complete_s": r.complete_s,
-            "rollout_slices_current_s": r.slices_current_s,
-            "cpu_s_rollout": cpu_second - cpu_restart,
+            "rollouts": rolled.len(),
+            "rollout_pods": replaced,
+            "rollout_slice_writes": slice_writes,
+            "rollout_endpoints_writes": endpoints_writes,
+            "rollout_slice_writes_per_pod": slice_writes as f64 / replaced.max(1) as f64,
+            "rollout_endpoints_writes_per_pod": endpoints_writes as f64 / replaced.max(1) as f64,
+            "rollout_complete_s": median(&mut complete),
+            "rollout_slices_current_s": median(&mut current),
+            "rollout_complete_samples_s": complete,
+            "rollout_slices_current_samples_s": current,
+            "cpu_s_rollout": (cpu_second - cpu_restart) / rolled.len() as f64,
         });
         report
             .as_object_mut()

@@ -352,27 +352,51 @@ where
     Ok(writes)
 }
 
+/// A Deployment of `replicas` pods labelled `app=<name>` and a Service selecting them.
+async fn deploy_app(ns: &TestNamespace, name: &str, replicas: i32) -> anyhow::Result<()> {
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment(name, replicas, 8080),
+        )
+        .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service(name, 80, 8080),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Starts counting writes to our slices from the current resource version; the task ends
+/// once two seconds pass without one.
+async fn count_our_slice_writes_from_now(
+    slices: &Api<EndpointSlice>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<usize>>> {
+    let version = slices
+        .list(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
+    let slices = slices.clone();
+    Ok(tokio::spawn(async move {
+        count_writes_until_quiet(&slices, Some(MANAGED_BY), &version, Duration::from_secs(2)).await
+    }))
+}
+
 #[tokio::test]
 async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow::Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ep-250").await?;
     let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
     let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("big", 250, 8080),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("big", 80, 8080),
-        )
-        .await?;
+    deploy_app(&ns, "big", 250).await?;
     let ready = ready_pods(&pods, "app=big", 250).await?;
     let list = wait_until(
         "250 ready endpoints in 3 slices",
@@ -394,20 +418,8 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
     assert_eq!(list.len(), 3, "250 endpoints at 100 per slice");
     assert!(list.iter().all(|s| endpoints_of(s).len() <= 100));
 
-    let version = slices
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
     let victim = ready[17].name_any();
-    let counter = tokio::spawn({
-        let slices = slices.clone();
-        async move {
-            count_writes_until_quiet(&slices, Some(MANAGED_BY), &version, Duration::from_secs(2))
-                .await
-        }
-    });
+    let counter = count_our_slice_writes_from_now(&slices).await?;
     set_pod_ready(&pods, &victim, false).await?;
     let writes = counter.await??;
     assert_eq!(
@@ -474,22 +486,9 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ep-burst").await?;
     let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("burst", 10, 8080),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("burst", 80, 8080),
-        )
-        .await?;
+    deploy_app(&ns, "burst", 10).await?;
     let names: Vec<String> = ready_pods(&pods, "app=burst", 10)
         .await?
         .iter()
@@ -505,19 +504,7 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
     })
     .await?;
 
-    let version = slices
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
-    let counter = tokio::spawn({
-        let slices = slices.clone();
-        async move {
-            count_writes_until_quiet(&slices, Some(MANAGED_BY), &version, Duration::from_secs(2))
-                .await
-        }
-    });
+    let counter = count_our_slice_writes_from_now(&slices).await?;
     // 120 flips 25 ms apart (3 s), each toggling a pod picked by a fixed pseudo-random
     // sequence (a regular pattern could repeat with the period of the syncs and hide them),
     // then every pod ready again.

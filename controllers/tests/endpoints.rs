@@ -352,25 +352,6 @@ where
     Ok(writes)
 }
 
-/// A Deployment of `replicas` pods labelled `app=<name>` and a Service selecting them.
-async fn deploy_app(ns: &TestNamespace, name: &str, replicas: i32) -> anyhow::Result<()> {
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment(name, replicas, 8080),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service(name, 80, 8080),
-        )
-        .await?;
-    Ok(())
-}
-
 /// Starts counting writes to our slices from the current resource version; the task ends
 /// once two seconds pass without one.
 async fn count_our_slice_writes_from_now(
@@ -396,7 +377,7 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
     let deployments: Api<Deployment> = ns.api();
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
-    deploy_app(&ns, "big", 250).await?;
+    ns.create_app("big", 250).await?;
     let ready = ready_pods(&pods, "app=big", 250).await?;
     let list = wait_until(
         "250 ready endpoints in 3 slices",
@@ -488,7 +469,7 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
     let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
-    deploy_app(&ns, "burst", 10).await?;
+    ns.create_app("burst", 10).await?;
     let names: Vec<String> = ready_pods(&pods, "app=burst", 10)
         .await?
         .iter()

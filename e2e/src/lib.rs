@@ -89,6 +89,28 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
+    /// A Deployment of `replicas` pods labelled `app=<name>` (container port 8080) and a
+    /// ClusterIP Service selecting them on port 80: the usual workload behind a Service.
+    pub async fn create_app(&self, name: &str, replicas: i32) -> anyhow::Result<()> {
+        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = self.api();
+        let services: Api<Service> = self.api();
+        deployments
+            .create(
+                &PostParams::default(),
+                &fixtures::app_deployment(name, replicas, 8080),
+            )
+            .await
+            .with_context(|| format!("creating Deployment {}/{name}", self.name))?;
+        services
+            .create(
+                &PostParams::default(),
+                &fixtures::app_service(name, 80, 8080),
+            )
+            .await
+            .with_context(|| format!("creating Service {}/{name}", self.name))?;
+        Ok(())
+    }
+
     /// Deletes the namespace (and so everything in it); does not wait.
     pub async fn delete(self) -> anyhow::Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());

@@ -801,19 +801,7 @@ async fn rollouts(
     times: usize,
 ) -> anyhow::Result<Vec<Rollout>> {
     let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
-    services
-        .create(
-            &PostParams::default(),
-            &signpost_e2e::fixtures::app_service("rollout", 80, 8080),
-        )
-        .await?;
-    deployments
-        .create(
-            &PostParams::default(),
-            &signpost_e2e::fixtures::app_deployment("rollout", replicas as i32, 8080),
-        )
-        .await?;
+    ns.create_app("rollout", replicas as i32).await?;
     let mut pods = wait_for_rollout(ns, label, replicas, None).await?.0;
     let mut measured = Vec::with_capacity(times);
     for _ in 0..times {

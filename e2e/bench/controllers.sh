@@ -3,17 +3,22 @@
 # fixed rate; a restart with nothing changed; a 100-pod Deployment rollout) against Signpost and
 # against kube-controller-manager running only its endpoint controllers, one after the other on
 # the same control plane, each twice (s, k, s, k), so the ratios and the run-to-run agreement
-# come from one run. For each size, prints a Markdown table and writes it into its own
+# come from one run. Then, per round, the isolated flips once more with the two taking turns
+# batch by batch on one workload (`--controller alternating`), so both are measured under the
+# same load. For each size, prints a Markdown table and writes it into its own
 # "## Controllers: ..." section of docs/benchmarks.md.
 # Sizes: BENCH_SIZES (default "100x10 200x20": 1,000 and 4,000 pods; `just bench-large` sets
 # "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 9 batches, 50/s),
-# BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment).
+# BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment),
+# BENCH_ALTERNATING_MAX_PODS (default 5000: larger sizes skip the alternating flips, where
+# kube-controller-manager's start and catch-up before each of its turns take minutes).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 sizes="${BENCH_SIZES:-100x10 200x20}"
 flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-9}" rate="${BENCH_RATE:-50}"
 rollout="${BENCH_ROLLOUT:-100}" rollouts="${BENCH_ROLLOUTS:-3}"
+alternating_max_pods="${BENCH_ALTERNATING_MAX_PODS:-5000}"
 
 run_bench() {
   here=e2e/controlplane
@@ -29,8 +34,10 @@ run_bench() {
     out="target/bench/controllers-${size}.jsonl"
     mkdir -p target/bench
     : > "$out"
+    sides="signpost kcm"
+    (( services * pods <= alternating_max_pods )) && sides+=" alternating"
     for round in 1 2; do
-      for side in signpost kcm; do
+      for side in $sides; do
         echo "==> ${services} Services × ${pods} pods, round $round: $side" >&2
         ./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
           --flips "$flips" --batches "$batches" --rate "$rate" --rollout "$rollout" --rollouts "$rollouts" \

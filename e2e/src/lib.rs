@@ -265,6 +265,16 @@ pub fn unique_cidr(prefix_len: u8) -> String {
 /// controller may take its time over the rest, and a test's leader-election Lease lives in the
 /// namespace, so a leader could lose its lease (and stop) before its Services were deleted.
 pub async fn delete_namespace_and_claims(client: &Client, ns: TestNamespace) -> anyhow::Result<()> {
+    delete_namespace_and_claims_within(client, ns, Duration::from_secs(60)).await
+}
+
+/// [`delete_namespace_and_claims`] with a deadline of its own for the claims' release, for
+/// namespaces of many Services (a benchmark's).
+pub async fn delete_namespace_and_claims_within(
+    client: &Client,
+    ns: TestNamespace,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let name = ns.name.clone();
     let services: Api<Service> = ns.api();
     services
@@ -274,7 +284,7 @@ pub async fn delete_namespace_and_claims(client: &Client, ns: TestNamespace) -> 
     let selector = format!("signpost.dev/service-namespace={name}");
     wait_until(
         "claims of the namespace's deleted Services released",
-        Duration::from_secs(60),
+        timeout,
         || async {
             let left = claims
                 .list(&kube::api::ListParams::default().labels(&selector))

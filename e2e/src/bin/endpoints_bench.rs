@@ -17,8 +17,11 @@
 //! - EndpointSlice and Endpoints writes (watch events);
 //! - CPU seconds and peak RSS of the controller process, from /proc.
 //!
+//! `--controller alternating` measures only the isolated flips, with the two controllers taking
+//! turns batch by batch on one workload (see [`alternating_flips`]).
+//!
 //! Prints one JSON object on stdout. Usage:
-//! `endpoints-bench --controller signpost|kcm --services 100 --pods 10 --flips 300 --rate 50`
+//! `endpoints-bench --controller signpost|kcm|alternating --services 100 --pods 10 --flips 300 --rate 50`
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -39,8 +42,8 @@ use kube::{Api, Client, ResourceExt};
 use signpost_e2e::process::free_port;
 use signpost_e2e::procfs;
 use signpost_e2e::{
-    TestNamespace, client, install_crds, pod_is_ready, ready_pod_ips, set_pod_ready, unique_cidr,
-    wait_until,
+    TestNamespace, client, delete_namespace_and_claims_within, install_crds, pod_is_ready,
+    ready_pod_ips, set_pod_ready, unique_cidr, wait_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -105,8 +108,8 @@ fn options() -> anyhow::Result<Options> {
         }
         i += 2;
     }
-    if !matches!(o.controller.as_str(), "signpost" | "kcm") {
-        bail!("--controller must be signpost or kcm");
+    if !matches!(o.controller.as_str(), "signpost" | "kcm" | "alternating") {
+        bail!("--controller must be signpost, kcm or alternating");
     }
     if o.flips > o.services * o.pods {
         bail!("--flips must not exceed services × pods (each flip changes a distinct pod)");
@@ -114,20 +117,25 @@ fn options() -> anyhow::Result<Options> {
     Ok(o)
 }
 
-/// The `managed-by` label value of the slices each controller writes.
-fn managed_by(controller: &str) -> &'static str {
-    match controller {
+/// The label selector of the slices each controller writes (by their `managed-by` label).
+fn slices_of(controller: &str) -> String {
+    let manager = match controller {
         "signpost" => "endpointslice-controller.signpost.dev",
         _ => "endpointslice-controller.k8s.io",
-    }
+    };
+    format!("endpointslice.kubernetes.io/managed-by={manager}")
 }
 
 /// Busy cores below which the machine counts as settled before the flips (of 2 here; an idle
 /// control plane with a watching controller keeps about 0.1 busy).
 const SETTLED_CORES: f64 = 0.3;
 
-/// Restarts with nothing changed per run (each one sample of start → ready).
-const RESTARTS: usize = 11;
+/// Restarts with nothing changed per run (each one sample of start → ready): 21 up to 5,000
+/// pods, where a sample is ~0.1 s and its spread is a third of it, so the median needs many;
+/// 11 above, where each restart and its fills take tens of seconds.
+fn restarts(o: &Options) -> usize {
+    if o.services * o.pods <= 5000 { 21 } else { 11 }
+}
 
 /// The controller process under test.
 struct Controller {
@@ -140,10 +148,11 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(o: &Options, cidr: &str, log: &str) -> anyhow::Result<Self> {
+    /// Starts `which` (`signpost` or `kcm`), logging to `log`.
+    fn start(o: &Options, which: &str, cidr: &str, log: &str) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(log)?;
         let port = free_port()?.to_string();
-        let (child, readyz) = match o.controller.as_str() {
+        let (child, readyz) = match which {
             "signpost" => (
                 Command::new(&o.signpost_bin)
                     .args(["run", "--service-cidr", cidr, "--leader-elect=false"])
@@ -435,6 +444,47 @@ struct Batch {
     own: Vec<f64>,
     slice_writes: usize,
     endpoints_writes: usize,
+}
+
+/// The batches of one controller's isolated flips, gathered.
+#[derive(Default)]
+struct Flips {
+    floor: Vec<f64>,
+    latency: Vec<f64>,
+    own: Vec<f64>,
+    slice_writes: usize,
+    endpoints_writes: usize,
+    /// CPU seconds of the controller process during the batches (only the alternating mode
+    /// measures it per batch; a controller that ran every batch is measured around all of them).
+    cpu_s: f64,
+}
+
+impl Flips {
+    fn add(&mut self, batch: Batch) {
+        self.floor.extend(batch.floor);
+        self.latency.extend(batch.latency);
+        self.own.extend(batch.own);
+        self.slice_writes += batch.slice_writes;
+        self.endpoints_writes += batch.endpoints_writes;
+    }
+
+    /// Percentiles (ms) and writes per flip, under the report's keys.
+    fn summary(mut self) -> serde_json::Value {
+        for samples in [&mut self.floor, &mut self.latency, &mut self.own] {
+            samples.sort_by(f64::total_cmp);
+        }
+        let flips = self.latency.len().max(1) as f64;
+        serde_json::json!({
+            "floor_p50_ms": percentile(&self.floor, 50.0),
+            "floor_p99_ms": percentile(&self.floor, 99.0),
+            "latency_p50_ms": percentile(&self.latency, 50.0),
+            "latency_p99_ms": percentile(&self.latency, 99.0),
+            "own_p50_ms": percentile(&self.own, 50.0),
+            "own_p99_ms": percentile(&self.own, 99.0),
+            "slice_writes_per_flip": self.slice_writes as f64 / flips,
+            "endpoints_writes_per_flip": self.endpoints_writes as f64 / flips,
+        })
+    }
 }
 
 async fn flip_batch(
@@ -892,6 +942,176 @@ async fn wait_for_rollout(
     Ok((ready, complete.into_inner().unwrap()))
 }
 
+/// The pods the isolated flips change: K distinct pods taken round robin over the Services (pod
+/// 0 of every Service, then pod 1, ...), so consecutive flips concern different Services and
+/// each Service sees one flip per `services / rate` seconds: every flip is a change on its own.
+/// Each is (pod name, pod IP).
+fn flip_targets(o: &Options, ip_of: &HashMap<String, String>) -> Vec<(String, String)> {
+    (0..o.flips)
+        .map(|i| {
+            let name = format!("svc-{}-pod-{}", i % o.services, i / o.services);
+            let ip = ip_of[&name].clone();
+            (name, ip)
+        })
+        .collect()
+}
+
+/// Adds the keys of `extra` (a JSON object) to `report` (one too).
+fn extend(report: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(report), serde_json::Value::Object(extra)) = (report.as_object_mut(), extra) {
+        report.extend(extra);
+    }
+}
+
+/// Deletes the benchmark's namespace and waits until it is gone, so the next run does not see
+/// its pods. The Services go first while `controller` still runs, so a Signpost controller
+/// releases their addresses (the namespace controller may take minutes over 20,000 pods before
+/// it gets to them); then the controller stops.
+async fn delete_workload(
+    client: &Client,
+    ns: TestNamespace,
+    controller: Controller,
+) -> anyhow::Result<()> {
+    let ns_name = ns.name.clone();
+    delete_namespace_and_claims_within(client, ns, Duration::from_secs(600)).await?;
+    drop(controller);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    wait_until(
+        "the benchmark namespace deleted",
+        Duration::from_secs(1200),
+        || async {
+            match namespaces.get_opt(&ns_name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(format!("{ns_name} still terminating")),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the slices labelled `label` and the namespace's Endpoints (one per Service)
+/// hold exactly the ready pods: a controller started on a changed workload has caught up.
+async fn wait_caught_up(
+    ns: &TestNamespace,
+    controller: &Controller,
+    label: &str,
+    services: usize,
+) -> anyhow::Result<()> {
+    let pods: Api<Pod> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    let endpoints: Api<Endpoints> = ns.api();
+    wait_until(
+        "the started controller's slices and Endpoints current",
+        Duration::from_secs(900),
+        || async {
+            controller.alive()?;
+            let ready: BTreeSet<String> = ready_pod_ips(&pods, "app")
+                .await?
+                .values()
+                .map(ToString::to_string)
+                .collect();
+            let sliced = ready_in_slices(&slices, label, None).await?;
+            let listed = endpoints
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let in_endpoints: BTreeSet<String> = listed
+                .items
+                .iter()
+                .flat_map(|e| e.subsets.iter().flatten())
+                .flat_map(|s| s.addresses.iter().flatten())
+                .map(|a| a.ip.clone())
+                .collect();
+            if sliced == ready && in_endpoints == ready && listed.items.len() == services {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} ready pods; slices hold {} of them, {} Endpoints hold {}",
+                    ready.len(),
+                    sliced.len(),
+                    listed.items.len(),
+                    in_endpoints.len()
+                ))
+            }
+        },
+    )
+    .await
+}
+
+/// The two controllers in one run, in the order batch by batch (S K K S S K K S ...): the
+/// second of each pair follows the first under the same machine load, and each side leads
+/// half the pairs.
+const ALTERNATION: [&str; 4] = ["signpost", "kcm", "kcm", "signpost"];
+
+/// Isolated flips on one workload with the two controllers taking turns, batch by batch: the
+/// controller whose turn it is runs alone (the other is stopped), so the two are measured
+/// seconds apart under the same load, where separate runs are minutes apart on a shared
+/// machine whose floor moves between them. Before each turn the namespace's Endpoints are
+/// deleted (each controller leaves another's Endpoints alone, and both must write theirs per
+/// flip) and the starting controller catches up on the other's flips; only then does its
+/// batch start. Both controllers' slices stay (each keeps only its own), so each turn starts
+/// from the same objects. Returns, per controller, the same flip figures as a separate run
+/// plus its CPU seconds during its own batches.
+async fn alternating_flips(o: &Options, client: &Client) -> anyhow::Result<serde_json::Value> {
+    let ns = TestNamespace::create(client, "bench-alternating").await?;
+    let endpoints: Api<Endpoints> = ns.api();
+    let cidr = unique_cidr(16);
+    let ip_of = create_workload(&ns, o).await?;
+    let targets = flip_targets(o, &ip_of);
+    let mut flips: BTreeMap<&str, Flips> = BTreeMap::new();
+    let mut controller = None;
+    for batch in 0..2 * o.batches {
+        let which = ALTERNATION[batch % ALTERNATION.len()];
+        drop(controller.take());
+        endpoints
+            .delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await?;
+        let log = format!("target/bench-{which}-{}.log", std::process::id());
+        let running = Controller::start(o, which, &cidr, &log)?;
+        let label = slices_of(which);
+        wait_caught_up(&ns, &running, &label, o.services).await?;
+        WriteCounters::start(&ns)
+            .await?
+            .finish(Duration::from_secs(2))
+            .await;
+        procfs::wait_machine_settled(SETTLED_CORES, Duration::from_secs(60)).await?;
+        let (cpu_before, _) = running.usage()?;
+        let b = flip_batch(&ns, &label, &targets, batch % 2 == 1, o.rate).await?;
+        let (cpu_after, _) = running.usage()?;
+        let side = flips.entry(which).or_default();
+        side.add(b);
+        side.cpu_s += cpu_after - cpu_before;
+        controller = Some(running);
+    }
+    // Signpost must run while the namespace goes, to release its addresses.
+    let last = controller.take();
+    let signpost = match last {
+        Some(c) if ALTERNATION[(2 * o.batches - 1) % ALTERNATION.len()] == "signpost" => c,
+        other => {
+            drop(other);
+            let log = format!("target/bench-signpost-{}.log", std::process::id());
+            Controller::start(o, "signpost", &cidr, &log)?
+        }
+    };
+    delete_workload(client, ns, signpost).await?;
+    let mut report = serde_json::json!({
+        "controller": "alternating",
+        "services": o.services,
+        "pods_per_service": o.pods,
+        "flips": targets.len(),
+        "batches": o.batches,
+        "rate_per_s": o.rate,
+    });
+    for (which, side) in flips {
+        let cpu = side.cpu_s;
+        let mut summary = side.summary();
+        extend(&mut summary, serde_json::json!({ "cpu_s_flips": cpu }));
+        extend(&mut report, serde_json::json!({ (which): summary }));
+    }
+    Ok(report)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = options()?;
@@ -901,20 +1121,21 @@ async fn main() -> anyhow::Result<()> {
     }
     let client: Client = client().await?;
     install_crds(&client).await?;
+    if o.controller == "alternating" {
+        println!("{}", alternating_flips(&o, &client).await?);
+        return Ok(());
+    }
     let ns = TestNamespace::create(&client, &format!("bench-{}", o.controller)).await?;
     let slices: Api<EndpointSlice> = ns.api();
     let total = o.services * o.pods;
     let cidr = unique_cidr(16);
-    let label = format!(
-        "endpointslice.kubernetes.io/managed-by={}",
-        managed_by(&o.controller)
-    );
+    let label = slices_of(&o.controller);
 
     // 1. Convergence from empty: the workload exists before the controller starts.
     let ip_of = create_workload(&ns, &o).await?;
     let log = format!("target/bench-{}-{}.log", o.controller, std::process::id());
     let started = Instant::now();
-    let mut controller = Controller::start(&o, &cidr, &log)?;
+    let mut controller = Controller::start(&o, &o.controller, &cidr, &log)?;
     let converge = wait_until(
         "every Service's slices complete",
         Duration::from_secs(900),
@@ -945,24 +1166,12 @@ async fn main() -> anyhow::Result<()> {
     // 2. Isolated flips: K distinct pods taken round robin over the Services (pod 0 of every
     //    Service, then pod 1, ...), so consecutive flips concern different Services and each
     //    Service sees one flip per `services / rate` seconds: every flip is a change on its own.
-    let targets: Vec<(String, String)> = (0..o.flips)
-        .map(|i| {
-            let name = format!("svc-{}-pod-{}", i % o.services, i / o.services);
-            let ip = ip_of[&name].clone();
-            (name, ip)
-        })
-        .collect();
-    let (mut floor, mut latency, mut own) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut slice_writes, mut endpoints_writes) = (0, 0);
+    let targets = flip_targets(&o, &ip_of);
+    let mut flips = Flips::default();
     let flips_start = Instant::now();
     for batch in 0..o.batches {
         let ready = batch % 2 == 1;
-        let b = flip_batch(&ns, &label, &targets, ready, o.rate).await?;
-        floor.extend(b.floor);
-        latency.extend(b.latency);
-        own.extend(b.own);
-        slice_writes += b.slice_writes;
-        endpoints_writes += b.endpoints_writes;
+        flips.add(flip_batch(&ns, &label, &targets, ready, o.rate).await?);
     }
     let flips_done = flips_start.elapsed();
     let (cpu_after_flips, rss_first) = controller.usage()?;
@@ -974,7 +1183,7 @@ async fn main() -> anyhow::Result<()> {
     let (mut cache_list, mut cache_stream, mut cache_list_process, mut ready_after_restart) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut cache_list_protobuf, mut cache_list_protobuf_process) = (Vec::new(), Vec::new());
-    for _ in 0..RESTARTS {
+    for _ in 0..restarts(&o) {
         cache_list.push(cache_fill_time(CacheFill::Paged).await?.as_secs_f64());
         cache_stream.push(cache_fill_time(CacheFill::Streaming).await?.as_secs_f64());
         cache_list_protobuf.push(
@@ -990,7 +1199,7 @@ async fn main() -> anyhow::Result<()> {
         );
         drop(controller);
         let restarted = Instant::now();
-        controller = Controller::start(&o, &cidr, &log)?;
+        controller = Controller::start(&o, &o.controller, &cidr, &log)?;
         controller.wait_ready().await?;
         ready_after_restart.push(restarted.elapsed().as_secs_f64());
     }
@@ -1006,54 +1215,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let (cpu_second, rss_second) = controller.usage()?;
 
-    // Delete while the controller still runs, so Signpost releases the namespace's addresses:
-    // the Services first (the namespace controller may take minutes over 20,000 pods first).
-    let ns_name = ns.name.clone();
-    let services: Api<Service> = ns.api();
-    services
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await?;
-    let claims: Api<signpost_crds::ServiceIP> = Api::all(client.clone());
-    let of_namespace = format!("{}={ns_name}", signpost_e2e::SERVICE_NAMESPACE_LABEL);
-    wait_until(
-        "the benchmark's addresses released",
-        Duration::from_secs(600),
-        || async {
-            let left = claims
-                .list_metadata(&ListParams::default().labels(&of_namespace))
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .len();
-            if left == 0 {
-                Ok(())
-            } else {
-                Err(format!("{left} claims left"))
-            }
-        },
-    )
-    .await?;
-    ns.delete().await?;
-    drop(controller);
-    // The next run must not see this one's pods: wait until the namespace is gone.
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    wait_until(
-        "the benchmark namespace deleted",
-        Duration::from_secs(1200),
-        || async {
-            match namespaces.get_opt(&ns_name).await {
-                Ok(None) => Ok(()),
-                Ok(Some(_)) => Err(format!("{ns_name} still terminating")),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await?;
+    delete_workload(&client, ns, controller).await?;
 
-    floor.sort_by(f64::total_cmp);
-    latency.sort_by(f64::total_cmp);
-    own.sort_by(f64::total_cmp);
-    let k = (targets.len() * o.batches) as f64;
     let mut report = serde_json::json!({
         "controller": o.controller,
         "services": o.services,
@@ -1062,14 +1225,6 @@ async fn main() -> anyhow::Result<()> {
         "batches": o.batches,
         "rate_per_s": o.rate,
         "converge_s": converge.as_secs_f64(),
-        "floor_p50_ms": percentile(&floor, 50.0),
-        "floor_p99_ms": percentile(&floor, 99.0),
-        "latency_p50_ms": percentile(&latency, 50.0),
-        "latency_p99_ms": percentile(&latency, 99.0),
-        "own_p50_ms": percentile(&own, 50.0),
-        "own_p99_ms": percentile(&own, 99.0),
-        "slice_writes_per_flip": slice_writes as f64 / k,
-        "endpoints_writes_per_flip": endpoints_writes as f64 / k,
         "cpu_s_startup": cpu_after_converge,
         "cpu_s_flips": cpu_after_flips - cpu_after_converge,
         "cpu_s_total": cpu_after_flips,
@@ -1077,7 +1232,7 @@ async fn main() -> anyhow::Result<()> {
         "settle_s": settle_s.as_secs_f64(),
         "busy_cores_before_flips": busy_before_flips,
         "peak_rss_mb": rss_first.max(rss_second) as f64 / (1024.0 * 1024.0),
-        "restarts": RESTARTS,
+        "restarts": restarts(&o),
         "cache_list_s": median(&mut cache_list),
         "cache_stream_s": median(&mut cache_stream),
         "cache_list_protobuf_s": median(&mut cache_list_protobuf),
@@ -1094,6 +1249,7 @@ async fn main() -> anyhow::Result<()> {
         "restart_endpoints_writes": restart_endpoints_writes,
         "cpu_s_restart": cpu_restart,
     });
+    extend(&mut report, flips.summary());
     if !rolled.is_empty() {
         let replaced: usize = rolled.iter().map(|r| r.replaced).sum();
         let slice_writes: usize = rolled.iter().map(|r| r.slice_writes).sum();
@@ -1113,10 +1269,7 @@ async fn main() -> anyhow::Result<()> {
             "rollout_slices_current_samples_s": current,
             "cpu_s_rollout": (cpu_second - cpu_restart) / rolled.len() as f64,
         });
-        report
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
+        extend(&mut report, extra);
     }
     println!("{report}");
     Ok(())

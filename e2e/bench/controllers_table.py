@@ -201,10 +201,10 @@ if a1 and a2:
         f"({a1['batches']} batches each, in the order S K K S S K K S …): the controller whose "
         "turn it is runs alone, is started on the workload as the other left it (the "
         "namespace's Endpoints deleted first, since each leaves the other's alone), catches up, "
-        "and its batch starts once its slices and Endpoints hold exactly the ready pods, the "
-        "writes have been quiet for 2 s and the machine has settled. So both are measured "
-        "seconds apart under the same load, where the separate runs above are minutes apart. "
-        "CPU: the controller process during its own batches only.",
+        "and its first batch starts once its slices and Endpoints hold exactly the ready pods; "
+        "every batch starts once the writes have been quiet for 2 s and the machine has "
+        "settled. So both are measured seconds apart under the same load, where the separate "
+        "runs above are minutes apart. CPU: the controller process during its own batches only.",
         f"- Alternating batches, Signpost p99 ≤ 1.1 × (2 × floor p99 of its batches) = "
         f"{bound[0]:.1f} / {bound[1]:.1f} ms: {'**met**' if ok else '**not met**'} "
         f"({sides[0]['latency_p99_ms']:.1f} / {sides[1]['latency_p99_ms']:.1f} ms).",

@@ -1039,18 +1039,18 @@ async fn wait_caught_up(
     .await
 }
 
-/// The two controllers in one run, in the order batch by batch (S K K S S K K S ...): the
-/// second of each pair follows the first under the same machine load, and each side leads
-/// half the pairs.
+/// The two controllers in one run, in the order batch by batch (S K K S S K K S ...): each
+/// side's batches come in turns of two on one process, the first right after a start, the
+/// second after a batch; and each side leads half the pairs of neighbouring batches.
 const ALTERNATION: [&str; 4] = ["signpost", "kcm", "kcm", "signpost"];
 
-/// Isolated flips on one workload with the two controllers taking turns, batch by batch: the
-/// controller whose turn it is runs alone (the other is stopped), so the two are measured
-/// seconds apart under the same load, where separate runs are minutes apart on a shared
-/// machine whose floor moves between them. Before each turn the namespace's Endpoints are
-/// deleted (each controller leaves another's Endpoints alone, and both must write theirs per
-/// flip) and the starting controller catches up on the other's flips; only then does its
-/// batch start. Both controllers' slices stay (each keeps only its own), so each turn starts
+/// Isolated flips on one workload with the two controllers taking turns (a turn is two
+/// batches, the first and last turns one): the controller whose turn it is runs alone (the
+/// other is stopped), so the two are measured seconds apart under the same load, where
+/// separate runs are minutes apart on a shared machine whose floor moves between them. Before
+/// each turn the namespace's Endpoints are deleted (each controller leaves another's Endpoints
+/// alone, and both must write theirs per flip) and the starting controller catches up on the
+/// other's flips; only then does its first batch start. Both controllers' slices stay (each keeps only its own), so each turn starts
 /// from the same objects. Returns, per controller, the same flip figures as a separate run
 /// plus its CPU seconds during its own batches.
 async fn alternating_flips(o: &Options, client: &Client) -> anyhow::Result<serde_json::Value> {
@@ -1060,34 +1060,53 @@ async fn alternating_flips(o: &Options, client: &Client) -> anyhow::Result<serde
     let ip_of = create_workload(&ns, o).await?;
     let targets = flip_targets(o, &ip_of);
     let mut flips: BTreeMap<&str, Flips> = BTreeMap::new();
-    let mut controller = None;
+    let mut running: Option<(&str, Controller)> = None;
+    let mut per_batch = Vec::new();
     for batch in 0..2 * o.batches {
         let which = ALTERNATION[batch % ALTERNATION.len()];
-        drop(controller.take());
-        endpoints
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await?;
-        let log = format!("target/bench-{which}-{}.log", std::process::id());
-        let running = Controller::start(o, which, &cidr, &log)?;
         let label = slices_of(which);
-        wait_caught_up(&ns, &running, &label, o.services).await?;
+        // A turn's second batch runs on the process of its first, so the report can show
+        // whether a controller just started measures differently from one that has run a while.
+        let fresh = running.as_ref().is_none_or(|(side, _)| *side != which);
+        if fresh {
+            drop(running.take());
+            endpoints
+                .delete_collection(&DeleteParams::default(), &ListParams::default())
+                .await?;
+            let log = format!("target/bench-{which}-{}.log", std::process::id());
+            let started = Controller::start(o, which, &cidr, &log)?;
+            wait_caught_up(&ns, &started, &label, o.services).await?;
+            running = Some((which, started));
+        }
+        let Some((_, controller)) = running.as_ref() else {
+            unreachable!("a controller was started above");
+        };
         WriteCounters::start(&ns)
             .await?
             .finish(Duration::from_secs(2))
             .await;
         procfs::wait_machine_settled(SETTLED_CORES, Duration::from_secs(60)).await?;
-        let (cpu_before, _) = running.usage()?;
+        let (cpu_before, _) = controller.usage()?;
         let b = flip_batch(&ns, &label, &targets, batch % 2 == 1, o.rate).await?;
-        let (cpu_after, _) = running.usage()?;
+        let (cpu_after, _) = controller.usage()?;
+        let p99 = |samples: &[f64]| {
+            let mut sorted = samples.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            percentile(&sorted, 99.0)
+        };
+        per_batch.push(serde_json::json!({
+            "controller": which,
+            "fresh": fresh,
+            "floor_p99_ms": p99(&b.floor),
+            "latency_p99_ms": p99(&b.latency),
+        }));
         let side = flips.entry(which).or_default();
         side.add(b);
         side.cpu_s += cpu_after - cpu_before;
-        controller = Some(running);
     }
     // Signpost must run while the namespace goes, to release its addresses.
-    let last = controller.take();
-    let signpost = match last {
-        Some(c) if ALTERNATION[(2 * o.batches - 1) % ALTERNATION.len()] == "signpost" => c,
+    let signpost = match running {
+        Some(("signpost", controller)) => controller,
         other => {
             drop(other);
             let log = format!("target/bench-signpost-{}.log", std::process::id());
@@ -1102,6 +1121,7 @@ async fn alternating_flips(o: &Options, client: &Client) -> anyhow::Result<serde
         "flips": targets.len(),
         "batches": o.batches,
         "rate_per_s": o.rate,
+        "per_batch": per_batch,
     });
     for (which, side) in flips {
         let cpu = side.cpu_s;

@@ -281,13 +281,13 @@ pub async fn delete_namespace_and_claims_within(
         .delete_collection(&DeleteParams::default(), &kube::api::ListParams::default())
         .await?;
     let claims: Api<signpost_crds::ServiceIP> = Api::all(client.clone());
-    let selector = format!("signpost.dev/service-namespace={name}");
+    let selector = format!("{SERVICE_NAMESPACE_LABEL}={name}");
     wait_until(
         "claims of the namespace's deleted Services released",
         timeout,
         || async {
             let left = claims
-                .list(&kube::api::ListParams::default().labels(&selector))
+                .list_metadata(&kube::api::ListParams::default().labels(&selector))
                 .await
                 .map_err(|e| e.to_string())?
                 .items

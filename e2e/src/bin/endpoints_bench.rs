@@ -45,7 +45,6 @@ use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims_within, install_crds, pod_is_ready,
     ready_pod_ips, set_pod_ready, unique_cidr, wait_until,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Options {
     controller: String,
@@ -142,9 +141,78 @@ struct Controller {
     child: Child,
     pid: u32,
     log: String,
-    /// Signpost's /readyz address (kube-controller-manager's health endpoints do not wait for
-    /// its caches, so it has none here).
-    readyz: Option<String>,
+    /// When Signpost logged that it is ready (kube-controller-manager has no such moment: its
+    /// health endpoints do not wait for its caches, so it has none here).
+    ready: Option<ReadyLine>,
+}
+
+/// The line `signpost run` logs once every controller is ready.
+const READY_LINE: &str = "ready: every controller's caches are synced";
+
+/// The moment the controller's ready line was read from its log. A thread copies the
+/// process's stderr into the log file and notes the line as it passes, so readiness is seen
+/// without probing `/readyz`: a probe every millisecond costs both processes CPU on a
+/// two-core machine while the caches fill, which is what the restart measures.
+#[derive(Clone)]
+struct ReadyLine(Arc<(Mutex<ReadyState>, std::sync::Condvar)>);
+
+#[derive(Clone, Copy, PartialEq)]
+enum ReadyState {
+    Waiting,
+    Ready(Instant),
+    /// The log ended (the process exited) before the ready line.
+    Ended,
+}
+
+impl ReadyLine {
+    /// Copies `stderr` into `log`, noting the ready line.
+    fn watch(stderr: std::process::ChildStderr, mut log: std::fs::File) -> Self {
+        use std::io::{BufRead, Write};
+        let line = ReadyLine(Arc::new((
+            Mutex::new(ReadyState::Waiting),
+            std::sync::Condvar::new(),
+        )));
+        let seen = line.clone();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stderr);
+            let mut text = String::new();
+            while reader.read_line(&mut text).is_ok_and(|n| n > 0) {
+                if text.contains(READY_LINE) {
+                    seen.set(ReadyState::Ready(Instant::now()));
+                }
+                let _ = log.write_all(text.as_bytes());
+                text.clear();
+            }
+            seen.set(ReadyState::Ended);
+        });
+        line
+    }
+
+    fn set(&self, state: ReadyState) {
+        let (lock, changed) = &*self.0;
+        let mut current = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if *current == ReadyState::Waiting {
+            *current = state;
+            changed.notify_all();
+        }
+    }
+
+    /// Blocks until the line was read or the log ended, at most until `deadline`.
+    fn wait(&self, deadline: Instant) -> ReadyState {
+        let (lock, changed) = &*self.0;
+        let mut current = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while *current == ReadyState::Waiting {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            current = changed
+                .wait_timeout(current, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        *current
+    }
 }
 
 impl Controller {
@@ -152,18 +220,21 @@ impl Controller {
     fn start(o: &Options, which: &str, cidr: &str, log: &str) -> anyhow::Result<Self> {
         let log_file = std::fs::File::create(log)?;
         let port = free_port()?.to_string();
-        let (child, readyz) = match which {
-            "signpost" => (
-                Command::new(&o.signpost_bin)
+        let (child, ready) = match which {
+            "signpost" => {
+                let mut child = Command::new(&o.signpost_bin)
                     .args(["run", "--service-cidr", cidr, "--leader-elect=false"])
                     .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-                    .env("RUST_LOG", "warn")
+                    .args(["--log-format", "json"])
+                    // Warnings and the ready line (a target of its own), nothing else.
+                    .env("RUST_LOG", "warn,signpost::ready=info")
                     .stdout(Stdio::null())
-                    .stderr(log_file)
+                    .stderr(Stdio::piped())
                     .spawn()
-                    .with_context(|| format!("starting {}", o.signpost_bin))?,
-                Some(format!("127.0.0.1:{port}")),
-            ),
+                    .with_context(|| format!("starting {}", o.signpost_bin))?;
+                let stderr = child.stderr.take().context("the controller's stderr")?;
+                (child, Some(ReadyLine::watch(stderr, log_file)))
+            }
             _ => (
                 Command::new(&o.kcm_bin)
                     .args(["--kubeconfig", &o.admin_kubeconfig])
@@ -193,7 +264,7 @@ impl Controller {
             pid: child.id(),
             child,
             log: log.to_string(),
-            readyz,
+            ready,
         })
     }
 
@@ -212,24 +283,24 @@ impl Controller {
         cpu_and_peak_rss(self.pid)
     }
 
-    /// Waits until /readyz answers 200, probing every millisecond (the shared `wait_until`
-    /// polls every 50 ms, too coarse for a start-up measured in tens of milliseconds; a probe
-    /// overstates the time by half its interval on average).
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let Some(addr) = self.readyz.clone() else {
-            return Ok(());
+    /// Waits until the controller logged that it is ready and returns when that line was
+    /// read (`None` for a controller without such a line).
+    async fn wait_ready(&self) -> anyhow::Result<Option<Instant>> {
+        let Some(line) = self.ready.clone() else {
+            return Ok(None);
         };
         let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            self.alive().map_err(anyhow::Error::msg)?;
-            let answer = readyz(&addr).await;
-            if answer.as_deref().is_ok_and(|a| a.contains(" 200 ")) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("the controller's /readyz never answered 200; last answer: {answer:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        match tokio::task::spawn_blocking(move || line.wait(deadline)).await? {
+            ReadyState::Ready(at) => Ok(Some(at)),
+            ReadyState::Ended => bail!(
+                "controller (pid {}) exited before it was ready; see {}",
+                self.pid,
+                self.log
+            ),
+            ReadyState::Waiting => bail!(
+                "the controller did not log {READY_LINE:?} within 300 s; see {}",
+                self.log
+            ),
         }
     }
 }
@@ -243,15 +314,6 @@ impl Drop for Controller {
             .status();
         let _ = self.child.wait();
     }
-}
-
-/// The status line of one GET /readyz.
-async fn readyz(addr: &str) -> anyhow::Result<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    Ok(answer.lines().next().unwrap_or("").to_string())
 }
 
 fn cpu_and_peak_rss(pid: u32) -> anyhow::Result<(f64, u64)> {
@@ -1220,8 +1282,8 @@ async fn main() -> anyhow::Result<()> {
         drop(controller);
         let restarted = Instant::now();
         controller = Controller::start(&o, &o.controller, &cidr, &log)?;
-        controller.wait_ready().await?;
-        ready_after_restart.push(restarted.elapsed().as_secs_f64());
+        let ready = controller.wait_ready().await?.unwrap_or_else(Instant::now);
+        ready_after_restart.push(ready.duration_since(restarted).as_secs_f64());
     }
     let (restart_slice_writes, restart_endpoints_writes) =
         counters.finish(Duration::from_secs(5)).await;
@@ -1258,13 +1320,13 @@ async fn main() -> anyhow::Result<()> {
         "cache_list_protobuf_s": median(&mut cache_list_protobuf),
         "cache_list_process_s": median(&mut cache_list_process),
         "cache_list_protobuf_process_s": median(&mut cache_list_protobuf_process),
-        "restart_ready_s": if controller_has_readyz(&o) { serde_json::json!(median(&mut ready_after_restart)) } else { serde_json::Value::Null },
+        "restart_ready_s": if controller_logs_ready(&o) { serde_json::json!(median(&mut ready_after_restart)) } else { serde_json::Value::Null },
         "cache_list_samples_s": cache_list,
         "cache_stream_samples_s": cache_stream,
         "cache_list_protobuf_samples_s": cache_list_protobuf,
         "cache_list_process_samples_s": cache_list_process,
         "cache_list_protobuf_process_samples_s": cache_list_protobuf_process,
-        "restart_ready_samples_s": if controller_has_readyz(&o) { serde_json::json!(ready_after_restart) } else { serde_json::Value::Null },
+        "restart_ready_samples_s": if controller_logs_ready(&o) { serde_json::json!(ready_after_restart) } else { serde_json::Value::Null },
         "restart_slice_writes": restart_slice_writes,
         "restart_endpoints_writes": restart_endpoints_writes,
         "cpu_s_restart": cpu_restart,
@@ -1301,6 +1363,6 @@ fn median(values: &mut [f64]) -> f64 {
     percentile(values, 50.0)
 }
 
-fn controller_has_readyz(o: &Options) -> bool {
+fn controller_logs_ready(o: &Options) -> bool {
     o.controller == "signpost"
 }

@@ -17,6 +17,7 @@ WORKDIR /src
 # library are needed for resolution; nothing else in the repository is copied.
 COPY Cargo.toml Cargo.lock ./
 COPY crds/ crds/
+COPY client/ client/
 COPY controllers/ controllers/
 COPY e2e/Cargo.toml e2e/Cargo.toml
 COPY e2e/src/ e2e/src/

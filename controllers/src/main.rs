@@ -580,7 +580,7 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Cl
             .await
             .context("finding a kubeconfig or in-cluster configuration")?,
     };
-    kube::Client::try_from(config).context("building the Kubernetes client")
+    signpost_client::build(config).context("building the Kubernetes client")
 }
 
 fn hostname() -> Option<String> {

@@ -344,7 +344,7 @@ async fn with_netns(client: &Client, ns: &str, netns: &Netns) -> anyhow::Result<
         .run(async move {
             let kc = kube::config::Kubeconfig::read_from(&kubeconfig)?;
             let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-            let client = Client::try_from(config)?;
+            let client = signpost_client::build(config)?;
             let mut config = proxy::Config::new();
             config.namespace = Some(namespace);
             config.metrics_addr = Some("127.0.0.1:0".parse()?);

@@ -23,9 +23,10 @@ pub async fn client() -> anyhow::Result<Client> {
     if std::env::var_os("KUBECONFIG").is_none() {
         bail!("KUBECONFIG is not set: run the cluster tests with `just test`");
     }
-    Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("connecting to the cluster named by KUBECONFIG")
+        .context("reading the kubeconfig named by KUBECONFIG")?;
+    signpost_client::build(config).context("building a client for the cluster named by KUBECONFIG")
 }
 
 /// A name no other test run uses: `<prefix>-<pid and counter in base 36>`.

@@ -127,7 +127,8 @@ lines = [
     f"{s1.get('rollouts', 1)} time(s), one after another (writes summed over all of them, times "
     f"the median); restarts: the controller stopped and started {s1.get('restarts', 1)} "
     "times with nothing changed, each after the same caches were filled from a new client in every way and from two new processes "
-    "(medians of those samples). "
+    "(medians of those samples; Signpost is ready when it logs that every controller is, read "
+    "from its stderr as written, not by probing `/readyz`). "
     "Flips start once the machine has settled after convergence (under 0.3 busy cores over "
     "a second; at most a minute). Cells: run 1 / run 2. Ratio: Signpost ÷ kube-controller-manager per run (run 1 / run 2; "
     "below 1 is better). Spread: run-to-run difference of each side, as % of the larger.",

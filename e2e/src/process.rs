@@ -40,6 +40,9 @@ pub struct LeaseFlags {
     pub retry_period: Duration,
 }
 
+/// The line `signpost run` logs once every controller is ready (target `signpost::ready`).
+pub const READY_LINE: &str = "ready: every controller's caches are synced";
+
 /// How to start one `signpost run` process.
 #[derive(Clone, Debug)]
 pub struct SignpostOptions {

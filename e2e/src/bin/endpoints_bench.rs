@@ -39,7 +39,7 @@ use kube::api::{
 };
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use signpost_e2e::process::free_port;
+use signpost_e2e::process::{READY_LINE, free_port};
 use signpost_e2e::procfs;
 use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims_within, install_crds, pod_is_ready,
@@ -145,9 +145,6 @@ struct Controller {
     /// health endpoints do not wait for its caches, so it has none here).
     ready: Option<ReadyLine>,
 }
-
-/// The line `signpost run` logs once every controller is ready.
-const READY_LINE: &str = "ready: every controller's caches are synced";
 
 /// The moment the controller's ready line was read from its log. A thread copies the
 /// process's stderr into the log file and notes the line as it passes, so readiness is seen

@@ -16,7 +16,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_crds::{DNSRecord, ServiceIP};
-use signpost_e2e::process::{Signpost, SignpostOptions};
+use signpost_e2e::process::{READY_LINE, Signpost, SignpostOptions};
 use signpost_e2e::{
     SERVICE_NAMESPACE_LABEL, SIGNPOST_SLICES, TestNamespace, claims_in_namespace,
     delete_namespace_and_claims, install_crds, pod_is_ready, wait_until, wait_until_every,
@@ -58,8 +58,34 @@ pub async fn start_leader(
 /// Starts a process with `options` and waits until it leads with synced caches.
 pub async fn start_leading(options: SignpostOptions) -> anyhow::Result<Signpost> {
     let t0 = Instant::now();
+    let log = signpost_e2e::process::target_dir()
+        .join("e2e-logs")
+        .join(format!("{}.log", options.name));
+    // Restarts append to the same log: count the ready lines already there.
+    let ready_lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches(READY_LINE)
+            .count()
+    };
+    let before = ready_lines();
     let mut process = Signpost::start(options).await?;
     process.wait_leading(CONVERGE).await?;
+    // The leader also says so in its log, once (operators and the benchmark read that line).
+    wait_until(
+        "the leader's ready line in its log",
+        Duration::from_secs(10),
+        || async {
+            match ready_lines() - before {
+                1 => Ok(()),
+                n => Err(format!(
+                    "{n} new ready lines; log tail:\n{}",
+                    process.log_tail(5)
+                )),
+            }
+        },
+    )
+    .await?;
     println!(
         "[{}] signpost pid {} leading with synced caches {:?} after spawn (log {})",
         process.options.name,

@@ -163,6 +163,8 @@ pub struct Signpost {
     pub metrics_addr: SocketAddr,
     /// The log file (stdout and stderr).
     pub log_path: PathBuf,
+    /// Where this start's output begins in the log (restarts append to the same file).
+    log_start: u64,
     /// How it was started, so a test can start it again the same way.
     pub options: SignpostOptions,
 }
@@ -201,6 +203,7 @@ impl Signpost {
         let mut args = options.args();
         args.extend(["--metrics-addr".into(), metrics_addr.to_string()]);
         writeln!(log, "==> {} {}", bin.display(), args.join(" "))?;
+        let log_start = log.metadata()?.len();
         let mut command = Command::new(&bin);
         command
             .args(&args)
@@ -223,6 +226,7 @@ impl Signpost {
         Ok(Self {
             child,
             exited: None,
+            log_start,
             metrics_addr,
             log_path,
             options,
@@ -394,6 +398,13 @@ impl Signpost {
     /// The last `lines` lines of the log file.
     pub fn log_tail(&self, lines: usize) -> String {
         log_tail(&self.log_path, lines)
+    }
+
+    /// What this start of the process has logged so far (not earlier starts').
+    pub fn log_since_start(&self) -> String {
+        let text = std::fs::read(&self.log_path).unwrap_or_default();
+        let start = usize::try_from(self.log_start).map_or(text.len(), |s| s.min(text.len()));
+        String::from_utf8_lossy(&text[start..]).into_owned()
     }
 }
 

@@ -151,7 +151,7 @@ struct Controller {
 /// without probing `/readyz`: a probe every millisecond costs both processes CPU on a
 /// two-core machine while the caches fill, which is what the restart measures.
 #[derive(Clone)]
-struct ReadyLine(Arc<(Mutex<ReadyState>, std::sync::Condvar)>);
+struct ReadyLine(tokio::sync::watch::Receiver<ReadyState>);
 
 #[derive(Clone, Copy, PartialEq)]
 enum ReadyState {
@@ -165,50 +165,38 @@ impl ReadyLine {
     /// Copies `stderr` into `log`, noting the ready line.
     fn watch(stderr: std::process::ChildStderr, mut log: std::fs::File) -> Self {
         use std::io::{BufRead, Write};
-        let line = ReadyLine(Arc::new((
-            Mutex::new(ReadyState::Waiting),
-            std::sync::Condvar::new(),
-        )));
-        let seen = line.clone();
+        let (state, line) = tokio::sync::watch::channel(ReadyState::Waiting);
+        // Only the first of Ready and Ended counts.
+        let set = move |to: ReadyState| {
+            state.send_if_modified(|now| {
+                let first = *now == ReadyState::Waiting;
+                if first {
+                    *now = to;
+                }
+                first
+            });
+        };
         std::thread::spawn(move || {
             let mut reader = std::io::BufReader::new(stderr);
             let mut text = String::new();
             while reader.read_line(&mut text).is_ok_and(|n| n > 0) {
                 if text.contains(READY_LINE) {
-                    seen.set(ReadyState::Ready(Instant::now()));
+                    set(ReadyState::Ready(Instant::now()));
                 }
                 let _ = log.write_all(text.as_bytes());
                 text.clear();
             }
-            seen.set(ReadyState::Ended);
+            set(ReadyState::Ended);
         });
-        line
+        ReadyLine(line)
     }
 
-    fn set(&self, state: ReadyState) {
-        let (lock, changed) = &*self.0;
-        let mut current = lock.lock().unwrap_or_else(|p| p.into_inner());
-        if *current == ReadyState::Waiting {
-            *current = state;
-            changed.notify_all();
-        }
-    }
-
-    /// Blocks until the line was read or the log ended, at most until `deadline`.
-    fn wait(&self, deadline: Instant) -> ReadyState {
-        let (lock, changed) = &*self.0;
-        let mut current = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while *current == ReadyState::Waiting {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            current = changed
-                .wait_timeout(current, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        *current
+    /// Waits until the line was read or the log ended, at most `timeout`.
+    async fn wait(mut self, timeout: Duration) -> ReadyState {
+        let done = self.0.wait_for(|state| *state != ReadyState::Waiting);
+        // On a timeout, or once the thread is gone, the last state it set stands.
+        let _ = tokio::time::timeout(timeout, done).await;
+        *self.0.borrow()
     }
 }
 
@@ -286,8 +274,7 @@ impl Controller {
         let Some(line) = self.ready.clone() else {
             return Ok(None);
         };
-        let deadline = Instant::now() + Duration::from_secs(300);
-        match tokio::task::spawn_blocking(move || line.wait(deadline)).await? {
+        match line.wait(Duration::from_secs(300)).await {
             ReadyState::Ready(at) => Ok(Some(at)),
             ReadyState::Ended => bail!(
                 "controller (pid {}) exited before it was ready; see {}",

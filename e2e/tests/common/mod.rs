@@ -58,17 +58,6 @@ pub async fn start_leader(
 /// Starts a process with `options` and waits until it leads with synced caches.
 pub async fn start_leading(options: SignpostOptions) -> anyhow::Result<Signpost> {
     let t0 = Instant::now();
-    let log = signpost_e2e::process::target_dir()
-        .join("e2e-logs")
-        .join(format!("{}.log", options.name));
-    // Restarts append to the same log: count the ready lines already there.
-    let ready_lines = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches(READY_LINE)
-            .count()
-    };
-    let before = ready_lines();
     let mut process = Signpost::start(options).await?;
     process.wait_leading(CONVERGE).await?;
     // The leader also says so in its log, once (operators and the benchmark read that line).
@@ -76,7 +65,7 @@ pub async fn start_leading(options: SignpostOptions) -> anyhow::Result<Signpost>
         "the leader's ready line in its log",
         Duration::from_secs(10),
         || async {
-            match ready_lines() - before {
+            match process.log_since_start().matches(READY_LINE).count() {
                 1 => Ok(()),
                 n => Err(format!(
                     "{n} new ready lines; log tail:\n{}",

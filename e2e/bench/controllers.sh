@@ -12,6 +12,8 @@
 # BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment),
 # BENCH_ALTERNATING_MAX_PODS (default 5000: larger sizes skip the alternating flips, where
 # kube-controller-manager's start and catch-up before each of its turns take minutes).
+# A control plane this script starts keeps etcd's data in memory (SIGNPOST_ETCD_TMPFS=1); a
+# running one is used as it is, and the table says where its etcd keeps its data.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -47,7 +49,7 @@ run_bench() {
       done
     done
     total=$((services * pods))
-    python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md \
+    BENCH_ETCD_STORAGE="$(etcd_storage)" python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md \
       "## Controllers: ${services} Services × ${pods} pods (${total} pods)"
   done
 }
@@ -56,5 +58,5 @@ if [[ -n "${KUBECONFIG:-}" ]]; then
   run_bench
 else
   # Needs the local control plane's admin kubeconfig to start the peer kube-controller-manager.
-  exec e2e/with-cluster.sh "$0" "$@"
+  SIGNPOST_ETCD_TMPFS=1 exec e2e/with-cluster.sh "$0" "$@"
 fi

@@ -7,6 +7,7 @@ Each section is replaced on its own, so `just bench` (small sizes) and `just ben
 (1,000 × 20) keep each other's tables."""
 import datetime
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -233,6 +234,12 @@ def sh(cmd):
         return "?"
 
 
+# Where the control plane's etcd kept its data (BENCH_ETCD_STORAGE, from controllers.sh).
+ETCD_STORAGE = {
+    "tmpfs": "in memory (tmpfs), so the shared disk's fsync latency is in neither side's figures",
+    "disk": "on the machine's disk",
+}
+
 cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 memory = sh("free -h | awk '/Mem:/ {print $2}'")
 load = sh("cut -d' ' -f1-3 /proc/loadavg")
@@ -241,7 +248,8 @@ machine = (
     f"{platform.release()}; load average at the end {load}; commit {sh('git rev-parse --short HEAD')}; "
     f"measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC with "
     "`e2e/bench/controllers.sh` on the local control plane (etcd v3.7.0, kube-apiserver v1.37.2, "
-    "kwok pods). kube-controller-manager runs with only `endpoints-controller, "
+    f"kwok pods; etcd's data {ETCD_STORAGE.get(os.environ.get('BENCH_ETCD_STORAGE'), 'where the control plane keeps it')}). "
+    "kube-controller-manager runs with only `endpoints-controller, "
     "endpointslice-controller, endpointslice-mirroring-controller` and the same client limits "
     "as the control plane's (`--kube-api-qps 300 --kube-api-burst 500`); Signpost runs "
     "`signpost run` (all its controllers: IPAM, endpoints, records, mirroring)."

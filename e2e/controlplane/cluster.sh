@@ -19,6 +19,32 @@ KCM_WITHOUT_ENDPOINTS='*,-endpoints-controller,-endpointslice-controller,-endpoi
 # Stop order: dependents first, etcd last (stopping all at once leaves the API server hanging).
 COMPONENTS_STOP_ORDER=(kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
 
+# etcd's data: under the state directory (the machine's disk), or with SIGNPOST_ETCD_TMPFS=1 in
+# memory (/dev/shm), linked from there. The benchmarks use memory: on a shared VM the disk's
+# fsync latency moves from minute to minute and belongs to neither controller being compared.
+ETCD_TMPFS_DIR="/dev/shm/signpost-etcd-$ETCD_PORT"
+
+# Where the running (or last) control plane keeps etcd's data: "tmpfs" or "disk".
+etcd_storage() { [[ -L "$STATE/etcd" ]] && echo tmpfs || echo disk; }
+
+# Removes the state directory, and etcd's data in memory if it was kept there.
+remove_state() {
+  if [[ -L "$STATE/etcd" ]]; then rm -rf "$(readlink "$STATE/etcd")"; fi
+  rm -rf "$STATE"
+}
+
+# Creates etcd's data directory where SIGNPOST_ETCD_TMPFS says (the state directory exists).
+make_etcd_dir() {
+  if [[ "${SIGNPOST_ETCD_TMPFS:-0}" == 1 ]]; then
+    [[ -d /dev/shm && -w /dev/shm ]] || { echo "SIGNPOST_ETCD_TMPFS=1: /dev/shm is not a writable directory" >&2; exit 1; }
+    rm -rf "$ETCD_TMPFS_DIR"
+    mkdir -m 700 "$ETCD_TMPFS_DIR"
+    ln -s "$ETCD_TMPFS_DIR" "$STATE/etcd"
+  else
+    mkdir -m 700 "$STATE/etcd"
+  fi
+}
+
 pid_of() { cat "$STATE/pids/$1.pid" 2>/dev/null || true; }
 
 alive() { # component

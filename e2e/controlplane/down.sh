@@ -20,6 +20,6 @@ for c in "${COMPONENTS_STOP_ORDER[@]}"; do
   fi
   rm -f "$STATE/pids/$c.pid"
 done
-rm -rf "$STATE"
+remove_state
 rm -f "$KUBECONFIG_OUT"
 echo "control plane stopped"

@@ -8,6 +8,7 @@
 #   SIGNPOST_KUBECONFIG   admin kubeconfig to write (default <repo>/.kube/config)
 #   SIGNPOST_KCM_ENDPOINTS=1  run kube-controller-manager WITH its endpoint controllers (the
 #                         benchmark peer) instead of without them
+#   SIGNPOST_ETCD_TMPFS=1 keep etcd's data in memory (/dev/shm) instead of on disk
 #   SIGNPOST_APISERVER_PORT, SIGNPOST_ETCD_PORT  ports (default 16443, 12379)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,8 +30,9 @@ K8S_BIN="$(bin_dir k8s)"
 ETCD_BIN="$(bin_dir etcd)"
 KWOK_BIN="$(bin_dir kwok)"
 
-rm -rf "$STATE"
-mkdir -p "$STATE"/{pki,pids,logs,etcd} "$(dirname "$KUBECONFIG_OUT")"
+remove_state
+mkdir -p "$STATE"/{pki,pids,logs} "$(dirname "$KUBECONFIG_OUT")"
+make_etcd_dir
 start_all=$SECONDS
 
 # --- certificates: one CA signs the serving certificate and the admin client certificate ---
@@ -57,7 +59,7 @@ write_admin_kubeconfig "$STATE/admin.kubeconfig"
 
 # --- etcd ---
 start_component etcd "$ETCD_BIN/etcd" \
-  --name signpost --data-dir "$STATE/etcd" \
+  --name signpost --data-dir "$(readlink -f "$STATE/etcd")" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-cluster "signpost=http://127.0.0.1:$ETCD_PEER_PORT" \
@@ -148,5 +150,5 @@ wait_for "default ServiceAccount" 60 "$K8S_BIN/kubectl" --kubeconfig "$STATE/adm
   get serviceaccount default -n default
 
 cp "$STATE/admin.kubeconfig" "$KUBECONFIG_OUT"
-echo "control plane up in $((SECONDS - start_all)) s (logs in $STATE/logs)"
+echo "control plane up in $((SECONDS - start_all)) s (logs in $STATE/logs; etcd data on $(etcd_storage))"
 print_export

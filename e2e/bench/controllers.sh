@@ -10,6 +10,8 @@
 # Sizes: BENCH_SIZES (default "100x10 200x20": 1,000 and 4,000 pods; `just bench-large` sets
 # "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 9 batches, 50/s),
 # BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment),
+# BENCH_ALTERNATING_BATCHES (default 18 per side: the pooled p99 of 9 batches moved by up to a
+# quarter between rounds, batch-to-batch load moving it; see docs/performance.md §16),
 # BENCH_ALTERNATING_MAX_PODS (default 5000: larger sizes skip the alternating flips, where
 # kube-controller-manager's start and catch-up before each of its turns take minutes).
 # A control plane this script starts keeps etcd's data in memory (SIGNPOST_ETCD_TMPFS=1); a
@@ -21,6 +23,7 @@ sizes="${BENCH_SIZES:-100x10 200x20}"
 flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-9}" rate="${BENCH_RATE:-50}"
 rollout="${BENCH_ROLLOUT:-100}" rollouts="${BENCH_ROLLOUTS:-3}"
 alternating_max_pods="${BENCH_ALTERNATING_MAX_PODS:-5000}"
+alternating_batches="${BENCH_ALTERNATING_BATCHES:-18}"
 
 run_bench() {
   here=e2e/controlplane
@@ -41,8 +44,10 @@ run_bench() {
     for round in 1 2; do
       for side in $sides; do
         echo "==> ${services} Services × ${pods} pods, round $round: $side" >&2
+        side_batches="$batches"
+        [[ "$side" == alternating ]] && side_batches="$alternating_batches"
         ./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
-          --flips "$flips" --batches "$batches" --rate "$rate" --rollout "$rollout" --rollouts "$rollouts" \
+          --flips "$flips" --batches "$side_batches" --rate "$rate" --rollout "$rollout" --rollouts "$rollouts" \
           --signpost-bin target/release/signpost \
           --kcm-bin "$(bin_dir k8s)/kube-controller-manager" --admin-kubeconfig "$STATE/admin.kubeconfig" \
           | tail -n 1 | sed "s/^{/{\"round\":$round,/" >> "$out"

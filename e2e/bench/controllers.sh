@@ -25,6 +25,14 @@ rollout="${BENCH_ROLLOUT:-100}" rollouts="${BENCH_ROLLOUTS:-3}"
 alternating_max_pods="${BENCH_ALTERNATING_MAX_PODS:-5000}"
 alternating_batches="${BENCH_ALTERNATING_BATCHES:-18}"
 
+# JSON members noted beside each measured line (the text after its "{"): the round, and what the
+# table's machine line says, as it was when the line was measured.
+line_facts() { # round
+  printf '"round":%s,"commit":"%s","measured_at":"%s","load_average":"%s","etcd_storage":"%s",' \
+    "$1" "$(git rev-parse --short HEAD)" "$(date -u '+%Y-%m-%d %H:%M')" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)" "$(etcd_storage)"
+}
+
 run_bench() {
   here=e2e/controlplane
   source "$here/lib.sh"
@@ -46,15 +54,16 @@ run_bench() {
         echo "==> ${services} Services × ${pods} pods, round $round: $side" >&2
         side_batches="$batches"
         [[ "$side" == alternating ]] && side_batches="$alternating_batches"
-        ./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
+        line="$(./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
           --flips "$flips" --batches "$side_batches" --rate "$rate" --rollout "$rollout" --rollouts "$rollouts" \
           --signpost-bin target/release/signpost \
           --kcm-bin "$(bin_dir k8s)/kube-controller-manager" --admin-kubeconfig "$STATE/admin.kubeconfig" \
-          | tail -n 1 | sed "s/^{/{\"round\":$round,/" >> "$out"
+          | tail -n 1)"
+        printf '%s\n' "$line" | sed "s/^{/{$(line_facts "$round")/" >> "$out"
       done
     done
     total=$((services * pods))
-    BENCH_ETCD_STORAGE="$(etcd_storage)" python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md \
+    python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md \
       "## Controllers: ${services} Services × ${pods} pods (${total} pods)"
   done
 }

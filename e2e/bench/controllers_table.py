@@ -7,7 +7,6 @@ Each section is replaced on its own, so `just bench` (small sizes) and `just ben
 (1,000 × 20) keep each other's tables."""
 import datetime
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -106,12 +105,18 @@ def fmt(f, v):
     return "n/a" if v is None else f.format(v)
 
 
+def apart(a, b):
+    """Run-to-run difference as a fraction of the larger value (None when one is missing)."""
+    if a is None or b is None:
+        return None
+    base = max(abs(a), abs(b))
+    return abs(a - b) / base if base else 0.0
+
+
 def spread(a, b):
     """Run-to-run difference as % of the larger value."""
-    if a is None or b is None:
-        return "n/a"
-    base = max(abs(a), abs(b))
-    return f"{abs(a - b) / base * 100:.0f}%" if base else "0%"
+    d = apart(a, b)
+    return "n/a" if d is None else f"{d * 100:.0f}%"
 
 
 def ratio(s, k):
@@ -148,11 +153,10 @@ SIDE_BY_SIDE = {"latency_p99_ms"}
 
 def agreement(values):
     """Whether a target's two per-run figures agree within 20 % of the larger."""
-    if any(v is None for v in values):
+    d = apart(*values)
+    if d is None:
         return "n/a"
-    base = max(abs(v) for v in values)
-    apart = abs(values[0] - values[1]) / base if base else 0.0
-    return f"{'yes' if apart <= 0.2 + 1e-9 else '**no**'} ({apart * 100:.0f} %)"
+    return f"{'yes' if d <= 0.2 + 1e-9 else '**no**'} ({d * 100:.0f} %)"
 
 
 def row(label, f, target, sv, kv, elsewhere=False):
@@ -272,7 +276,7 @@ def sh(cmd):
         return "?"
 
 
-# Where the control plane's etcd kept its data (BENCH_ETCD_STORAGE, from controllers.sh).
+# Where the control plane's etcd kept its data (each line's "etcd_storage", from controllers.sh).
 ETCD_STORAGE = {
     "tmpfs": "in memory (tmpfs), so the shared disk's fsync latency is in neither side's figures",
     "disk": "on the machine's disk",
@@ -282,13 +286,13 @@ cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
 memory = sh("free -h | awk '/Mem:/ {print $2}'")
 # When, at which commit, under what load and where etcd kept its data: as controllers.sh noted
 # them beside each line when it was measured (the last line's), so rendering a table again
-# later does not restamp it; from now, HEAD and the environment for lines without them.
+# later does not restamp it; from now and HEAD for lines without them.
 last = (a2 or k2)
 measured_at = last.get("measured_at") or f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
 load = last.get("load_average") or sh("cut -d' ' -f1-3 /proc/loadavg")
 commits = sorted({r["commit"] for r in (s1, s2, k1, k2, a1, a2) if r and r.get("commit")})
 commit = ", ".join(commits) or sh("git rev-parse --short HEAD")
-etcd_storage = last.get("etcd_storage") or os.environ.get("BENCH_ETCD_STORAGE")
+etcd_storage = last.get("etcd_storage")
 machine = (
     f"Machine: {sh('nproc')} cores ({cpu}), {memory} RAM, {platform.system()} "
     f"{platform.release()}; load average at the end {load}; commit {commit}; "

@@ -12,8 +12,9 @@
 # BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment),
 # BENCH_ALTERNATING_BATCHES (default 18 per side: the pooled p99 of 9 batches moved by up to a
 # quarter between rounds, batch-to-batch load moving it; see docs/performance.md §16),
-# BENCH_ALTERNATING_MAX_PODS (default 5000: larger sizes skip the alternating flips, where
-# kube-controller-manager's start and catch-up before each of its turns take minutes).
+# BENCH_ALTERNATING_MAX_PODS (default 20000: larger sizes skip the alternating flips; at 20,000
+# pods a turn, start and catch-up included, takes about a minute, so `just bench-large` runs 9
+# batches per side there).
 # A control plane this script starts keeps etcd's data in memory (SIGNPOST_ETCD_TMPFS=1); a
 # running one is used as it is, and the table says where its etcd keeps its data.
 set -euo pipefail
@@ -22,7 +23,7 @@ cd "$root"
 sizes="${BENCH_SIZES:-100x10 200x20}"
 flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-9}" rate="${BENCH_RATE:-50}"
 rollout="${BENCH_ROLLOUT:-100}" rollouts="${BENCH_ROLLOUTS:-3}"
-alternating_max_pods="${BENCH_ALTERNATING_MAX_PODS:-5000}"
+alternating_max_pods="${BENCH_ALTERNATING_MAX_PODS:-20000}"
 alternating_batches="${BENCH_ALTERNATING_BATCHES:-18}"
 
 # JSON members noted beside each measured line (the text after its "{"): the round, and what the

@@ -13,8 +13,10 @@
 # BENCH_ALTERNATING_BATCHES (default 18 per side: the pooled p99 of 9 batches moved by up to a
 # quarter between rounds, batch-to-batch load moving it; see docs/performance.md §16),
 # BENCH_ALTERNATING_MAX_PODS (default 20000: larger sizes skip the alternating flips; at 20,000
-# pods a turn, start and catch-up included, takes about a minute, so `just bench-large` runs 9
-# batches per side there).
+# pods a turn, start and catch-up included, takes about a minute).
+# BENCH_SIDES (e.g. "alternating"): measure only those sides again, keeping the other sides'
+# lines from the size's last run (each line carries when and at which commit it was measured,
+# and the table's machine line gives the span).
 # A control plane this script starts keeps etcd's data in memory (SIGNPOST_ETCD_TMPFS=1); a
 # running one is used as it is, and the table says where its etcd keeps its data.
 set -euo pipefail
@@ -47,9 +49,19 @@ run_bench() {
     # Kept, so the table can be rendered again: python3 e2e/bench/controllers_table.py <file> ...
     out="target/bench/controllers-${size}.jsonl"
     mkdir -p target/bench
-    : > "$out"
     sides="signpost kcm"
     (( services * pods <= alternating_max_pods )) && sides+=" alternating"
+    if [[ -n "${BENCH_SIDES:-}" ]]; then
+      [[ -s "$out" ]] || { echo "controllers.sh: BENCH_SIDES needs the kept lines of a full run ($out)" >&2; exit 2; }
+      sides="$BENCH_SIDES"
+      # Drop the kept lines of the sides measured again.
+      python3 -c 'import json, sys
+sides = sys.argv[2].split()
+lines = [l for l in open(sys.argv[1]) if json.loads(l)["controller"] not in sides]
+open(sys.argv[1], "w").writelines(lines)' "$out" "$sides"
+    else
+      : > "$out"
+    fi
     for round in 1 2; do
       for side in $sides; do
         echo "==> ${services} Services × ${pods} pods, round $round: $side" >&2

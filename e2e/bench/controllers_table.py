@@ -288,7 +288,14 @@ memory = sh("free -h | awk '/Mem:/ {print $2}'")
 # them beside each line when it was measured (the last line's), so rendering a table again
 # later does not restamp it; from now and HEAD for lines without them.
 last = (a2 or k2)
-measured_at = last.get("measured_at") or f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
+# A span where a side was measured again later (controllers.sh, BENCH_SIDES).
+stamps = sorted({r["measured_at"] for r in (s1, s2, k1, k2, a1, a2) if r and r.get("measured_at")})
+measured_at = (
+    f"{stamps[0]} – {stamps[-1]}" if len(stamps) > 1 and stamps[0][:10] != stamps[-1][:10]
+    else f"{stamps[0]} – {stamps[-1][11:]}" if len(stamps) > 1
+    else stamps[0] if stamps
+    else f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
+)
 load = last.get("load_average") or sh("cut -d' ' -f1-3 /proc/loadavg")
 commits = sorted({r["commit"] for r in (s1, s2, k1, k2, a1, a2) if r and r.get("commit")})
 commit = ", ".join(commits) or sh("git rev-parse --short HEAD")

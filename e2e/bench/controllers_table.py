@@ -197,8 +197,19 @@ if a1 and a2:
             (a1["kcm"].get(key), a2["kcm"].get(key)),
         ))
 
-floor_bound = [2.2 * r["floor_p99_ms"] for r in (s1, s2)]
-floor_ok = all(r["latency_p99_ms"] <= b for r, b in zip((s1, s2), floor_bound))
+def floor_bound_bullet(claim, runs):
+    """The target p99 ≤ 1.1 × (2 × floor p99), for Signpost's figures of two runs (separate
+    runs, or its alternating batches): the bound, the verdict, and the per-run ratios to it."""
+    bound = [2.2 * r["floor_p99_ms"] for r in runs]
+    ok = all(r["latency_p99_ms"] <= b for r, b in zip(runs, bound))
+    to_bound = [r["latency_p99_ms"] / b for r, b in zip(runs, bound)]
+    return (
+        f"- {claim} = {bound[0]:.1f} / {bound[1]:.1f} ms: {'**met**' if ok else '**not met**'} "
+        f"({runs[0]['latency_p99_ms']:.1f} / {runs[1]['latency_p99_ms']:.1f} ms; ratios to the "
+        f"bound {to_bound[0]:.2f} / {to_bound[1]:.2f}, agree: {agreement(to_bound)})."
+    )
+
+
 def ready_within(key):
     return all(
         r.get("restart_ready_s") is not None and r.get(key) is not None
@@ -226,16 +237,9 @@ lines += [
     "involved) moves with its load from run to run, and every controller's latency moves with "
     "it. The rows \"÷ floor of the same run\" are what each controller adds on top, and agree "
     "between runs where the raw milliseconds do not.",
-    f"- Signpost p99 ≤ 1.1 × (2 × floor p99 of the same run) = {floor_bound[0]:.1f} / "
-    f"{floor_bound[1]:.1f} ms: {'**met**' if floor_ok else '**not met**'} "
-    f"({s1['latency_p99_ms']:.1f} / {s2['latency_p99_ms']:.1f} ms; ratios to the bound "
-    f"{s1['latency_p99_ms'] / floor_bound[0]:.2f} / {s2['latency_p99_ms'] / floor_bound[1]:.2f}, "
-    f"agree: {agreement([r['latency_p99_ms'] / b for r, b in zip((s1, s2), floor_bound)])}).",
+    floor_bound_bullet("Signpost p99 ≤ 1.1 × (2 × floor p99 of the same run)", (s1, s2)),
 ]
 if a1 and a2:
-    sides = (a1["signpost"], a2["signpost"])
-    bound = [2.2 * r["floor_p99_ms"] for r in sides]
-    ok = all(r["latency_p99_ms"] <= b for r, b in zip(sides, bound))
     lines += [
         "- Alternating batches: the same workloads' flips once more in one run per round, on one "
         f"workload of the same size, the two controllers taking turns batch by batch "
@@ -246,11 +250,10 @@ if a1 and a2:
         "every batch starts once the writes have been quiet for 2 s and the machine has "
         "settled. So both are measured seconds apart under the same load, where the separate "
         "runs above are minutes apart. CPU: the controller process during its own batches only.",
-        f"- Alternating batches, Signpost p99 ≤ 1.1 × (2 × floor p99 of its batches) = "
-        f"{bound[0]:.1f} / {bound[1]:.1f} ms: {'**met**' if ok else '**not met**'} "
-        f"({sides[0]['latency_p99_ms']:.1f} / {sides[1]['latency_p99_ms']:.1f} ms; ratios to the "
-        f"bound {sides[0]['latency_p99_ms'] / bound[0]:.2f} / {sides[1]['latency_p99_ms'] / bound[1]:.2f}, "
-        f"agree: {agreement([r['latency_p99_ms'] / b for r, b in zip(sides, bound)])}).",
+        floor_bound_bullet(
+            "Alternating batches, Signpost p99 ≤ 1.1 × (2 × floor p99 of its batches)",
+            (a1["signpost"], a2["signpost"]),
+        ),
     ]
 lines += [
     "- Signpost ready after a restart ≤ the time a new process takes to start and fill the "

@@ -290,17 +290,26 @@ memory = sh("free -h | awk '/Mem:/ {print $2}'")
 # When, at which commit, under what load and where etcd kept its data: as controllers.sh noted
 # them beside each line when it was measured (the last line's), so rendering a table again
 # later does not restamp it; from now and HEAD for lines without them.
-last = (a2 or k2)
-# A span where a side was measured again later (controllers.sh, BENCH_SIDES).
-stamps = sorted({r["measured_at"] for r in (s1, s2, k1, k2, a1, a2) if r and r.get("measured_at")})
-measured_at = (
-    f"{stamps[0]} – {stamps[-1]}" if len(stamps) > 1 and stamps[0][:10] != stamps[-1][:10]
-    else f"{stamps[0]} – {stamps[-1][11:]}" if len(stamps) > 1
-    else stamps[0] if stamps
-    else f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
-)
+kept = [r for r in (s1, s2, k1, k2, a1, a2) if r]
+# The last line measured, by its stamp (with BENCH_SIDES any side may have been measured last).
+last = max(kept, key=lambda r: r.get("measured_at") or "")
+stamps = sorted({r["measured_at"] for r in kept if r.get("measured_at")})
+
+
+def measured_span():
+    """When the lines were measured: one time, or a span where a side was measured again later
+    (the end's date left out when it is the start's)."""
+    if not stamps:
+        return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
+    first, end = stamps[0], stamps[-1]
+    if first == end:
+        return first
+    return f"{first} – {end[11:] if end[:10] == first[:10] else end}"
+
+
+measured_at = measured_span()
 load = last.get("load_average") or sh("cut -d' ' -f1-3 /proc/loadavg")
-commits = sorted({r["commit"] for r in (s1, s2, k1, k2, a1, a2) if r and r.get("commit")})
+commits = sorted({r["commit"] for r in kept if r.get("commit")})
 commit = ", ".join(commits) or sh("git rev-parse --short HEAD")
 etcd_storage = last.get("etcd_storage")
 machine = (

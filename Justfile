@@ -19,6 +19,19 @@ setup:
 demo: build
     e2e/with-cluster.sh e2e/demo.sh
 
+# The first seed's journey with real pods: real nodes (kubelet, containerd, kube-proxy in network namespaces), helm install of the chart from the image built here, nslookup and curl from a client pod, a failing readiness probe, a leader failover; the release is left installed on a running cluster. Needs root.
+demo-real:
+    SIGNPOST_KEEP=1 SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh
+
+# The same journey as a test (every step asserts); run by .ci/run after `just test`. Needs root.
+e2e-real:
+    SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh
+
+# Build Signpost's image (and the journeys' pause, hostnames and client images) as tars in target/images, and load them into every running real node.
+image:
+    e2e/images/build.sh
+    e2e/nodes/import.sh
+
 # Every test: unit, integration and e2e (starts the local control plane when KUBECONFIG is not set).
 test: build
     e2e/with-cluster.sh e2e/test-all.sh
@@ -40,7 +53,7 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-# Build (cached) and start the local control plane; prints the KUBECONFIG to export.
+# Build (cached) and start the local control plane; prints the KUBECONFIG to export. SIGNPOST_REAL_NODES=2 adds two real nodes (needs root).
 cluster-up:
     {{controlplane}}/up.sh
 

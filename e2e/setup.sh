@@ -6,9 +6,13 @@
 set -euo pipefail
 
 need_apt=()
-for pair in curl:curl openssl:openssl ip:iproute2 dig:dnsutils dnsperf:dnsperf; do
+# command:package; the real nodes need containerd, runc, the CNI plugins, nft (kube-proxy) and
+# busybox (the images built in e2e/images).
+for pair in curl:curl openssl:openssl ip:iproute2 dig:dnsutils dnsperf:dnsperf \
+  containerd:containerd runc:runc nft:nftables busybox:busybox-static gcc:gcc; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
+[[ -x /usr/lib/cni/bridge ]] || need_apt+=(containernetworking-plugins)
 if ((${#need_apt[@]})); then
   echo "==> apt-get install ${need_apt[*]}"
   if [[ $(id -u) -ne 0 ]]; then sudo=sudo; else sudo=; fi

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (and helm) from the Go module proxy, once per
 # version, into ~/.cache/signpost/<component>-<version>/bin. Prints one line per binary.
-# Usage: build.sh [component...]   (default: all; components: etcd k8s kwok helm)
+# Usage: build.sh [component...]   (default: all; components: etcd k8s node kwok helm; node is
+# the real nodes' kubelet and kube-proxy, kept in k8s's directory)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 
-build_k8s() {
+# The ldflags that stamp a Kubernetes binary with its release (unstamped, kubectl refuses the
+# server's version).
+k8s_ldflags() {
   local ver; ver="$(module_version k8s k8s.io/kubernetes)"
-  local out; out="$(bin_dir k8s)"
   local minor; minor="$(echo "$ver" | cut -d. -f2)"
   local ld="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $pkg.gitVersion=$ver -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
   done
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  echo "$ld"
+}
+
+build_k8s_cmds() { # cmd...
+  local out ld cmd
+  out="$(bin_dir k8s)"
+  ld="$(k8s_ldflags)"
+  for cmd in "$@"; do
     build_one k8s "$out" "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$ld"
   done
 }
@@ -34,13 +43,14 @@ build_one() { # module-dir out-dir binary package ldflags
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd k8s kwok helm)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd k8s node kwok helm)
 for c in "${components[@]}"; do
   case "$c" in
-    k8s) build_k8s ;;
+    k8s) build_k8s_cmds kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+    node) build_k8s_cmds kubelet kube-proxy ;;
     etcd) build_one etcd "$(bin_dir etcd)" etcd go.etcd.io/etcd/server/v3 "-s -w" ;;
     kwok) build_one kwok "$(bin_dir kwok)" kwok sigs.k8s.io/kwok/cmd/kwok "-s -w" ;;
     helm) build_one helm "$(bin_dir helm)" helm helm.sh/helm/v4/cmd/helm "-s -w" ;;
-    *) echo "build.sh: unknown component '$c' (expected etcd, k8s, kwok or helm)" >&2; exit 2 ;;
+    *) echo "build.sh: unknown component '$c' (expected etcd, k8s, node, kwok or helm)" >&2; exit 2 ;;
   esac
 done

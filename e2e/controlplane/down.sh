@@ -5,6 +5,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 source "$here/cluster.sh"
 
+# Real nodes first: their pods and kubelets while the API server still answers.
+"$repo/e2e/nodes/down.sh"
+
 for c in "${COMPONENTS_STOP_ORDER[@]}"; do
   pid="$(pid_of "$c")"
   [[ -n "$pid" ]] || continue

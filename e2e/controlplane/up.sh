@@ -10,13 +10,17 @@
 #                         benchmark peer) instead of without them
 #   SIGNPOST_ETCD_TMPFS=1 keep etcd's data in memory (/dev/shm) instead of on disk
 #   SIGNPOST_APISERVER_PORT, SIGNPOST_ETCD_PORT  ports (default 16443, 12379)
+#   SIGNPOST_REAL_NODES=N also start N real nodes (kubelet, containerd, kube-proxy, each in a
+#                         network namespace; needs root): e2e/nodes/up.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 source "$here/cluster.sh"
 
+real_nodes="${SIGNPOST_REAL_NODES:-0}"
 if cluster_healthy; then
   echo "control plane already running (state in $STATE)"
+  if [[ "$real_nodes" != 0 ]]; then "$repo/e2e/nodes/up.sh" "$real_nodes"; fi
   print_export
   exit 0
 fi
@@ -78,6 +82,8 @@ start_component kube-apiserver "$K8S_BIN/kube-apiserver" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --allow-privileged=true --profiling=false \
+  --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
+  --kubelet-preferred-address-types InternalIP \
   --cert-dir "$STATE/apiserver-certs"
 wait_for kube-apiserver 60 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
   "https://127.0.0.1:$APISERVER_PORT/readyz"
@@ -150,5 +156,6 @@ wait_for "default ServiceAccount" 60 "$K8S_BIN/kubectl" --kubeconfig "$STATE/adm
   get serviceaccount default -n default
 
 cp "$STATE/admin.kubeconfig" "$KUBECONFIG_OUT"
+if [[ "$real_nodes" != 0 ]]; then "$repo/e2e/nodes/up.sh" "$real_nodes"; fi
 echo "control plane up in $((SECONDS - start_all)) s (logs in $STATE/logs; etcd data on $(etcd_storage))"
 print_export

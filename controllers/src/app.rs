@@ -139,6 +139,11 @@ pub struct Running {
     pub readiness: Readiness,
 }
 
+/// How long the controllers together may take to finish reconciles in flight on shutdown:
+/// with the lease release after it (one retry period), well inside the chart's 30 s
+/// `terminationGracePeriodSeconds`.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Running {
     /// Stops everything at once, reconciles in flight included: used when leadership is lost,
     /// because another replica may start writing as soon as the lease expires.
@@ -148,18 +153,17 @@ impl Running {
         }
     }
 
-    /// Stops taking work, lets reconciles in flight finish, and stops the watches.
+    /// Stops taking work, lets reconciles in flight finish (all of them within
+    /// [`DRAIN_TIMEOUT`], then they are cut off), and stops the watches.
     pub async fn shut_down(self) {
         self.ipam.shut_down();
         self.endpoints.shut_down();
         self.records.shut_down();
         self.mirroring.shut_down();
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         for task in self.controllers {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
                 abort.abort();
             }
         }

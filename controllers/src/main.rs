@@ -387,12 +387,25 @@ async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Checks what clap cannot check flag by flag, before anything starts: a mistake stops the
+/// binary with one line naming the flag, instead of surfacing after leader election.
+fn check_run_args(args: &RunArgs) -> Result<(), String> {
+    signpost_controllers::ipam::Allocator::new(args.service_cidrs.iter().copied())
+        .map_err(|error| format!("invalid value for '--service-cidr': {error}"))?;
+    signpost_controllers::records::normalize_cluster_domain(&args.cluster_domain)
+        .map_err(|error| format!("invalid value for '--cluster-domain': {error}"))?;
+    if args.leader_elect {
+        timing(args).validate().map_err(|error| {
+            format!("invalid leader election timing (--leader-election-*): {error}")
+        })?;
+    }
+    Ok(())
+}
+
 fn run(args: RunArgs) -> ExitCode {
     let started = std::time::Instant::now();
-    if let Err(error) =
-        signpost_controllers::ipam::Allocator::new(args.service_cidrs.iter().copied())
-    {
-        eprintln!("error: invalid value for '--service-cidr': {error}");
+    if let Err(error) = check_run_args(&args) {
+        eprintln!("error: {error}");
         return ExitCode::from(2);
     }
     init_logging(&args.log_format);
@@ -510,12 +523,18 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
             running.abort();
             anyhow::bail!("lost leadership of Lease {namespace}/{}; exiting so a fresh start can stand by", args.leader_election_name)
         }
-        _ = stop.wait_for(|s| *s) => {
-            running.shut_down().await;
-            elector.release().await;
-            Ok(())
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    // SIGTERM: the controllers drain while the lease is still renewed, so nobody else writes
+    // meanwhile; the drain is bounded, and so is the release, to fit the pod's grace period.
+    tokio::select! {
+        _ = running.shut_down() => {}
+        _ = elector.hold() => {
+            anyhow::bail!("lost leadership of Lease {namespace}/{} while shutting down", args.leader_election_name)
         }
     }
+    elector.release().await;
+    Ok(())
 }
 
 /// Logs once when every controller is ready, with the time since the process started: the

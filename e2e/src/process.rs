@@ -417,6 +417,79 @@ impl Drop for Signpost {
     }
 }
 
+/// A TCP relay between a Signpost process and the API server, as a separate process
+/// (`e2e/netns/forward.py`) that a test can freeze with SIGSTOP: the relay's sockets stay open
+/// and the kernel still accepts bytes into them, but nothing is answered, which is how a hung
+/// API server or a half-open connection looks to the client (a closed port would fail fast).
+pub struct Relay {
+    child: Child,
+    /// Where the relay listens (loopback).
+    pub addr: SocketAddr,
+}
+
+impl Relay {
+    /// Starts a relay on a free loopback port to `target` and waits until it accepts.
+    pub async fn start(target: &str) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("netns/forward.py");
+        let child = Command::new("python3")
+            .arg(&script)
+            .arg(addr.to_string())
+            .arg(target)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting python3 {}", script.display()))?;
+        let relay = Self { child, addr };
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("the relay on {addr} did not accept within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(relay)
+    }
+
+    /// Stops the relay process (SIGSTOP): its connections hang, open.
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        send_signal(self.child.id(), "STOP")
+    }
+
+    /// Lets a frozen relay run again (SIGCONT): what was sent to it meanwhile goes through.
+    pub fn thaw(&self) -> anyhow::Result<()> {
+        send_signal(self.child.id(), "CONT")
+    }
+
+    /// A kubeconfig like the one the tests use (`KUBECONFIG`), whose server is this relay;
+    /// written to `target/e2e-logs/<name>.kubeconfig`. The API server's certificate names
+    /// 127.0.0.1, so TLS is checked end to end through the relay.
+    pub fn kubeconfig(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let mut config =
+            kube::config::Kubeconfig::read().context("reading the tests' kubeconfig")?;
+        for cluster in &mut config.clusters {
+            if let Some(cluster) = cluster.cluster.as_mut() {
+                cluster.server = Some(format!("https://{}", self.addr));
+            }
+        }
+        let dir = target_dir().join("e2e-logs");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(format!("{name}.kubeconfig"));
+        // JSON is YAML: any kubeconfig reader takes it.
+        std::fs::write(&path, serde_json::to_vec(&config)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = send_signal(self.child.id(), "CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn send_signal(pid: u32, signal: &str) -> anyhow::Result<()> {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use common::*;
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, ResourceExt};
 use signpost_crds::ServiceIP;
-use signpost_e2e::process::{FAST_LEASE, Signpost, SignpostOptions};
+use signpost_e2e::process::{FAST_LEASE, Relay, Signpost, SignpostOptions};
 use signpost_e2e::{
     SERVICE_NAMESPACE_LABEL, fixtures, pod_is_ready, set_pod_ready, unique_cidr, wait_until,
 };
@@ -360,4 +362,112 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
     );
 
     finish(&client, ns, vec![c]).await
+}
+
+/// A leader cut off from the API server by a relay that stops answering (a frozen process, not
+/// a closed port: its requests hang instead of failing) must stop leading before its lease can
+/// expire, so it has stopped writing before the standby, which reaches the API server
+/// directly, may take over. Nothing the old leader sent into the frozen relay may change the
+/// outcome once the relay runs again.
+#[tokio::test]
+async fn a_leader_behind_a_frozen_relay_stops_before_the_standby_leads() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-frozen").await?;
+    let cidrs = vec![unique_cidr(24)];
+    let lease = signpost_e2e::unique_name("lease");
+    let server = kube::config::Kubeconfig::read()?
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.server.clone())
+        .context("no server in the tests' kubeconfig")?;
+    let target = server.trim_start_matches("https://").to_string();
+    let relay = Relay::start(&target).await?;
+    let options = |name: &str| {
+        SignpostOptions::new(&log_name(name, &ns.name), &ns.name, &cidrs)
+            .lease_name(&lease)
+            .lease_timing(FAST_LEASE)
+    };
+    let via_relay = relay.kubeconfig(&log_name("a", &ns.name))?;
+    let mut a = start_leading(
+        options("a")
+            .arg("--kubeconfig")
+            .arg(via_relay.display().to_string()),
+    )
+    .await?;
+    let mut b = Signpost::start(options("b")).await?;
+    assert!(!b.is_leading().await, "b stands by while a leads");
+
+    // a renewed at most one retry period before the freeze.
+    relay.freeze()?;
+    let frozen = Instant::now();
+    let (mut a_stopped, mut b_leads) = (None, None);
+    while a_stopped.is_none() || b_leads.is_none() {
+        if a_stopped.is_none() && a.exit_status().is_some() {
+            a_stopped = Some(frozen.elapsed());
+        }
+        if b_leads.is_none() && b.is_leading().await {
+            b_leads = Some(frozen.elapsed());
+        }
+        if frozen.elapsed() > Duration::from_secs(40) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "[frozen] after the relay froze: a stopped after {a_stopped:?}, b leads after {b_leads:?} \
+         (lease {:?}, renew deadline {:?}); a's log:\n{}",
+        FAST_LEASE.lease_duration,
+        FAST_LEASE.renew_deadline,
+        a.log_tail(5)
+    );
+    let a_stopped = a_stopped.context("a kept leading for 40 s behind the frozen relay")?;
+    let b_leads = b_leads.context("b never took over")?;
+    assert!(
+        a_stopped < b_leads,
+        "a stopped ({a_stopped:?}) only after b led ({b_leads:?})"
+    );
+    assert!(
+        a_stopped < FAST_LEASE.lease_duration,
+        "a stopped {a_stopped:?} after the freeze, later than the lease duration after its last renewal"
+    );
+    assert!(
+        !a.exit_status().is_some_and(|s| s.success()),
+        "a exits with an error when it loses leadership"
+    );
+
+    // What a sent into the relay goes through now; the lease must stay b's.
+    b.wait_leading(CONVERGE).await?;
+    let leases: Api<Lease> = ns.api();
+    let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+    let before = holder(leases.get(&lease).await?);
+    relay.thaw()?;
+    let services: Api<Service> = ns.api();
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service("after", 80, 8080),
+        )
+        .await?;
+    wait_until("b gives the new Service an address", CONVERGE, || async {
+        let claims = signpost_e2e::claims_in_namespace(&client, &ns.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        if claims.iter().any(|c| c.spec.service_ref.name == "after") {
+            Ok(())
+        } else {
+            Err(format!("{} claims", claims.len()))
+        }
+    })
+    .await?;
+    let after = holder(leases.get(&lease).await?);
+    assert_eq!(
+        before, after,
+        "the lease changed hands after the relay thawed"
+    );
+    assert!(
+        after.ends_with(&format!("_{}", b.pid())),
+        "b (pid {}) holds the lease: {after:?}",
+        b.pid()
+    );
+    drop(relay);
+    finish(&client, ns, vec![b]).await
 }

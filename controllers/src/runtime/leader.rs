@@ -6,6 +6,11 @@
 //! renew for `renew_deadline`, which is shorter than `lease_duration`, so it has stopped
 //! writing before anyone else may take the lease. On shutdown the leader releases the lease
 //! so a standby takes over at once.
+//!
+//! The renew deadline is counted from the moment the last successful round *began* (before
+//! its request was sent, so before any standby can have seen the renewal), and every round is
+//! cut off at that deadline: a request that hangs (an API server that stopped answering, a
+//! half-open connection) cannot stretch leadership past it.
 
 use std::time::{Duration, Instant};
 
@@ -37,8 +42,12 @@ impl Default for LeaseTiming {
 }
 
 impl LeaseTiming {
-    /// Checks the invariant that makes the election safe.
+    /// Checks the invariant that makes the election safe: retry period < renew deadline <
+    /// lease duration, all above zero.
     pub fn validate(&self) -> Result<(), String> {
+        if self.retry_period.is_zero() {
+            return Err("the retry period must be longer than zero".into());
+        }
         if self.renew_deadline >= self.lease_duration {
             return Err(format!(
                 "renew deadline ({:?}) must be shorter than the lease duration ({:?})",
@@ -121,6 +130,8 @@ pub struct Elector {
     identity: String,
     timing: LeaseTiming,
     observer: Observer,
+    /// When the last successful acquire or renew round began.
+    renewed_at: Option<Instant>,
 }
 
 impl Elector {
@@ -138,6 +149,7 @@ impl Elector {
             identity: identity.to_string(),
             timing,
             observer: Observer::default(),
+            renewed_at: None,
         }
     }
 
@@ -151,8 +163,10 @@ impl Elector {
         let poll = self.timing.retry_period.min(Duration::from_millis(500));
         let mut last_holder = String::new();
         loop {
+            let round = Instant::now();
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
+                    self.renewed_at = Some(round);
                     tracing::info!(identity = %self.identity, lease = %self.name, "became leader");
                     return;
                 }
@@ -178,29 +192,54 @@ impl Elector {
             .and_then(|(record, _)| record.split('|').next().map(str::to_string))
     }
 
-    /// Renews every retry period; returns when leadership is lost (no successful renewal for
-    /// the renew deadline, or someone else holds the lease).
+    /// Renews every retry period; returns when leadership is lost: someone else holds the
+    /// lease, or no round succeeded within the renew deadline of the last successful one. A
+    /// round still waiting for the API server at that deadline is abandoned. Can be called
+    /// again after it was cancelled (e.g. to keep renewing while the controllers drain).
     pub async fn hold(&mut self) {
-        let mut last_renewal = Instant::now();
         loop {
-            tokio::time::sleep(self.timing.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = Instant::now(),
-                Ok(false) => {
+            let renewed_at = *self.renewed_at.get_or_insert_with(Instant::now);
+            let deadline = renewed_at + self.timing.renew_deadline;
+            let next = (Instant::now() + self.timing.retry_period).min(deadline);
+            tokio::time::sleep_until(next.into()).await;
+            let round = Instant::now();
+            match tokio::time::timeout_at(deadline.into(), self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => self.renewed_at = Some(round),
+                Ok(Ok(false)) => {
                     tracing::error!(identity = %self.identity, "lost the lease to another replica");
                     return;
                 }
-                Err(error) => tracing::warn!(%error, "could not renew the lease"),
+                Ok(Err(error)) => tracing::warn!(%error, "could not renew the lease"),
+                Err(_) => {}
             }
-            if last_renewal.elapsed() >= self.timing.renew_deadline {
-                tracing::error!(identity = %self.identity, deadline = ?self.timing.renew_deadline, "could not renew the lease in time");
+            if Instant::now() >= deadline {
+                tracing::error!(
+                    identity = %self.identity,
+                    deadline = ?self.timing.renew_deadline,
+                    since_last_renewal = ?renewed_at.elapsed(),
+                    "could not renew the lease in time"
+                );
                 return;
             }
         }
     }
 
-    /// Gives the lease up so a standby can take over at once.
+    /// Gives the lease up so a standby can take over at once; gives up itself after one retry
+    /// period (the lease then expires as usual), so a hung API server cannot hold up an exit.
     pub async fn release(&mut self) {
+        let bound = self.timing.retry_period;
+        if tokio::time::timeout(bound, self.release_now())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?bound,
+                "could not release the lease in time; it will expire"
+            );
+        }
+    }
+
+    async fn release_now(&mut self) {
         let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
             return;
         };
@@ -363,5 +402,15 @@ mod tests {
             ..Default::default()
         };
         assert!(bad.validate().is_err());
+        let equal = LeaseTiming {
+            retry_period: Duration::from_secs(10),
+            ..Default::default()
+        };
+        assert!(equal.validate().is_err(), "retry period = renew deadline");
+        let zero = LeaseTiming {
+            retry_period: Duration::ZERO,
+            ..Default::default()
+        };
+        assert!(zero.validate().is_err(), "a zero retry period");
     }
 }

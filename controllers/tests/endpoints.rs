@@ -516,9 +516,12 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
     let writes = counter.await??;
     println!("120 flips of one Service over {burst:?}: {writes} slice writes");
     // A fixed 100 ms period would write about 30 times in 3 s; growing to 500 ms, about 9.
+    // On a loaded machine the 120 flips take longer than 3 s: the bound follows the burst's
+    // length at one write per 500 ms, plus the first write and a few at the edges.
+    let most = 15.max(usize::try_from(burst.as_millis() / 500).unwrap_or(usize::MAX) + 4);
     assert!(
-        (2..=15).contains(&writes),
-        "120 flips over {burst:?}: {writes} slice writes, want 2..=15"
+        (2..=most).contains(&writes),
+        "120 flips over {burst:?}: {writes} slice writes, want 2..={most}"
     );
     delete_namespace_and_claims(&client, ns).await?;
     running.shut_down().await;

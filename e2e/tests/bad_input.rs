@@ -136,6 +136,72 @@ async fn exhausted_range_gets_a_warning() -> anyhow::Result<()> {
     finish(&client, ns, vec![signpost]).await
 }
 
+/// A blue/green hand-over of a pinned address: `green` asks for the address `blue` holds and
+/// gets `ClusterIPTaken`; once `blue` is deleted, `green` gets the address within seconds
+/// without anyone touching it.
+#[tokio::test]
+async fn a_requested_address_is_granted_when_its_holder_lets_go() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-pin").await?;
+    let cidrs = vec![unique_cidr(24)];
+    let signpost = start_leader("pin", &ns, &cidrs).await?;
+    let services: Api<Service> = ns.api();
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service("blue", 80, 8080),
+        )
+        .await?;
+    let pinned = wait_until("blue holds a VIP", CONVERGE, || async {
+        let claims = claims_in_namespace(&client, &ns.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        claims
+            .iter()
+            .find(|c| c.spec.service_ref.name == "blue")
+            .map(|c| c.spec.address.clone())
+            .ok_or_else(|| format!("{} claims", claims.len()))
+    })
+    .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::requesting_address(fixtures::app_service("green", 80, 8080), &pinned),
+        )
+        .await?;
+    let note = wait_warning(&client, &ns.name, "green", "ClusterIPTaken").await?;
+    println!("[pin] green asks for {pinned}: Warning ClusterIPTaken: {note}");
+
+    let t0 = Instant::now();
+    services.delete("blue", &Default::default()).await?;
+    let holder = wait_until(
+        "green holds the pinned address",
+        Duration::from_secs(20),
+        || async {
+            let claims = claims_in_namespace(&client, &ns.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            claims
+                .iter()
+                .find(|c| c.spec.address == pinned)
+                .map(|c| c.spec.service_ref.name.clone())
+                .filter(|name| name == "green")
+                .ok_or_else(|| {
+                    let held: Vec<_> = claims
+                        .iter()
+                        .map(|c| (c.spec.service_ref.name.clone(), c.spec.address.clone()))
+                        .collect();
+                    format!("claims {held:?}")
+                })
+        },
+    )
+    .await?;
+    println!(
+        "[pin] blue deleted: {holder} holds {pinned} {:?} later",
+        t0.elapsed()
+    );
+    finish(&client, ns, vec![signpost]).await
+}
+
 /// A selector that matches no pod: an Endpoints object with no addresses and one empty slice,
 /// and then no further writes.
 #[tokio::test]

@@ -90,8 +90,9 @@ pub struct Ipam {
     events: EventSink,
     metrics: SharedMetrics,
     config: IpamConfig,
-    /// Services that found their range full; retried as soon as an address is freed.
-    exhausted: Mutex<HashSet<ServiceKey>>,
+    /// Services that found their range full or their requested address held; retried as soon
+    /// as an address is freed.
+    waiting: Mutex<HashSet<ServiceKey>>,
     /// Last problems reported per Service (by resourceVersion), so Events are not repeated on
     /// every reconcile of an unchanged Service.
     reported: Mutex<HashMap<ServiceKey, (String, Vec<String>)>>,
@@ -119,7 +120,7 @@ impl Ipam {
             events,
             metrics,
             config,
-            exhausted: Mutex::new(HashSet::new()),
+            waiting: Mutex::new(HashSet::new()),
             reported: Mutex::new(HashMap::new()),
             repair: Mutex::new(Repair::new()),
             ready: watch::channel(false).0,
@@ -240,9 +241,18 @@ impl Ipam {
         keys
     }
 
+    /// Queues `key` again when the next address is freed: its range is full, or the address it
+    /// requests is held by another Service.
+    fn wait_for_a_freed_address(&self, key: &ServiceKey) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone());
+    }
+
     fn address_freed(&self) {
         let waiting: Vec<ServiceKey> = self
-            .exhausted
+            .waiting
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .drain()
@@ -320,11 +330,29 @@ impl Ipam {
             .map(|p| (p.reason(), p.to_string()))
             .collect();
 
-        // Claims of an earlier Service of the same name, or of families no longer wanted.
+        // Claims of another Service of the same name: released only once a live read agrees
+        // that the cached Service is the current one. After a failover the cache may still
+        // hold an older Service while the claim belongs to one re-created a moment ago.
+        let (existing, other_uid): (Vec<Claim>, Vec<Claim>) =
+            existing.into_iter().partition(|c| c.service_uid == uid);
+        if !other_uid.is_empty() {
+            let live_uid = self.live_uid(&key).await?;
+            match release_other_uid_claims(&uid, live_uid.as_deref()) {
+                true => {
+                    for claim in &other_uid {
+                        self.delete_claim(claim).await?;
+                    }
+                }
+                // The Service's watch event brings it as it is now, and another reconcile.
+                false => return Ok(Next::Done),
+            }
+        }
+
+        // Claims of families no longer wanted.
         let wanted: Vec<IpFamily> = request.families.iter().map(|f| f.family).collect();
         let mut by_family: BTreeMap<IpFamily, Vec<Claim>> = BTreeMap::new();
         for claim in existing {
-            if claim.service_uid != uid || !wanted.contains(&IpFamily::of(claim.address)) {
+            if !wanted.contains(&IpFamily::of(claim.address)) {
                 self.delete_claim(&claim).await?;
             } else {
                 by_family
@@ -387,12 +415,7 @@ impl Ipam {
         }
         // The cache may lag behind a Service created a moment ago (for example by the
         // previous leader's claim): confirm with a live read before releasing anything.
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let live = api
-            .get_opt(&key.name)
-            .await
-            .map_err(api_error(format!("reading Service {key}")))?;
-        let live_uid = live.as_ref().and_then(|s| s.uid());
+        let live_uid = self.live_uid(key).await?;
         for claim in existing {
             if live_uid.as_deref() != Some(claim.service_uid.as_str()) {
                 self.delete_claim(&claim).await?;
@@ -400,6 +423,16 @@ impl Ipam {
         }
         self.publish_usage();
         Ok(())
+    }
+
+    /// The UID of the Service as the API server has it now (`None`: there is none).
+    async fn live_uid(&self, key: &ServiceKey) -> Result<Option<String>, Error> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let live = api
+            .get_opt(&key.name)
+            .await
+            .map_err(api_error(format!("reading Service {key}")))?;
+        Ok(live.and_then(|s| s.uid()))
     }
 
     /// Allocates and claims one address; returns a problem to report instead of an address
@@ -412,24 +445,21 @@ impl Ipam {
     ) -> Result<Option<(&'static str, String)>, Error> {
         if let Some(requested) = want.requested {
             let reserved = self.lock_book().reserve(requested);
+            let taken = || {
+                // Tried again whenever an address is freed: the holder may let it go.
+                self.wait_for_a_freed_address(key);
+                self.failure("taken");
+                Some((
+                    "ClusterIPTaken",
+                    format!("requested address {requested} is already allocated"),
+                ))
+            };
             return match reserved {
                 Ok(cidr) => match self.create_claim(key, uid, requested, cidr).await? {
                     true => Ok(None),
-                    false => {
-                        self.failure("taken");
-                        Ok(Some((
-                            "ClusterIPTaken",
-                            format!("requested address {requested} is already allocated"),
-                        )))
-                    }
+                    false => Ok(taken()),
                 },
-                Err(AllocError::AlreadyAllocated { .. }) => {
-                    self.failure("taken");
-                    Ok(Some((
-                        "ClusterIPTaken",
-                        format!("requested address {requested} is already allocated"),
-                    )))
-                }
+                Err(AllocError::AlreadyAllocated { .. }) => Ok(taken()),
                 Err(error) => {
                     self.failure("invalid");
                     Ok(Some((
@@ -452,10 +482,7 @@ impl Ipam {
                     // Someone holds it already: it stays marked, try the next one.
                 }
                 Err(error @ AllocError::Exhausted { .. }) => {
-                    self.exhausted
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.clone());
+                    self.wait_for_a_freed_address(key);
                     self.failure("exhausted");
                     return Ok(Some(("ClusterIPExhausted", error.to_string())));
                 }
@@ -662,6 +689,14 @@ impl Ipam {
     }
 }
 
+/// Whether claims naming another UID than the cached Service's may be released: only when the
+/// live Service is the cached one (so the claims belong to an older Service of that name).
+/// A live Service with another UID, or none, means the cache lags behind and the claims may
+/// belong to the Service as it is now.
+fn release_other_uid_claims(cached_uid: &str, live_uid: Option<&str>) -> bool {
+    live_uid == Some(cached_uid)
+}
+
 /// The work-queue key of a Service.
 pub fn key_of(service: &Service) -> ServiceKey {
     ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
@@ -679,4 +714,19 @@ pub fn claim_of(object: &ServiceIP) -> Option<Claim> {
         service_uid: object.spec.service_ref.uid.clone(),
         claim_uid: object.meta().uid.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_of_another_uid_are_released_only_when_the_live_service_is_the_cached_one() {
+        // An older Service of the same name left a claim: released.
+        assert!(release_other_uid_claims("new", Some("new")));
+        // The cache lags: the live Service is the claim's (or another newer one): kept.
+        assert!(!release_other_uid_claims("old", Some("new")));
+        // The live Service is gone: its deletion brings the gone-Service path instead.
+        assert!(!release_other_uid_claims("old", None));
+    }
 }

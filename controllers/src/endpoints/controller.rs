@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -106,6 +106,8 @@ struct State {
     /// resourceVersion of our last Endpoints write per Service, until the cache shows it:
     /// writing from an older cached copy would only earn a conflict.
     endpoints_written: HashMap<ServiceKey, String>,
+    /// When the slice watch began its current relist (between `Relisting` and `Resynced`).
+    slices_relist_began: Option<Instant>,
 }
 
 /// Shared state of the controller.
@@ -310,10 +312,17 @@ impl EndpointsController {
                     self.queue.add(key);
                 }
             }
-            Change::Relisting => {}
+            Change::Relisting => state.slices_relist_began = Some(Instant::now()),
             Change::Resynced { .. } => {
                 let cached = self.slices.state();
-                for key in state.slices.rebuild(cached.iter().map(|s| s.as_ref())) {
+                let keys = state.slices.rebuild(cached.iter().map(|s| s.as_ref()));
+                if let Some(began) = state.slices_relist_began.take() {
+                    let State {
+                        tracker, slices, ..
+                    } = &mut *state;
+                    tracker.relisted(began, |key, name| slices.contains(key, name));
+                }
+                for key in keys {
                     self.queue.add(key);
                 }
             }

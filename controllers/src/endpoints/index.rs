@@ -340,6 +340,13 @@ impl SliceNames {
         keys
     }
 
+    /// Whether the cache holds slice `name` of Service `key`.
+    pub fn contains(&self, key: &ServiceKey, name: &str) -> bool {
+        self.by_service
+            .get(key)
+            .is_some_and(|names| names.contains(name))
+    }
+
     /// The names of a Service's slices.
     pub fn names(&self, key: &ServiceKey) -> Vec<String> {
         self.by_service

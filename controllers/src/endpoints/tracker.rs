@@ -6,16 +6,17 @@
 //! server returned, every delete records the name, and a Service whose cached slices are older
 //! than that waits for the watch to deliver them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::time::Instant;
 
 use crate::ipam::ServiceKey;
 
 #[derive(Debug, Default)]
 struct Writes {
-    /// Slice name → generation our last write produced.
-    written: HashMap<String, i64>,
-    /// Slices we deleted that the cache may still show.
-    deleted: HashSet<String>,
+    /// Slice name → generation our last write produced, and when.
+    written: HashMap<String, (i64, Instant)>,
+    /// Slices we deleted that the cache may still show, and when.
+    deleted: HashMap<String, Instant>,
 }
 
 /// What the controller wrote, per Service.
@@ -34,14 +35,16 @@ impl WriteTracker {
     pub fn wrote(&mut self, service: &ServiceKey, name: &str, generation: i64) {
         let writes = self.services.entry(service.clone()).or_default();
         writes.deleted.remove(name);
-        writes.written.insert(name.to_string(), generation);
+        writes
+            .written
+            .insert(name.to_string(), (generation, Instant::now()));
     }
 
     /// Slice `name` was deleted by us.
     pub fn deleted(&mut self, service: &ServiceKey, name: &str) {
         let writes = self.services.entry(service.clone()).or_default();
         writes.written.remove(name);
-        writes.deleted.insert(name.to_string());
+        writes.deleted.insert(name.to_string(), Instant::now());
     }
 
     /// The watch reported slice `name` deleted (by us or anyone): nothing to wait for.
@@ -61,13 +64,30 @@ impl WriteTracker {
         let generation_of = |name: &str| cached.iter().find(|(n, _)| n == name).map(|(_, g)| *g);
         writes
             .written
-            .retain(|name, written| generation_of(name).is_none_or(|g| g < *written));
-        writes.deleted.retain(|name| generation_of(name).is_some());
+            .retain(|name, (written, _)| generation_of(name).is_none_or(|g| g < *written));
+        writes.deleted.retain(|name, _| generation_of(name).is_some());
         let stale = !writes.written.is_empty() || !writes.deleted.is_empty();
         if !stale {
             self.services.remove(service);
         }
         stale
+    }
+
+    /// The slice cache was relisted from scratch, the list starting at `began`: it now shows
+    /// every write that finished before then. A slice we wrote before the list that it does not
+    /// hold was deleted while the watch was down (its delete event is lost with the watch), and
+    /// a slice we deleted that it does not hold is gone: neither is waited for any longer.
+    /// Writes after `began` may still be on their way through the new watch and are kept.
+    pub fn relisted(&mut self, began: Instant, cached: impl Fn(&ServiceKey, &str) -> bool) {
+        self.services.retain(|service, writes| {
+            writes
+                .written
+                .retain(|name, (_, at)| *at >= began || cached(service, name));
+            writes
+                .deleted
+                .retain(|name, at| *at >= began || cached(service, name));
+            !writes.written.is_empty() || !writes.deleted.is_empty()
+        });
     }
 
     /// Drops everything about a Service that is gone.
@@ -87,6 +107,41 @@ mod tests {
 
     fn key() -> ServiceKey {
         ServiceKey::new("demo", "web")
+    }
+
+    #[test]
+    fn a_slice_deleted_while_the_watch_was_down_is_not_waited_for_after_a_relist() {
+        let mut tracker = WriteTracker::new();
+        tracker.wrote(&key(), "web-abc", 3);
+        // The watch broke before it showed the write; someone deleted the slice meanwhile.
+        assert!(tracker.is_stale(&key(), &cached(&[])));
+        let began = Instant::now();
+        tracker.relisted(began, |_, _| false);
+        assert!(
+            !tracker.is_stale(&key(), &cached(&[])),
+            "the relisted cache is the truth: the slice is gone"
+        );
+        assert_eq!(tracker.pending(), 0);
+    }
+
+    #[test]
+    fn a_write_after_the_relist_began_is_still_waited_for() {
+        let mut tracker = WriteTracker::new();
+        let began = Instant::now();
+        tracker.wrote(&key(), "web-new", 1);
+        tracker.deleted(&key(), "web-old");
+        tracker.relisted(began, |_, _| false);
+        assert!(tracker.is_stale(&key(), &cached(&[("web-old", 4)])));
+        assert!(!tracker.is_stale(&key(), &cached(&[("web-new", 1)])));
+    }
+
+    #[test]
+    fn a_relist_that_shows_the_slice_keeps_comparing_generations() {
+        let mut tracker = WriteTracker::new();
+        tracker.wrote(&key(), "web-abc", 3);
+        tracker.relisted(Instant::now(), |_, name| name == "web-abc");
+        assert!(tracker.is_stale(&key(), &cached(&[("web-abc", 2)])));
+        assert!(!tracker.is_stale(&key(), &cached(&[("web-abc", 3)])));
     }
 
     fn cached(slices: &[(&str, i64)]) -> Vec<(String, i64)> {

@@ -88,6 +88,32 @@ async fn invalid_requested_address_gets_a_warning_and_no_claim() -> anyhow::Resu
     finish(&client, ns, vec![signpost]).await
 }
 
+/// A huge requested-address annotation (60 KB of user input): the Warning still reaches the
+/// user, its note cut to what the Events API takes.
+#[tokio::test]
+async fn a_huge_annotation_still_gets_its_warning() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-huge").await?;
+    let cidrs = vec![unique_cidr(24)];
+    let signpost = start_leader("huge", &ns, &cidrs).await?;
+    let services: Api<Service> = ns.api();
+    let huge = "9".repeat(60_000);
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::requesting_address(fixtures::app_service("huge", 80, 8080), &huge),
+        )
+        .await?;
+    let note = wait_warning(&client, &ns.name, "huge", "ClusterIPInvalid").await?;
+    println!(
+        "[huge] Warning ClusterIPInvalid, note of {} bytes: {:.80}…",
+        note.len(),
+        note
+    );
+    assert!(note.len() <= 1024, "the note fits the Events API");
+    no_claims_during(&client, &ns.name, &["huge"], Duration::from_secs(1)).await?;
+    finish(&client, ns, vec![signpost]).await
+}
+
 /// A /30 has two usable addresses: the third Service gets `ClusterIPExhausted` and no claim.
 #[tokio::test]
 async fn exhausted_range_gets_a_warning() -> anyhow::Result<()> {

@@ -65,7 +65,9 @@ impl WriteTracker {
         writes
             .written
             .retain(|name, (written, _)| generation_of(name).is_none_or(|g| g < *written));
-        writes.deleted.retain(|name, _| generation_of(name).is_some());
+        writes
+            .deleted
+            .retain(|name, _| generation_of(name).is_some());
         let stale = !writes.written.is_empty() || !writes.deleted.is_empty();
         if !stale {
             self.services.remove(service);

@@ -9,6 +9,26 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::metrics::SharedMetrics;
 
+/// The longest note the Events API accepts (`events.k8s.io/v1`: 1 kB); an Event with a
+/// longer one is refused, and the user would see nothing at all.
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// `note` cut to [`MAX_NOTE_BYTES`] on a character boundary, ending in `…` when cut. Notes
+/// quote user input (an annotation may be kilobytes long), so they are cut here, once.
+pub fn fit_note(mut note: String) -> String {
+    const ELLIPSIS: &str = "…";
+    if note.len() <= MAX_NOTE_BYTES {
+        return note;
+    }
+    let mut end = MAX_NOTE_BYTES - ELLIPSIS.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push_str(ELLIPSIS);
+    note
+}
+
 /// Publishes Events on behalf of one controller.
 #[derive(Clone)]
 pub struct EventSink {
@@ -69,6 +89,7 @@ impl EventSink {
         action: &str,
         note: String,
     ) {
+        let note = fit_note(note);
         tracing::info!(
             controller = self.controller,
             object = %format!("{}/{}", regarding.namespace.as_deref().unwrap_or(""), regarding.name.as_deref().unwrap_or("")),
@@ -86,5 +107,27 @@ impl EventSink {
         if let Err(error) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(controller = self.controller, reason, %error, "could not publish Event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_note_is_cut_to_the_api_limit_on_a_character_boundary() {
+        assert_eq!(fit_note("short".into()), "short");
+        let exact = "x".repeat(MAX_NOTE_BYTES);
+        assert_eq!(fit_note(exact.clone()), exact);
+        let cut = fit_note("9".repeat(60_000));
+        assert!(
+            cut.len() <= MAX_NOTE_BYTES && cut.ends_with('…'),
+            "{}",
+            cut.len()
+        );
+        // Multi-byte characters are never split.
+        let cut = fit_note("é".repeat(1_000));
+        assert!(cut.len() <= MAX_NOTE_BYTES && cut.ends_with('…'));
+        assert!(cut.trim_end_matches('…').chars().all(|c| c == 'é'));
     }
 }

@@ -107,13 +107,63 @@ impl Settings {
     }
 }
 
-/// Readiness of the running controllers, for `/readyz`.
+/// Readiness of the running controllers, for `/readyz`, and their liveness, for `/healthz`.
 #[derive(Clone)]
 pub struct Readiness {
     controllers: Vec<watch::Receiver<bool>>,
+    liveness: Liveness,
+}
+
+/// Which task of the controllers ended while nothing asked it to: a controller or watch loop
+/// that is gone does no more work, and only a restart (the kubelet's, on `/healthz`) brings
+/// it back.
+#[derive(Clone, Default)]
+pub struct Liveness {
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    ended: Arc<std::sync::Mutex<Option<&'static str>>>,
+}
+
+impl Liveness {
+    /// The first task that ended on its own, if any.
+    pub fn ended(&self) -> Option<&'static str> {
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on, tasks end because they are told to.
+    fn stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Runs `work`, noting `name` if it ends (returns or panics) before [`Liveness::stop`].
+    async fn watch(self, name: &'static str, work: impl Future<Output = ()>) {
+        let outcome = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let how = if outcome.is_err() {
+            "panicked"
+        } else {
+            "returned"
+        };
+        tracing::error!(
+            task = name,
+            how,
+            "a controller task ended; /healthz now fails"
+        );
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(name);
+    }
 }
 
 impl Readiness {
+    /// The first controller task that ended on its own, if any (`/healthz` then fails).
+    pub fn ended(&self) -> Option<&'static str> {
+        self.liveness.ended()
+    }
+
     /// Whether every controller has synced its caches and done its start-up work.
     pub fn is_ready(&self) -> bool {
         self.controllers.iter().all(|r| *r.borrow())
@@ -148,6 +198,7 @@ impl Running {
     /// Stops everything at once, reconciles in flight included: used when leadership is lost,
     /// because another replica may start writing as soon as the lease expires.
     pub fn abort(self) {
+        self.readiness.liveness.stop();
         for task in self.controllers.iter().chain(self.informers.iter()) {
             task.abort();
         }
@@ -156,6 +207,7 @@ impl Running {
     /// Stops taking work, lets reconciles in flight finish (all of them within
     /// [`DRAIN_TIMEOUT`], then they are cut off), and stops the watches.
     pub async fn shut_down(self) {
+        self.readiness.liveness.stop();
         self.ipam.shut_down();
         self.endpoints.shut_down();
         self.records.shut_down();
@@ -343,6 +395,7 @@ pub fn start_when(
         },
     );
 
+    let liveness = Liveness::default();
     let readiness = Readiness {
         controllers: vec![
             ipam.ready(),
@@ -350,23 +403,34 @@ pub fn start_when(
             records_controller.ready(),
             mirroring_controller.ready(),
         ],
+        liveness: liveness.clone(),
     };
     let go = go.shared();
+    let task = |name: &'static str, work| tokio::spawn(liveness.clone().watch(name, work));
     let informers = vec![
-        tokio::spawn(services.run()),
-        tokio::spawn(after(go.clone(), claims.run())),
-        tokio::spawn(pods.run()),
-        tokio::spawn(slices.run()),
-        tokio::spawn(endpoints.run()),
-        tokio::spawn(nodes.run()),
-        tokio::spawn(after(go.clone(), records.run())),
-        tokio::spawn(mirrored_slices.run()),
+        task("services watch", services.run().boxed()),
+        task("claims watch", after(go.clone(), claims.run()).boxed()),
+        task("pods watch", pods.run().boxed()),
+        task("slices watch", slices.run().boxed()),
+        task("endpoints watch", endpoints.run().boxed()),
+        task("nodes watch", nodes.run().boxed()),
+        task("records watch", after(go.clone(), records.run()).boxed()),
+        task("mirrored slices watch", mirrored_slices.run().boxed()),
     ];
     let controllers = vec![
-        tokio::spawn(after(go.clone(), ipam.clone().run())),
-        tokio::spawn(after(go.clone(), endpoints_controller.clone().run())),
-        tokio::spawn(after(go.clone(), records_controller.clone().run())),
-        tokio::spawn(after(go, mirroring_controller.clone().run())),
+        task("ipam", after(go.clone(), ipam.clone().run()).boxed()),
+        task(
+            "endpoints",
+            after(go.clone(), endpoints_controller.clone().run()).boxed(),
+        ),
+        task(
+            "records",
+            after(go.clone(), records_controller.clone().run()).boxed(),
+        ),
+        task(
+            "mirroring",
+            after(go, mirroring_controller.clone().run()).boxed(),
+        ),
     ];
     Ok(Running {
         ipam,
@@ -396,4 +460,31 @@ pub async fn run_until(
     shutdown.await;
     running.shut_down().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_ends_on_its_own_is_reported_and_one_told_to_stop_is_not() {
+        let liveness = Liveness::default();
+        liveness.clone().watch("quiet", async {}).await;
+        assert_eq!(liveness.ended(), Some("quiet"), "a loop that returned");
+
+        let liveness = Liveness::default();
+        tokio::spawn(
+            liveness
+                .clone()
+                .watch("boom", async { panic!("on purpose") }),
+        )
+        .await
+        .expect("the panic is caught inside");
+        assert_eq!(liveness.ended(), Some("boom"), "a loop that panicked");
+
+        let liveness = Liveness::default();
+        liveness.stop();
+        liveness.clone().watch("stopped", async {}).await;
+        assert_eq!(liveness.ended(), None, "a loop stopped on purpose");
+    }
 }

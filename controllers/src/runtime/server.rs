@@ -41,6 +41,17 @@ impl Health {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `(alive, explanation)`: not alive once a controller task of the leader ended on its own.
+    pub fn liveness(&self) -> (bool, String) {
+        match &*self.lock() {
+            Role::Leading(readiness) => match readiness.ended() {
+                Some(task) => (false, format!("the {task} task stopped")),
+                None => (true, "ok".into()),
+            },
+            _ => (true, "ok".into()),
+        }
+    }
+
     /// `(ready, explanation)`.
     pub fn readiness(&self) -> (bool, &'static str) {
         match &*self.lock() {
@@ -74,7 +85,21 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", {
+            let health = health.clone();
+            get(move || {
+                let health = health.clone();
+                async move {
+                    let (alive, why) = health.liveness();
+                    let code = if alive {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    };
+                    (code, why)
+                }
+            })
+        })
         .route(
             "/readyz",
             get(move || {

@@ -3,7 +3,10 @@
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt as _;
 
 use super::metrics::SharedMetrics;
 use super::workqueue::WorkQueue;
@@ -23,9 +26,14 @@ pub enum Next {
     After(Duration),
 }
 
+/// The metric reason of a reconcile that panicked.
+pub const PANIC_REASON: &str = "panic";
+
 /// Takes keys from `queue` with `workers` concurrent workers until the queue shuts down.
 /// Failures are retried with the queue's per-key backoff; a key is never processed by two
-/// workers at once.
+/// workers at once. A reconcile that panics is a failure like any other (logged, counted with
+/// reason `panic`, retried with backoff): the worker lives on and the key is not left marked
+/// as in progress, where it would never be processed again.
 pub async fn run_workers<K, F, Fut, E>(
     controller: &'static str,
     queue: WorkQueue<K>,
@@ -48,8 +56,17 @@ pub async fn run_workers<K, F, Fut, E>(
             while let Some(key) = queue.next().await {
                 metrics.queue_depth.get_or_create(&labels).set(queue.len() as i64);
                 let start = Instant::now();
-                let result = reconcile(key.clone()).await;
+                let result = AssertUnwindSafe(reconcile(key.clone())).catch_unwind().await;
                 let took = start.elapsed();
+                let result = match result {
+                    Ok(result) => result,
+                    Err(panic) => {
+                        metrics.observe_reconcile(controller, took, Some(PANIC_REASON));
+                        let delay = queue.retry(&key);
+                        tracing::error!(controller, ?key, panic = panic_message(panic.as_ref()), ?delay, "reconcile panicked; retrying");
+                        continue;
+                    }
+                };
                 match result {
                     Ok(next) => {
                         metrics.observe_reconcile(controller, took, None);
@@ -70,5 +87,88 @@ pub async fn run_workers<K, F, Fut, E>(
     }
     for task in tasks {
         let _ = task.await;
+    }
+}
+
+/// The message a panic carried (`panic!("...")` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::runtime::metrics::Metrics;
+
+    struct Never;
+    impl Display for Never {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("never")
+        }
+    }
+    impl ReconcileError for Never {
+        fn reason(&self) -> &'static str {
+            "never"
+        }
+    }
+
+    /// A key whose first reconcile panics is retried and then succeeds, and the single worker
+    /// goes on with the other keys.
+    #[tokio::test]
+    async fn a_panicking_reconcile_is_retried_and_the_worker_lives_on() {
+        let queue: WorkQueue<&'static str> = WorkQueue::new();
+        let metrics = Arc::new(Metrics::new());
+        let attempts: Arc<Mutex<HashMap<&'static str, u32>>> = Arc::default();
+        let workers = tokio::spawn(run_workers("test", queue.clone(), 1, metrics.clone(), {
+            let attempts = attempts.clone();
+            move |key: &'static str| {
+                let attempts = attempts.clone();
+                async move {
+                    let n = {
+                        let mut attempts = attempts.lock().unwrap();
+                        let n = attempts.entry(key).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    if key == "boom" && n == 1 {
+                        panic!("reconcile of {key} panicked on purpose");
+                    }
+                    Ok::<_, Never>(Next::Done)
+                }
+            }
+        }));
+        queue.add("boom");
+        queue.add("fine");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let seen = attempts.lock().unwrap().clone();
+            if seen.get("boom") == Some(&2) && seen.get("fine") == Some(&1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "attempts so far: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Added again after its retry succeeded, the key is processed again: not stuck.
+        queue.add("boom");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while attempts.lock().unwrap().get("boom") != Some(&3) {
+            assert!(Instant::now() < deadline, "boom was not processed again");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            metrics.encode().contains("panic"),
+            "the panic is counted in the metrics"
+        );
+        queue.shut_down();
+        workers
+            .await
+            .expect("the workers end when the queue shuts down");
     }
 }

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
     plural = "serviceips",
     shortname = "sip",
     category = "signpost",
-    doc = "A virtual IP that Signpost allocated to a Service. The object name is the address (IPv6 with ':' written as '-'); creating it claims the address.",
-    validation = Rule::new("self.metadata.name == self.spec.address.replace(':', '-')").message("the name of a ServiceIP must be its address, with ':' written as '-'"),
+    doc = "A virtual IP that Signpost allocated to a Service. The object name is the address (IPv6 with ':' written as '-', and a leading or trailing '::' given its zero, e.g. fd00--0); creating it claims the address.",
+    validation = Rule::new("self.metadata.name == (self.spec.address.startsWith(':') ? '0' : '') + self.spec.address.replace(':', '-') + (self.spec.address.endsWith(':') ? '0' : '')").message("the name of a ServiceIP must be its address, with ':' written as '-' (and a leading or trailing '::' as '0--' or '--0')"),
     printcolumn(name = "Address", type_ = "string", json_path = ".spec.address"),
     printcolumn(name = "Namespace", type_ = "string", json_path = ".spec.serviceRef.namespace"),
     printcolumn(name = "Service", type_ = "string", json_path = ".spec.serviceRef.name"),
@@ -62,11 +62,25 @@ pub struct ServiceRef {
 }
 
 /// The object name that claims `address`: the address itself, with IPv6 colons written as
-/// dashes because object names are DNS subdomains.
+/// dashes because object names are DNS subdomains. A subdomain must start and end with a
+/// letter or digit, so an address that starts or ends with `::` gets the zero that `::`
+/// stands for written out (`fd00::` → `fd00--0`, `::1` → `0--1`), which reads back as the
+/// same address.
 pub fn claim_name(address: IpAddr) -> String {
     match address {
         IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+        IpAddr::V6(v6) => {
+            let text = v6.to_string();
+            let mut name = String::with_capacity(text.len() + 2);
+            if text.starts_with(':') {
+                name.push('0');
+            }
+            name.push_str(&text.replace(':', "-"));
+            if text.ends_with(':') {
+                name.push('0');
+            }
+            name
+        }
     }
 }
 
@@ -91,6 +105,38 @@ mod tests {
             assert!(!name.contains(':'), "{name} must be a valid object name");
             assert_eq!(address_of_claim(&name), Some(address));
         }
+    }
+
+    /// What the API server accepts as an object name (a DNS subdomain, RFC 1123).
+    fn is_dns_subdomain(name: &str) -> bool {
+        name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    }
+
+    #[test]
+    fn every_claim_name_is_a_valid_object_name() {
+        for text in [
+            "fd00::",
+            "::1",
+            "::",
+            "fd00:10:200:0:1::",
+            "10.0.0.1",
+            "fd00::1",
+        ] {
+            let address: IpAddr = text.parse().unwrap();
+            let name = claim_name(address);
+            assert!(is_dns_subdomain(&name), "{text} -> {name}");
+            assert_eq!(address_of_claim(&name), Some(address), "{name}");
+        }
+        assert_eq!(claim_name("fd00::".parse().unwrap()), "fd00--0");
+        assert_eq!(claim_name("::1".parse().unwrap()), "0--1");
     }
 
     #[test]

@@ -245,16 +245,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration such as 30s or 5m"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("{text:?} has an unknown unit (use s, m or h)")),
     };
-    if seconds == 0 {
-        return Err("must be longer than 0s".into());
+    // Longer would be a mistake, and deadlines computed from it (now + duration) must not
+    // overflow.
+    const MAX_SECONDS: u64 = 24 * 3600;
+    let seconds = n.checked_mul(scale).filter(|s| *s <= MAX_SECONDS);
+    match seconds {
+        Some(0) => Err("must be longer than 0s".into()),
+        Some(seconds) => Ok(Duration::from_secs(seconds)),
+        None => Err(format!("{text:?} is longer than 24h")),
     }
-    Ok(Duration::from_secs(seconds))
 }
 
 fn main() -> ExitCode {
@@ -633,5 +638,22 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded_and_never_overflow() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("0s").is_err());
+        // 18446744073709551615 h would overflow a multiplication by 3600.
+        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
+        assert!(parse_duration("5d").is_err());
     }
 }

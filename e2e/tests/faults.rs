@@ -471,3 +471,221 @@ async fn a_leader_behind_a_frozen_relay_stops_before_the_standby_leads() -> anyh
     drop(relay);
     finish(&client, ns, vec![b]).await
 }
+
+/// One step of the chaos churn on Service `name`, chosen by `round` and the name's number.
+async fn chaos_step(
+    services: &Api<Service>,
+    name: &str,
+    round: usize,
+    i: usize,
+) -> anyhow::Result<()> {
+    let exists = services.get_opt(name).await?;
+    let clusterip = || fixtures::service_selecting(name, "chaos", 8080);
+    let Some(service) = exists else {
+        services
+            .create(&PostParams::default(), &clusterip())
+            .await?;
+        return Ok(());
+    };
+    let external = service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("ExternalName");
+    let patch = |spec: serde_json::Value| {
+        let services = services.clone();
+        async move {
+            services
+                .patch(
+                    name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(serde_json::json!({"spec": spec})),
+                )
+                .await
+        }
+    };
+    match (external, (round + i) % 4) {
+        (true, _) => {
+            patch(serde_json::json!({"type": "ClusterIP", "externalName": null})).await?;
+        }
+        (false, 0) => {
+            services.delete(name, &Default::default()).await?;
+        }
+        (false, 1) => {
+            // Deleted and re-created under the same name: a new UID.
+            services.delete(name, &Default::default()).await?;
+            let deleted = Instant::now();
+            while services.get_opt(name).await?.is_some() {
+                anyhow::ensure!(deleted.elapsed() < CONVERGE, "{name} was not deleted");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            services
+                .create(&PostParams::default(), &clusterip())
+                .await?;
+        }
+        (false, 2) => {
+            patch(serde_json::json!({
+                "type": "ExternalName", "externalName": "chaos.example.com",
+                "clusterIP": null, "clusterIPs": null,
+            }))
+            .await?;
+        }
+        (false, _) => {}
+    }
+    Ok(())
+}
+
+/// Chaos: two replicas; the leader killed with SIGKILL eight times (a fresh replica started
+/// after each kill, so two always run) while 300 Services are created, deleted, re-created
+/// under the same name and switched to ExternalName and back. At every sample no Service
+/// holds two claims of one family. Within two minutes of the last kill every ClusterIP
+/// Service has exactly one claim with its current UID, no claim lacks a live Service, and
+/// every selector Service's slices and Endpoints match its pods.
+#[tokio::test]
+async fn chaos_eight_leader_kills_during_300_service_changes() -> anyhow::Result<()> {
+    const SERVICES: usize = 300;
+    const KILLS: usize = 8;
+    let (client, ns) = setup("e2e-chaos").await?;
+    let cidrs = vec![unique_cidr(22)];
+    let lease = signpost_e2e::unique_name("lease");
+    let options = |name: &str| {
+        SignpostOptions::new(&log_name(name, &ns.name), &ns.name, &cidrs)
+            .lease_name(&lease)
+            .lease_timing(FAST_LEASE)
+    };
+    let deployments: Api<Deployment> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("chaos", 3, 8080),
+        )
+        .await?;
+    let mut replicas = vec![
+        start_leading(options("r0")).await?,
+        Signpost::start(options("r1")).await?,
+    ];
+
+    let services: Api<Service> = ns.api();
+    let stop = Arc::new(AtomicBool::new(false));
+    let steps = Arc::new(AtomicUsize::new(0));
+    let churn = tokio::spawn({
+        let (services, stop, steps) = (services.clone(), stop.clone(), steps.clone());
+        async move {
+            let mut round = 0;
+            // At least three passes (create; delete, re-create, switch; and back), and on
+            // until the kills are over.
+            while round < 3 || !stop.load(Ordering::Relaxed) {
+                for i in 0..SERVICES {
+                    chaos_step(&services, &format!("s{i}"), round, i).await?;
+                    steps.fetch_add(1, Ordering::Relaxed);
+                }
+                round += 1;
+            }
+            anyhow::Ok(round)
+        }
+    });
+    // The sampler: no Service UID holds two claims of one family at any moment.
+    let sampler = tokio::spawn({
+        let (client, namespace, stop) = (client.clone(), ns.name.clone(), stop.clone());
+        async move {
+            let mut samples = 0usize;
+            let mut doubles = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let claims = signpost_e2e::claims_in_namespace(&client, &namespace).await?;
+                let mut held: std::collections::HashMap<(String, bool), Vec<String>> =
+                    Default::default();
+                for c in &claims {
+                    held.entry((c.spec.service_ref.uid.clone(), c.spec.address.contains(':')))
+                        .or_default()
+                        .push(c.spec.address.clone());
+                }
+                doubles.extend(held.into_iter().filter(|(_, a)| a.len() > 1));
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            anyhow::Ok((samples, doubles))
+        }
+    });
+
+    let mut next = 2;
+    for kill in 0..KILLS {
+        // Wait for a leader among the replicas, then kill it mid-churn.
+        let leader = wait_until("a leader", CONVERGE, || async {
+            for (i, r) in replicas.iter().enumerate() {
+                if r.is_leading().await {
+                    return Ok(i);
+                }
+            }
+            Err(format!("{} replicas, none leading", replicas.len()))
+        })
+        .await?;
+        let mut victim = replicas.remove(leader);
+        victim.kill9().await?;
+        println!(
+            "[chaos] kill {} of {KILLS}: {} killed after {} churn steps",
+            kill + 1,
+            victim.options.name,
+            steps.load(Ordering::Relaxed)
+        );
+        replicas.push(Signpost::start(options(&format!("r{next}"))).await?);
+        next += 1;
+    }
+    let last_kill = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let rounds = churn.await??;
+    let (samples, doubles) = sampler.await??;
+    println!(
+        "[chaos] {} churn steps in {rounds} rounds; {samples} samples, Services holding two claims of one family: {doubles:?}",
+        steps.load(Ordering::Relaxed)
+    );
+    assert!(
+        doubles.is_empty(),
+        "a Service held two claims of one family: {doubles:?}"
+    );
+
+    let converged = wait_until(
+        "every Service's claim, slices and Endpoints current",
+        Duration::from_secs(120),
+        || async {
+            let live = services
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let claims = signpost_e2e::claims_in_namespace(&client, &ns.name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let uids: BTreeSet<String> = live.items.iter().filter_map(|s| s.uid()).collect();
+            if let Some(orphan) = claims
+                .iter()
+                .find(|c| !uids.contains(&c.spec.service_ref.uid))
+            {
+                return Err(format!(
+                    "claim {} of a Service that is gone",
+                    orphan.spec.address
+                ));
+            }
+            let mut clusterip = 0;
+            for service in &live.items {
+                let spec = service.spec.as_ref();
+                if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
+                    continue;
+                }
+                clusterip += 1;
+                let uid = service.uid().unwrap_or_default();
+                let held = claims
+                    .iter()
+                    .filter(|c| c.spec.service_ref.uid == uid)
+                    .count();
+                if held != 1 {
+                    return Err(format!("{} holds {held} claims", service.name_any()));
+                }
+                endpoints_match_pods(&client, &ns.name, &service.name_any(), "app=chaos", 100)
+                    .await
+                    .map_err(|e| format!("{}: {e}", service.name_any()))?;
+            }
+            Ok(clusterip)
+        },
+    )
+    .await?;
+    println!(
+        "[chaos] {converged} ClusterIP Services with one current claim and matching endpoints, {:?} after the last kill",
+        last_kill.elapsed()
+    );
+    finish(&client, ns, replicas).await
+}

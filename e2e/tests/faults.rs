@@ -603,7 +603,6 @@ async fn chaos_eight_leader_kills_during_300_service_changes() -> anyhow::Result
         }
     });
 
-    let mut next = 2;
     for kill in 0..KILLS {
         // Wait for a leader among the replicas, then kill it mid-churn.
         let leader = wait_until("a leader", CONVERGE, || async {
@@ -623,8 +622,8 @@ async fn chaos_eight_leader_kills_during_300_service_changes() -> anyhow::Result
             victim.options.name,
             steps.load(Ordering::Relaxed)
         );
-        replicas.push(Signpost::start(options(&format!("r{next}"))).await?);
-        next += 1;
+        // r0 and r1 were the first two.
+        replicas.push(Signpost::start(options(&format!("r{}", kill + 2))).await?);
     }
     let last_kill = Instant::now();
     stop.store(true, Ordering::Relaxed);

@@ -816,3 +816,88 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
     running.shut_down().await;
     Ok(())
 }
+
+/// A user relabels Signpost's slice so it names another Service, then edits the one that
+/// replaced it: within seconds the Service has exactly its own slice again, with the pods'
+/// addresses, and no slice of Signpost's names a Service that does not exist.
+#[tokio::test]
+async fn a_relabelled_or_edited_slice_of_ours_is_put_right() -> anyhow::Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "ep-relabel").await?;
+    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let deployments: Api<Deployment> = ns.api();
+    let services: Api<Service> = ns.api();
+    let slices: Api<EndpointSlice> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    deployments
+        .create(
+            &PostParams::default(),
+            &fixtures::app_deployment("web", 3, 8080),
+        )
+        .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::app_service("web", 80, 8080),
+        )
+        .await?;
+    let want: BTreeSet<String> = ready_pods(&pods, "app=web", 3)
+        .await?
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    let right = || async {
+        let ours = our_slices(&slices).await?;
+        let names: Vec<String> = ours
+            .iter()
+            .map(|s| {
+                let service = s.labels().get("kubernetes.io/service-name").cloned();
+                format!("{} -> {service:?}", s.name_any())
+            })
+            .collect();
+        let all_web = ours.iter().all(|s| {
+            s.labels()
+                .get("kubernetes.io/service-name")
+                .map(String::as_str)
+                == Some("web")
+        });
+        if ours.len() == 1 && all_web && ready_addresses(&ours) == want {
+            Ok(ours[0].name_any())
+        } else {
+            Err(format!(
+                "slices {names:?}, ready {:?}",
+                ready_addresses(&ours)
+            ))
+        }
+    };
+    let first = wait_until("web's slice", TIMEOUT, right).await?;
+
+    let t0 = Instant::now();
+    slices
+        .patch(
+            &first,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"kubernetes.io/service-name": "elsewhere"}}})),
+        )
+        .await?;
+    let second = wait_until("web's slice after the relabel", TIMEOUT, right).await?;
+    println!(
+        "relabelled {first} to another Service: put right {:?} later (slice {second})",
+        t0.elapsed()
+    );
+
+    let t0 = Instant::now();
+    slices
+        .patch(
+            &second,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"endpoints": []})),
+        )
+        .await?;
+    wait_until("web's slice after the edit", TIMEOUT, right).await?;
+    println!("emptied {second}: put right {:?} later", t0.elapsed());
+
+    delete_namespace_and_claims(&client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}

@@ -298,33 +298,71 @@ pub fn slice_service(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> 
 #[derive(Debug, Default)]
 pub struct SliceNames {
     by_service: HashMap<ServiceKey, HashSet<String>>,
+    /// The Service each slice is filed under, by namespace and name: a slice whose
+    /// `kubernetes.io/service-name` label changes moves from one Service to the other.
+    service_of: HashMap<(String, String), ServiceKey>,
+}
+
+/// Where [`SliceNames::insert`] filed a slice.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filed {
+    /// The Service the slice belongs to now (none without a service-name label).
+    pub service: Option<ServiceKey>,
+    /// The Service it belonged to before, when that was another one (it was relabelled):
+    /// that Service lost a slice.
+    pub moved_from: Option<ServiceKey>,
 }
 
 impl SliceNames {
-    /// Files a slice (added or updated); returns its Service.
-    pub fn insert(
-        &mut self,
-        slice: &k8s_openapi::api::discovery::v1::EndpointSlice,
-    ) -> Option<ServiceKey> {
-        let key = slice_service(slice)?;
-        let name = slice.metadata.name.clone()?;
-        self.by_service.entry(key.clone()).or_default().insert(name);
-        Some(key)
+    /// Files a slice (added or updated).
+    pub fn insert(&mut self, slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> Filed {
+        let (Some(namespace), Some(name)) = (&slice.metadata.namespace, &slice.metadata.name)
+        else {
+            return Filed::default();
+        };
+        let id = (namespace.clone(), name.clone());
+        let service = slice_service(slice);
+        let previous = match &service {
+            Some(key) => self.service_of.insert(id, key.clone()),
+            None => self.service_of.remove(&id),
+        };
+        let moved_from = previous.filter(|old| Some(old) != service.as_ref());
+        if let Some(old) = &moved_from {
+            self.unfile(old, name);
+        }
+        if let Some(key) = &service {
+            self.by_service
+                .entry(key.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        Filed {
+            service,
+            moved_from,
+        }
     }
 
-    /// Forgets a deleted slice; returns its Service and name.
+    fn unfile(&mut self, key: &ServiceKey, name: &str) {
+        if let Some(names) = self.by_service.get_mut(key) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_service.remove(key);
+            }
+        }
+    }
+
+    /// Forgets a deleted slice; returns the Service it was filed under, and its name.
     pub fn remove(
         &mut self,
         slice: &k8s_openapi::api::discovery::v1::EndpointSlice,
     ) -> Option<(ServiceKey, String)> {
-        let key = slice_service(slice)?;
+        let namespace = slice.metadata.namespace.clone()?;
         let name = slice.metadata.name.clone()?;
-        if let Some(names) = self.by_service.get_mut(&key) {
-            names.remove(&name);
-            if names.is_empty() {
-                self.by_service.remove(&key);
-            }
-        }
+        let key = self
+            .service_of
+            .remove(&(namespace, name.clone()))
+            .or_else(|| slice_service(slice))?;
+        self.unfile(&key, &name);
         Some((key, name))
     }
 
@@ -334,7 +372,11 @@ impl SliceNames {
         slices: impl IntoIterator<Item = &'a k8s_openapi::api::discovery::v1::EndpointSlice>,
     ) -> Vec<ServiceKey> {
         self.by_service.clear();
-        let mut keys: Vec<ServiceKey> = slices.into_iter().filter_map(|s| self.insert(s)).collect();
+        self.service_of.clear();
+        let mut keys: Vec<ServiceKey> = slices
+            .into_iter()
+            .filter_map(|s| self.insert(s).service)
+            .collect();
         keys.sort();
         keys.dedup();
         keys
@@ -517,7 +559,7 @@ mod tests {
         let mut names = SliceNames::default();
         let key = ServiceKey::new("demo", "web");
         assert_eq!(
-            names.insert(&slice("demo", "web", "web-a")),
+            names.insert(&slice("demo", "web", "web-a")).service,
             Some(key.clone())
         );
         names.insert(&slice("demo", "web", "web-b"));
@@ -532,5 +574,31 @@ mod tests {
         let keys = names.rebuild([&slice("demo", "db", "db-x")]);
         assert_eq!(keys, vec![ServiceKey::new("demo", "db")]);
         assert!(names.names(&key).is_empty());
+    }
+
+    #[test]
+    fn a_relabelled_slice_moves_from_one_service_to_the_other() {
+        let mut names = SliceNames::default();
+        let web = ServiceKey::new("demo", "web");
+        let other = ServiceKey::new("demo", "elsewhere");
+        names.insert(&slice("demo", "web", "web-a"));
+        let filed = names.insert(&slice("demo", "elsewhere", "web-a"));
+        assert_eq!(filed.service, Some(other.clone()));
+        assert_eq!(filed.moved_from, Some(web.clone()), "web lost a slice");
+        assert!(names.names(&web).is_empty());
+        assert_eq!(names.names(&other), vec!["web-a"]);
+        // An update that keeps the label moves nothing.
+        assert_eq!(
+            names
+                .insert(&slice("demo", "elsewhere", "web-a"))
+                .moved_from,
+            None
+        );
+        // Deleted with its last label, it leaves the Service it was filed under.
+        assert_eq!(
+            names.remove(&slice("demo", "elsewhere", "web-a")),
+            Some((other.clone(), "web-a".into()))
+        );
+        assert!(names.names(&other).is_empty());
     }
 }

@@ -172,7 +172,13 @@ impl MirroringController {
         let mut state = self.lock();
         match change {
             Change::Applied { new, .. } => {
-                if let Some(key) = state.slices.insert(new) {
+                let filed = state.slices.insert(new);
+                if let Some(old) = filed.moved_from {
+                    // Relabelled away: for its old Service the slice is gone.
+                    state.tracker.observed_deletion(&old, &new.name_any());
+                    self.queue.add(old);
+                }
+                if let Some(key) = filed.service {
                     self.queue.add(key);
                 }
             }

@@ -737,3 +737,69 @@ async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream
     server.shut_down().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() -> anyhow::Result<()>
+{
+    init_logs();
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "dns-intruder").await?;
+    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let at = server.dns_addr;
+    let records: Api<DNSRecord> = ns.api();
+    // A name of another namespace, and a name of its own for comparison.
+    let theirs = "kubernetes.default.svc.cluster.local";
+    let own = format!("mine.{}.svc.cluster.local", ns.name);
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "intruder",
+                serde_json::json!({"fqdn": theirs, "type": "ClusterIP", "ttl": 5,
+                                   "ipv4": ["10.99.6.6"]}),
+            )?,
+        )
+        .await?;
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "mine",
+                serde_json::json!({"fqdn": own, "type": "ClusterIP", "ttl": 5,
+                                   "ipv4": ["10.99.7.7"]}),
+            )?,
+        )
+        .await?;
+    wait_status(at, &own, "NOERROR", TIMEOUT).await?;
+    let answer = query(at, theirs, "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("dns/intruder: {theirs} A → {answer:?}");
+    assert_eq!(answer.status, "NXDOMAIN", "{answer:?}");
+    assert!(answer.answers.is_empty(), "{answer:?}");
+    let events = wait_until("InvalidDNSRecord Event on intruder", TIMEOUT, || async {
+        let events = events_about(&client, &ns.name, "intruder", "InvalidDNSRecord")
+            .await
+            .map_err(|e| e.to_string())?;
+        if events.is_empty() {
+            Err("no Event yet".to_string())
+        } else {
+            Ok(events)
+        }
+    })
+    .await?;
+    println!("dns/intruder: Event: {:?}", events[0].note);
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    assert!(
+        events[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("namespace")),
+        "{:?}",
+        events[0].note
+    );
+    delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    Ok(())
+}

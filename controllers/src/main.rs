@@ -94,6 +94,17 @@ struct DnsArgs {
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Largest UDP answer in bytes (512-65535), whatever EDNS buffer the client advertises;
+    /// larger answers are truncated (TC) and the client retries over TCP.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "SIGNPOST_DNS_MAX_UDP_SIZE",
+        default_value_t = signpost_controllers::dns::DEFAULT_MAX_UDP_SIZE,
+        value_parser = clap::value_parser!(u16).range(512..)
+    )]
+    max_udp_size: u16,
+
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -376,6 +387,7 @@ async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
     config.upstream = args.upstream;
     config.namespace = args.namespace;
     config.metrics_addr = Some(args.metrics_addr);
+    config.max_udp_size = args.max_udp_size;
     config.instance = std::env::var("POD_NAME").ok().or_else(hostname);
     let mut running = dns::start(client, config).await?;
     tokio::select! {

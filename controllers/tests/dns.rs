@@ -738,6 +738,34 @@ async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream
     Ok(())
 }
 
+/// A raw query for `name`/`qtype` with ID `id`, advertising an EDNS buffer of `edns` bytes.
+fn raw_query(id: u16, name: &str, qtype: hickory_proto::rr::RecordType, edns: u16) -> Vec<u8> {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::Name;
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(
+        Name::from_ascii(format!("{name}.")).expect("a name"),
+        qtype,
+    ));
+    let mut opt = Edns::new();
+    opt.set_max_payload(edns);
+    message.set_edns(opt);
+    message.to_vec().expect("an encodable query")
+}
+
+/// Sends `query` over TCP (length-prefixed) and returns the raw reply.
+async fn tcp_exchange(at: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut stream = tokio::net::TcpStream::connect(at).await?;
+    let len = u16::try_from(query.len())?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(query).await?;
+    let len = stream.read_u16().await?;
+    let mut reply = vec![0; usize::from(len)];
+    stream.read_exact(&mut reply).await?;
+    Ok(reply)
+}
+
 #[tokio::test]
 async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() -> anyhow::Result<()>
 {
@@ -799,6 +827,65 @@ async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() ->
         "{:?}",
         events[0].note
     );
+    delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn udp_answers_are_capped_at_1232_bytes_whatever_the_client_advertises() -> anyhow::Result<()>
+{
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::RecordType;
+    init_logs();
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "dns-amplify").await?;
+    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let at = server.dns_addr;
+    let records: Api<DNSRecord> = ns.api();
+    let many = format!("many.{}.svc.cluster.local", ns.name);
+    let addresses: Vec<String> = (0..300)
+        .map(|i| format!("10.98.{}.{}", i / 200, i % 200 + 1))
+        .collect();
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "many",
+                serde_json::json!({"fqdn": many, "type": "Headless", "ttl": 5,
+                                   "ipv4": addresses}),
+            )?,
+        )
+        .await?;
+    wait_status(at, &many, "NOERROR", TIMEOUT).await?;
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    socket.connect(at).await?;
+    socket
+        .send(&raw_query(7, &many, RecordType::A, 65_535))
+        .await?;
+    let mut buf = vec![0u8; 65_535];
+    let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf)).await??;
+    let reply = Message::from_vec(&buf[..n])?;
+    println!(
+        "dns/amplify: UDP, EDNS 65535, 300 A records: {n} bytes, tc={}, {} answers",
+        reply.metadata.truncation,
+        reply.answers.len()
+    );
+    assert!(n <= 1232, "a {n}-byte UDP answer");
+    assert!(reply.metadata.truncation, "the client must be sent to TCP");
+
+    let tcp = tcp_exchange(at, &raw_query(8, &many, RecordType::A, 65_535)).await?;
+    let reply = Message::from_vec(&tcp)?;
+    println!(
+        "dns/amplify: TCP: {} bytes, {} answers",
+        tcp.len(),
+        reply.answers.len()
+    );
+    assert_eq!(reply.answers.len(), 300);
+    assert!(!reply.metadata.truncation);
+
     delete_namespace_and_claims(&client, ns).await?;
     server.shut_down().await;
     Ok(())

@@ -34,6 +34,7 @@ pub struct Handler {
     table: Arc<RwLock<Table>>,
     upstream: Option<SocketAddr>,
     metrics: DnsMetrics,
+    max_udp_size: u16,
 }
 
 impl Handler {
@@ -48,15 +49,23 @@ impl Handler {
             table,
             upstream,
             metrics,
+            max_udp_size: super::DEFAULT_MAX_UDP_SIZE,
         }
     }
 
+    /// Caps UDP answers at `bytes` (at least 512) whatever buffer size the client advertises:
+    /// a larger answer is truncated with the TC bit and the client retries over TCP, so a
+    /// small spoofed query cannot be turned into a large answer at someone else.
+    pub fn set_max_udp_size(&mut self, bytes: u16) {
+        self.max_udp_size = bytes.max(512);
+    }
+
     async fn respond<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
-        // EDNS: echo the client's buffer size (at least 512), so hickory truncates UDP answers
-        // to what the client can take.
+        // EDNS: hickory truncates UDP answers to the response's buffer size: the client's (at
+        // least 512) but never more than ours, so an advertised 65,535 cannot amplify.
         let response_edns = request.edns.as_ref().map(|edns| {
             let mut ours = Edns::new();
-            ours.set_max_payload(edns.max_payload().max(512));
+            ours.set_max_payload(edns.max_payload().clamp(512, self.max_udp_size));
             ours.set_version(0);
             ours
         });

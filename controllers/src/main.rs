@@ -105,6 +105,17 @@ struct DnsArgs {
     )]
     max_udp_size: u16,
 
+    /// Forwarded queries allowed to wait on --upstream at once (at least 1); beyond, the
+    /// client gets SERVFAIL at once, so a slow upstream holds a bounded number of sockets.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SIGNPOST_DNS_MAX_UPSTREAM_IN_FLIGHT",
+        default_value_t = signpost_controllers::dns::forward::DEFAULT_MAX_IN_FLIGHT as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_upstream_in_flight: u32,
+
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -388,6 +399,8 @@ async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
     config.namespace = args.namespace;
     config.metrics_addr = Some(args.metrics_addr);
     config.max_udp_size = args.max_udp_size;
+    config.max_upstream_in_flight =
+        usize::try_from(args.max_upstream_in_flight).unwrap_or(usize::MAX);
     config.instance = std::env::var("POD_NAME").ok().or_else(hostname);
     let mut running = dns::start(client, config).await?;
     tokio::select! {

@@ -766,6 +766,11 @@ async fn tcp_exchange(at: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(reply)
 }
 
+/// Open file descriptors of this process (the DNS server runs in it).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
+
 #[tokio::test]
 async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() -> anyhow::Result<()>
 {
@@ -887,6 +892,98 @@ async fn udp_answers_are_capped_at_1232_bytes_whatever_the_client_advertises() -
     assert!(!reply.metadata.truncation);
 
     delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_black_holed_upstream_holds_a_bounded_number_of_sockets() -> anyhow::Result<()> {
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RecordType;
+    const QUERIES: u16 = 2_000;
+    init_logs();
+    let client = client().await?;
+    install_crds(&client).await?;
+    // An upstream that reads every query and never answers.
+    let hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let hole_addr = hole.local_addr()?;
+    let sink = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while hole.recv_from(&mut buf).await.is_ok() {}
+    });
+    let ns = format!("dns-hole-{}", std::process::id());
+    let server = start_dns(&client, &ns, "cluster.local", Some(hole_addr)).await?;
+    let at = server.dns_addr;
+    let before = open_fds();
+
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
+    socket.connect(at).await?;
+    let replies = {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let mut got: Vec<(Instant, u16, ResponseCode)> = Vec::new();
+            let mut buf = vec![0u8; 65_535];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(6), socket.recv(&mut buf)).await
+            {
+                if let Ok(reply) = Message::from_vec(&buf[..n]) {
+                    got.push((
+                        Instant::now(),
+                        reply.metadata.id,
+                        reply.metadata.response_code,
+                    ));
+                }
+            }
+            got
+        })
+    };
+    let sent = Instant::now();
+    for id in 0..QUERIES {
+        let name = format!("q{id}.example.org");
+        socket
+            .send(&raw_query(id, &name, RecordType::A, 1232))
+            .await?;
+        // Paced a little (about 100 ms for all), so that the kernel's socket buffers, not the
+        // server, do not drop queries or replies.
+        if id % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let sending = sent.elapsed();
+    // Sample the descriptors while the queries are pending.
+    let mut peak = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(open_fds());
+    }
+    let replies = replies.await?;
+    let servfail_fast = replies
+        .iter()
+        .filter(|(when, _, code)| {
+            *code == ResponseCode::ServFail && when.duration_since(sent) < Duration::from_secs(1)
+        })
+        .count();
+    let servfail = replies
+        .iter()
+        .filter(|(_, _, code)| *code == ResponseCode::ServFail)
+        .count();
+    println!(
+        "dns/black-hole: {QUERIES} queries sent in {sending:?}; fds {before} before, peak {peak} \
+         (+{}); {} replies, {servfail} SERVFAIL, {servfail_fast} of them within 1 s",
+        peak.saturating_sub(before),
+        replies.len()
+    );
+    assert!(
+        peak <= before + 256 + 64,
+        "{} descriptors held for a black-holed upstream",
+        peak - before
+    );
+    assert!(
+        servfail_fast >= usize::from(QUERIES) - 256 - 64,
+        "only {servfail_fast} queries shed at once"
+    );
+    assert_eq!(servfail, usize::from(QUERIES), "every query is answered");
+    sink.abort();
     server.shut_down().await;
     Ok(())
 }

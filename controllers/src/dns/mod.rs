@@ -62,6 +62,8 @@ pub struct Config {
     pub instance: Option<String>,
     /// Largest UDP answer in bytes (at least 512); see [`DEFAULT_MAX_UDP_SIZE`].
     pub max_udp_size: u16,
+    /// Forwarded queries allowed to wait on the upstream at once; beyond, SERVFAIL at once.
+    pub max_upstream_in_flight: usize,
 }
 
 impl Config {
@@ -75,6 +77,7 @@ impl Config {
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9153))),
             instance: None,
             max_udp_size: DEFAULT_MAX_UDP_SIZE,
+            max_upstream_in_flight: forward::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -178,6 +181,7 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
 
     let mut handler = server::Handler::new(table.clone(), config.upstream, dns_metrics);
     handler.set_max_udp_size(config.max_udp_size);
+    handler.set_max_upstream_in_flight(config.max_upstream_in_flight);
     let mut server = Server::new(handler);
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64);

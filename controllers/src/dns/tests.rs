@@ -569,3 +569,28 @@ fn dns_a_record_answers_only_for_names_of_its_own_namespace() {
     assert_eq!(t.apply(&web("1")), Applied::Served);
     assert_eq!(t.apply(&hostnames("1")), Applied::Served);
 }
+
+/// `signpost dns`'s HTTP server drops clients that connect and stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_http_server_disconnects_stalled_clients() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(crate::runtime::Metrics::new());
+    let server = tokio::spawn(super::metrics::serve(
+        listener,
+        metrics,
+        crate::runtime::Synced::done(),
+    ));
+    let took = tokio::task::spawn_blocking(move || {
+        crate::runtime::server::tests::assert_stalled_clients_are_dropped(
+            addr,
+            Duration::from_secs(8),
+        )
+    })
+    .await
+    .unwrap();
+    println!("dns HTTP server: stalled clients closed after {took:?}");
+    server.abort();
+}

@@ -168,5 +168,5 @@ pub async fn serve(
                 }
             }),
         );
-    axum::serve(listener, app).await
+    crate::runtime::server::serve_router(listener, app).await
 }

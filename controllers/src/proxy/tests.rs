@@ -548,3 +548,29 @@ fn slice_without_service_label_is_ignored_and_fqdn_gives_none() {
     .unwrap();
     assert_eq!(slice_of(&fqdn), Some((key("ext"), "y".into(), None)));
 }
+
+/// `signpost proxy`'s HTTP server drops clients that connect and stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_http_server_disconnects_stalled_clients() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(crate::runtime::Metrics::new());
+    let server = tokio::spawn(super::metrics::serve(
+        listener,
+        metrics,
+        Arc::new(AtomicBool::new(true)),
+    ));
+    let took = tokio::task::spawn_blocking(move || {
+        crate::runtime::server::tests::assert_stalled_clients_are_dropped(
+            addr,
+            Duration::from_secs(8),
+        )
+    })
+    .await
+    .unwrap();
+    println!("proxy HTTP server: stalled clients closed after {took:?}");
+    server.abort();
+}

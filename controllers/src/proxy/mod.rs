@@ -6,7 +6,8 @@
 //! ready pod, and that a pod leaving the ready set stops receiving connections.
 //!
 //! - [`table`]: the pure state (frontends, service port → ordered ready backends + cursor).
-//! - [`watch`]: informers over DNSRecords, Services and EndpointSlices feeding the table.
+//! - [`watch`]: informers over DNSRecords, ServiceIP claims, Services and EndpointSlices
+//!   feeding the table.
 //! - [`netlink`]: the VIPs on a dummy interface (`rtnetlink`, needs `CAP_NET_ADMIN`).
 //! - [`server`]: the listeners and the per-connection splice.
 //! - [`metrics`]: connections, errors, bytes, `/metrics`, `/healthz`, `/readyz`.
@@ -81,7 +82,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Waits until the three watches have listed everything and the interface and listeners
+    /// Waits until the four watches have listed everything and the interface and listeners
     /// match what they listed.
     pub async fn wait_ready(&self) {
         loop {
@@ -144,11 +145,18 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
     let notify = Arc::new(Notify::new());
     let ns = config.namespace.as_deref();
     let records = watch::records(&client, ns, table.clone(), notify.clone());
+    let claims = watch::claims(&client, table.clone(), notify.clone());
     let services = watch::services(&client, ns, table.clone(), notify.clone());
     let slices = watch::slices(&client, ns, table.clone(), notify.clone());
-    let synced = [records.synced(), services.synced(), slices.synced()];
+    let synced = [
+        records.synced(),
+        claims.synced(),
+        services.synced(),
+        slices.synced(),
+    ];
     let mut tasks = vec![
         tokio::spawn(records.run()),
+        tokio::spawn(claims.run()),
         tokio::spawn(services.run()),
         tokio::spawn(slices.run()),
     ];

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use signpost_crds::DNSRecord;
 
-use super::table::{Frontend, Pool, Protocol, ServiceKey, ServicePort, Slice, Table};
+use super::table::{Claim, Frontend, Pool, Protocol, ServiceKey, ServicePort, Slice, Table};
 use super::watch::{record_vips, service_ports, slice_of};
 
 fn addr(text: &str) -> SocketAddr {
@@ -49,10 +49,25 @@ fn slice(ports: &[(&str, u16)], ready: &[&str]) -> Slice {
     }
 }
 
+/// Publishes `vips` for `service` as Signpost does: a ServiceIP claim per VIP naming the
+/// Service, then the ClusterIP DNSRecord.
+fn publish(table: &mut Table, service: &ServiceKey, vips: &[&str]) {
+    for vip in vips {
+        table.set_claim(
+            ip(vip),
+            Some(Claim {
+                service: service.clone(),
+                uid: String::new(),
+            }),
+        );
+    }
+    table.set_record(service, Some(vips.iter().map(|v| ip(v)).collect()));
+}
+
 /// The seed's `hostnames` Service: VIP 10.200.0.7, port 80 named `default` → 9376.
 fn hostnames(pods: &[&str]) -> Table {
     let mut table = Table::new();
-    table.set_record(&key("hostnames"), Some(vec![ip("10.200.0.7")]));
+    publish(&mut table, &key("hostnames"), &["10.200.0.7"]);
     table.set_service(&key("hostnames"), Some(vec![port("default", 80)]));
     table.set_slice(
         &key("hostnames"),
@@ -257,7 +272,7 @@ fn unknown_frontend_picks_nothing() {
 fn ports_are_matched_by_name_not_number() {
     let mut table = Table::new();
     let svc = key("web");
-    table.set_record(&svc, Some(vec![ip("10.200.0.9")]));
+    publish(&mut table, &svc, &["10.200.0.9"]);
     table.set_service(&svc, Some(vec![port("http", 80), port("metrics", 9100)]));
     // Pods listen on different numbers per port name.
     table.set_slice(
@@ -279,7 +294,7 @@ fn ports_are_matched_by_name_not_number() {
 fn unnamed_single_port_matches_the_unnamed_slice_port() {
     let mut table = Table::new();
     let svc = key("one");
-    table.set_record(&svc, Some(vec![ip("10.200.0.3")]));
+    publish(&mut table, &svc, &["10.200.0.3"]);
     table.set_service(&svc, Some(vec![port("", 80)]));
     table.set_slice(&svc, "one-1", Some(slice(&[("", 8080)], &["10.244.0.1"])));
     assert_eq!(
@@ -311,7 +326,7 @@ fn slices_of_a_service_are_merged_and_pods_differ_in_port() {
 fn protocols_are_kept_apart() {
     let mut table = Table::new();
     let svc = key("dns");
-    table.set_record(&svc, Some(vec![ip("10.200.0.10")]));
+    publish(&mut table, &svc, &["10.200.0.10"]);
     table.set_service(
         &svc,
         Some(vec![
@@ -350,7 +365,7 @@ fn protocols_are_kept_apart() {
 fn dual_stack_vips_use_backends_of_their_family() {
     let mut table = Table::new();
     let svc = key("dual");
-    table.set_record(&svc, Some(vec![ip("10.200.0.5"), ip("fd00:200::5")]));
+    publish(&mut table, &svc, &["10.200.0.5", "fd00:200::5"]);
     table.set_service(&svc, Some(vec![port("http", 80)]));
     table.set_slice(
         &svc,
@@ -380,7 +395,7 @@ fn dual_stack_vips_use_backends_of_their_family() {
 fn a_vip_needs_both_the_record_and_the_service() {
     let mut table = Table::new();
     let svc = key("late");
-    table.set_record(&svc, Some(vec![ip("10.200.0.11")]));
+    publish(&mut table, &svc, &["10.200.0.11"]);
     assert!(table.addresses().is_empty());
     assert!(table.frontends().is_empty());
     table.set_service(&svc, Some(vec![port("http", 80)]));
@@ -409,7 +424,7 @@ fn cursor_survives_unrelated_changes() {
     let frontend = tcp("10.200.0.7", 80);
     assert_eq!(picks(&mut table, &frontend, 1), ["10.244.0.4:9376"]);
     // Another Service appears; this one's rotation continues where it was.
-    table.set_record(&key("other"), Some(vec![ip("10.200.0.8")]));
+    publish(&mut table, &key("other"), &["10.200.0.8"]);
     table.set_service(&key("other"), Some(vec![port("default", 80)]));
     // The same slice again (a relist) is not a change.
     assert!(!table.set_slice(
@@ -424,23 +439,61 @@ fn cursor_survives_unrelated_changes() {
 }
 
 #[test]
-fn two_services_on_one_vip_the_first_is_served_then_the_other() {
+fn a_vip_goes_only_to_the_service_its_claim_names() {
     let mut table = hostnames(&["10.244.0.4"]);
     let frontend = tcp("10.200.0.7", 80);
-    let svc = ("zzz".to_string(), "copy".to_string());
-    table.set_record(&svc, Some(vec![ip("10.200.0.7")]));
-    table.set_service(&svc, Some(vec![port("default", 80)]));
+    // Another namespace (sorting before `demo`) publishes a DNSRecord with the same VIP, has a
+    // Service with the same port and a slice of its own pods.
+    let intruder = ("a-other".to_string(), "steal".to_string());
+    table.set_record(&intruder, Some(vec![ip("10.200.0.7")]));
+    table.set_service(&intruder, Some(vec![port("default", 80)]));
     table.set_slice(
-        &svc,
-        "copy-1",
-        Some(slice(&[("default", 1)], &["10.244.9.9"])),
+        &intruder,
+        "steal-1",
+        Some(slice(&[("default", 1)], &["10.66.6.6"])),
     );
     assert_eq!(table.service_of(&frontend), Some(&key("hostnames")));
-    assert_eq!(table.conflicts().len(), 1);
-    table.set_record(&key("hostnames"), None);
-    assert_eq!(table.service_of(&frontend), Some(&svc));
-    assert_eq!(table.backends(&frontend), [addr("10.244.9.9:1")]);
+    assert_eq!(table.backends(&frontend), [addr("10.244.0.4:9376")]);
+    assert_eq!(
+        picks(&mut table, &frontend, 3),
+        ["10.244.0.4:9376", "10.244.0.4:9376", "10.244.0.4:9376"]
+    );
     assert!(table.conflicts().is_empty());
+    // Even with the rightful record gone, the VIP is not handed to the other Service.
+    table.set_record(&key("hostnames"), None);
+    assert_eq!(table.service_of(&frontend), None);
+    assert!(!table.addresses().contains(&ip("10.200.0.7")));
+    // Once the allocator gives the VIP to the other Service (a new claim), it serves it.
+    table.set_claim(
+        ip("10.200.0.7"),
+        Some(Claim {
+            service: intruder.clone(),
+            uid: String::new(),
+        }),
+    );
+    assert_eq!(table.service_of(&frontend), Some(&intruder));
+}
+
+#[test]
+fn a_claim_for_an_earlier_service_of_the_same_name_gives_no_vip() {
+    let mut table = hostnames(&["10.244.0.4"]);
+    let frontend = tcp("10.200.0.7", 80);
+    let claim = |uid: &str| {
+        Some(Claim {
+            service: key("hostnames"),
+            uid: uid.into(),
+        })
+    };
+    table.set_service_uid(&key("hostnames"), Some("uid-2".into()));
+    table.set_claim(ip("10.200.0.7"), claim("uid-1"));
+    assert_eq!(table.service_of(&frontend), None);
+    assert!(table.addresses().is_empty());
+    table.set_claim(ip("10.200.0.7"), claim("uid-2"));
+    assert_eq!(table.service_of(&frontend), Some(&key("hostnames")));
+    assert_eq!(table.backends(&frontend), [addr("10.244.0.4:9376")]);
+    // The claim released: the VIP goes.
+    table.set_claim(ip("10.200.0.7"), None);
+    assert!(table.frontends().is_empty());
 }
 
 #[test]
@@ -573,4 +626,25 @@ async fn proxy_http_server_disconnects_stalled_clients() {
     .unwrap();
     println!("proxy HTTP server: stalled clients closed after {took:?}");
     server.abort();
+}
+
+#[test]
+fn a_service_ip_claim_gives_its_vip_to_its_service_ref() {
+    let claim: signpost_crds::ServiceIP = serde_json::from_value(serde_json::json!({
+        "apiVersion": "signpost.dev/v1alpha1", "kind": "ServiceIP",
+        "metadata": {"name": "10.200.0.7"},
+        "spec": {"address": "10.200.0.7", "cidr": "10.200.0.0/16",
+                 "serviceRef": {"namespace": "demo", "name": "hostnames", "uid": "u-1"}},
+    }))
+    .unwrap();
+    assert_eq!(
+        super::watch::claim_of(&claim),
+        Some((
+            ip("10.200.0.7"),
+            Claim {
+                service: key("hostnames"),
+                uid: "u-1".into()
+            }
+        ))
+    );
 }

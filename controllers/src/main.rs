@@ -47,6 +47,17 @@ struct ProxyArgs {
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Client connections proxied at once, over all VIPs (at least 1); beyond, new ones are
+    /// reset on arrival and counted in signpost_proxy_connections_over_limit_total.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SIGNPOST_PROXY_MAX_CONNECTIONS",
+        default_value_t = signpost_controllers::proxy::server::DEFAULT_MAX_CONNECTIONS as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_connections: u32,
+
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -342,6 +353,7 @@ async fn serve_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let mut config = proxy::Config::new();
     config.interface = args.interface;
+    config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     config.namespace = args.namespace;
     config.metrics_addr = Some(args.metrics_addr);
     let mut running = proxy::start(client, config).await?;

@@ -48,6 +48,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Address of `/metrics`, `/healthz`, `/readyz`; `None`: no HTTP server.
     pub metrics_addr: Option<SocketAddr>,
+    /// Client connections proxied at once; beyond, new ones are reset on arrival.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -57,6 +59,7 @@ impl Config {
             interface: "signpost0".into(),
             namespace: None,
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9154))),
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -139,8 +142,13 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
     let interface = netlink::Interface::ensure(&config.interface)
         .await
         .with_context(|| format!("--interface {}", config.interface))?;
-    let mut dataplane =
-        server::Dataplane::new(table.clone(), proxy_metrics.clone(), interface).await?;
+    let mut dataplane = server::Dataplane::new(
+        table.clone(),
+        proxy_metrics.clone(),
+        interface,
+        config.max_connections,
+    )
+    .await?;
 
     let notify = Arc::new(Notify::new());
     let ns = config.namespace.as_deref();

@@ -360,6 +360,19 @@ impl Table {
         self.frontends.get(frontend)?.values().next()
     }
 
+    /// Every (Service, service port name, backend) some pool holds now: the series the
+    /// per-backend metrics may keep.
+    pub fn backend_series(&self) -> BTreeSet<(ServiceKey, String, SocketAddr)> {
+        self.pools
+            .iter()
+            .flat_map(|(key, pool)| {
+                pool.backends()
+                    .iter()
+                    .map(|backend| (key.service.clone(), key.port_name.clone(), *backend))
+            })
+            .collect()
+    }
+
     /// Number of pools (service ports × families).
     pub fn pools(&self) -> usize {
         self.pools.len()

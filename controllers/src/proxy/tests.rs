@@ -648,3 +648,172 @@ fn a_service_ip_claim_gives_its_vip_to_its_service_ref() {
         ))
     );
 }
+
+// ---- Data plane limits (loopback: the "VIP" is 127.0.0.1) ----
+
+/// A backend on 127.0.0.1 that holds every connection until its client closes; sends the
+/// number of connections accepted so far on `accepted`.
+async fn holding_backend(
+    accepted: tokio::sync::watch::Sender<usize>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            n += 1;
+            accepted.send_replace(n);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while matches!(stream.read(&mut buf).await, Ok(k) if k > 0) {}
+            });
+        }
+    });
+    (at, task)
+}
+
+/// A table whose frontend 127.0.0.1:`port` leads to `backend`.
+fn loopback_table(port: u16, backend: SocketAddr) -> Table {
+    let mut table = Table::new();
+    let svc = key("limited");
+    publish(&mut table, &svc, &["127.0.0.1"]);
+    table.set_service(&svc, Some(vec![self::port("", port)]));
+    table.set_slice(
+        &svc,
+        "limited-1",
+        Some(Slice {
+            ipv6: false,
+            ports: vec![(String::new(), backend.port(), Protocol::Tcp)],
+            ready: vec![backend.ip()],
+        }),
+    );
+    table
+}
+
+async fn wait_accepted(accepted: &mut tokio::sync::watch::Receiver<usize>, n: usize) {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        accepted.wait_for(|k| *k >= n),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the backend never got {n} connections"))
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_at_once_and_counted() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (accepted_tx, mut accepted) = tokio::sync::watch::channel(0);
+    let (backend, backend_task) = holding_backend(accepted_tx).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let table = Arc::new(Mutex::new(loopback_table(at.port(), backend)));
+    let mut registry = crate::runtime::Metrics::new();
+    let metrics = super::metrics::ProxyMetrics::register(&mut registry);
+    let limit = Arc::new(tokio::sync::Semaphore::new(3));
+    let frontend = tcp("127.0.0.1", at.port());
+    let proxy = tokio::spawn(super::server::accept_loop(
+        listener,
+        frontend,
+        table,
+        metrics.clone(),
+        limit,
+    ));
+
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = tokio::net::TcpStream::connect(at).await.unwrap();
+        client.write_all(b"x").await.unwrap();
+        clients.push(client);
+    }
+    wait_accepted(&mut accepted, 3).await;
+
+    // The fourth is closed at once, never reaches the backend, and is counted.
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut fourth = tokio::net::TcpStream::connect(at).await?;
+        let mut buf = [0u8; 8];
+        fourth.read(&mut buf).await
+    })
+    .await;
+    println!(
+        "proxy limit: 4th connection over a limit of 3 → {closed:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the fourth connection was not closed: {closed:?}"
+    );
+    assert_eq!(*accepted.borrow(), 3, "the fourth reached the backend");
+    assert_eq!(metrics.over_limit.get(), 1);
+    assert!(
+        registry
+            .encode()
+            .contains("signpost_proxy_connections_over_limit_total 1"),
+        "{}",
+        registry.encode()
+    );
+
+    // One of the three ends: a new connection is proxied again.
+    drop(clients.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Until the ended connection's permit is back, new ones are still reset.
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection ended"
+        );
+        let Ok(mut client) = tokio::net::TcpStream::connect(at).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = client.write_all(b"x").await;
+        let reached =
+            tokio::time::timeout(Duration::from_millis(200), accepted.wait_for(|k| *k >= 4))
+                .await
+                .is_ok();
+        if reached {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection ended"
+        );
+    }
+    proxy.abort();
+    backend_task.abort();
+}
+
+#[test]
+fn backend_series_go_from_metrics_when_the_backend_leaves() {
+    let mut table = hostnames(&["10.244.0.4", "10.244.1.38"]);
+    let mut registry = crate::runtime::Metrics::new();
+    let metrics = super::metrics::ProxyMetrics::register(&mut registry);
+    for backend in ["10.244.0.4:9376", "10.244.1.38:9376"] {
+        metrics.connected("demo/hostnames", "default", backend);
+    }
+    let text = registry.encode();
+    assert!(text.contains("backend=\"10.244.0.4:9376\""), "{text}");
+    assert!(text.contains("backend=\"10.244.1.38:9376\""), "{text}");
+
+    table.set_slice(
+        &key("hostnames"),
+        "hostnames-abc",
+        Some(slice(&[("default", 9376)], &["10.244.0.4"])),
+    );
+    super::server::forget_gone_backends(&table, &metrics);
+    let text = registry.encode();
+    assert!(text.contains("backend=\"10.244.0.4:9376\""), "{text}");
+    assert!(
+        !text.contains("10.244.1.38"),
+        "a gone backend's series: {text}"
+    );
+
+    // The Service goes: its last backend's series too.
+    table.set_service(&key("hostnames"), None);
+    super::server::forget_gone_backends(&table, &metrics);
+    assert!(!registry.encode().contains("10.244.0.4"));
+}

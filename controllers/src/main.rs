@@ -47,6 +47,17 @@ struct ProxyArgs {
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
 
+    /// Client connections proxied at once, over all VIPs (at least 1); beyond, new ones are
+    /// reset on arrival and counted in signpost_proxy_connections_over_limit_total.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SIGNPOST_PROXY_MAX_CONNECTIONS",
+        default_value_t = signpost_controllers::proxy::server::DEFAULT_MAX_CONNECTIONS as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_connections: u32,
+
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -93,6 +104,28 @@ struct DnsArgs {
     /// Only serve DNSRecords of this namespace (default: all namespaces).
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
+
+    /// Largest UDP answer in bytes (512-65535), whatever EDNS buffer the client advertises;
+    /// larger answers are truncated (TC) and the client retries over TCP.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "SIGNPOST_DNS_MAX_UDP_SIZE",
+        default_value_t = signpost_controllers::dns::DEFAULT_MAX_UDP_SIZE,
+        value_parser = clap::value_parser!(u16).range(512..)
+    )]
+    max_udp_size: u16,
+
+    /// Forwarded queries allowed to wait on --upstream at once (at least 1); beyond, the
+    /// client gets SERVFAIL at once, so a slow upstream holds a bounded number of sockets.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SIGNPOST_DNS_MAX_UPSTREAM_IN_FLIGHT",
+        default_value_t = signpost_controllers::dns::forward::DEFAULT_MAX_IN_FLIGHT as u32,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_upstream_in_flight: u32,
 
     /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
     #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
@@ -325,6 +358,7 @@ async fn serve_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let client = client(args.kubeconfig.as_deref()).await?;
     let mut config = proxy::Config::new();
     config.interface = args.interface;
+    config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
     config.namespace = args.namespace;
     config.metrics_addr = Some(args.metrics_addr);
     let mut running = proxy::start(client, config).await?;
@@ -381,6 +415,9 @@ async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
     config.upstream = args.upstream;
     config.namespace = args.namespace;
     config.metrics_addr = Some(args.metrics_addr);
+    config.max_udp_size = args.max_udp_size;
+    config.max_upstream_in_flight =
+        usize::try_from(args.max_upstream_in_flight).unwrap_or(usize::MAX);
     config.instance = std::env::var("POD_NAME").ok().or_else(hostname);
     let mut running = dns::start(client, config).await?;
     tokio::select! {

@@ -737,3 +737,253 @@ async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream
     server.shut_down().await;
     Ok(())
 }
+
+/// A raw query for `name`/`qtype` with ID `id`, advertising an EDNS buffer of `edns` bytes.
+fn raw_query(id: u16, name: &str, qtype: hickory_proto::rr::RecordType, edns: u16) -> Vec<u8> {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::Name;
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.metadata.recursion_desired = true;
+    message.add_query(Query::query(
+        Name::from_ascii(format!("{name}.")).expect("a name"),
+        qtype,
+    ));
+    let mut opt = Edns::new();
+    opt.set_max_payload(edns);
+    message.set_edns(opt);
+    message.to_vec().expect("an encodable query")
+}
+
+/// Sends `query` over TCP (length-prefixed) and returns the raw reply.
+async fn tcp_exchange(at: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut stream = tokio::net::TcpStream::connect(at).await?;
+    let len = u16::try_from(query.len())?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(query).await?;
+    let len = stream.read_u16().await?;
+    let mut reply = vec![0; usize::from(len)];
+    stream.read_exact(&mut reply).await?;
+    Ok(reply)
+}
+
+/// Open file descriptors of this process (the DNS server runs in it).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count())
+}
+
+#[tokio::test]
+async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() -> anyhow::Result<()>
+{
+    init_logs();
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "dns-intruder").await?;
+    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let at = server.dns_addr;
+    let records: Api<DNSRecord> = ns.api();
+    // A name of another namespace, and a name of its own for comparison.
+    let theirs = "kubernetes.default.svc.cluster.local";
+    let own = format!("mine.{}.svc.cluster.local", ns.name);
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "intruder",
+                serde_json::json!({"fqdn": theirs, "type": "ClusterIP", "ttl": 5,
+                                   "ipv4": ["10.99.6.6"]}),
+            )?,
+        )
+        .await?;
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "mine",
+                serde_json::json!({"fqdn": own, "type": "ClusterIP", "ttl": 5,
+                                   "ipv4": ["10.99.7.7"]}),
+            )?,
+        )
+        .await?;
+    wait_status(at, &own, "NOERROR", TIMEOUT).await?;
+    let answer = query(at, theirs, "A", &[])
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!("dns/intruder: {theirs} A → {answer:?}");
+    assert_eq!(answer.status, "NXDOMAIN", "{answer:?}");
+    assert!(answer.answers.is_empty(), "{answer:?}");
+    let events = wait_until("InvalidDNSRecord Event on intruder", TIMEOUT, || async {
+        let events = events_about(&client, &ns.name, "intruder", "InvalidDNSRecord")
+            .await
+            .map_err(|e| e.to_string())?;
+        if events.is_empty() {
+            Err("no Event yet".to_string())
+        } else {
+            Ok(events)
+        }
+    })
+    .await?;
+    println!("dns/intruder: Event: {:?}", events[0].note);
+    assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    assert!(
+        events[0]
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("namespace")),
+        "{:?}",
+        events[0].note
+    );
+    delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn udp_answers_are_capped_at_1232_bytes_whatever_the_client_advertises() -> anyhow::Result<()>
+{
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::RecordType;
+    init_logs();
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, "dns-amplify").await?;
+    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let at = server.dns_addr;
+    let records: Api<DNSRecord> = ns.api();
+    let many = format!("many.{}.svc.cluster.local", ns.name);
+    let addresses: Vec<String> = (0..300)
+        .map(|i| format!("10.98.{}.{}", i / 200, i % 200 + 1))
+        .collect();
+    records
+        .create(
+            &PostParams::default(),
+            &dns_record(
+                "many",
+                serde_json::json!({"fqdn": many, "type": "Headless", "ttl": 5,
+                                   "ipv4": addresses}),
+            )?,
+        )
+        .await?;
+    wait_status(at, &many, "NOERROR", TIMEOUT).await?;
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    socket.connect(at).await?;
+    socket
+        .send(&raw_query(7, &many, RecordType::A, 65_535))
+        .await?;
+    let mut buf = vec![0u8; 65_535];
+    let n = tokio::time::timeout(Duration::from_secs(2), socket.recv(&mut buf)).await??;
+    let reply = Message::from_vec(&buf[..n])?;
+    println!(
+        "dns/amplify: UDP, EDNS 65535, 300 A records: {n} bytes, tc={}, {} answers",
+        reply.metadata.truncation,
+        reply.answers.len()
+    );
+    assert!(n <= 1232, "a {n}-byte UDP answer");
+    assert!(reply.metadata.truncation, "the client must be sent to TCP");
+
+    let tcp = tcp_exchange(at, &raw_query(8, &many, RecordType::A, 65_535)).await?;
+    let reply = Message::from_vec(&tcp)?;
+    println!(
+        "dns/amplify: TCP: {} bytes, {} answers",
+        tcp.len(),
+        reply.answers.len()
+    );
+    assert_eq!(reply.answers.len(), 300);
+    assert!(!reply.metadata.truncation);
+
+    delete_namespace_and_claims(&client, ns).await?;
+    server.shut_down().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_black_holed_upstream_holds_a_bounded_number_of_sockets() -> anyhow::Result<()> {
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::RecordType;
+    const QUERIES: u16 = 2_000;
+    init_logs();
+    let client = client().await?;
+    install_crds(&client).await?;
+    // An upstream that reads every query and never answers.
+    let hole = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let hole_addr = hole.local_addr()?;
+    let sink = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        while hole.recv_from(&mut buf).await.is_ok() {}
+    });
+    let ns = format!("dns-hole-{}", std::process::id());
+    let server = start_dns(&client, &ns, "cluster.local", Some(hole_addr)).await?;
+    let at = server.dns_addr;
+    let before = open_fds();
+
+    let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await?);
+    socket.connect(at).await?;
+    let replies = {
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            let mut got: Vec<(Instant, u16, ResponseCode)> = Vec::new();
+            let mut buf = vec![0u8; 65_535];
+            while let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(6), socket.recv(&mut buf)).await
+            {
+                if let Ok(reply) = Message::from_vec(&buf[..n]) {
+                    got.push((
+                        Instant::now(),
+                        reply.metadata.id,
+                        reply.metadata.response_code,
+                    ));
+                }
+            }
+            got
+        })
+    };
+    let sent = Instant::now();
+    for id in 0..QUERIES {
+        let name = format!("q{id}.example.org");
+        socket
+            .send(&raw_query(id, &name, RecordType::A, 1232))
+            .await?;
+        // Paced a little (about 100 ms for all), so that the kernel's socket buffers, not the
+        // server, do not drop queries or replies.
+        if id % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let sending = sent.elapsed();
+    // Sample the descriptors while the queries are pending.
+    let mut peak = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(open_fds());
+    }
+    let replies = replies.await?;
+    let servfail_fast = replies
+        .iter()
+        .filter(|(when, _, code)| {
+            *code == ResponseCode::ServFail && when.duration_since(sent) < Duration::from_secs(1)
+        })
+        .count();
+    let servfail = replies
+        .iter()
+        .filter(|(_, _, code)| *code == ResponseCode::ServFail)
+        .count();
+    println!(
+        "dns/black-hole: {QUERIES} queries sent in {sending:?}; fds {before} before, peak {peak} \
+         (+{}); {} replies, {servfail} SERVFAIL, {servfail_fast} of them within 1 s",
+        peak.saturating_sub(before),
+        replies.len()
+    );
+    assert!(
+        peak <= before + 256 + 64,
+        "{} descriptors held for a black-holed upstream",
+        peak - before
+    );
+    assert!(
+        servfail_fast >= usize::from(QUERIES) - 256 - 64,
+        "only {servfail_fast} queries shed at once"
+    );
+    assert_eq!(servfail, usize::from(QUERIES), "every query is answered");
+    sink.abort();
+    server.shut_down().await;
+    Ok(())
+}

@@ -39,7 +39,7 @@ pub struct ProtocolLabels {
 /// Labels of a forwarding outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
-    /// `ok`, `timeout` or `error`.
+    /// `ok`, `timeout`, `error`, or `shed` (the in-flight bound was reached).
     pub result: String,
 }
 
@@ -174,5 +174,5 @@ pub async fn serve(
                 }
             }),
         );
-    axum::serve(listener, app).await
+    crate::runtime::server::serve_router(listener, app).await
 }

@@ -38,6 +38,13 @@ pub use table::{Answer, Applied, Data, Lookup, QueryType, Status, Table};
 /// against connections that never send).
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default of `--max-udp-size`: the largest UDP answer, whatever EDNS buffer the client
+/// advertises. 1232 bytes is the DNS Flag Day 2020 value: it fits the IPv6 minimum MTU without
+/// fragmentation, and it bounds what a spoofed-source query can make the server send (a query
+/// advertising 65,535 bytes got a 16,299-byte answer before this cap). Larger answers are
+/// truncated with the TC bit, and the client asks again over TCP.
+pub const DEFAULT_MAX_UDP_SIZE: u16 = 1232;
+
 /// What `signpost dns` is configured with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -53,6 +60,10 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// This process's name in Events it publishes.
     pub instance: Option<String>,
+    /// Largest UDP answer in bytes (at least 512); see [`DEFAULT_MAX_UDP_SIZE`].
+    pub max_udp_size: u16,
+    /// Forwarded queries allowed to wait on the upstream at once; beyond, SERVFAIL at once.
+    pub max_upstream_in_flight: usize,
 }
 
 impl Config {
@@ -65,6 +76,8 @@ impl Config {
             namespace: None,
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9153))),
             instance: None,
+            max_udp_size: DEFAULT_MAX_UDP_SIZE,
+            max_upstream_in_flight: forward::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -166,7 +179,9 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
-    let handler = server::Handler::new(table.clone(), config.upstream, dns_metrics);
+    let mut handler = server::Handler::new(table.clone(), config.upstream, dns_metrics);
+    handler.set_max_udp_size(config.max_udp_size);
+    handler.set_max_upstream_in_flight(config.max_upstream_in_flight);
     let mut server = Server::new(handler);
     server.register_socket(udp);
     server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64);

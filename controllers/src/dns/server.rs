@@ -25,20 +25,22 @@ use super::forward;
 use super::metrics::DnsMetrics;
 use super::table::{Answer, Data, QueryType, Status, Table};
 
-/// How long one forwarded query may take before the client gets SERVFAIL (clients retry
-/// after about 5 s, so answering earlier lets them).
+/// How long one forwarded query may take in all (UDP and a TCP retry) before the client gets
+/// SERVFAIL (clients retry after about 5 s, so answering earlier lets them).
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Answers every query hickory hands over.
 pub struct Handler {
     table: Arc<RwLock<Table>>,
-    upstream: Option<SocketAddr>,
+    upstream: Option<forward::Forwarder>,
     metrics: DnsMetrics,
+    max_udp_size: u16,
 }
 
 impl Handler {
     /// A handler answering from `table`, forwarding names outside the cluster domain to
-    /// `upstream` when there is one.
+    /// `upstream` when there is one (at most [`forward::DEFAULT_MAX_IN_FLIGHT`] queries at
+    /// once; see [`Handler::set_max_upstream_in_flight`]).
     pub fn new(
         table: Arc<RwLock<Table>>,
         upstream: Option<SocketAddr>,
@@ -46,17 +48,35 @@ impl Handler {
     ) -> Self {
         Self {
             table,
-            upstream,
+            upstream: upstream.map(|upstream| {
+                forward::Forwarder::new(upstream, forward::DEFAULT_MAX_IN_FLIGHT, UPSTREAM_TIMEOUT)
+            }),
             metrics,
+            max_udp_size: super::DEFAULT_MAX_UDP_SIZE,
         }
     }
 
+    /// Lets at most `max` forwarded queries wait on the upstream at once; the ones beyond get
+    /// SERVFAIL at once instead of a socket each (see [`forward`]).
+    pub fn set_max_upstream_in_flight(&mut self, max: usize) {
+        if let Some(forwarder) = &mut self.upstream {
+            *forwarder = forward::Forwarder::new(forwarder.upstream(), max, UPSTREAM_TIMEOUT);
+        }
+    }
+
+    /// Caps UDP answers at `bytes` (at least 512) whatever buffer size the client advertises:
+    /// a larger answer is truncated with the TC bit and the client retries over TCP, so a
+    /// small spoofed query cannot be turned into a large answer at someone else.
+    pub fn set_max_udp_size(&mut self, bytes: u16) {
+        self.max_udp_size = bytes.max(512);
+    }
+
     async fn respond<R: ResponseHandler>(&self, request: &Request, handle: R) -> ResponseInfo {
-        // EDNS: echo the client's buffer size (at least 512), so hickory truncates UDP answers
-        // to what the client can take.
+        // EDNS: hickory truncates UDP answers to the response's buffer size: the client's (at
+        // least 512) but never more than ours, so an advertised 65,535 cannot amplify.
         let response_edns = request.edns.as_ref().map(|edns| {
             let mut ours = Edns::new();
-            ours.set_max_payload(edns.max_payload().max(512));
+            ours.set_max_payload(edns.max_payload().clamp(512, self.max_udp_size));
             ours.set_version(0);
             ours
         });
@@ -77,8 +97,8 @@ impl Handler {
         let key = qname.to_ascii().to_ascii_lowercase();
         let in_zone = self.read_table().in_zone(&key);
         if !in_zone {
-            return match self.upstream {
-                Some(upstream) => self.forward(request, edns, upstream, handle).await,
+            return match &self.upstream {
+                Some(forwarder) => self.forward(request, edns, forwarder, handle).await,
                 None => send_error(request, edns, ResponseCode::Refused, handle).await,
             };
         }
@@ -130,21 +150,20 @@ impl Handler {
         &self,
         request: &Request,
         edns: Option<&Edns>,
-        upstream: SocketAddr,
+        forwarder: &forward::Forwarder,
         handle: R,
     ) -> ResponseInfo {
-        let reply: Message =
-            match forward::exchange(upstream, request.as_slice(), UPSTREAM_TIMEOUT).await {
-                Ok(reply) => {
-                    self.metrics.forwarded("ok");
-                    reply
-                }
-                Err(error) => {
-                    self.metrics.forwarded(error.kind());
-                    tracing::debug!(%upstream, %error, "forwarding failed");
-                    return send_error(request, edns, ResponseCode::ServFail, handle).await;
-                }
-            };
+        let reply: Message = match forwarder.exchange(request.as_slice()).await {
+            Ok(reply) => {
+                self.metrics.forwarded("ok");
+                reply
+            }
+            Err(error) => {
+                self.metrics.forwarded(error.kind());
+                tracing::debug!(upstream = %forwarder.upstream(), %error, "forwarding failed");
+                return send_error(request, edns, ResponseCode::ServFail, handle).await;
+            }
+        };
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.response_code = reply.metadata.response_code;
         metadata.recursion_available = reply.metadata.recursion_available;

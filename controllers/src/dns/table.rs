@@ -244,7 +244,7 @@ impl Table {
         {
             return Applied::Unchanged;
         }
-        let compiled = compile(&record.spec, &self.domain);
+        let compiled = compile(&record.spec, &self.domain, &key.0);
         self.remove(&key);
         self.serial = self.serial.wrapping_add(1);
         match compiled {
@@ -510,11 +510,54 @@ fn check_owner(what: &str, name: &str, domain: &str) -> Result<String, String> {
     }
 }
 
+/// Checks that a record of `namespace` names a Service of that namespace:
+/// `<service>.<namespace>.svc.<domain>`, one label for the Service. Namespaces are the trust
+/// boundary of the API (whoever may write DNSRecords in one may not touch another), so a record
+/// must not answer for another namespace's names, for the apex or for the empty non-terminals
+/// (`<namespace>.svc.<domain>`) that every Service of the namespace shares.
+fn check_own_fqdn(fqdn: &str, namespace: &str, domain: &str) -> Result<(), String> {
+    let parent = format!("{namespace}.svc.{domain}");
+    let service = fqdn
+        .strip_suffix(&parent)
+        .and_then(|head| head.strip_suffix('.'))
+        .filter(|label| !namespace.is_empty() && !label.is_empty() && !label.contains('.'));
+    match service {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "fqdn {fqdn:?} is not the name of a Service in the record's namespace \
+             {namespace:?} (<service>.{parent})"
+        )),
+    }
+}
+
+/// Checks that an owner name other than the fqdn (an SRV name) lies strictly under the fqdn, so
+/// a record's names all belong to its own Service and namespace.
+fn check_under_fqdn(what: &str, name: &str, fqdn: &str, namespace: &str) -> Result<(), String> {
+    let under = name
+        .strip_suffix(fqdn)
+        .is_some_and(|head| head.len() > 1 && head.ends_with('.'));
+    if under {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} {name:?} is not under the record's own name {fqdn:?}: a record answers \
+             only for its Service in namespace {namespace:?}"
+        ))
+    }
+}
+
 /// Turns a record's spec into its answers per name, or says why it cannot be served. All or
 /// nothing: serving part of a record would give answers that look complete and are not.
-fn compile(spec: &DNSRecordSpec, domain: &str) -> Result<BTreeMap<String, RrSet>, String> {
+/// `namespace` is the record's: every owner name must be its Service's (see
+/// [`check_own_fqdn`]).
+fn compile(
+    spec: &DNSRecordSpec,
+    domain: &str,
+    namespace: &str,
+) -> Result<BTreeMap<String, RrSet>, String> {
     let ttl = u32::try_from(spec.ttl).map_err(|_| format!("ttl {} is negative", spec.ttl))?;
     let fqdn = check_owner("fqdn", &spec.fqdn, domain)?;
+    check_own_fqdn(&fqdn, namespace, domain)?;
     let mut sets: BTreeMap<String, RrSet> = BTreeMap::new();
     let top = set_at(&mut sets, &fqdn, ttl);
     top.a = parse_v4(&spec.ipv4, "ipv4")?;
@@ -556,6 +599,7 @@ fn compile(spec: &DNSRecordSpec, domain: &str) -> Result<BTreeMap<String, RrSet>
         if name == fqdn {
             return Err("an SRV entry has the record's own name".into());
         }
+        check_under_fqdn("srv name", &name, &fqdn, namespace)?;
         let mut targets = Vec::with_capacity(srv.targets.len());
         for target in &srv.targets {
             let port = u16::try_from(target.port)

@@ -501,3 +501,96 @@ fn dns_metric_labels_are_a_fixed_set() {
     assert_eq!(query_type(RecordType::AAAA), QueryType::Aaaa);
     assert_eq!(query_type(RecordType::TXT), QueryType::Other);
 }
+
+#[test]
+fn dns_a_record_answers_only_for_names_of_its_own_namespace() {
+    // The record lives in namespace `demo` (see `record`); each spec names something it does
+    // not own: another namespace's Service, a name above its own Service, or the apex.
+    let cases = [
+        json!({"fqdn": "x.other.svc.cluster.local", "type": "ClusterIP", "ttl": 5,
+               "ipv4": ["10.0.0.66"]}),
+        json!({"fqdn": "demo.svc.cluster.local", "type": "ClusterIP", "ttl": 5,
+               "ipv4": ["10.0.0.66"]}),
+        json!({"fqdn": "svc.cluster.local", "type": "ClusterIP", "ttl": 5, "ipv4": ["10.0.0.66"]}),
+        json!({"fqdn": "kubernetes.default.svc.cluster.local", "type": "ClusterIP", "ttl": 5,
+               "ipv4": ["10.0.0.66"]}),
+        json!({"fqdn": "a.b.demo.svc.cluster.local", "type": "ClusterIP", "ttl": 5,
+               "ipv4": ["10.0.0.66"]}),
+        json!({"fqdn": "x.demo.pod.cluster.local", "type": "ClusterIP", "ttl": 5,
+               "ipv4": ["10.0.0.66"]}),
+        json!({"fqdn": "x.demo.cluster.local", "type": "ClusterIP", "ttl": 5,
+               "ipv4": ["10.0.0.66"]}),
+        // Its own fqdn, but an SRV owner name in another namespace or at the apex.
+        json!({"fqdn": fqdn("s"), "type": "ClusterIP", "ttl": 5, "ipv4": ["10.0.0.66"],
+               "srv": [{"name": "_http._tcp.web.other.svc.cluster.local", "portName": "http",
+                        "protocol": "TCP", "targets": [{"host": fqdn("s"), "port": 80}]}]}),
+        json!({"fqdn": fqdn("s"), "type": "ClusterIP", "ttl": 5, "ipv4": ["10.0.0.66"],
+               "srv": [{"name": "_http._tcp.cluster.local", "portName": "http",
+                        "protocol": "TCP", "targets": [{"host": fqdn("s"), "port": 80}]}]}),
+        // An SRV owner beside its Service rather than under it.
+        json!({"fqdn": fqdn("s"), "type": "ClusterIP", "ttl": 5, "ipv4": ["10.0.0.66"],
+               "srv": [{"name": "_http._tcp.t.demo.svc.cluster.local", "portName": "http",
+                        "protocol": "TCP", "targets": [{"host": fqdn("s"), "port": 80}]}]}),
+    ];
+    for spec in cases {
+        let mut t = table();
+        // The other namespace's own record is served before and after the intruder.
+        let theirs: DNSRecord = serde_json::from_value(json!({
+            "apiVersion": "signpost.dev/v1alpha1", "kind": "DNSRecord",
+            "metadata": {"name": "x", "namespace": "other", "resourceVersion": "1"},
+            "spec": {"fqdn": "x.other.svc.cluster.local", "type": "ClusterIP", "ttl": 5,
+                     "ipv4": ["10.0.0.1"]},
+        }))
+        .unwrap();
+        assert_eq!(t.apply(&theirs), Applied::Served);
+        let got = t.apply(&record("intruder", "1", spec.clone()));
+        assert!(matches!(got, Applied::Rejected(_)), "{spec}: {got:?}");
+        let Applied::Rejected(reason) = got else {
+            unreachable!()
+        };
+        assert!(reason.contains("namespace"), "{spec}: {reason}");
+        assert_eq!(
+            t.lookup("x.other.svc.cluster.local", QueryType::A).answers,
+            vec![a("x.other.svc.cluster.local", 5, "10.0.0.1")],
+            "{spec}"
+        );
+        assert_eq!(t.rejected().len(), 1, "{spec}");
+        let fqdn = spec["fqdn"].as_str().unwrap();
+        let served = t.lookup(fqdn, QueryType::A).answers;
+        assert!(
+            !served
+                .iter()
+                .any(|a| a.data == Data::A("10.0.0.66".parse().unwrap())),
+            "{spec}: served {served:?}"
+        );
+    }
+    // Its own names are fine: the Service name, hosts and SRV names under it.
+    let mut t = table();
+    assert_eq!(t.apply(&web("1")), Applied::Served);
+    assert_eq!(t.apply(&hostnames("1")), Applied::Served);
+}
+
+/// `signpost dns`'s HTTP server drops clients that connect and stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_http_server_disconnects_stalled_clients() {
+    use std::sync::Arc;
+    use std::time::Duration;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(crate::runtime::Metrics::new());
+    let server = tokio::spawn(super::metrics::serve(
+        listener,
+        metrics,
+        crate::runtime::Synced::done(),
+    ));
+    let took = tokio::task::spawn_blocking(move || {
+        crate::runtime::server::tests::assert_stalled_clients_are_dropped(
+            addr,
+            Duration::from_secs(8),
+        )
+    })
+    .await
+    .unwrap();
+    println!("dns HTTP server: stalled clients closed after {took:?}");
+    server.abort();
+}

@@ -4,8 +4,9 @@
 //! backends: their number follows the cluster's Services and ready pods, not what clients
 //! send, so clients cannot grow the series count.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -64,12 +65,17 @@ pub struct ProxyMetrics {
     pub bytes: Family<BytesLabels, Counter>,
     /// Connections open now, by Service.
     pub active: Family<ServiceLabels, Gauge>,
+    /// Connections closed on arrival because `--max-connections` were open.
+    pub over_limit: Counter,
     /// VIPs on the interface.
     pub vips: Gauge,
     /// Frontends (VIP:port) listening.
     pub listeners: Gauge,
     /// Ready backends over all frontends.
     pub backends: Gauge,
+    /// The label sets of `connections` created so far: prometheus-client cannot list a
+    /// family's series, and [`ProxyMetrics::forget_backends`] must find the gone ones.
+    series: Arc<Mutex<HashSet<ConnectionLabels>>>,
 }
 
 impl ProxyMetrics {
@@ -80,9 +86,11 @@ impl ProxyMetrics {
             errors: Family::default(),
             bytes: Family::default(),
             active: Family::default(),
+            over_limit: Counter::default(),
             vips: Gauge::default(),
             listeners: Gauge::default(),
             backends: Gauge::default(),
+            series: Arc::default(),
         };
         let registry = metrics.registry.sub_registry_with_prefix("proxy");
         registry.register(
@@ -105,6 +113,11 @@ impl ProxyMetrics {
             "Connections open now",
             proxy.active.clone(),
         );
+        registry.register(
+            "connections_over_limit",
+            "Connections closed on arrival because --max-connections were open",
+            proxy.over_limit.clone(),
+        );
         registry.register("vips", "VIPs on the interface", proxy.vips.clone());
         registry.register(
             "listeners",
@@ -117,6 +130,38 @@ impl ProxyMetrics {
             proxy.backends.clone(),
         );
         proxy
+    }
+
+    /// Counts one connection handed to `backend` of `service`'s port `port`.
+    pub fn connected(&self, service: &str, port: &str, backend: &str) {
+        let labels = ConnectionLabels {
+            service: service.to_owned(),
+            port: port.to_owned(),
+            backend: backend.to_owned(),
+        };
+        self.connections.get_or_create(&labels).inc();
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        if !series.contains(&labels) {
+            series.insert(labels);
+        }
+    }
+
+    /// Removes the `connections` series of every (Service, port, backend) not in `live`: a
+    /// backend that left (a pod replaced, a Service deleted) would otherwise keep its series
+    /// until the proxy restarts, and pods come and go with new addresses all the time.
+    pub fn forget_backends(&self, live: &BTreeSet<(String, String, String)>) {
+        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        series.retain(|labels| {
+            let keep = live.contains(&(
+                labels.service.clone(),
+                labels.port.clone(),
+                labels.backend.clone(),
+            ));
+            if !keep {
+                self.connections.remove(labels);
+            }
+            keep
+        });
     }
 
     /// Counts one failure.
@@ -168,5 +213,5 @@ pub async fn serve(
                 }
             }),
         );
-    axum::serve(listener, app).await
+    crate::runtime::server::serve_router(listener, app).await
 }

@@ -6,7 +6,8 @@
 //! ready pod, and that a pod leaving the ready set stops receiving connections.
 //!
 //! - [`table`]: the pure state (frontends, service port → ordered ready backends + cursor).
-//! - [`watch`]: informers over DNSRecords, Services and EndpointSlices feeding the table.
+//! - [`watch`]: informers over DNSRecords, ServiceIP claims, Services and EndpointSlices
+//!   feeding the table.
 //! - [`netlink`]: the VIPs on a dummy interface (`rtnetlink`, needs `CAP_NET_ADMIN`).
 //! - [`server`]: the listeners and the per-connection splice.
 //! - [`metrics`]: connections, errors, bytes, `/metrics`, `/healthz`, `/readyz`.
@@ -47,6 +48,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Address of `/metrics`, `/healthz`, `/readyz`; `None`: no HTTP server.
     pub metrics_addr: Option<SocketAddr>,
+    /// Client connections proxied at once; beyond, new ones are reset on arrival.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -56,6 +59,7 @@ impl Config {
             interface: "signpost0".into(),
             namespace: None,
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9154))),
+            max_connections: server::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -81,7 +85,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// Waits until the three watches have listed everything and the interface and listeners
+    /// Waits until the four watches have listed everything and the interface and listeners
     /// match what they listed.
     pub async fn wait_ready(&self) {
         loop {
@@ -138,17 +142,29 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
     let interface = netlink::Interface::ensure(&config.interface)
         .await
         .with_context(|| format!("--interface {}", config.interface))?;
-    let mut dataplane =
-        server::Dataplane::new(table.clone(), proxy_metrics.clone(), interface).await?;
+    let mut dataplane = server::Dataplane::new(
+        table.clone(),
+        proxy_metrics.clone(),
+        interface,
+        config.max_connections,
+    )
+    .await?;
 
     let notify = Arc::new(Notify::new());
     let ns = config.namespace.as_deref();
     let records = watch::records(&client, ns, table.clone(), notify.clone());
+    let claims = watch::claims(&client, table.clone(), notify.clone());
     let services = watch::services(&client, ns, table.clone(), notify.clone());
     let slices = watch::slices(&client, ns, table.clone(), notify.clone());
-    let synced = [records.synced(), services.synced(), slices.synced()];
+    let synced = [
+        records.synced(),
+        claims.synced(),
+        services.synced(),
+        slices.synced(),
+    ];
     let mut tasks = vec![
         tokio::spawn(records.run()),
+        tokio::spawn(claims.run()),
         tokio::spawn(services.run()),
         tokio::spawn(slices.run()),
     ];

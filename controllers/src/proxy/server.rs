@@ -17,9 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::metrics::{BytesLabels, ConnectionLabels, ProxyMetrics, ServiceLabels};
+use super::metrics::{BytesLabels, ProxyMetrics, ServiceLabels};
 use super::netlink::Interface;
 use super::table::{Frontend, Protocol, ServiceKey, Table};
 
@@ -27,6 +28,10 @@ use super::table::{Frontend, Protocol, ServiceKey, Table};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How many backends one connection tries before it is reset.
 const CONNECT_ATTEMPTS: usize = 3;
+/// Default of `--max-connections`: client connections proxied at once, over all VIPs. Each
+/// holds two sockets and a task; beyond the bound a new connection is reset on arrival, so a
+/// flood cannot exhaust the process's descriptors (and with them the API watches).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 
 /// The interface and the listeners, as last made to match the table.
 pub struct Dataplane {
@@ -35,15 +40,18 @@ pub struct Dataplane {
     interface: Interface,
     addresses: BTreeSet<IpAddr>,
     listeners: BTreeMap<Frontend, JoinHandle<()>>,
+    limit: Arc<Semaphore>,
 }
 
 impl Dataplane {
     /// A data plane over `interface`, which may still hold addresses of an earlier run: the
-    /// first [`Dataplane::sync`] removes those no Service claims.
+    /// first [`Dataplane::sync`] removes those no Service claims. At most `max_connections`
+    /// client connections are proxied at once (at least 1).
     pub async fn new(
         table: Arc<Mutex<Table>>,
         metrics: ProxyMetrics,
         interface: Interface,
+        max_connections: usize,
     ) -> anyhow::Result<Self> {
         let addresses = interface.addresses().await?;
         Ok(Self {
@@ -52,6 +60,9 @@ impl Dataplane {
             interface,
             addresses,
             listeners: BTreeMap::new(),
+            limit: Arc::new(Semaphore::new(
+                max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
         })
     }
 
@@ -60,6 +71,7 @@ impl Dataplane {
     pub async fn sync(&mut self) -> bool {
         let (wanted_addresses, frontends) = {
             let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            forget_gone_backends(&table, &self.metrics);
             (table.addresses(), table.frontends())
         };
         let mut ok = true;
@@ -108,6 +120,7 @@ impl Dataplane {
                         frontend,
                         self.table.clone(),
                         self.metrics.clone(),
+                        self.limit.clone(),
                     ));
                     self.listeners.insert(frontend, task);
                 }
@@ -160,6 +173,17 @@ impl Drop for Dataplane {
     }
 }
 
+/// Drops the per-backend metric series of backends no pool holds any more (see
+/// [`ProxyMetrics::forget_backends`]).
+pub(crate) fn forget_gone_backends(table: &Table, metrics: &ProxyMetrics) {
+    let live = table
+        .backend_series()
+        .into_iter()
+        .map(|(service, port, backend)| (service_label(&service), port, backend.to_string()))
+        .collect();
+    metrics.forget_backends(&live);
+}
+
 fn gauge(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -168,17 +192,30 @@ fn service_label(service: &ServiceKey) -> String {
     format!("{}/{}", service.0, service.1)
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     frontend: Frontend,
     table: Arc<Mutex<Table>>,
     metrics: ProxyMetrics,
+    limit: Arc<Semaphore>,
 ) {
     loop {
         match listener.accept().await {
-            Ok((client, _peer)) => {
-                tokio::spawn(handle(client, frontend, table.clone(), metrics.clone()));
-            }
+            Ok((client, _peer)) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let (table, metrics) = (table.clone(), metrics.clone());
+                    tokio::spawn(async move {
+                        handle(client, frontend, table, metrics).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    // Closed at once (RST) rather than queued: each open connection holds two
+                    // sockets and a task, and the bound is what keeps that finite.
+                    metrics.over_limit.inc();
+                    reset(client);
+                }
+            },
             Err(error) => {
                 // Out of file descriptors and the like: wait a little rather than spin.
                 tracing::warn!(frontend = %frontend.addr, %error, "accept failed");
@@ -209,14 +246,7 @@ pub async fn handle(
         let Some(backend) = pick.backend else { break };
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend)).await {
             Ok(Ok(upstream)) => {
-                metrics
-                    .connections
-                    .get_or_create(&ConnectionLabels {
-                        service: service.clone(),
-                        port: pick.port_name,
-                        backend: backend.to_string(),
-                    })
-                    .inc();
+                metrics.connected(&service, &pick.port_name, &backend.to_string());
                 splice(client, upstream, &service, &metrics).await;
                 return;
             }

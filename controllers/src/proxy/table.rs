@@ -7,7 +7,10 @@
 //! address families, round robin across updates) be a unit test.
 //!
 //! - A **frontend** (VIP, port, protocol) exists while the Service's DNSRecord is of type
-//!   ClusterIP with that VIP and the Service has that port.
+//!   ClusterIP with that VIP, the VIP's ServiceIP claim names that Service (namespace, name
+//!   and UID), and the Service has that port. A DNSRecord is written by whoever may write in
+//!   its namespace; the claim is written by the allocator alone, so a record (or a Service,
+//!   or a slice) in another namespace that names someone else's VIP never redirects it.
 //! - Its **pool** is the ordered list of ready backends of that service port in the Service's
 //!   EndpointSlices of the VIP's family: each slice port whose *name* equals the service
 //!   port's name (both empty for a single unnamed port) and whose protocol matches, times
@@ -155,6 +158,16 @@ impl Pool {
     }
 }
 
+/// A ServiceIP claim: the Service a VIP was allocated to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The Service named by the claim's `serviceRef`.
+    pub service: ServiceKey,
+    /// The Service's UID from `serviceRef` (empty: not checked): a Service deleted and
+    /// recreated under the same name does not inherit its predecessor's VIP.
+    pub uid: String,
+}
+
 /// What a pick hands to the data plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pick {
@@ -170,6 +183,8 @@ pub struct Pick {
 #[derive(Debug, Default)]
 pub struct Table {
     records: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    claims: BTreeMap<IpAddr, Claim>,
+    uids: BTreeMap<ServiceKey, String>,
     services: BTreeMap<ServiceKey, Vec<ServicePort>>,
     slices: BTreeMap<ServiceKey, BTreeMap<String, Slice>>,
     pools: BTreeMap<PoolKey, Pool>,
@@ -199,6 +214,52 @@ impl Table {
             self.rebuild(service);
         }
         changed
+    }
+
+    /// Sets (or with `None` removes) the ServiceIP claim of `vip`: which Service may serve it.
+    /// A VIP without a claim is served by nobody.
+    pub fn set_claim(&mut self, vip: IpAddr, claim: Option<Claim>) -> bool {
+        let old = match &claim {
+            Some(claim) => self.claims.insert(vip, claim.clone()),
+            None => self.claims.remove(&vip),
+        };
+        if old == claim {
+            return false;
+        }
+        if let Some(old) = &old {
+            self.rebuild(&old.service);
+        }
+        if let Some(new) = claim
+            && old.is_none_or(|old| old.service != new.service)
+        {
+            self.rebuild(&new.service);
+        }
+        true
+    }
+
+    /// Sets (or with `None` forgets) a Service's UID, checked against its VIPs' claims.
+    pub fn set_service_uid(&mut self, service: &ServiceKey, uid: Option<String>) -> bool {
+        let changed = match uid {
+            Some(uid) => self.uids.insert(service.clone(), uid.clone()) != Some(uid),
+            None => self.uids.remove(service).is_some(),
+        };
+        if changed {
+            self.rebuild(service);
+        }
+        changed
+    }
+
+    /// Whether `vip`'s claim gives it to `service` (and, when both UIDs are known, to this
+    /// incarnation of it).
+    fn owns(&self, service: &ServiceKey, vip: &IpAddr) -> bool {
+        self.claims.get(vip).is_some_and(|claim| {
+            claim.service == *service
+                && (claim.uid.is_empty()
+                    || self
+                        .uids
+                        .get(service)
+                        .is_none_or(|uid| uid.is_empty() || *uid == claim.uid))
+        })
     }
 
     /// Sets (or with `None` removes) a Service's ports.
@@ -261,12 +322,14 @@ impl Table {
             .collect()
     }
 
-    /// The VIPs that belong on the interface: those of ClusterIP records whose Service exists.
+    /// The VIPs that belong on the interface: those of ClusterIP records whose Service exists
+    /// and is the one the VIP's claim names.
     pub fn addresses(&self) -> BTreeSet<IpAddr> {
         self.records
             .iter()
             .filter(|(service, _)| self.services.contains_key(*service))
-            .flat_map(|(_, vips)| vips.iter().copied())
+            .flat_map(|(service, vips)| vips.iter().filter(|vip| self.owns(service, vip)))
+            .copied()
             .collect()
     }
 
@@ -297,6 +360,19 @@ impl Table {
         self.frontends.get(frontend)?.values().next()
     }
 
+    /// Every (Service, service port name, backend) some pool holds now: the series the
+    /// per-backend metrics may keep.
+    pub fn backend_series(&self) -> BTreeSet<(ServiceKey, String, SocketAddr)> {
+        self.pools
+            .iter()
+            .flat_map(|(key, pool)| {
+                pool.backends()
+                    .iter()
+                    .map(|backend| (key.service.clone(), key.port_name.clone(), *backend))
+            })
+            .collect()
+    }
+
     /// Number of pools (service ports × families).
     pub fn pools(&self) -> usize {
         self.pools.len()
@@ -309,7 +385,7 @@ impl Table {
         let mut frontends: Vec<(Frontend, PoolKey)> = Vec::new();
         if let (Some(vips), Some(ports)) = (self.records.get(service), self.services.get(service)) {
             let slices = self.slices.get(service);
-            for vip in vips {
+            for vip in vips.iter().filter(|vip| self.owns(service, vip)) {
                 for port in ports {
                     let key = PoolKey {
                         service: service.clone(),

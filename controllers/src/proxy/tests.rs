@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use signpost_crds::DNSRecord;
 
-use super::table::{Frontend, Pool, Protocol, ServiceKey, ServicePort, Slice, Table};
+use super::table::{Claim, Frontend, Pool, Protocol, ServiceKey, ServicePort, Slice, Table};
 use super::watch::{record_vips, service_ports, slice_of};
 
 fn addr(text: &str) -> SocketAddr {
@@ -49,10 +49,25 @@ fn slice(ports: &[(&str, u16)], ready: &[&str]) -> Slice {
     }
 }
 
+/// Publishes `vips` for `service` as Signpost does: a ServiceIP claim per VIP naming the
+/// Service, then the ClusterIP DNSRecord.
+fn publish(table: &mut Table, service: &ServiceKey, vips: &[&str]) {
+    for vip in vips {
+        table.set_claim(
+            ip(vip),
+            Some(Claim {
+                service: service.clone(),
+                uid: String::new(),
+            }),
+        );
+    }
+    table.set_record(service, Some(vips.iter().map(|v| ip(v)).collect()));
+}
+
 /// The seed's `hostnames` Service: VIP 10.200.0.7, port 80 named `default` → 9376.
 fn hostnames(pods: &[&str]) -> Table {
     let mut table = Table::new();
-    table.set_record(&key("hostnames"), Some(vec![ip("10.200.0.7")]));
+    publish(&mut table, &key("hostnames"), &["10.200.0.7"]);
     table.set_service(&key("hostnames"), Some(vec![port("default", 80)]));
     table.set_slice(
         &key("hostnames"),
@@ -257,7 +272,7 @@ fn unknown_frontend_picks_nothing() {
 fn ports_are_matched_by_name_not_number() {
     let mut table = Table::new();
     let svc = key("web");
-    table.set_record(&svc, Some(vec![ip("10.200.0.9")]));
+    publish(&mut table, &svc, &["10.200.0.9"]);
     table.set_service(&svc, Some(vec![port("http", 80), port("metrics", 9100)]));
     // Pods listen on different numbers per port name.
     table.set_slice(
@@ -279,7 +294,7 @@ fn ports_are_matched_by_name_not_number() {
 fn unnamed_single_port_matches_the_unnamed_slice_port() {
     let mut table = Table::new();
     let svc = key("one");
-    table.set_record(&svc, Some(vec![ip("10.200.0.3")]));
+    publish(&mut table, &svc, &["10.200.0.3"]);
     table.set_service(&svc, Some(vec![port("", 80)]));
     table.set_slice(&svc, "one-1", Some(slice(&[("", 8080)], &["10.244.0.1"])));
     assert_eq!(
@@ -311,7 +326,7 @@ fn slices_of_a_service_are_merged_and_pods_differ_in_port() {
 fn protocols_are_kept_apart() {
     let mut table = Table::new();
     let svc = key("dns");
-    table.set_record(&svc, Some(vec![ip("10.200.0.10")]));
+    publish(&mut table, &svc, &["10.200.0.10"]);
     table.set_service(
         &svc,
         Some(vec![
@@ -350,7 +365,7 @@ fn protocols_are_kept_apart() {
 fn dual_stack_vips_use_backends_of_their_family() {
     let mut table = Table::new();
     let svc = key("dual");
-    table.set_record(&svc, Some(vec![ip("10.200.0.5"), ip("fd00:200::5")]));
+    publish(&mut table, &svc, &["10.200.0.5", "fd00:200::5"]);
     table.set_service(&svc, Some(vec![port("http", 80)]));
     table.set_slice(
         &svc,
@@ -380,7 +395,7 @@ fn dual_stack_vips_use_backends_of_their_family() {
 fn a_vip_needs_both_the_record_and_the_service() {
     let mut table = Table::new();
     let svc = key("late");
-    table.set_record(&svc, Some(vec![ip("10.200.0.11")]));
+    publish(&mut table, &svc, &["10.200.0.11"]);
     assert!(table.addresses().is_empty());
     assert!(table.frontends().is_empty());
     table.set_service(&svc, Some(vec![port("http", 80)]));
@@ -409,7 +424,7 @@ fn cursor_survives_unrelated_changes() {
     let frontend = tcp("10.200.0.7", 80);
     assert_eq!(picks(&mut table, &frontend, 1), ["10.244.0.4:9376"]);
     // Another Service appears; this one's rotation continues where it was.
-    table.set_record(&key("other"), Some(vec![ip("10.200.0.8")]));
+    publish(&mut table, &key("other"), &["10.200.0.8"]);
     table.set_service(&key("other"), Some(vec![port("default", 80)]));
     // The same slice again (a relist) is not a change.
     assert!(!table.set_slice(
@@ -424,23 +439,61 @@ fn cursor_survives_unrelated_changes() {
 }
 
 #[test]
-fn two_services_on_one_vip_the_first_is_served_then_the_other() {
+fn a_vip_goes_only_to_the_service_its_claim_names() {
     let mut table = hostnames(&["10.244.0.4"]);
     let frontend = tcp("10.200.0.7", 80);
-    let svc = ("zzz".to_string(), "copy".to_string());
-    table.set_record(&svc, Some(vec![ip("10.200.0.7")]));
-    table.set_service(&svc, Some(vec![port("default", 80)]));
+    // Another namespace (sorting before `demo`) publishes a DNSRecord with the same VIP, has a
+    // Service with the same port and a slice of its own pods.
+    let intruder = ("a-other".to_string(), "steal".to_string());
+    table.set_record(&intruder, Some(vec![ip("10.200.0.7")]));
+    table.set_service(&intruder, Some(vec![port("default", 80)]));
     table.set_slice(
-        &svc,
-        "copy-1",
-        Some(slice(&[("default", 1)], &["10.244.9.9"])),
+        &intruder,
+        "steal-1",
+        Some(slice(&[("default", 1)], &["10.66.6.6"])),
     );
     assert_eq!(table.service_of(&frontend), Some(&key("hostnames")));
-    assert_eq!(table.conflicts().len(), 1);
-    table.set_record(&key("hostnames"), None);
-    assert_eq!(table.service_of(&frontend), Some(&svc));
-    assert_eq!(table.backends(&frontend), [addr("10.244.9.9:1")]);
+    assert_eq!(table.backends(&frontend), [addr("10.244.0.4:9376")]);
+    assert_eq!(
+        picks(&mut table, &frontend, 3),
+        ["10.244.0.4:9376", "10.244.0.4:9376", "10.244.0.4:9376"]
+    );
     assert!(table.conflicts().is_empty());
+    // Even with the rightful record gone, the VIP is not handed to the other Service.
+    table.set_record(&key("hostnames"), None);
+    assert_eq!(table.service_of(&frontend), None);
+    assert!(!table.addresses().contains(&ip("10.200.0.7")));
+    // Once the allocator gives the VIP to the other Service (a new claim), it serves it.
+    table.set_claim(
+        ip("10.200.0.7"),
+        Some(Claim {
+            service: intruder.clone(),
+            uid: String::new(),
+        }),
+    );
+    assert_eq!(table.service_of(&frontend), Some(&intruder));
+}
+
+#[test]
+fn a_claim_for_an_earlier_service_of_the_same_name_gives_no_vip() {
+    let mut table = hostnames(&["10.244.0.4"]);
+    let frontend = tcp("10.200.0.7", 80);
+    let claim = |uid: &str| {
+        Some(Claim {
+            service: key("hostnames"),
+            uid: uid.into(),
+        })
+    };
+    table.set_service_uid(&key("hostnames"), Some("uid-2".into()));
+    table.set_claim(ip("10.200.0.7"), claim("uid-1"));
+    assert_eq!(table.service_of(&frontend), None);
+    assert!(table.addresses().is_empty());
+    table.set_claim(ip("10.200.0.7"), claim("uid-2"));
+    assert_eq!(table.service_of(&frontend), Some(&key("hostnames")));
+    assert_eq!(table.backends(&frontend), [addr("10.244.0.4:9376")]);
+    // The claim released: the VIP goes.
+    table.set_claim(ip("10.200.0.7"), None);
+    assert!(table.frontends().is_empty());
 }
 
 #[test]
@@ -547,4 +600,220 @@ fn slice_without_service_label_is_ignored_and_fqdn_gives_none() {
     }))
     .unwrap();
     assert_eq!(slice_of(&fqdn), Some((key("ext"), "y".into(), None)));
+}
+
+/// `signpost proxy`'s HTTP server drops clients that connect and stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_http_server_disconnects_stalled_clients() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let metrics = Arc::new(crate::runtime::Metrics::new());
+    let server = tokio::spawn(super::metrics::serve(
+        listener,
+        metrics,
+        Arc::new(AtomicBool::new(true)),
+    ));
+    let took = tokio::task::spawn_blocking(move || {
+        crate::runtime::server::tests::assert_stalled_clients_are_dropped(
+            addr,
+            Duration::from_secs(8),
+        )
+    })
+    .await
+    .unwrap();
+    println!("proxy HTTP server: stalled clients closed after {took:?}");
+    server.abort();
+}
+
+#[test]
+fn a_service_ip_claim_gives_its_vip_to_its_service_ref() {
+    let claim: signpost_crds::ServiceIP = serde_json::from_value(serde_json::json!({
+        "apiVersion": "signpost.dev/v1alpha1", "kind": "ServiceIP",
+        "metadata": {"name": "10.200.0.7"},
+        "spec": {"address": "10.200.0.7", "cidr": "10.200.0.0/16",
+                 "serviceRef": {"namespace": "demo", "name": "hostnames", "uid": "u-1"}},
+    }))
+    .unwrap();
+    assert_eq!(
+        super::watch::claim_of(&claim),
+        Some((
+            ip("10.200.0.7"),
+            Claim {
+                service: key("hostnames"),
+                uid: "u-1".into()
+            }
+        ))
+    );
+}
+
+// ---- Data plane limits (loopback: the "VIP" is 127.0.0.1) ----
+
+/// A backend on 127.0.0.1 that holds every connection until its client closes; sends the
+/// number of connections accepted so far on `accepted`.
+async fn holding_backend(
+    accepted: tokio::sync::watch::Sender<usize>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            n += 1;
+            accepted.send_replace(n);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                while matches!(stream.read(&mut buf).await, Ok(k) if k > 0) {}
+            });
+        }
+    });
+    (at, task)
+}
+
+/// A table whose frontend 127.0.0.1:`port` leads to `backend`.
+fn loopback_table(port: u16, backend: SocketAddr) -> Table {
+    let mut table = Table::new();
+    let svc = key("limited");
+    publish(&mut table, &svc, &["127.0.0.1"]);
+    table.set_service(&svc, Some(vec![self::port("", port)]));
+    table.set_slice(
+        &svc,
+        "limited-1",
+        Some(Slice {
+            ipv6: false,
+            ports: vec![(String::new(), backend.port(), Protocol::Tcp)],
+            ready: vec![backend.ip()],
+        }),
+    );
+    table
+}
+
+async fn wait_accepted(accepted: &mut tokio::sync::watch::Receiver<usize>, n: usize) {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        accepted.wait_for(|k| *k >= n),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the backend never got {n} connections"))
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_closed_at_once_and_counted() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (accepted_tx, mut accepted) = tokio::sync::watch::channel(0);
+    let (backend, backend_task) = holding_backend(accepted_tx).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let table = Arc::new(Mutex::new(loopback_table(at.port(), backend)));
+    let mut registry = crate::runtime::Metrics::new();
+    let metrics = super::metrics::ProxyMetrics::register(&mut registry);
+    let limit = Arc::new(tokio::sync::Semaphore::new(3));
+    let frontend = tcp("127.0.0.1", at.port());
+    let proxy = tokio::spawn(super::server::accept_loop(
+        listener,
+        frontend,
+        table,
+        metrics.clone(),
+        limit,
+    ));
+
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = tokio::net::TcpStream::connect(at).await.unwrap();
+        client.write_all(b"x").await.unwrap();
+        clients.push(client);
+    }
+    wait_accepted(&mut accepted, 3).await;
+
+    // The fourth is closed at once, never reaches the backend, and is counted.
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut fourth = tokio::net::TcpStream::connect(at).await?;
+        let mut buf = [0u8; 8];
+        fourth.read(&mut buf).await
+    })
+    .await;
+    println!(
+        "proxy limit: 4th connection over a limit of 3 → {closed:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the fourth connection was not closed: {closed:?}"
+    );
+    assert_eq!(*accepted.borrow(), 3, "the fourth reached the backend");
+    assert_eq!(metrics.over_limit.get(), 1);
+    assert!(
+        registry
+            .encode()
+            .contains("signpost_proxy_connections_over_limit_total 1"),
+        "{}",
+        registry.encode()
+    );
+
+    // One of the three ends: a new connection is proxied again.
+    drop(clients.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        // Until the ended connection's permit is back, new ones are still reset.
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection ended"
+        );
+        let Ok(mut client) = tokio::net::TcpStream::connect(at).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = client.write_all(b"x").await;
+        let reached =
+            tokio::time::timeout(Duration::from_millis(200), accepted.wait_for(|k| *k >= 4))
+                .await
+                .is_ok();
+        if reached {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection ended"
+        );
+    }
+    proxy.abort();
+    backend_task.abort();
+}
+
+#[test]
+fn backend_series_go_from_metrics_when_the_backend_leaves() {
+    let mut table = hostnames(&["10.244.0.4", "10.244.1.38"]);
+    let mut registry = crate::runtime::Metrics::new();
+    let metrics = super::metrics::ProxyMetrics::register(&mut registry);
+    for backend in ["10.244.0.4:9376", "10.244.1.38:9376"] {
+        metrics.connected("demo/hostnames", "default", backend);
+    }
+    let text = registry.encode();
+    assert!(text.contains("backend=\"10.244.0.4:9376\""), "{text}");
+    assert!(text.contains("backend=\"10.244.1.38:9376\""), "{text}");
+
+    table.set_slice(
+        &key("hostnames"),
+        "hostnames-abc",
+        Some(slice(&[("default", 9376)], &["10.244.0.4"])),
+    );
+    super::server::forget_gone_backends(&table, &metrics);
+    let text = registry.encode();
+    assert!(text.contains("backend=\"10.244.0.4:9376\""), "{text}");
+    assert!(
+        !text.contains("10.244.1.38"),
+        "a gone backend's series: {text}"
+    );
+
+    // The Service goes: its last backend's series too.
+    table.set_service(&key("hostnames"), None);
+    super::server::forget_gone_backends(&table, &metrics);
+    assert!(!registry.encode().contains("10.244.0.4"));
 }

@@ -1,5 +1,6 @@
-//! Feeds the table from three watches: DNSRecords (the VIPs), Services (the port numbers) and
-//! EndpointSlices (the ready backends). Endpoints (v1) are never read.
+//! Feeds the table from four watches: DNSRecords (the VIPs), ServiceIP claims (which Service
+//! each VIP belongs to), Services (the port numbers) and EndpointSlices (the ready backends).
+//! Endpoints (v1) are never read.
 //!
 //! Each handler turns the object into the table's plain input (the pure `*_of` functions
 //! below) and applies it under the table's lock at once, so a backend that leaves the ready
@@ -13,10 +14,10 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use signpost_crds::{DNSRecord, RecordType};
+use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use tokio::sync::Notify;
 
-use super::table::{Protocol, ServiceKey, ServicePort, Slice, Table};
+use super::table::{Claim, Protocol, ServiceKey, ServicePort, Slice, Table};
 use crate::runtime::{Change, Informer, strip_metadata};
 
 /// The label that ties an EndpointSlice to its Service.
@@ -37,6 +38,20 @@ pub fn record_vips(record: &DNSRecord) -> Option<Vec<IpAddr>> {
             .filter_map(|text| text.parse().ok())
             .collect(),
     )
+}
+
+/// The VIP a ServiceIP claim holds and the Service it gives it to (`None` when the address
+/// does not parse, which the CRD's validation already refuses).
+pub fn claim_of(claim: &ServiceIP) -> Option<(IpAddr, Claim)> {
+    let vip = claim.spec.address.parse().ok()?;
+    let service = &claim.spec.service_ref;
+    Some((
+        vip,
+        Claim {
+            service: (service.namespace.clone(), service.name.clone()),
+            uid: service.uid.clone(),
+        },
+    ))
 }
 
 /// The ports of a Service. Ports outside 1–65535 or with an unknown protocol are skipped.
@@ -151,7 +166,50 @@ pub fn records(
     informer
 }
 
-/// Informer over Services: the port numbers behind the names the slices use.
+/// Informer over ServiceIP claims (cluster-scoped, all of them): which Service each VIP was
+/// allocated to. Only the allocator writes them, so they, not the DNSRecords that anyone with
+/// write access to a namespace can publish, decide whose EndpointSlices a VIP leads to.
+pub fn claims(
+    client: &Client,
+    table: Arc<Mutex<Table>>,
+    notify: Arc<Notify>,
+) -> Informer<ServiceIP> {
+    let mut informer = Informer::new(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        strip_metadata,
+    );
+    let store = informer.store();
+    informer.on_change(move |change| {
+        let mut table = lock(&table);
+        let mut changed = false;
+        let mut apply = |table: &mut Table, claim: &ServiceIP, gone: bool| {
+            if let Some((vip, data)) = claim_of(claim) {
+                changed |= table.set_claim(vip, if gone { None } else { Some(data) });
+            }
+        };
+        match change {
+            Change::Applied { new, .. } => apply(&mut table, new, false),
+            Change::Deleted(claim) => apply(&mut table, claim, true),
+            Change::Relisting => {}
+            Change::Resynced { removed } => {
+                for claim in removed {
+                    apply(&mut table, claim, true);
+                }
+                for claim in store.state() {
+                    apply(&mut table, &claim, false);
+                }
+            }
+        }
+        if changed {
+            notify.notify_one();
+        }
+    });
+    informer
+}
+
+/// Informer over Services: the port numbers behind the names the slices use, and the UIDs
+/// the VIPs' claims are checked against.
 pub fn services(
     client: &Client,
     namespace: Option<&str>,
@@ -169,15 +227,21 @@ pub fn services(
         let mut changed = false;
         match change {
             Change::Applied { new, .. } => {
+                changed |= table.set_service_uid(&key_of(*new), new.uid());
                 changed |= table.set_service(&key_of(*new), Some(service_ports(new)));
             }
-            Change::Deleted(service) => changed |= table.set_service(&key_of(*service), None),
+            Change::Deleted(service) => {
+                changed |= table.set_service(&key_of(*service), None);
+                changed |= table.set_service_uid(&key_of(*service), None);
+            }
             Change::Relisting => {}
             Change::Resynced { removed } => {
                 for service in removed {
                     changed |= table.set_service(&key_of(service.as_ref()), None);
+                    changed |= table.set_service_uid(&key_of(service.as_ref()), None);
                 }
                 for service in store.state() {
+                    changed |= table.set_service_uid(&key_of(service.as_ref()), service.uid());
                     changed |=
                         table.set_service(&key_of(service.as_ref()), Some(service_ports(&service)));
                 }

@@ -59,6 +59,13 @@ impl Synced {
     pub fn is_synced(&self) -> bool {
         *self.0.borrow()
     }
+
+    /// A `Synced` that is always synced, for tests of what reads one.
+    #[cfg(test)]
+    pub(crate) fn done() -> Self {
+        let (_tx, rx) = tokio::sync::watch::channel(true);
+        Self(rx)
+    }
 }
 
 /// A watch cache of one kind plus the handlers fed from it.

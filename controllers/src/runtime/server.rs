@@ -2,10 +2,15 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::metrics::SharedMetrics;
 
@@ -115,8 +120,59 @@ pub async fn serve(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await
+    let listener = TcpListener::bind(addr).await?;
+    serve_router(listener, app).await
+}
+
+/// How long a client may take to send the headers of a request, and on a kept-alive connection
+/// to start the next one. hyper's timer for this starts when it waits for a request head, so a
+/// client that connects and sends nothing, or half a header, is disconnected after this.
+/// Probes and scrapers send their whole request at once.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection is served, whatever it does: a client reading the answer (or
+/// sending a body) a byte at a time cannot hold a connection for longer.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Connections served at once; beyond, new ones are closed as soon as they are accepted, so
+/// a flood of idle connections costs a bounded number of descriptors and tasks. Probes and a
+/// few scrapers need a handful.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// Serves `router` on `listener` over HTTP/1 with [`HEADER_READ_TIMEOUT`],
+/// [`CONNECTION_LIFETIME`] and at most [`MAX_CONNECTIONS`] at once. `axum::serve` has none of
+/// these: a client that never finished its request held a connection (and a task) forever.
+pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of descriptors and the like: wait a little rather than spin.
+                tracing::debug!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!("too many HTTP connections: closing a new one");
+            drop(stream);
+            continue;
+        };
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
+                Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
+            }
+        });
+    }
 }
 
 /// Runs [`serve`] on a thread and runtime of its own. At start-up every controller queues all
@@ -142,7 +198,7 @@ pub fn serve_on_own_thread(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::{Read, Write};
     use std::time::Duration;
 
@@ -180,5 +236,80 @@ mod tests {
             answer.starts_with("HTTP/1.0 503") && answer.ends_with("starting"),
             "a replica that has not started its controllers is not ready; got {answer:?}"
         );
+    }
+
+    /// Connects three clients to `addr` that stall: one sends nothing, one half a header, one
+    /// a whole request and then nothing (on a kept-alive connection). Asserts the server closes
+    /// each within `within`, and returns how long each took.
+    pub(crate) fn assert_stalled_clients_are_dropped(
+        addr: SocketAddr,
+        within: Duration,
+    ) -> Vec<Duration> {
+        let sends: [&[u8]; 3] = [
+            b"",
+            b"GET /healthz HTTP/1.1\r\nHost: loc",
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        ];
+        let clients: Vec<_> = sends
+            .into_iter()
+            .map(|send| {
+                std::thread::spawn(move || {
+                    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+                    stream
+                        .set_read_timeout(Some(within + Duration::from_secs(5)))
+                        .expect("a read timeout");
+                    let started = std::time::Instant::now();
+                    stream.write_all(send).expect("send");
+                    // Read whatever comes (the answer to a whole request) until the server
+                    // closes the connection, or give up after the read timeout.
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match stream.read(&mut buf) {
+                            Ok(0) => return Ok(started.elapsed()),
+                            Ok(_) => {}
+                            Err(error)
+                                if matches!(
+                                    error.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                return Err(format!(
+                                    "{:?}: still open after {:?}",
+                                    String::from_utf8_lossy(send),
+                                    started.elapsed()
+                                ));
+                            }
+                            Err(_) => return Ok(started.elapsed()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        let took: Vec<Duration> = clients
+            .into_iter()
+            .map(|c| c.join().expect("a client thread"))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"));
+        for t in &took {
+            assert!(*t <= within, "a stalled client was served for {t:?}");
+        }
+        took
+    }
+
+    /// The controller's HTTP server drops clients that connect and stall.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stalled_clients_are_disconnected_within_seconds() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let server = tokio::spawn(serve(addr, Arc::new(Metrics::new()), Health::default()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let took = tokio::task::spawn_blocking(move || {
+            assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
+        })
+        .await
+        .expect("the clients");
+        println!("controller HTTP server: stalled clients closed after {took:?}");
+        server.abort();
     }
 }

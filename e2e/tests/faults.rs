@@ -688,3 +688,42 @@ async fn chaos_eight_leader_kills_during_300_service_changes() -> anyhow::Result
     );
     finish(&client, ns, replicas).await
 }
+
+/// SIGTERM while the API server has stopped answering (the leader's relay frozen): the leader
+/// cannot drain anything through the API nor release its lease, and must still exit well
+/// inside the chart's 30 s termination grace period instead of hanging until SIGKILL.
+#[tokio::test]
+async fn sigterm_with_a_frozen_api_server_exits_within_the_grace_period() -> anyhow::Result<()> {
+    let (client, ns) = setup("e2e-termfrozen").await?;
+    let cidrs = vec![unique_cidr(24)];
+    let server = kube::config::Kubeconfig::read()?
+        .clusters
+        .iter()
+        .find_map(|c| c.cluster.as_ref()?.server.clone())
+        .context("no server in the tests' kubeconfig")?;
+    let relay = Relay::start(server.trim_start_matches("https://")).await?;
+    let via_relay = relay.kubeconfig(&log_name("a", &ns.name))?;
+    let mut a = start_leading(
+        SignpostOptions::new(&log_name("a", &ns.name), &ns.name, &cidrs)
+            .lease_timing(FAST_LEASE)
+            .arg("--kubeconfig")
+            .arg(via_relay.display().to_string()),
+    )
+    .await?;
+    relay.freeze()?;
+    let termed = Instant::now();
+    a.signal_term()?;
+    let status = a.wait_exit(Duration::from_secs(30)).await;
+    let took = termed.elapsed();
+    println!(
+        "[termfrozen] SIGTERM with the API server frozen: exited {status:?} after {took:?}; log:\n{}",
+        a.log_tail(4)
+    );
+    anyhow::ensure!(status.is_some(), "still running 30 s after SIGTERM");
+    assert!(
+        took < Duration::from_secs(20),
+        "exit took {took:?}, too close to a 30 s grace period"
+    );
+    drop(relay);
+    signpost_e2e::delete_namespace_and_claims(&client, ns).await
+}

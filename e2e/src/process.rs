@@ -451,6 +451,17 @@ impl Relay {
         Ok(relay)
     }
 
+    /// A relay to the API server of the tests' kubeconfig (`KUBECONFIG`).
+    pub async fn to_api_server() -> anyhow::Result<Self> {
+        let server = kube::config::Kubeconfig::read()
+            .context("reading the tests' kubeconfig")?
+            .clusters
+            .iter()
+            .find_map(|c| c.cluster.as_ref()?.server.clone())
+            .context("no server in the tests' kubeconfig")?;
+        Self::start(server.trim_start_matches("https://")).await
+    }
+
     /// Stops the relay process (SIGSTOP): its connections hang, open.
     pub fn freeze(&self) -> anyhow::Result<()> {
         send_signal(self.child.id(), "STOP")

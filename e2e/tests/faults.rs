@@ -374,13 +374,7 @@ async fn a_leader_behind_a_frozen_relay_stops_before_the_standby_leads() -> anyh
     let (client, ns) = setup("e2e-frozen").await?;
     let cidrs = vec![unique_cidr(24)];
     let lease = signpost_e2e::unique_name("lease");
-    let server = kube::config::Kubeconfig::read()?
-        .clusters
-        .iter()
-        .find_map(|c| c.cluster.as_ref()?.server.clone())
-        .context("no server in the tests' kubeconfig")?;
-    let target = server.trim_start_matches("https://").to_string();
-    let relay = Relay::start(&target).await?;
+    let relay = Relay::to_api_server().await?;
     let options = |name: &str| {
         SignpostOptions::new(&log_name(name, &ns.name), &ns.name, &cidrs)
             .lease_name(&lease)
@@ -696,12 +690,7 @@ async fn chaos_eight_leader_kills_during_300_service_changes() -> anyhow::Result
 async fn sigterm_with_a_frozen_api_server_exits_within_the_grace_period() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-termfrozen").await?;
     let cidrs = vec![unique_cidr(24)];
-    let server = kube::config::Kubeconfig::read()?
-        .clusters
-        .iter()
-        .find_map(|c| c.cluster.as_ref()?.server.clone())
-        .context("no server in the tests' kubeconfig")?;
-    let relay = Relay::start(server.trim_start_matches("https://")).await?;
+    let relay = Relay::to_api_server().await?;
     let via_relay = relay.kubeconfig(&log_name("a", &ns.name))?;
     let mut a = start_leading(
         SignpostOptions::new(&log_name("a", &ns.name), &ns.name, &cidrs)

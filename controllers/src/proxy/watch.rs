@@ -113,6 +113,32 @@ fn key_of<K: ResourceExt>(obj: &K) -> ServiceKey {
     (obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
+/// Feeds one watch change to `apply(object, gone)`: an added or updated object as present, a
+/// deleted one as gone, and a completed relist as every object that disappeared across it
+/// gone and every cached one present. The four handlers differ only in what they apply.
+fn fold_change<K>(
+    change: &Change<'_, K>,
+    store: &kube::runtime::reflector::Store<K>,
+    mut apply: impl FnMut(&K, bool),
+) where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    match change {
+        Change::Applied { new, .. } => apply(new, false),
+        Change::Deleted(object) => apply(object, true),
+        Change::Relisting => {}
+        Change::Resynced { removed } => {
+            for object in removed {
+                apply(object, true);
+            }
+            for object in store.state() {
+                apply(&object, false);
+            }
+        }
+    }
+}
+
 fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
     table.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -144,21 +170,10 @@ pub fn records(
     informer.on_change(move |change| {
         let mut table = lock(&table);
         let mut changed = false;
-        match change {
-            Change::Applied { new, .. } => {
-                changed |= table.set_record(&key_of(*new), record_vips(new));
-            }
-            Change::Deleted(record) => changed |= table.set_record(&key_of(*record), None),
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                for record in removed {
-                    changed |= table.set_record(&key_of(record.as_ref()), None);
-                }
-                for record in store.state() {
-                    changed |= table.set_record(&key_of(record.as_ref()), record_vips(&record));
-                }
-            }
-        }
+        fold_change(change, &store, |record, gone| {
+            let vips = if gone { None } else { record_vips(record) };
+            changed |= table.set_record(&key_of(record), vips);
+        });
         if changed {
             notify.notify_one();
         }
@@ -183,24 +198,11 @@ pub fn claims(
     informer.on_change(move |change| {
         let mut table = lock(&table);
         let mut changed = false;
-        let mut apply = |table: &mut Table, claim: &ServiceIP, gone: bool| {
+        fold_change(change, &store, |claim, gone| {
             if let Some((vip, data)) = claim_of(claim) {
                 changed |= table.set_claim(vip, if gone { None } else { Some(data) });
             }
-        };
-        match change {
-            Change::Applied { new, .. } => apply(&mut table, new, false),
-            Change::Deleted(claim) => apply(&mut table, claim, true),
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                for claim in removed {
-                    apply(&mut table, claim, true);
-                }
-                for claim in store.state() {
-                    apply(&mut table, &claim, false);
-                }
-            }
-        }
+        });
         if changed {
             notify.notify_one();
         }
@@ -225,28 +227,16 @@ pub fn services(
     informer.on_change(move |change| {
         let mut table = lock(&table);
         let mut changed = false;
-        match change {
-            Change::Applied { new, .. } => {
-                changed |= table.set_service_uid(&key_of(*new), new.uid());
-                changed |= table.set_service(&key_of(*new), Some(service_ports(new)));
+        fold_change(change, &store, |service, gone| {
+            let key = key_of(service);
+            if gone {
+                changed |= table.set_service(&key, None);
+                changed |= table.set_service_uid(&key, None);
+            } else {
+                changed |= table.set_service_uid(&key, service.uid());
+                changed |= table.set_service(&key, Some(service_ports(service)));
             }
-            Change::Deleted(service) => {
-                changed |= table.set_service(&key_of(*service), None);
-                changed |= table.set_service_uid(&key_of(*service), None);
-            }
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                for service in removed {
-                    changed |= table.set_service(&key_of(service.as_ref()), None);
-                    changed |= table.set_service_uid(&key_of(service.as_ref()), None);
-                }
-                for service in store.state() {
-                    changed |= table.set_service_uid(&key_of(service.as_ref()), service.uid());
-                    changed |=
-                        table.set_service(&key_of(service.as_ref()), Some(service_ports(&service)));
-                }
-            }
-        }
+        });
         if changed {
             notify.notify_one();
         }
@@ -270,32 +260,21 @@ pub fn slices(
     informer.on_change(move |change| {
         let mut table = lock(&table);
         let mut changed = false;
-        let mut apply = |table: &mut Table, slice: &EndpointSlice, gone: bool| {
+        let mut apply = |slice: &EndpointSlice, gone: bool| {
             if let Some((service, name, data)) = slice_of(slice) {
                 changed |= table.set_slice(&service, &name, if gone { None } else { data });
             }
         };
-        match change {
-            Change::Applied { old, new } => {
-                // A slice relabelled to another Service leaves the old one.
-                if let Some(old) = old
-                    && old.labels().get(SERVICE_NAME_LABEL) != new.labels().get(SERVICE_NAME_LABEL)
-                {
-                    apply(&mut table, old, true);
-                }
-                apply(&mut table, new, false);
-            }
-            Change::Deleted(slice) => apply(&mut table, slice, true),
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                for slice in removed {
-                    apply(&mut table, slice, true);
-                }
-                for slice in store.state() {
-                    apply(&mut table, &slice, false);
-                }
-            }
+        // A slice relabelled to another Service leaves the old one.
+        if let Change::Applied {
+            old: Some(old),
+            new,
+        } = change
+            && old.labels().get(SERVICE_NAME_LABEL) != new.labels().get(SERVICE_NAME_LABEL)
+        {
+            apply(old, true);
         }
+        fold_change(change, &store, apply);
         if changed {
             notify.notify_one();
         }

@@ -79,8 +79,11 @@ pub const DEFAULT_ENDPOINT_BATCH_PERIOD: Duration = Duration::from_millis(100);
 /// the larger delay.
 pub const DEFAULT_ENDPOINT_MAX_BATCH_PERIOD: Duration = Duration::from_millis(500);
 
-/// Default of [`Settings::endpoint_batch_start`].
-pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(0);
+/// Default of [`Settings::endpoint_batch_start`]: a Service's own writes come back through the
+/// watches and queue it again, so a few close changes use several syncs; 10 more at once kept
+/// random flips at an unbatched controller's tail and a rollout's writes at 0.18 × kube-
+/// controller-manager's (docs/performance.md §18).
+pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(10);
 
 impl Settings {
     /// Defaults for everything but the CIDRs.

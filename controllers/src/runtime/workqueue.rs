@@ -12,6 +12,9 @@
 //! `longest` is above its `shortest`, the interval of a key that keeps being held doubles per
 //! held run up to `longest`, and falls back to `shortest` once the key has been quiet for a
 //! whole interval: a burst that lasts seconds costs a few runs, not ten a second.
+//! [`Spacing::start`] says when holding begins: after a number of runs at once within the
+//! interval ([`Start::Burst`]; 0 holds the second), or once the key was added while being
+//! processed ([`Start::Refill`]), so a few close changes need not wait.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;

@@ -25,7 +25,7 @@ use crate::endpoints::{SlimPod, decode_slim_pod};
 use crate::ipam::{Allocator, Ipam, IpamConfig};
 use crate::mirroring::{MIRRORING_MANAGED_BY, MirroringConfig, MirroringController};
 use crate::records::controller::{RecordsConfig, RecordsController, RecordsInformers};
-use crate::runtime::{EventSink, Informer, SharedMetrics, strip_metadata};
+use crate::runtime::{EventSink, Informer, SharedMetrics, Start, strip_metadata};
 
 /// Settings shared by the controllers (the `signpost run` flags).
 #[derive(Clone, Debug)]
@@ -48,6 +48,8 @@ pub struct Settings {
     /// to wait; back to the shortest after a quiet period). At or below
     /// `endpoint_batch_period`, it never grows.
     pub endpoint_max_batch_period: Duration,
+    /// When a Service that keeps changing starts to be batched (see [`Start`]).
+    pub endpoint_batch_start: Start,
     /// Only this namespace's Services (used by tests that run many controllers side by side);
     /// `None` for the whole cluster.
     pub namespace: Option<String>,
@@ -77,6 +79,12 @@ pub const DEFAULT_ENDPOINT_BATCH_PERIOD: Duration = Duration::from_millis(100);
 /// the larger delay.
 pub const DEFAULT_ENDPOINT_MAX_BATCH_PERIOD: Duration = Duration::from_millis(500);
 
+/// Default of [`Settings::endpoint_batch_start`]: a Service's own writes come back through the
+/// watches and queue it again, so a few close changes use several syncs; 10 more at once kept
+/// random flips at an unbatched controller's tail and a rollout's writes at 0.18 × kube-
+/// controller-manager's (docs/performance.md §18).
+pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(10);
+
 impl Settings {
     /// Defaults for everything but the CIDRs.
     pub fn new(service_cidrs: Vec<IpNet>) -> Self {
@@ -88,6 +96,7 @@ impl Settings {
             repair_interval: Duration::from_secs(60),
             endpoint_batch_period: DEFAULT_ENDPOINT_BATCH_PERIOD,
             endpoint_max_batch_period: DEFAULT_ENDPOINT_MAX_BATCH_PERIOD,
+            endpoint_batch_start: DEFAULT_ENDPOINT_BATCH_START,
             namespace: None,
             instance: None,
             workers: 4,
@@ -335,6 +344,7 @@ pub fn start_when(
             max_endpoints_per_slice: settings.max_endpoints_per_slice,
             batch_period: settings.endpoint_batch_period,
             max_batch_period: settings.endpoint_max_batch_period,
+            batch_start: settings.endpoint_batch_start,
             namespace: settings.namespace.clone(),
             workers: settings.workers,
         },

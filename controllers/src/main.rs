@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 use signpost_controllers::app::{self, Settings};
-use signpost_controllers::runtime::Metrics;
 use signpost_controllers::runtime::leader::{Elector, LeaseTiming};
 use signpost_controllers::runtime::server::{self, Health};
+use signpost_controllers::runtime::{Metrics, Start};
 
 /// Signpost: ClusterIP allocation, Endpoints/EndpointSlices and DNSRecords for Kubernetes
 /// Services.
@@ -187,6 +187,11 @@ struct RunArgs {
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_ENDPOINT_MAX_BATCH_PERIOD", default_value = "500ms", value_parser = parse_batch_period)]
     endpoint_max_batch_period: Duration,
 
+    /// Syncs of a Service that go at once within the batch period before batching starts
+    /// (`refill`: until a change arrives while the Service is being synced).
+    #[arg(long, value_name = "N|refill", env = "SIGNPOST_ENDPOINT_BATCH_BURST", default_value = "10", value_parser = parse_batch_start)]
+    endpoint_batch_burst: Start,
+
     /// Only manage Services in this namespace (default: all namespaces).
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
     namespace: Option<String>,
@@ -252,6 +257,16 @@ struct RunArgs {
     /// Log format.
     #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+/// When batching starts: a number of syncs at once, or `refill`.
+fn parse_batch_start(text: &str) -> Result<Start, String> {
+    if text == "refill" {
+        return Ok(Start::Refill);
+    }
+    text.parse()
+        .map(Start::Burst)
+        .map_err(|_| format!("{text:?} is neither a number nor refill"))
 }
 
 /// A batch period: `0`, milliseconds (`100ms`) or a [`parse_duration`] value, at most 10s.
@@ -483,6 +498,7 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
     settings.repair_interval = args.repair_interval;
     settings.endpoint_batch_period = args.endpoint_batch_period;
     settings.endpoint_max_batch_period = args.endpoint_max_batch_period;
+    settings.endpoint_batch_start = args.endpoint_batch_burst;
     settings.namespace = args.namespace.clone();
     settings.streaming_lists = args.streaming_lists;
     settings.pods_protobuf = args.pods_protobuf;

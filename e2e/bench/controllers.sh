@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Controller benchmark: the same workloads (N Services × M pods; isolated readiness flips at a
-# fixed rate; a restart with nothing changed; a 100-pod Deployment rollout) against Signpost and
+# fixed rate; the same flips on pods drawn at random over all Services; a restart with nothing changed; a 100-pod Deployment rollout) against Signpost and
 # against kube-controller-manager running only its endpoint controllers, one after the other on
 # the same control plane, each twice (s, k, s, k), so the ratios and the run-to-run agreement
 # come from one run. Then, per round, the isolated flips once more with the two taking turns
@@ -9,7 +9,8 @@
 # "## Controllers: ..." section of docs/benchmarks.md.
 # Sizes: BENCH_SIZES (default "100x10 200x20": 1,000 and 4,000 pods; `just bench-large` sets
 # "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 9 batches, 50/s),
-# BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment),
+# BENCH_RANDOM_FLIPS (default: BENCH_FLIPS; flips per batch on pods drawn at random over all
+# Services, same rate and batches as the isolated flips; 0 skips them), BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment),
 # BENCH_ALTERNATING_BATCHES (default 18 per side: the pooled p99 of 9 batches moved by up to a
 # quarter between rounds, batch-to-batch load moving it; see docs/performance.md §16),
 # BENCH_ALTERNATING_MAX_PODS (default 20000: larger sizes skip the alternating flips; at 20,000
@@ -23,7 +24,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 sizes="${BENCH_SIZES:-100x10 200x20}"
-flips="${BENCH_FLIPS:-300}" batches="${BENCH_BATCHES:-9}" rate="${BENCH_RATE:-50}"
+flips="${BENCH_FLIPS:-300}" random_flips="${BENCH_RANDOM_FLIPS:-${BENCH_FLIPS:-300}}" batches="${BENCH_BATCHES:-9}" rate="${BENCH_RATE:-50}"
 rollout="${BENCH_ROLLOUT:-100}" rollouts="${BENCH_ROLLOUTS:-3}"
 alternating_max_pods="${BENCH_ALTERNATING_MAX_PODS:-20000}"
 alternating_batches="${BENCH_ALTERNATING_BATCHES:-18}"
@@ -68,7 +69,7 @@ open(sys.argv[1], "w").writelines(lines)' "$out" "$sides"
         side_batches="$batches"
         [[ "$side" == alternating ]] && side_batches="$alternating_batches"
         line="$(./target/release/endpoints_bench --controller "$side" --services "$services" --pods "$pods" \
-          --flips "$flips" --batches "$side_batches" --rate "$rate" --rollout "$rollout" --rollouts "$rollouts" \
+          --flips "$flips" --random-flips "$random_flips" --batches "$side_batches" --rate "$rate" --rollout "$rollout" --rollouts "$rollouts" \
           --signpost-bin target/release/signpost \
           --kcm-bin "$(bin_dir k8s)/kube-controller-manager" --admin-kubeconfig "$STATE/admin.kubeconfig" \
           | tail -n 1)"

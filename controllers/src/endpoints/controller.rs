@@ -25,8 +25,8 @@ use super::{SlimPod, desired_endpoints, service_selector};
 use crate::ipam::ServiceKey;
 use crate::ipam::controller::key_of;
 use crate::runtime::{
-    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Spacing, Synced, WorkQueue,
-    run_workers,
+    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Spacing, Start, Synced,
+    WorkQueue, run_workers,
 };
 
 /// Name of this controller in metrics, logs and Events.
@@ -48,6 +48,8 @@ pub struct EndpointsConfig {
     pub batch_period: Duration,
     /// What the time between two syncs of a Service that keeps changing grows to.
     pub max_batch_period: Duration,
+    /// When a Service that keeps changing starts to be batched.
+    pub batch_start: Start,
     /// Only this namespace (tests); `None` for the whole cluster.
     pub namespace: Option<String>,
     /// Concurrent reconciles.
@@ -166,6 +168,7 @@ impl EndpointsController {
             queue: WorkQueue::with_spacing(Spacing {
                 shortest: config.batch_period,
                 longest: config.max_batch_period,
+                start: config.batch_start,
             }),
             events,
             metrics,

@@ -15,7 +15,7 @@ pub use events::EventSink;
 pub use informer::{Change, Informer, Synced, strip_metadata};
 pub use metrics::{Metrics, SharedMetrics};
 pub use worker::{Next, ReconcileError, run_workers};
-pub use workqueue::{Spacing, WorkQueue};
+pub use workqueue::{Spacing, Start, WorkQueue};
 
 /// Whether an API error says the object's namespace is being deleted (writes into it are
 /// refused until it is gone, so retrying is pointless).

@@ -12,6 +12,9 @@
 //! `longest` is above its `shortest`, the interval of a key that keeps being held doubles per
 //! held run up to `longest`, and falls back to `shortest` once the key has been quiet for a
 //! whole interval: a burst that lasts seconds costs a few runs, not ten a second.
+//! [`Spacing::start`] says when holding begins: after a number of runs at once within the
+//! interval ([`Start::Burst`]; 0 holds the second), or once the key was added while being
+//! processed ([`Start::Refill`]), so a few close changes need not wait.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -42,6 +45,11 @@ struct State<K> {
 struct Spaced {
     started: Instant,
     interval: Duration,
+    /// Runs within the interval still allowed at once before the key is held.
+    free: u32,
+    /// Whether the key was added again while it was being processed since it was last quiet
+    /// ([`Start::Refill`] only).
+    refilled: bool,
 }
 
 impl Spaced {
@@ -64,6 +72,19 @@ pub struct Spacing {
     /// The interval a key that is held run after run grows to; at or below `shortest` the
     /// interval never grows.
     pub longest: Duration,
+    /// When a key that keeps changing starts to be held.
+    pub start: Start,
+}
+
+/// When the spacing of a key starts, counted from the first run after a quiet period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// After this many more runs within the interval went at once (0: the second run within
+    /// the interval is already held).
+    Burst(u32),
+    /// Once the key was added while it was being processed: the run of that change goes at
+    /// once after the one in progress, later ones within the interval are held.
+    Refill,
 }
 
 impl Spacing {
@@ -75,6 +96,20 @@ impl Spacing {
         Self {
             shortest: interval,
             longest: interval,
+            start: Start::Burst(0),
+        }
+    }
+
+    /// The state of a key after a quiet period.
+    fn fresh(&self, started: Instant) -> Spaced {
+        Spaced {
+            started,
+            interval: self.shortest,
+            free: match self.start {
+                Start::Burst(n) => n,
+                Start::Refill => 0,
+            },
+            refilled: false,
         }
     }
 
@@ -133,15 +168,27 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         }
     }
 
-    /// How long `key` must still wait before its next run. A key held now has its interval
-    /// grown for the run after; a quiet key's interval starts again from the shortest.
-    fn hold(&self, state: &mut State<K>, key: &K) -> Duration {
+    /// How long `key` must still wait before its next run (`refill`: it was added while being
+    /// processed). A key held now has its interval grown for the run after; a quiet key starts
+    /// again from the shortest interval and its full allowance of runs at once.
+    fn hold(&self, state: &mut State<K>, key: &K, refill: bool) -> Duration {
         let Some(spaced) = state.spaced.get_mut(key) else {
             return Duration::ZERO;
         };
         if spaced.is_quiet() {
-            spaced.interval = self.spacing.shortest;
+            *spaced = self.spacing.fresh(spaced.started);
             return Duration::ZERO;
+        }
+        match self.spacing.start {
+            Start::Burst(_) if spaced.free > 0 => {
+                spaced.free -= 1;
+                return Duration::ZERO;
+            }
+            Start::Refill if !spaced.refilled => {
+                spaced.refilled = refill;
+                return Duration::ZERO;
+            }
+            _ => {}
         }
         let wait = spaced.interval.saturating_sub(spaced.started.elapsed());
         spaced.interval = self.spacing.grown(spaced.interval);
@@ -150,8 +197,8 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
 
     /// Queues a dirty key that is not being processed: now, or once its interval has passed
     /// (it stays dirty meanwhile, so further adds merge into it).
-    fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State<K>>, key: K) {
-        let wait = self.hold(&mut state, &key);
+    fn enqueue(&self, mut state: std::sync::MutexGuard<'_, State<K>>, key: K, refill: bool) {
+        let wait = self.hold(&mut state, &key, refill);
         if wait.is_zero() {
             state.queue.push_back(key);
             drop(state);
@@ -186,7 +233,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             return;
         }
         if !state.processing.contains(&key) {
-            self.enqueue(state, key);
+            self.enqueue(state, key, false);
         }
     }
 
@@ -215,15 +262,12 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                             state.spaced.retain(|_, spaced| !spaced.is_quiet());
                         }
                         let started = Instant::now();
-                        let shortest = self.spacing.shortest;
+                        let fresh = self.spacing.fresh(started);
                         state
                             .spaced
                             .entry(key.clone())
                             .and_modify(|spaced| spaced.started = started)
-                            .or_insert(Spaced {
-                                started,
-                                interval: shortest,
-                            });
+                            .or_insert(fresh);
                     }
                     let more = !state.queue.is_empty();
                     drop(state);
@@ -246,7 +290,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         let mut state = self.lock();
         state.processing.remove(key);
         if state.dirty.contains(key) {
-            self.enqueue(state, key.clone());
+            self.enqueue(state, key.clone(), true);
         }
     }
 
@@ -392,6 +436,7 @@ mod tests {
         let q = WorkQueue::with_spacing(Spacing {
             shortest: Duration::from_millis(100),
             longest: Duration::from_millis(400),
+            start: Start::Burst(0),
         });
         let start = tokio::time::Instant::now();
         let mut began = Vec::new();
@@ -420,6 +465,7 @@ mod tests {
         let q = WorkQueue::with_spacing(Spacing {
             shortest: Duration::from_millis(100),
             longest: Duration::from_millis(500),
+            start: Start::Burst(0),
         });
         let start = tokio::time::Instant::now();
         let worker = tokio::spawn({
@@ -449,6 +495,89 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_burst_allowance_runs_close_changes_at_once_then_spaces_the_rest() {
+        let q = WorkQueue::with_spacing(Spacing {
+            shortest: Duration::from_millis(100),
+            longest: Duration::from_millis(400),
+            start: Start::Burst(2),
+        });
+        let start = tokio::time::Instant::now();
+        let mut began = Vec::new();
+        for _ in 0..6 {
+            began.push(run_once(&q, start).await.as_millis());
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        // Three runs at once (the first and two more), then held and growing as before.
+        assert_eq!(began, [0, 10, 20, 120, 320, 720], "run start times (ms)");
+
+        // Quiet for the whole interval: the allowance is whole again.
+        tokio::time::advance(Duration::from_millis(400)).await;
+        let quiet_end = start.elapsed().as_millis();
+        for k in 0..3 {
+            assert_eq!(run_once(&q, start).await.as_millis(), quiet_end + 10 * k);
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        assert_eq!(run_once(&q, start).await.as_millis(), quiet_end + 120);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_changes_of_one_key_a_run_apart_both_go_at_once_with_a_burst_of_one() {
+        let q = WorkQueue::with_spacing(Spacing {
+            shortest: Duration::from_millis(100),
+            longest: Duration::from_millis(500),
+            start: Start::Burst(1),
+        });
+        let start = tokio::time::Instant::now();
+        assert_eq!(run_once(&q, start).await.as_millis(), 0);
+        tokio::time::advance(Duration::from_millis(30)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), 30);
+        // The quiet period is counted from the last run: 100 ms after it, fresh again.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), 130);
+        tokio::time::advance(Duration::from_millis(30)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), 160);
+        tokio::time::advance(Duration::from_millis(30)).await;
+        assert_eq!(
+            run_once(&q, start).await.as_millis(),
+            260,
+            "the third is held"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_refill_a_key_is_held_only_after_it_changed_during_its_own_run() {
+        let q = WorkQueue::with_spacing(Spacing {
+            shortest: Duration::from_millis(100),
+            longest: Duration::from_millis(400),
+            start: Start::Refill,
+        });
+        let start = tokio::time::Instant::now();
+        // Changes that each come after the last run ended go at once, however close.
+        for k in 0..4 {
+            assert_eq!(run_once(&q, start).await.as_millis(), 20 * k);
+            tokio::time::advance(Duration::from_millis(20)).await;
+        }
+        // A change while running: its run follows at once when the first is done...
+        q.add("svc");
+        let key = q.next().await.unwrap();
+        q.add("svc");
+        tokio::time::advance(Duration::from_millis(15)).await;
+        q.done(&key);
+        assert_eq!(q.next().await, Some("svc"));
+        assert_eq!(start.elapsed().as_millis(), 95);
+        q.done(&"svc");
+        // ...and from then on the key is held as before, until it is quiet again.
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), 195);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), 395);
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), 795);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(run_once(&q, start).await.as_millis(), 805);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_fixed_spacing_never_grows() {
         let q = WorkQueue::with_spacing(Spacing::fixed(Duration::from_millis(100)));
         let start = tokio::time::Instant::now();
@@ -465,6 +594,7 @@ mod tests {
         let spacing = Spacing {
             shortest: Duration::from_millis(100),
             longest: Duration::from_millis(500),
+            start: Start::Burst(0),
         };
         assert_eq!(
             spacing.grown(Duration::from_millis(100)),
@@ -479,6 +609,7 @@ mod tests {
         let fixed = Spacing {
             shortest: Duration::from_millis(100),
             longest: Duration::from_millis(50),
+            start: Start::Burst(0),
         };
         assert_eq!(
             fixed.grown(Duration::from_millis(100)),

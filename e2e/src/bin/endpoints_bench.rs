@@ -4,6 +4,10 @@
 //! 1. N Services × M pods exist before the controller starts: convergence from empty;
 //! 2. isolated flips: `--batches` batches of K readiness flips at a fixed rate (batch 1 turns K
 //!    pods not ready, batch 2 ready again, batch 3 not ready, ...);
+//!    then random flips: `--batches` batches of `--random-flips` readiness flips at the same
+//!    rate on distinct pods drawn at random over all Services (a fixed seed, so both
+//!    controllers get the same draw), each batch in a new random order: now and then two pods
+//!    of one Service change tens of milliseconds apart, which isolated flips never do;
 //! 3. a restart with nothing changed: writes after the restart, time until ready;
 //! 4. a rollout: a Deployment of R pods behind a Service is restarted (new pod template),
 //!    `--rollouts` times one after another: writes per replaced pod over all of them (so a
@@ -55,6 +59,12 @@ struct Options {
     rate: f64,
     rollout: usize,
     rollouts: usize,
+    /// Flips per batch of the random flips (0: none).
+    random_flips: usize,
+    /// Restarts with nothing changed (`None`: [`restarts`]' default for the size).
+    restarts: Option<usize>,
+    /// Extra arguments of `signpost run` (e.g. a batching policy to compare).
+    signpost_args: Vec<String>,
     signpost_bin: String,
     kcm_bin: String,
     admin_kubeconfig: String,
@@ -74,6 +84,9 @@ fn options() -> anyhow::Result<Options> {
         rate: 50.0,
         rollout: 100,
         rollouts: 3,
+        random_flips: 300,
+        restarts: None,
+        signpost_args: Vec::new(),
         signpost_bin: "target/release/signpost".into(),
         kcm_bin: String::new(),
         admin_kubeconfig: String::new(),
@@ -95,6 +108,9 @@ fn options() -> anyhow::Result<Options> {
             "--rate" => o.rate = value.parse().context("--rate")?,
             "--rollout" => o.rollout = value.parse().context("--rollout")?,
             "--rollouts" => o.rollouts = value.parse().context("--rollouts")?,
+            "--random-flips" => o.random_flips = value.parse().context("--random-flips")?,
+            "--restarts" => o.restarts = Some(value.parse().context("--restarts")?),
+            "--signpost-arg" => o.signpost_args.push(value),
             "--signpost-bin" => o.signpost_bin = value,
             "--kcm-bin" => o.kcm_bin = value,
             "--admin-kubeconfig" => o.admin_kubeconfig = value,
@@ -109,6 +125,9 @@ fn options() -> anyhow::Result<Options> {
     }
     if !matches!(o.controller.as_str(), "signpost" | "kcm" | "alternating") {
         bail!("--controller must be signpost, kcm or alternating");
+    }
+    if o.random_flips > o.services * o.pods - o.flips.min(o.services * o.pods) {
+        bail!("--flips + --random-flips must not exceed services × pods (distinct pods)");
     }
     if o.flips > o.services * o.pods {
         bail!("--flips must not exceed services × pods (each flip changes a distinct pod)");
@@ -133,6 +152,9 @@ const SETTLED_CORES: f64 = 0.3;
 /// pods, where a sample is ~0.1 s and its spread is a third of it, so the median needs many;
 /// 11 above, where each restart and its fills take tens of seconds.
 fn restarts(o: &Options) -> usize {
+    if let Some(n) = o.restarts {
+        return n;
+    }
     if o.services * o.pods <= 5000 { 21 } else { 11 }
 }
 
@@ -211,6 +233,7 @@ impl Controller {
                     .args(["run", "--service-cidr", cidr, "--leader-elect=false"])
                     .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
                     .args(["--log-format", "json"])
+                    .args(&o.signpost_args)
                     // Warnings and the ready line (a target of its own), nothing else.
                     .env("RUST_LOG", "warn,signpost::ready=info")
                     .stdout(Stdio::null())
@@ -1002,6 +1025,70 @@ fn flip_targets(o: &Options, ip_of: &HashMap<String, String>) -> Vec<(String, St
         .collect()
 }
 
+/// The seed of the random flips' draw: the same pods, in the same orders, for every run.
+const RANDOM_SEED: u64 = 0x5167_7057_2026_0028;
+
+/// A small deterministic generator (xorshift64*) for the random flips.
+struct Draw(u64);
+
+impl Draw {
+    fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number in `0..n` (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+
+    /// `--random-flips` distinct pods drawn from every Service's pods but those of `isolated`
+    /// (which the isolated flips left not ready), as (name, IP).
+    fn targets(
+        &mut self,
+        o: &Options,
+        ip_of: &HashMap<String, String>,
+        isolated: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let taken: BTreeSet<&str> = isolated.iter().map(|(name, _)| name.as_str()).collect();
+        let mut all: Vec<(String, String)> = (0..o.services * o.pods)
+            .map(|i| format!("svc-{}-pod-{}", i % o.services, i / o.services))
+            .filter(|name| !taken.contains(name.as_str()))
+            .map(|name| {
+                let ip = ip_of[&name].clone();
+                (name, ip)
+            })
+            .collect();
+        self.shuffle(&mut all);
+        all.truncate(o.random_flips);
+        all
+    }
+}
+
+/// `summary` (a JSON object) with every key prefixed.
+fn prefixed(prefix: &str, summary: serde_json::Value) -> serde_json::Value {
+    match summary {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| (format!("{prefix}{k}"), v))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => other,
+    }
+}
+
 /// Adds the keys of `extra` (a JSON object) to `report` (one too).
 fn extend(report: &mut serde_json::Value, extra: serde_json::Value) {
     if let (Some(report), serde_json::Value::Object(extra)) = (report.as_object_mut(), extra) {
@@ -1242,6 +1329,19 @@ async fn main() -> anyhow::Result<()> {
     let flips_done = flips_start.elapsed();
     let (cpu_after_flips, rss_first) = controller.usage()?;
 
+    // 2b. Random flips: the same rate, on pods drawn at random over all Services.
+    let mut draw = Draw::new(RANDOM_SEED);
+    let random_targets = draw.targets(&o, &ip_of, &targets);
+    let mut random = Flips::default();
+    if !random_targets.is_empty() {
+        for batch in 0..o.batches {
+            let mut order = random_targets.clone();
+            draw.shuffle(&mut order);
+            let ready = batch % 2 == 1;
+            random.add(flip_batch(&ns, &label, &order, ready, o.rate).await?);
+        }
+    }
+
     // 3. Restarts with nothing changed, each after a new client filled the same caches both
     //    ways, so restart and fill times are sampled alternately under the same conditions;
     //    the medians count (one start-up is a single sample of ~0.1 s at 1,000 pods).
@@ -1316,12 +1416,23 @@ async fn main() -> anyhow::Result<()> {
         "cpu_s_restart": cpu_restart,
     });
     extend(&mut report, flips.summary());
+    if !random_targets.is_empty() {
+        extend(
+            &mut report,
+            serde_json::json!({ "random_flips": random_targets.len() }),
+        );
+        extend(&mut report, prefixed("random_", random.summary()));
+    }
     if !rolled.is_empty() {
         let replaced: usize = rolled.iter().map(|r| r.replaced).sum();
         let slice_writes: usize = rolled.iter().map(|r| r.slice_writes).sum();
         let endpoints_writes: usize = rolled.iter().map(|r| r.endpoints_writes).sum();
         let mut complete: Vec<f64> = rolled.iter().map(|r| r.complete_s).collect();
         let mut current: Vec<f64> = rolled.iter().map(|r| r.slices_current_s).collect();
+        let current_after_complete = rolled
+            .iter()
+            .map(|r| r.slices_current_s - r.complete_s)
+            .fold(0.0, f64::max);
         let extra = serde_json::json!({
             "rollouts": rolled.len(),
             "rollout_pods": replaced,
@@ -1331,6 +1442,7 @@ async fn main() -> anyhow::Result<()> {
             "rollout_endpoints_writes_per_pod": endpoints_writes as f64 / replaced.max(1) as f64,
             "rollout_complete_s": median(&mut complete),
             "rollout_slices_current_s": median(&mut current),
+            "rollout_current_after_complete_max_s": current_after_complete,
             "rollout_complete_samples_s": complete,
             "rollout_slices_current_samples_s": current,
             "cpu_s_rollout": (cpu_second - cpu_restart) / rolled.len() as f64,

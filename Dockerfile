@@ -7,10 +7,18 @@
 # running as the unprivileged uid/gid 65532 that the Helm chart's securityContext expects.
 # The binary uses rustls (no OpenSSL) and links only glibc and libgcc, which the distroless
 # "cc" base provides; nothing else is in the image.
+#
+# The binary carries NET_ADMIN and NET_BIND_SERVICE as *permitted* file capabilities (not
+# effective): a container that adds both (the chart's proxy DaemonSet) starts `signpost proxy`
+# as uid 65532 with them permitted, and the proxy raises them itself; a container that drops
+# ALL (the controller, dns) gets nothing from them. BuildKit keeps the xattr through COPY.
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
+# setcap, for the binary's file capabilities below.
+RUN apt-get update && apt-get install -y --no-install-recommends libcap2-bin \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the workspace needs to resolve and build: the manifests and lock file, the crates'
 # sources. The e2e crate is a workspace member (and a dev-dependency), so its manifest and
@@ -25,7 +33,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --locked --release -p signpost-controllers --bin signpost \
-    && install -D -m 0755 target/release/signpost /out/signpost
+    && install -D -m 0755 target/release/signpost /out/signpost \
+    && setcap cap_net_admin,cap_net_bind_service=p /out/signpost
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="signpost" \

@@ -352,6 +352,21 @@ fn proxy(args: ProxyArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     init_logging(&args.log_format);
+    // Before the runtime starts its threads: they inherit this thread's capabilities.
+    match signpost_controllers::proxy::privileges::raise() {
+        Ok(plan) => {
+            if !plan.raise.is_empty() {
+                tracing::info!(raised = ?plan.raise, "capabilities put in effect");
+            }
+            if !plan.unavailable.is_empty() {
+                tracing::warn!(unavailable = ?plan.unavailable, "VIP ports below 1024 cannot be served");
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(error) => {

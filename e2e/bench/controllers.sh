@@ -20,7 +20,9 @@
 # and the table's machine line gives the span).
 # A control plane this script starts keeps etcd's data in memory (SIGNPOST_ETCD_TMPFS=1); a
 # running one is used as it is, and the table says where its etcd keeps its data.
-set -euo pipefail
+set -Eeuo pipefail
+# A failing command stops the benchmark; say which, rather than exit with no word.
+trap 'echo "controllers.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 sizes="${BENCH_SIZES:-100x10 200x20}"

@@ -12,7 +12,9 @@
 #       BENCH_DNS_SECONDS (default 10), BENCH_DNS_LARGE_SECONDS (default 5; 0 = memory only),
 #       BENCH_DNS_RUNS (default 2), BENCH_DNS_OUTSTANDING (default 100),
 #       BENCH_DNS_RATE (open-loop rate, default 5000 queries/s), BENCH_WRITE_DOC=0 to only print.
-set -euo pipefail
+set -Eeuo pipefail
+# A failing command stops the benchmark; say which, rather than exit with no word.
+trap 'echo "dns.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
@@ -70,8 +72,11 @@ results="$out/results.jsonl"
 ns="dnsbench-$(head -c 4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# Signpost's CRDs, as `signpost run` would install them: a fresh cluster has none yet.
+kubectl apply --server-side -f "$root/charts/signpost/crds/" >/dev/null
+
 # A /16 of 10.128.0.0/9 that no ServiceIP uses yet.
-used="$(kubectl get serviceips -o name 2>/dev/null | sed -n 's#.*/10\.\([0-9]*\)\..*#\1#p' | sort -u | tr '\n' ' ')"
+used="$(kubectl get serviceips -o name | sed -n 's#.*/10\.\([0-9]*\)\..*#\1#p' | sort -u | tr '\n' ' ')"
 octet=""
 for _ in $(seq 1 200); do
   candidate=$((128 + RANDOM % 128))

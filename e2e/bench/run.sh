@@ -2,7 +2,9 @@
 # `just bench`: runs the benchmark parts in order. Each part is e2e/bench/<part>.sh, prints
 # its Markdown table on stdout and writes its own section of docs/benchmarks.md.
 # Usage: run.sh [part...]   (default: every part in `parts` below)
-set -euo pipefail
+set -Eeuo pipefail
+# A failing command stops the benchmark; say which, rather than exit with no word.
+trap 'echo "run.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # Parts run by default, in order. Add a part by adding e2e/bench/<part>.sh and its name here.

@@ -35,6 +35,7 @@ import posixpath
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import sys
 import tarfile
@@ -84,6 +85,8 @@ class Entry:
     source: str | None = None
     data: bytes | None = None
     target: str | None = None
+    # Extended attributes, (name, value) pairs: `security.capability` for file capabilities.
+    xattrs: tuple[tuple[str, bytes], ...] = ()
 
 
 class Layer:
@@ -105,15 +108,22 @@ class Layer:
             raise BuildError(f"two different entries for {dest} in one layer: {old} and {entry}")
         self.entries[dest] = entry
 
-    def file(self, source: str | Path, dest: str, mode: int | None = None) -> None:
+    def file(
+        self,
+        source: str | Path,
+        dest: str,
+        mode: int | None = None,
+        xattrs: tuple[tuple[str, bytes], ...] = (),
+    ) -> None:
         """Copies the host file `source` (following symlinks) to `dest`. The mode defaults
-        to the host file's permission bits."""
+        to the host file's permission bits; `xattrs` are stored in the tar (PAX
+        `SCHILY.xattr.*`, which containerd applies when it unpacks the layer)."""
         real = os.path.realpath(source)
         if not os.path.isfile(real):
             raise BuildError(f"not a file: {source}")
         if mode is None:
             mode = os.stat(real).st_mode & 0o7777
-        self._put(dest, Entry("file", mode=mode, source=real))
+        self._put(dest, Entry("file", mode=mode, source=real, xattrs=xattrs))
 
     def text(self, dest: str, content: str, mode: int = 0o644) -> None:
         """A small file written from a string (configuration files)."""
@@ -126,10 +136,10 @@ class Layer:
     def symlink(self, dest: str, target: str) -> None:
         self._put(dest, Entry("symlink", mode=0o777, target=target))
 
-    def binary(self, source: str | Path, dest: str) -> None:
+    def binary(self, source: str | Path, dest: str, xattrs: tuple[tuple[str, bytes], ...] = ()) -> None:
         """A program with everything it links: the binary at `dest`, and each shared library
         and the dynamic loader at the path `ldd` prints for it (a static binary has none)."""
-        self.file(source, dest, 0o755)
+        self.file(source, dest, 0o755, xattrs)
         for lib in shared_libraries(source):
             self.file(lib, lib)
 
@@ -148,6 +158,12 @@ class Layer:
             for dest in sorted(entries):
                 entry = entries[dest]
                 info = tarinfo(dest.lstrip("/"), entry.mode, entry.uid, entry.gid)
+                # Binary values go through surrogateescape, which tarfile writes back byte for
+                # byte (with `hdrcharset=BINARY` when they are not UTF-8).
+                info.pax_headers = {
+                    f"SCHILY.xattr.{name}": value.decode("utf-8", "surrogateescape")
+                    for name, value in entry.xattrs
+                }
                 if entry.kind == "dir":
                     info.type = tarfile.DIRTYPE
                     tar.addfile(info)
@@ -422,6 +438,49 @@ def parse_final_stage(dockerfile: Path) -> FinalStage:
     return stage
 
 
+# Capability numbers (linux/capability.h) of the names a Dockerfile's setcap may use here.
+CAPABILITIES = {
+    "cap_chown": 0,
+    "cap_dac_override": 1,
+    "cap_net_bind_service": 10,
+    "cap_net_broadcast": 11,
+    "cap_net_admin": 12,
+    "cap_net_raw": 13,
+}
+
+
+def file_capabilities(text: str) -> bytes:
+    """The `security.capability` value (struct vfs_cap_data, revision 2) that `setcap TEXT`
+    stores, for TEXT of the form `cap_a,cap_b=FLAGS` or `+FLAGS`, FLAGS from `eip`."""
+    m = re.fullmatch(r"([a-z_]+(?:,[a-z_]+)*)[=+]([eip]+)", text)
+    if m is None:
+        raise BuildError(f"setcap {text!r}: expected cap_x[,cap_y]=FLAGS (FLAGS from e, i, p)")
+    mask = 0
+    for name in m.group(1).split(","):
+        if name not in CAPABILITIES:
+            raise BuildError(f"setcap {text!r}: unknown capability {name} (known: {' '.join(CAPABILITIES)})")
+        mask |= 1 << CAPABILITIES[name]
+    flags = m.group(2)
+    permitted = mask if "p" in flags else 0
+    inheritable = mask if "i" in flags else 0
+    magic = 0x02000000 | (1 if "e" in flags else 0)  # VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE
+    return struct.pack(
+        "<5I", magic, permitted & 0xFFFFFFFF, inheritable & 0xFFFFFFFF, permitted >> 32, inheritable >> 32
+    )
+
+
+def dockerfile_setcap(dockerfile: Path, path: str) -> str | None:
+    """The capabilities a `RUN ... setcap <caps> <path>` of any stage gives `path`, so that the
+    binary the final stage copies from there carries them here too; None when none does."""
+    found = []
+    for word, args in dockerfile_instructions(dockerfile.read_text()):
+        if word == "RUN":
+            found += [m.group(1) for m in re.finditer(r"\bsetcap\s+(\S+)\s+(\S+)", args) if m.group(2) == path]
+    if len(found) > 1:
+        raise BuildError(f"{dockerfile.name}: {len(found)} setcap of {path}; expected at most one")
+    return found[0] if found else None
+
+
 # --------------------------------------------------------------------------------------------
 # Pieces shared by the images
 
@@ -520,7 +579,11 @@ def image_signpost(out: Path) -> Built:
     if os.path.isfile(certs):  # distroless ships the CA bundle and points SSL_CERT_FILE at it
         layer.file(certs, certs, 0o644)
         env.append(f"SSL_CERT_FILE={certs}")
-    layer.binary(binary, dest)
+    # File capabilities the Dockerfile's builder stage sets on the binary it copies: the
+    # permitted set that lets `signpost proxy` run as a non-root user (docs/proxy.md).
+    caps = dockerfile_setcap(REPO / "Dockerfile", copies[0].sources[0])
+    xattrs = (("security.capability", file_capabilities(caps)),) if caps else ()
+    layer.binary(binary, dest, xattrs)
 
     config = ImageConfig(
         entrypoint=stage.entrypoint,
@@ -713,7 +776,26 @@ def verify(tar_path: Path, rootfs: Path | None = None) -> str:
 
     size = sum(i.size for i in members.values())
     tag = ",".join(m.get("RepoTags") or [])
-    return f"ok {tar_path} {tag} sha256:{config_id} {len(members)} entries, {size / 1e6:.1f} MB unpacked"
+    caps = "".join(f", file capabilities {name} {text}" for name, text in file_capabilities_of(members))
+    return f"ok {tar_path} {tag} sha256:{config_id} {len(members)} entries, {size / 1e6:.1f} MB unpacked{caps}"
+
+
+def file_capabilities_of(members: dict[str, tarfile.TarInfo]) -> list[tuple[str, str]]:
+    """(path, `cap_a,cap_b=p` as getcap prints it) for each entry with a `security.capability`
+    xattr (revision 2, the one setcap writes; the effective flag shown as `e`)."""
+    names = {bit: name for name, bit in CAPABILITIES.items()}
+    out = []
+    for path, info in sorted(members.items()):
+        raw = info.pax_headers.get("SCHILY.xattr.security.capability")
+        if raw is None:
+            continue
+        value = raw.encode("utf-8", "surrogateescape")
+        magic, p_lo, i_lo, p_hi, i_hi = struct.unpack("<5I", value[:20])
+        permitted, inheritable = p_lo | p_hi << 32, i_lo | i_hi << 32
+        caps = ",".join(names.get(bit, f"cap_{bit}") for bit in range(64) if (permitted | inheritable) >> bit & 1)
+        flags = ("e" if magic & 1 else "") + ("i" if inheritable else "") + ("p" if permitted else "")
+        out.append((path, f"{caps}={flags}"))
+    return out
 
 
 def _resolve(members: dict[str, tarfile.TarInfo], path: str, depth: int = 0) -> tarfile.TarInfo | None:

@@ -238,13 +238,23 @@ want = {"User": stage.user, "Entrypoint": stage.entrypoint, "Cmd": stage.cmd, "L
 bad = {k: (c.get(k), v) for k, v in want.items() if c.get(k) != v}
 if bad:
     sys.exit(f"check.sh: signpost config (image, Dockerfile): {bad}")
+# The binary's file capabilities: what the Dockerfile's setcap gives the file it copies.
+copy = stage.copies[0]
+setcap = build.dockerfile_setcap(build.REPO / "Dockerfile", copy.sources[0])
+with tarfile.open(sys.argv[2]) as t:
+    layer = tarfile.open(fileobj=t.extractfile(m["Layers"][0]))
+    info = layer.getmember(copy.dest.lstrip("/"))
+raw = info.pax_headers.get("SCHILY.xattr.security.capability")
+have = raw.encode("utf-8", "surrogateescape") if raw is not None else None
+if have != (build.file_capabilities(setcap) if setcap else None):
+    sys.exit(f"check.sh: {copy.dest} file capabilities {have!r}, Dockerfile's setcap {setcap!r}")
 EOF
       dest="$(python3 -c 'import sys; sys.path.insert(0, sys.argv[1] + "/e2e/images"); import build
 print(build.parse_final_stage(build.REPO / "Dockerfile").copies[0].dest)' "$repo")"
       chroot --userspec=65532:65532 "$rf" "$dest" --help >"$work/help.txt" ||
         die "signpost: '$dest --help' failed in a chroot of the image"
       grep -qi usage "$work/help.txt" || die "signpost: --help printed no usage"
-      ok "signpost: config = Dockerfile's final stage; $dest --help runs in a chroot of the image"
+      ok "signpost: config and file capabilities = the Dockerfile's; $dest --help runs in a chroot of the image"
       ;;
     pause) unshare --mount "$0" --in in_pause "$rf" ;;
     hostnames) unshare --net --uts --mount "$0" --in in_hostnames "$rf" "${tar_of[hostnames]}" ;;

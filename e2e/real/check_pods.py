@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the pods of `kubectl get pods -o json` (stdin) as a user checks an install: at least
 MIN pods, each Running, every container ready with no restart, a read-only root filesystem, and
-non-root except the containers named on the command line (which need root, e.g. the proxy).
+non-root except the containers named on the command line.
 Prints one line per problem and exits 1 when there is any.
 Usage: check_pods.py MIN [root-allowed-container...]"""
 import json

@@ -9,6 +9,7 @@
 //! - [`watch`]: informers over DNSRecords, ServiceIP claims, Services and EndpointSlices
 //!   feeding the table.
 //! - [`netlink`]: the VIPs on a dummy interface (`rtnetlink`, needs `CAP_NET_ADMIN`).
+//! - [`privileges`]: NET_ADMIN and NET_BIND_SERVICE put in effect for a non-root user.
 //! - [`server`]: the listeners and the per-connection splice.
 //! - [`metrics`]: connections, errors, bytes, `/metrics`, `/healthz`, `/readyz`.
 //!
@@ -16,6 +17,7 @@
 
 pub mod metrics;
 pub mod netlink;
+pub mod privileges;
 pub mod server;
 pub mod table;
 pub mod watch;

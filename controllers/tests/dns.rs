@@ -346,6 +346,10 @@ async fn seed_service_resolves_to_its_vip_with_srv_and_is_nxdomain_once_deleted(
     println!("dns/seed: dig A: {a:?}");
     assert_eq!(a.status, "NOERROR");
     assert!(a.flags.contains(&"aa".to_string()), "{a:?}");
+    assert!(
+        !a.flags.contains(&"ra".to_string()),
+        "no upstream, no recursion: {a:?}"
+    );
     assert_eq!(a.answers.len(), 1);
     assert_eq!(a.answers[0][1], "5", "TTL from the DNSRecord: {a:?}");
 
@@ -726,6 +730,10 @@ async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream
     assert_eq!(
         own.status, "NXDOMAIN",
         "its own zone stays its own: {own:?}"
+    );
+    assert!(
+        own.flags.contains(&"ra".to_string()),
+        "with an upstream, recursion is available: {own:?}"
     );
     let (_, front_metrics) = http_get(front.metrics_addr.expect("metrics"), "/metrics").await?;
     println!(

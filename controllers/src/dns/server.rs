@@ -123,6 +123,9 @@ impl Handler {
         let additionals = records(&lookup.additionals);
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = true;
+        // Recursion is available when names outside the zones are forwarded: without the flag,
+        // stub resolvers (nslookup, dig) warn on every answer, and some refuse to use it.
+        metadata.recursion_available = self.upstream.is_some();
         metadata.response_code = match lookup.status {
             Status::NxDomain => ResponseCode::NXDomain,
             _ => ResponseCode::NoError,

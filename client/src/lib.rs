@@ -5,9 +5,10 @@
 //! TLS handshake or request then written in more than one piece waits for the API server's
 //! delayed ACK (40 ms on Linux) before its last piece leaves: measured here as one cache of
 //! the eight a start-up fills arriving ~35 ms after the others in about half of the
-//! restarts (docs/performance.md §15). client-go's connections have `TCP_NODELAY`; so do
-//! these. Everything else is kube's stack as kube builds it from a [`kube::Config`]:
-//! timeouts, base URI, retries of 429/503/504, authentication, extra headers.
+//! restarts (docs/performance.md, "TCP_NODELAY on the API connections"). client-go's
+//! connections have `TCP_NODELAY`; so do these. Everything else is kube's stack as kube
+//! builds it from a [`kube::Config`]: timeouts, base URI, retries of 429/503/504,
+//! authentication, extra headers.
 
 use hyper_timeout::TimeoutConnector;
 use hyper_util::client::legacy::connect::HttpConnector;

@@ -64,7 +64,7 @@ pub struct Settings {
     pub streaming_lists: bool,
     /// List and watch pods as protobuf rather than JSON: pods are most of what the caches
     /// read, and the API server encodes them as protobuf in under half the time
-    /// (docs/performance.md §11). Ignored with streaming lists.
+    /// (docs/performance.md, "Pods as protobuf"). Ignored with streaming lists.
     pub pods_protobuf: bool,
 }
 
@@ -82,7 +82,7 @@ pub const DEFAULT_ENDPOINT_MAX_BATCH_PERIOD: Duration = Duration::from_millis(50
 /// Default of [`Settings::endpoint_batch_start`]: a Service's own writes come back through the
 /// watches and queue it again, so a few close changes use several syncs; 10 more at once kept
 /// random flips at an unbatched controller's tail and a rollout's writes at 0.18 × kube-
-/// controller-manager's (docs/performance.md §18).
+/// controller-manager's (docs/performance.md, "Batching writes per Service").
 pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(10);
 
 impl Settings {

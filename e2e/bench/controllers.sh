@@ -12,7 +12,8 @@
 # BENCH_RANDOM_FLIPS (default: BENCH_FLIPS; flips per batch on pods drawn at random over all
 # Services, same rate and batches as the isolated flips; 0 skips them), BENCH_ROLLOUT (default 100 pods), BENCH_ROLLOUTS (default 3 restarts of that Deployment),
 # BENCH_ALTERNATING_BATCHES (default 18 per side: the pooled p99 of 9 batches moved by up to a
-# quarter between rounds, batch-to-batch load moving it; see docs/performance.md §16),
+# quarter between rounds, batch-to-batch load moving it; see docs/performance.md, "Reading the
+# figures"),
 # BENCH_ALTERNATING_MAX_PODS (default 20000: larger sizes skip the alternating flips; at 20,000
 # pods a turn, start and catch-up included, takes about a minute).
 # BENCH_SIDES (e.g. "alternating"): measure only those sides again, keeping the other sides'

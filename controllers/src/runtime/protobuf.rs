@@ -1,11 +1,11 @@
 //! Reading the API server's protobuf encoding, field by field, without generated types.
 //!
 //! The API server encodes a page of 500 pods as protobuf in under half the time it takes for
-//! JSON, and the page is a third of the size (docs/performance.md §11). Generated message types
-//! would decode every field of a Pod into owned strings; reading the wire format directly lets
-//! a decoder visit only the dozen fields it keeps and skip the rest by length, borrowing from
-//! the response buffer. This module knows the framing shared by every kind: the `k8s\0`
-//! envelope around an object, list metadata, watch events and `Status` errors.
+//! JSON, and the page is a third of the size (docs/performance.md, "Pods as protobuf").
+//! Generated message types would decode every field of a Pod into owned strings; reading the
+//! wire format directly lets a decoder visit only the dozen fields it keeps and skip the rest by
+//! length, borrowing from the response buffer. This module knows the framing shared by every
+//! kind: the `k8s\0` envelope around an object, list metadata, watch events and `Status` errors.
 
 use thiserror::Error;
 

@@ -2,11 +2,11 @@
 //!
 //! kube's watcher speaks JSON only. For pods, the kind that dominates both the start-up list
 //! and the watch traffic, the API server encodes a page as protobuf in under half the time and
-//! a third of the bytes (docs/performance.md §11), and kube-controller-manager asks for
-//! protobuf for the same reason. [`ProtobufWatch`] does what kube's watcher does in its default
-//! list-then-watch mode (paged list, watch from the list's version with bookmarks, relist on
-//! `410 Gone`, backoff on errors) and hands the same [`watcher::Event`]s to its caller, so an
-//! [`super::Informer`] treats both sources alike.
+//! a third of the bytes (docs/performance.md, "Pods as protobuf"), and kube-controller-manager
+//! asks for protobuf for the same reason. [`ProtobufWatch`] does what kube's watcher does in
+//! its default list-then-watch mode (paged list, watch from the list's version with bookmarks,
+//! relist on `410 Gone`, backoff on errors) and hands the same [`watcher::Event`]s to its
+//! caller, so an [`super::Informer`] treats both sources alike.
 
 use std::time::Duration;
 

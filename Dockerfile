@@ -24,6 +24,7 @@ WORKDIR /src
 # sources. The e2e crate is a workspace member (and a dev-dependency), so its manifest and
 # library are needed for resolution; nothing else in the repository is copied.
 COPY Cargo.toml Cargo.lock ./
+COPY core/ core/
 COPY crds/ crds/
 COPY client/ client/
 COPY controllers/ controllers/

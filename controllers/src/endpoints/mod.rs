@@ -1,66 +1,18 @@
-//! The pure model of the endpoints controller: Pods + Service → Endpoints and EndpointSlices.
+//! The endpoints controller: Endpoints and EndpointSlices of every Service with a selector,
+//! over the pure model of [`signpost_core::endpoints`] (re-exported here).
 //!
-//! No Kubernetes I/O lives here. The reconciler feeds in what its watches hold and writes
-//! what these functions return, following Kubernetes' endpointslice controller: existing
-//! slices + desired endpoints → slices to create, update and delete.
-//!
-//! - [`pod`]: [`PodRecord`], the compact per-pod cache entry (instead of whole Pods), and
-//!   [`NodeZones`].
 //! - [`slim_pod`]: [`SlimPod`], the Pod decoded with only the fields a record reads;
 //!   [`pod_protobuf`] reads the same fields from the API server's protobuf encoding.
-//! - [`desired`]: Service + its pods + zones → [`DesiredEndpoints`], grouped by address type
-//!   and resolved port list; computed once per sync, rendered twice:
-//! - [`slices`]: [`plan`] packs them into EndpointSlices with minimal writes;
-//! - [`legacy`]: [`render_endpoints`] renders the v1 Endpoints object, and
-//!   [`endpoints_equivalent`] tells whether the existing one needs a write.
-//!
-//! A sync of one Service, in the reconciler:
-//!
-//! ```ignore
-//! let Some(_) = service_selector(&svc) else { return /* user-managed */ };
-//! let desired = desired_endpoints(&svc, pods_in_namespace, &zones);
-//! let template = SliceTemplate::for_service(&svc)?;
-//! let ours: Vec<_> = slices_of_svc.into_iter().filter(is_managed_by_signpost).collect();
-//! let plan = plan(&ours, &desired, max_per_slice, &template); // creates, updates, deletes
-//! let want = render_endpoints(&svc, &desired)?;
-//! match existing_endpoints {
-//!     None => create(want),
-//!     Some(e) if !legacy::is_managed_by_signpost(&e) => report_conflict(),
-//!     Some(e) if endpoints_equivalent(&e, &want) => {}
-//!     Some(e) => update(prepare_update(&e, &want)),
-//! }
-//! ```
+//! - [`index`]: pods and slices by Service, folded from the watches.
+//! - [`tracker`]: the slice and Endpoints writes still to be seen on the watches.
+//! - [`controller`]: the reconciler.
 
 pub mod controller;
-pub mod desired;
 pub mod index;
-pub mod legacy;
-pub mod pod;
 pub mod pod_protobuf;
-pub mod slices;
 pub mod slim_pod;
 pub mod tracker;
 
-pub use desired::{
-    AddressType, DesiredEndpoint, DesiredEndpoints, EndpointGroup, PodRef, ResolvedPort,
-    desired_endpoints, selector_matches, service_selector,
-};
-pub use legacy::{
-    ANNOTATION_OVER_CAPACITY, LABEL_APP_MANAGED_BY, MANAGED_BY_SIGNPOST, MAX_ENDPOINTS_ADDRESSES,
-    OVER_CAPACITY_TRUNCATED, endpoints_equivalent, prepare_update, render_endpoints,
-};
-pub use pod::{LABEL_TOPOLOGY_ZONE, NamedPort, NodeZones, PodPhase, PodRecord, Protocol};
 pub use pod_protobuf::decode_slim_pod;
-pub use slices::{
-    DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
-    MANAGED_BY, SlicePlan, SliceTemplate, is_managed_by_signpost, plan,
-};
+pub use signpost_core::endpoints::*;
 pub use slim_pod::SlimPod;
-
-/// Why a Kubernetes object could not be turned into model input.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum Error {
-    /// The object lacks a field the API server always sets (so it was not read from one).
-    #[error("object has no {0}")]
-    MissingField(&'static str),
-}

@@ -1,15 +1,7 @@
-//! EndpointSlice mirroring: selector-less Services with hand-written Endpoints get
-//! EndpointSlices too, as Kubernetes' `endpointslicemirroring` controller gives them, so
-//! consumers that read only slices (kube-proxy, CoreDNS, meshes) still see them.
-//!
-//! - [`model`]: Endpoints → what the mirrored slices should hold (pure).
-//! - [`plan`]: existing mirrored slices + that → creates, updates, deletes (pure).
-//! - [`controller`]: the reconciler on the shared caches.
+//! The EndpointSlice mirroring controller, over the pure plan of
+//! [`signpost_core::mirroring`] (re-exported here).
 
 pub mod controller;
-pub mod model;
-pub mod plan;
 
 pub use controller::{CONTROLLER, MirroringConfig, MirroringController};
-pub use model::{MAX_ADDRESSES_PER_SUBSET, Mirror, MirrorGroup, Skipped, mirror};
-pub use plan::{MIRRORING_MANAGED_BY, MirrorTemplate, plan_mirror};
+pub use signpost_core::mirroring::*;

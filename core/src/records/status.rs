@@ -6,7 +6,6 @@
 //! change, so a second pass over the same inputs yields a status equal to the stored one.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::ResourceExt;
 use signpost_crds::{DNSRecord, DNSRecordStatus};
 
 use super::Rendered;
@@ -34,11 +33,17 @@ pub enum Ownership {
 /// Whose `record` is, given the UID of the Service it is named after (`None` when that Service
 /// is gone).
 pub fn ownership(record: &DNSRecord, service_uid: Option<&str>) -> Ownership {
-    let labelled =
-        record.labels().get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_SIGNPOST);
-    let owner = record
-        .owner_references()
+    let meta = &record.metadata;
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_MANAGED_BY))
+        .map(String::as_str)
+        == Some(MANAGED_BY_SIGNPOST);
+    let owner = meta
+        .owner_references
         .iter()
+        .flatten()
         .find(|o| o.controller == Some(true) && o.kind == "Service" && o.api_version == "v1");
     match owner {
         Some(owner) if labelled => {
@@ -178,11 +183,14 @@ mod tests {
         let mut record = DNSRecord::new("web", rendered(&["10.96.0.7"]).spec);
         if labelled {
             record
-                .labels_mut()
+                .metadata
+                .labels
+                .get_or_insert_default()
                 .insert(LABEL_MANAGED_BY.into(), MANAGED_BY_SIGNPOST.into());
         }
         if let Some(uid) = owner_uid {
-            record.owner_references_mut().push(OwnerReference {
+            let owners = record.metadata.owner_references.get_or_insert_default();
+            owners.push(OwnerReference {
                 api_version: "v1".into(),
                 kind: "Service".into(),
                 name: "web".into(),

@@ -25,6 +25,7 @@ WORKDIR /src
 # library are needed for resolution; nothing else in the repository is copied.
 COPY Cargo.toml Cargo.lock ./
 COPY core/ core/
+COPY runtime/ runtime/
 COPY crds/ crds/
 COPY client/ client/
 COPY controllers/ controllers/

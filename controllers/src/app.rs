@@ -15,7 +15,6 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use signpost_crds::{DNSRecord, ServiceIP};
-use tokio::sync::watch;
 
 use crate::endpoints::controller::{
     EndpointsConfig, EndpointsController, EndpointsInformers, strip_node,
@@ -25,6 +24,7 @@ use crate::endpoints::{SlimPod, decode_slim_pod};
 use crate::ipam::{Allocator, Ipam, IpamConfig};
 use crate::mirroring::{MIRRORING_MANAGED_BY, MirroringConfig, MirroringController};
 use crate::records::controller::{RecordsConfig, RecordsController, RecordsInformers};
+use crate::runtime::health::{Liveness, Readiness};
 use crate::runtime::{EventSink, Informer, SharedMetrics, Start, strip_metadata};
 
 /// Settings shared by the controllers (the `signpost run` flags).
@@ -116,76 +116,6 @@ impl Settings {
     }
 }
 
-/// Readiness of the running controllers, for `/readyz`, and their liveness, for `/healthz`.
-#[derive(Clone)]
-pub struct Readiness {
-    controllers: Vec<watch::Receiver<bool>>,
-    liveness: Liveness,
-}
-
-/// Which task of the controllers ended while nothing asked it to: a controller or watch loop
-/// that is gone does no more work, and only a restart (the kubelet's, on `/healthz`) brings
-/// it back.
-#[derive(Clone, Default)]
-pub struct Liveness {
-    stopping: Arc<std::sync::atomic::AtomicBool>,
-    ended: Arc<std::sync::Mutex<Option<&'static str>>>,
-}
-
-impl Liveness {
-    /// The first task that ended on its own, if any.
-    pub fn ended(&self) -> Option<&'static str> {
-        *self.ended.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// From now on, tasks end because they are told to.
-    fn stop(&self) {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Runs `work`, noting `name` if it ends (returns or panics) before [`Liveness::stop`].
-    async fn watch(self, name: &'static str, work: impl Future<Output = ()>) {
-        let outcome = std::panic::AssertUnwindSafe(work).catch_unwind().await;
-        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        let how = if outcome.is_err() {
-            "panicked"
-        } else {
-            "returned"
-        };
-        tracing::error!(
-            task = name,
-            how,
-            "a controller task ended; /healthz now fails"
-        );
-        self.ended
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(name);
-    }
-}
-
-impl Readiness {
-    /// The first controller task that ended on its own, if any (`/healthz` then fails).
-    pub fn ended(&self) -> Option<&'static str> {
-        self.liveness.ended()
-    }
-
-    /// Whether every controller has synced its caches and done its start-up work.
-    pub fn is_ready(&self) -> bool {
-        self.controllers.iter().all(|r| *r.borrow())
-    }
-
-    /// Waits until ready.
-    pub async fn wait(&mut self) {
-        for ready in &mut self.controllers {
-            let _ = ready.wait_for(|ready| *ready).await;
-        }
-    }
-}
-
 /// The running controllers.
 pub struct Running {
     ipam: Arc<Ipam>,
@@ -207,7 +137,7 @@ impl Running {
     /// Stops everything at once, reconciles in flight included: used when leadership is lost,
     /// because another replica may start writing as soon as the lease expires.
     pub fn abort(self) {
-        self.readiness.liveness.stop();
+        self.readiness.liveness().stop();
         for task in self.controllers.iter().chain(self.informers.iter()) {
             task.abort();
         }
@@ -216,7 +146,7 @@ impl Running {
     /// Stops taking work, lets reconciles in flight finish (all of them within
     /// [`DRAIN_TIMEOUT`], then they are cut off), and stops the watches.
     pub async fn shut_down(self) {
-        self.readiness.liveness.stop();
+        self.readiness.liveness().stop();
         self.ipam.shut_down();
         self.endpoints.shut_down();
         self.records.shut_down();
@@ -406,15 +336,15 @@ pub fn start_when(
     );
 
     let liveness = Liveness::default();
-    let readiness = Readiness {
-        controllers: vec![
+    let readiness = Readiness::new(
+        vec![
             ipam.ready(),
             endpoints_controller.ready(),
             records_controller.ready(),
             mirroring_controller.ready(),
         ],
-        liveness: liveness.clone(),
-    };
+        liveness.clone(),
+    );
     let go = go.shared();
     let task = |name: &'static str, work| tokio::spawn(liveness.clone().watch(name, work));
     let informers = vec![
@@ -470,31 +400,4 @@ pub async fn run_until(
     shutdown.await;
     running.shut_down().await;
     Ok(())
-}
-
-#[cfg(test)]
-mod liveness_tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_task_that_ends_on_its_own_is_reported_and_one_told_to_stop_is_not() {
-        let liveness = Liveness::default();
-        liveness.clone().watch("quiet", async {}).await;
-        assert_eq!(liveness.ended(), Some("quiet"), "a loop that returned");
-
-        let liveness = Liveness::default();
-        tokio::spawn(
-            liveness
-                .clone()
-                .watch("boom", async { panic!("on purpose") }),
-        )
-        .await
-        .expect("the panic is caught inside");
-        assert_eq!(liveness.ended(), Some("boom"), "a loop that panicked");
-
-        let liveness = Liveness::default();
-        liveness.stop();
-        liveness.clone().watch("stopped", async {}).await;
-        assert_eq!(liveness.ended(), None, "a loop stopped on purpose");
-    }
 }

@@ -10,4 +10,5 @@ pub mod ipam;
 pub mod mirroring;
 pub mod proxy;
 pub mod records;
-pub mod runtime;
+
+pub use signpost_runtime as runtime;

@@ -614,7 +614,10 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
 /// start-up figure an operator looks for after a restart, and a moment a benchmark can read
 /// from the log instead of probing `/readyz` (each probe costs both processes CPU while the
 /// caches fill).
-fn announce_ready(mut readiness: app::Readiness, started: std::time::Instant) {
+fn announce_ready(
+    mut readiness: signpost_controllers::runtime::health::Readiness,
+    started: std::time::Instant,
+) {
     tokio::spawn(async move {
         readiness.wait().await;
         // `wait` also returns when the controllers stop before they were ready.

@@ -584,10 +584,7 @@ async fn dns_http_server_disconnects_stalled_clients() {
         crate::runtime::Synced::done(),
     ));
     let took = tokio::task::spawn_blocking(move || {
-        crate::runtime::server::tests::assert_stalled_clients_are_dropped(
-            addr,
-            Duration::from_secs(8),
-        )
+        crate::runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
     })
     .await
     .unwrap();

@@ -178,8 +178,8 @@ fn pod_ip(message: &[u8]) -> Result<PodIP, WireError> {
 mod tests {
     use super::*;
     use crate::endpoints::PodRecord;
-    use crate::runtime::protobuf::tests::{bytes_field, envelope, varint_field};
     use crate::runtime::protobuf::{decode_list, open_envelope};
+    use crate::runtime::testing::{bytes_field, envelope, varint_field};
 
     fn pod_message(body: &[u8]) -> &[u8] {
         open_envelope(body).unwrap().expect("Pod").unwrap()

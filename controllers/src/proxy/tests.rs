@@ -617,10 +617,7 @@ async fn proxy_http_server_disconnects_stalled_clients() {
         Arc::new(AtomicBool::new(true)),
     ));
     let took = tokio::task::spawn_blocking(move || {
-        crate::runtime::server::tests::assert_stalled_clients_are_dropped(
-            addr,
-            Duration::from_secs(8),
-        )
+        crate::runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
     })
     .await
     .unwrap();

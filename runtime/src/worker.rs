@@ -105,7 +105,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::runtime::metrics::Metrics;
+    use crate::metrics::Metrics;
 
     struct Never;
     impl Display for Never {

@@ -174,7 +174,7 @@ fn read_varint(buf: &mut &[u8]) -> Result<u64, WireError> {
 }
 
 /// The prefix of every object the API server encodes as protobuf.
-const ENVELOPE_PREFIX: &[u8] = b"k8s\0";
+pub(crate) const ENVELOPE_PREFIX: &[u8] = b"k8s\0";
 
 /// An object out of its envelope (`runtime.Unknown`): its type and its encoded message.
 #[derive(Debug, PartialEq, Eq)]
@@ -455,46 +455,9 @@ pub fn split_frames(buf: &[u8]) -> (Vec<&[u8]>, usize) {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Encodes a length-delimited field, for building messages in tests.
-    pub(crate) fn bytes_field(number: u32, bytes: &[u8]) -> Vec<u8> {
-        let mut out = varint(u64::from(number) << 3 | 2);
-        out.extend(varint(bytes.len() as u64));
-        out.extend_from_slice(bytes);
-        out
-    }
-
-    /// Encodes a varint field.
-    pub(crate) fn varint_field(number: u32, value: u64) -> Vec<u8> {
-        let mut out = varint(u64::from(number) << 3);
-        out.extend(varint(value));
-        out
-    }
-
-    fn varint(mut value: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    /// Wraps a message in the `k8s\0` envelope, as the API server sends objects.
-    pub(crate) fn envelope(api_version: &str, kind: &str, message: &[u8]) -> Vec<u8> {
-        let mut type_meta = bytes_field(1, api_version.as_bytes());
-        type_meta.extend(bytes_field(2, kind.as_bytes()));
-        let mut out = ENVELOPE_PREFIX.to_vec();
-        out.extend(bytes_field(1, &type_meta));
-        out.extend(bytes_field(2, message));
-        out
-    }
+    use crate::testing::{bytes_field, envelope, varint_field};
 
     #[test]
     fn varints_read_back_including_ten_byte_negatives() {
@@ -601,7 +564,7 @@ pub(crate) mod tests {
     /// A page of pods captured from kube-apiserver v1.37.2 (its continue token is set).
     #[test]
     fn the_continue_token_is_known_from_the_first_bytes_of_a_page() {
-        let body: &[u8] = include_bytes!("../endpoints/testdata/pod-list-page.pb");
+        let body: &[u8] = include_bytes!("testdata/pod-list-page.pb");
         let page = decode_list(open_envelope(body).unwrap().message).unwrap();
         assert!(!page.continue_token.is_empty());
         let mut known_at = None;

@@ -28,7 +28,7 @@ enum Role {
     /// Another replica leads; this one waits, ready to take over.
     Standby,
     /// Leading; ready once every controller has synced and done its start-up work.
-    Leading(crate::app::Readiness),
+    Leading(super::health::Readiness),
 }
 
 impl Health {
@@ -38,7 +38,7 @@ impl Health {
     }
 
     /// This replica leads, with the given controllers.
-    pub fn leading(&self, readiness: crate::app::Readiness) {
+    pub fn leading(&self, readiness: super::health::Readiness) {
         *self.lock() = Role::Leading(readiness);
     }
 
@@ -198,12 +198,13 @@ pub fn serve_on_own_thread(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use std::io::{Read, Write};
     use std::time::Duration;
 
     use super::*;
-    use crate::runtime::metrics::Metrics;
+    use crate::metrics::Metrics;
+    use crate::testing::assert_stalled_clients_are_dropped;
 
     /// A probe is answered while the runtime that started the server is blocked, as every
     /// worker is during a start-up reconcile pass: this test's runtime has one thread, and the
@@ -236,64 +237,6 @@ pub(crate) mod tests {
             answer.starts_with("HTTP/1.0 503") && answer.ends_with("starting"),
             "a replica that has not started its controllers is not ready; got {answer:?}"
         );
-    }
-
-    /// Connects three clients to `addr` that stall: one sends nothing, one half a header, one
-    /// a whole request and then nothing (on a kept-alive connection). Asserts the server closes
-    /// each within `within`, and returns how long each took.
-    pub(crate) fn assert_stalled_clients_are_dropped(
-        addr: SocketAddr,
-        within: Duration,
-    ) -> Vec<Duration> {
-        let sends: [&[u8]; 3] = [
-            b"",
-            b"GET /healthz HTTP/1.1\r\nHost: loc",
-            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n",
-        ];
-        let clients: Vec<_> = sends
-            .into_iter()
-            .map(|send| {
-                std::thread::spawn(move || {
-                    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-                    stream
-                        .set_read_timeout(Some(within + Duration::from_secs(5)))
-                        .expect("a read timeout");
-                    let started = std::time::Instant::now();
-                    stream.write_all(send).expect("send");
-                    // Read whatever comes (the answer to a whole request) until the server
-                    // closes the connection, or give up after the read timeout.
-                    let mut buf = [0u8; 4096];
-                    loop {
-                        match stream.read(&mut buf) {
-                            Ok(0) => return Ok(started.elapsed()),
-                            Ok(_) => {}
-                            Err(error)
-                                if matches!(
-                                    error.kind(),
-                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                                ) =>
-                            {
-                                return Err(format!(
-                                    "{:?}: still open after {:?}",
-                                    String::from_utf8_lossy(send),
-                                    started.elapsed()
-                                ));
-                            }
-                            Err(_) => return Ok(started.elapsed()),
-                        }
-                    }
-                })
-            })
-            .collect();
-        let took: Vec<Duration> = clients
-            .into_iter()
-            .map(|c| c.join().expect("a client thread"))
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("{e}"));
-        for t in &took {
-            assert!(*t <= within, "a stalled client was served for {t:?}");
-        }
-        took
     }
 
     /// The controller's HTTP server drops clients that connect and stall.

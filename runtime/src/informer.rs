@@ -61,8 +61,8 @@ impl Synced {
     }
 
     /// A `Synced` that is always synced, for tests of what reads one.
-    #[cfg(test)]
-    pub(crate) fn done() -> Self {
+    #[cfg(any(test, feature = "testing"))]
+    pub fn done() -> Self {
         let (_tx, rx) = tokio::sync::watch::channel(true);
         Self(rx)
     }
@@ -143,7 +143,7 @@ where
     }
 
     /// Lists and watches in the API server's protobuf encoding instead of JSON, decoding each
-    /// object with `decode` (pods: [`crate::endpoints::decode_slim_pod`]). Applies to paged
+    /// object with `decode` (pods: the endpoints controller's `decode_slim_pod`). Applies to paged
     /// lists; with streaming lists configured the informer stays on kube's JSON watcher.
     pub fn with_protobuf(mut self, decode: Decode<K>) -> Self {
         self.protobuf = Some(decode);

@@ -2,12 +2,15 @@
 //! Events, and the plumbing that runs reconcilers over them.
 
 pub mod events;
+pub mod health;
 pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod protobuf;
 pub mod protobuf_watch;
 pub mod server;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod worker;
 pub mod workqueue;
 

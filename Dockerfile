@@ -26,6 +26,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY core/ core/
 COPY runtime/ runtime/
+COPY dns/ dns/
+COPY proxy/ proxy/
 COPY crds/ crds/
 COPY client/ client/
 COPY controllers/ controllers/

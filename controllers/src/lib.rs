@@ -4,11 +4,9 @@
 //! cluster) and a thin reconciler that reads watch caches and writes to the API server.
 
 pub mod app;
-pub mod dns;
 pub mod endpoints;
 pub mod ipam;
 pub mod mirroring;
-pub mod proxy;
 pub mod records;
 
 pub use signpost_runtime as runtime;

@@ -53,7 +53,7 @@ struct ProxyArgs {
         long,
         value_name = "N",
         env = "SIGNPOST_PROXY_MAX_CONNECTIONS",
-        default_value_t = signpost_controllers::proxy::server::DEFAULT_MAX_CONNECTIONS as u32,
+        default_value_t = signpost_proxy::server::DEFAULT_MAX_CONNECTIONS as u32,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     max_connections: u32,
@@ -111,7 +111,7 @@ struct DnsArgs {
         long,
         value_name = "BYTES",
         env = "SIGNPOST_DNS_MAX_UDP_SIZE",
-        default_value_t = signpost_controllers::dns::DEFAULT_MAX_UDP_SIZE,
+        default_value_t = signpost_dns::DEFAULT_MAX_UDP_SIZE,
         value_parser = clap::value_parser!(u16).range(512..)
     )]
     max_udp_size: u16,
@@ -122,7 +122,7 @@ struct DnsArgs {
         long,
         value_name = "N",
         env = "SIGNPOST_DNS_MAX_UPSTREAM_IN_FLIGHT",
-        default_value_t = signpost_controllers::dns::forward::DEFAULT_MAX_IN_FLIGHT as u32,
+        default_value_t = signpost_dns::forward::DEFAULT_MAX_IN_FLIGHT as u32,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     max_upstream_in_flight: u32,
@@ -353,7 +353,7 @@ fn proxy(args: ProxyArgs) -> ExitCode {
     }
     init_logging(&args.log_format);
     // Before the runtime starts its threads: they inherit this thread's capabilities.
-    match signpost_controllers::proxy::privileges::raise() {
+    match signpost_proxy::privileges::raise() {
         Ok(plan) => {
             if !plan.raise.is_empty() {
                 tracing::info!(raised = ?plan.raise, "capabilities put in effect");
@@ -384,7 +384,7 @@ fn proxy(args: ProxyArgs) -> ExitCode {
 }
 
 async fn serve_proxy(args: ProxyArgs) -> anyhow::Result<()> {
-    use signpost_controllers::proxy;
+    use signpost_proxy as proxy;
     let client = client(args.kubeconfig.as_deref()).await?;
     let mut config = proxy::Config::new();
     config.interface = args.interface;
@@ -437,7 +437,7 @@ fn dns(args: DnsArgs) -> ExitCode {
 }
 
 async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
-    use signpost_controllers::dns;
+    use signpost_dns as dns;
     let client = client(args.kubeconfig.as_deref()).await?;
     let mut config = dns::Config::new();
     config.listen = args.listen;

@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use signpost_controllers::app::{self, Settings};
-use signpost_controllers::dns;
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::DNSRecord;
+use signpost_dns as dns;
 use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims, events_about, fixtures, install_crds,
     pod_is_ready, set_pod_ready, unique_cidr, wait_until,

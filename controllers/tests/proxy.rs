@@ -26,13 +26,13 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use signpost_controllers::app::{self, Settings};
-use signpost_controllers::proxy::{self, Frontend, Protocol};
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::DNSRecord;
 use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, ready_pod_ips,
     set_pod_ready, unique_cidr, wait_until,
 };
+use signpost_proxy::{self as proxy, Frontend, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -46,7 +46,7 @@ fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,signpost_controllers::proxy=info".into()),
+                .unwrap_or_else(|_| "warn,signpost_proxy=info".into()),
         )
         .with_test_writer()
         .try_init();

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
-use crate::runtime::{Metrics, SharedMetrics};
+use signpost_runtime::{Metrics, SharedMetrics};
 
 /// Labels of one proxied connection.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -213,5 +213,5 @@ pub async fn serve(
                 }
             }),
         );
-    crate::runtime::server::serve_router(listener, app).await
+    signpost_runtime::server::serve_router(listener, app).await
 }

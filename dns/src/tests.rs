@@ -577,14 +577,14 @@ async fn dns_http_server_disconnects_stalled_clients() {
     use std::time::Duration;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let metrics = Arc::new(crate::runtime::Metrics::new());
+    let metrics = Arc::new(signpost_runtime::Metrics::new());
     let server = tokio::spawn(super::metrics::serve(
         listener,
         metrics,
-        crate::runtime::Synced::done(),
+        signpost_runtime::Synced::done(),
     ));
     let took = tokio::task::spawn_blocking(move || {
-        crate::runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
+        signpost_runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
     })
     .await
     .unwrap();

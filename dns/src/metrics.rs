@@ -1,7 +1,7 @@
 //! Metrics of `signpost dns` and its HTTP endpoints (`/metrics`, `/healthz`, `/readyz`).
 //!
 //! The DNS metrics live in the same registry as the shared [`Metrics`] (under
-//! `signpost_dns_`), so Events published through [`crate::runtime::EventSink`] are counted in
+//! `signpost_dns_`), so Events published through [`signpost_runtime::EventSink`] are counted in
 //! `signpost_problems_total{controller="dns"}` like every other controller's.
 
 use std::time::Duration;
@@ -15,7 +15,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-use crate::runtime::{Metrics, SharedMetrics, Synced};
+use signpost_runtime::{Metrics, SharedMetrics, Synced};
 
 /// Labels of one answered query. Both values come from small fixed sets, so the series count
 /// is bounded whatever clients send.
@@ -174,5 +174,5 @@ pub async fn serve(
                 }
             }),
         );
-    crate::runtime::server::serve_router(listener, app).await
+    signpost_runtime::server::serve_router(listener, app).await
 }

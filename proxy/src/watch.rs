@@ -18,7 +18,7 @@ use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use tokio::sync::Notify;
 
 use super::table::{Claim, Protocol, ServiceKey, ServicePort, Slice, Table};
-use crate::runtime::{Change, Informer, strip_metadata};
+use signpost_runtime::{Change, Informer, strip_metadata};
 
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

@@ -178,8 +178,8 @@ pub struct Table {
 impl Table {
     /// An empty table for `cluster_domain` (one trailing dot tolerated, case folded).
     pub fn new(cluster_domain: &str) -> Result<Self, String> {
-        let domain =
-            crate::records::normalize_cluster_domain(cluster_domain).map_err(|e| e.to_string())?;
+        let domain = signpost_core::records::normalize_cluster_domain(cluster_domain)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             domain,
             records: HashMap::new(),

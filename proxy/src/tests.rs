@@ -610,14 +610,14 @@ async fn proxy_http_server_disconnects_stalled_clients() {
     use std::time::Duration;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let metrics = Arc::new(crate::runtime::Metrics::new());
+    let metrics = Arc::new(signpost_runtime::Metrics::new());
     let server = tokio::spawn(super::metrics::serve(
         listener,
         metrics,
         Arc::new(AtomicBool::new(true)),
     ));
     let took = tokio::task::spawn_blocking(move || {
-        crate::runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
+        signpost_runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
     })
     .await
     .unwrap();
@@ -708,7 +708,7 @@ async fn connections_beyond_the_limit_are_closed_at_once_and_counted() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = listener.local_addr().unwrap();
     let table = Arc::new(Mutex::new(loopback_table(at.port(), backend)));
-    let mut registry = crate::runtime::Metrics::new();
+    let mut registry = signpost_runtime::Metrics::new();
     let metrics = super::metrics::ProxyMetrics::register(&mut registry);
     let limit = Arc::new(tokio::sync::Semaphore::new(3));
     let frontend = tcp("127.0.0.1", at.port());
@@ -787,7 +787,7 @@ async fn connections_beyond_the_limit_are_closed_at_once_and_counted() {
 #[test]
 fn backend_series_go_from_metrics_when_the_backend_leaves() {
     let mut table = hostnames(&["10.244.0.4", "10.244.1.38"]);
-    let mut registry = crate::runtime::Metrics::new();
+    let mut registry = signpost_runtime::Metrics::new();
     let metrics = super::metrics::ProxyMetrics::register(&mut registry);
     for backend in ["10.244.0.4:9376", "10.244.1.38:9376"] {
         metrics.connected("demo/hostnames", "default", backend);

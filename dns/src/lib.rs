@@ -30,8 +30,8 @@ use anyhow::Context;
 use hickory_server::Server;
 use kube::Client;
 
-use crate::runtime::{EventSink, Metrics, SharedMetrics, Synced};
 pub use metrics::DnsMetrics;
+use signpost_runtime::{EventSink, Metrics, SharedMetrics, Synced};
 pub use table::{Answer, Applied, Data, Lookup, QueryType, Status, Table};
 
 /// How long a TCP client may stay idle before its connection is closed (hickory's guard

@@ -34,8 +34,8 @@ use anyhow::Context;
 use kube::Client;
 use tokio::sync::Notify;
 
-use crate::runtime::{Metrics, SharedMetrics};
 pub use metrics::ProxyMetrics;
+use signpost_runtime::{Metrics, SharedMetrics};
 pub use table::{Frontend, Pick, Pool, Protocol, Table};
 
 /// How soon a failed netlink or listen step is tried again.

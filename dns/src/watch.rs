@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::metrics::DnsMetrics;
 use super::table::{Applied, RecordKey, Table};
-use crate::runtime::{Change, EventSink, Informer, strip_metadata};
+use signpost_runtime::{Change, EventSink, Informer, strip_metadata};
 
 /// Reason of the Warning Event on a DNSRecord that cannot be served.
 pub const INVALID_RECORD: &str = "InvalidDNSRecord";

@@ -25,6 +25,7 @@ WORKDIR /src
 # library are needed for resolution; nothing else in the repository is copied.
 COPY Cargo.toml Cargo.lock ./
 COPY core/ core/
+COPY index/ index/
 COPY runtime/ runtime/
 COPY dns/ dns/
 COPY proxy/ proxy/

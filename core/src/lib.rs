@@ -11,9 +11,11 @@
 //! - [`endpoints`]: a Service + its pods → the desired endpoints, packed into EndpointSlices
 //!   with minimal writes and rendered as the v1 Endpoints object.
 //! - [`mirroring`]: hand-written Endpoints → the EndpointSlices that mirror them.
+//! - [`keys`]: [`keys::ServiceKey`], what every work queue and index is keyed by.
 //! - [`records`]: a Service, its addresses and slices → its DNSRecord and status.
 
 pub mod endpoints;
 pub mod ipam;
+pub mod keys;
 pub mod mirroring;
 pub mod records;

@@ -1,11 +1,12 @@
 //! The endpoints reconciler: Services + Pods + Nodes in, EndpointSlices and Endpoints out.
 //!
-//! Pods are never cached whole: a handler-only watch turns each into a [`PodRecord`] in a
-//! [`PodIndex`], and a [`SelectorIndex`] maps a pod change to the Services it concerns. The
-//! slice plan and the Endpoints rendering are the pure functions of this module's siblings;
-//! this file only reads caches, calls them, and writes what they say.
+//! Pods are never cached whole: a handler-only watch turns each into a [`PodRecord`], and
+//! every watch event is folded into the [`EndpointsIndex`], which says which Services to
+//! sync. The slice plan and the Endpoints rendering are the pure functions of
+//! `signpost_core::endpoints`; this file only reads caches, calls them, and writes what they
+//! say.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,18 +17,16 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-use super::index::{PodIndex, SelectorIndex, SliceNames};
 use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints};
-use super::pod::{NodeZones, PodRecord};
+use super::pod::PodRecord;
 use super::slices::{SlicePlan, SliceTemplate, is_managed_by_signpost, plan};
-use super::tracker::WriteTracker;
 use super::{SlimPod, desired_endpoints, service_selector};
-use crate::ipam::ServiceKey;
-use crate::ipam::controller::key_of;
 use crate::runtime::{
     Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Spacing, Start, Synced,
     WorkQueue, run_workers,
 };
+use signpost_core::keys::ServiceKey;
+use signpost_index::endpoints::EndpointsIndex;
 
 /// Name of this controller in metrics, logs and Events.
 pub const CONTROLLER: &str = "endpoints";
@@ -93,25 +92,6 @@ fn write_error(action: String, error: kube::Error) -> Error {
     }
 }
 
-#[derive(Default)]
-struct State {
-    pods: PodIndex,
-    selectors: SelectorIndex,
-    zones: NodeZones,
-    tracker: WriteTracker,
-    /// Names of our cached slices per Service.
-    slices: SliceNames,
-    /// When the oldest change not yet written happened, per Service.
-    triggers: HashMap<ServiceKey, k8s_openapi::jiff::Timestamp>,
-    /// The foreign Endpoints versions already reported, so each is reported once.
-    reported_foreign: HashMap<ServiceKey, String>,
-    /// resourceVersion of our last Endpoints write per Service, until the cache shows it:
-    /// writing from an older cached copy would only earn a conflict.
-    endpoints_written: HashMap<ServiceKey, String>,
-    /// When the slice watch began its current relist (between `Relisting` and `Resynced`).
-    slices_relist_began: Option<Instant>,
-}
-
 /// Shared state of the controller.
 pub struct EndpointsController {
     client: Client,
@@ -120,7 +100,7 @@ pub struct EndpointsController {
     endpoints: Store<Endpoints>,
     nodes: Store<Node>,
     synced: Vec<Synced>,
-    state: Mutex<State>,
+    state: Mutex<EndpointsIndex>,
     queue: WorkQueue<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
@@ -164,7 +144,7 @@ impl EndpointsController {
                 informers.nodes.synced(),
                 informers.pods.synced(),
             ],
-            state: Mutex::new(State::default()),
+            state: Mutex::new(EndpointsIndex::new()),
             queue: WorkQueue::with_spacing(Spacing {
                 shortest: config.batch_period,
                 longest: config.max_batch_period,
@@ -213,179 +193,93 @@ impl EndpointsController {
         self.ready.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, EndpointsIndex> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn on_service(&self, change: &Change<'_, Service>) {
-        match change {
-            Change::Applied { new, .. } => {
-                let key = key_of(new);
-                self.lock()
-                    .selectors
-                    .set(key.clone(), service_selector(new));
-                self.queue.add(key);
-            }
-            Change::Deleted(old) => {
-                let key = key_of(old);
-                self.lock().selectors.remove(&key);
-                self.queue.add(key);
-            }
-            Change::Relisting => {}
+        let keys = match change {
+            Change::Applied { new, .. } => vec![self.lock().apply_service(new)],
+            Change::Deleted(old) => vec![self.lock().delete_service(old)],
+            Change::Relisting => return,
             Change::Resynced { removed } => {
                 let services = self.services.state();
-                let mut state = self.lock();
-                for svc in removed {
-                    state.selectors.remove(&key_of(svc));
-                    self.queue.add(key_of(svc));
-                }
-                for svc in &services {
-                    state.selectors.set(key_of(svc), service_selector(svc));
-                    self.queue.add(key_of(svc));
-                }
+                self.lock().reset_services(
+                    services.iter().map(|s| s.as_ref()),
+                    removed.iter().map(|s| s.as_ref()),
+                )
             }
-        }
+        };
+        keys.into_iter().for_each(|key| self.queue.add(key));
     }
 
     fn on_pod(&self, change: &Change<'_, SlimPod>) {
-        let mut affected = HashSet::new();
-        {
-            let mut state = self.lock();
-            match change {
-                Change::Applied { new, .. } => {
-                    let Ok(record) = PodRecord::from_pod(&new.0) else {
-                        return;
-                    };
-                    if !*self.ready.borrow() {
-                        // Filling the caches at start-up: `run` queues every Service once
-                        // they are all synced, and its syncs read the index as it is then, so
-                        // working out which Services each pod concerns would be wasted work
-                        // for every pod of the cluster.
-                        state.pods.upsert(record);
-                        return;
-                    }
-                    let old = state.pods.get(&record.namespace, &record.name).cloned();
-                    if old
-                        .as_ref()
-                        .is_some_and(|old| old.same_endpoint_inputs(&record))
-                    {
-                        state.pods.upsert(record);
-                        return;
-                    }
-                    services_of(&state.selectors, &record, &mut affected);
-                    if let Some(old) = &old {
-                        services_of(&state.selectors, old, &mut affected);
-                    }
-                    state.pods.upsert(record);
-                }
-                Change::Deleted(old) => {
-                    let namespace = old.namespace().unwrap_or_default();
-                    if let Some(old) = state.pods.remove(&namespace, &old.name_any()) {
-                        services_of(&state.selectors, &old, &mut affected);
-                    }
-                }
-                Change::Relisting => state.pods.begin_relist(),
-                Change::Resynced { .. } => {
-                    for gone in state.pods.finish_relist() {
-                        services_of(&state.selectors, &gone, &mut affected);
-                    }
-                }
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let affected = match change {
+            Change::Applied { new, .. } => {
+                let Ok(record) = PodRecord::from_pod(&new.0) else {
+                    return;
+                };
+                // Before the first pass every Service is synced anyway (see apply_pod).
+                let route = *self.ready.borrow();
+                self.lock().apply_pod(record, route, now)
             }
-            let now = k8s_openapi::jiff::Timestamp::now();
-            for key in &affected {
-                state.triggers.entry(key.clone()).or_insert(now);
+            Change::Deleted(old) => {
+                let namespace = old.namespace().unwrap_or_default();
+                self.lock().delete_pod(&namespace, &old.name_any(), now)
             }
-        }
-        for key in affected {
-            self.queue.add(key);
-        }
+            Change::Relisting => return self.lock().begin_pod_relist(),
+            Change::Resynced { .. } => self.lock().finish_pod_relist(now),
+        };
+        affected.into_iter().for_each(|key| self.queue.add(key));
     }
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
-        let mut state = self.lock();
-        match change {
-            Change::Applied { new, .. } => {
-                let filed = state.slices.insert(new);
-                if let Some(old) = filed.moved_from {
-                    // Relabelled away: for its old Service the slice is gone.
-                    state.tracker.observed_deletion(&old, &new.name_any());
-                    self.queue.add(old);
-                }
-                if let Some(key) = filed.service {
-                    self.queue.add(key);
-                }
-            }
-            Change::Deleted(old) => {
-                if let Some((key, name)) = state.slices.remove(old) {
-                    state.tracker.observed_deletion(&key, &name);
-                    self.queue.add(key);
-                }
-            }
-            Change::Relisting => state.slices_relist_began = Some(Instant::now()),
+        let keys = match change {
+            Change::Applied { new, .. } => self.lock().apply_slice(new),
+            Change::Deleted(old) => self.lock().delete_slice(old).into_iter().collect(),
+            Change::Relisting => return self.lock().begin_slice_relist(Instant::now()),
             Change::Resynced { .. } => {
                 let cached = self.slices.state();
-                let keys = state.slices.rebuild(cached.iter().map(|s| s.as_ref()));
-                if let Some(began) = state.slices_relist_began.take() {
-                    let State {
-                        tracker, slices, ..
-                    } = &mut *state;
-                    tracker.relisted(began, |key, name| slices.contains(key, name));
-                }
-                for key in keys {
-                    self.queue.add(key);
-                }
+                self.lock()
+                    .finish_slice_relist(cached.iter().map(|s| s.as_ref()))
             }
-        }
+        };
+        keys.into_iter().for_each(|key| self.queue.add(key));
     }
 
     fn on_endpoints(&self, change: &Change<'_, Endpoints>) {
-        match change {
-            Change::Applied { new, .. } => {
-                let key = endpoints_key(new);
-                let mut state = self.lock();
-                if state.endpoints_written.get(&key) == new.metadata.resource_version.as_ref() {
-                    state.endpoints_written.remove(&key);
-                }
-                drop(state);
-                self.queue.add(key);
-            }
-            Change::Deleted(old) => {
-                let key = endpoints_key(old);
-                self.lock().endpoints_written.remove(&key);
-                self.queue.add(key);
-            }
-            Change::Relisting => {}
+        let key = match change {
+            Change::Applied { new, .. } => self.lock().apply_endpoints(new),
+            Change::Deleted(old) => self.lock().delete_endpoints(old),
+            Change::Relisting => return,
             Change::Resynced { .. } => {
-                self.lock().endpoints_written.clear();
-                for svc in self.services.state() {
-                    self.queue.add(key_of(&svc));
-                }
+                self.lock().reset_endpoints();
+                return self.queue_every_service();
             }
-        }
+        };
+        self.queue.add(key);
     }
 
     fn on_node(&self, change: &Change<'_, Node>) {
-        let changed = {
-            let mut state = self.lock();
-            match change {
-                Change::Applied { new, .. } => state.zones.apply_node(new),
-                Change::Deleted(old) => state.zones.remove(&old.name_any()),
-                Change::Relisting => false,
-                Change::Resynced { .. } => {
-                    let mut zones = NodeZones::new();
-                    for node in self.nodes.state() {
-                        zones.apply_node(&node);
-                    }
-                    state.zones = zones;
-                    true
-                }
+        let changed = match change {
+            Change::Applied { new, .. } => self.lock().apply_node(new),
+            Change::Deleted(old) => self.lock().delete_node(&old.name_any()),
+            Change::Relisting => false,
+            Change::Resynced { .. } => {
+                let nodes = self.nodes.state();
+                self.lock().reset_nodes(nodes.iter().map(|n| n.as_ref()));
+                true
             }
         };
         if changed {
-            // Zones change rarely (a node joins or is relabelled): look at every Service.
-            for svc in self.services.state() {
-                self.queue.add(key_of(&svc));
-            }
+            self.queue_every_service();
+        }
+    }
+
+    fn queue_every_service(&self) {
+        for svc in self.services.state() {
+            self.queue.add(ServiceKey::of(&svc));
         }
     }
 
@@ -396,7 +290,7 @@ impl EndpointsController {
         }
         tracing::debug!("endpoints: caches synced");
         for svc in self.services.state() {
-            self.queue.add(key_of(&svc));
+            self.queue.add(ServiceKey::of(&svc));
         }
         self.ready.send_replace(true);
         let this = self.clone();
@@ -684,21 +578,6 @@ impl EndpointsController {
             Err(e) => Err(write_error(format!("deleting Endpoints {key}"), e)),
         }
     }
-}
-
-fn services_of(selectors: &SelectorIndex, pod: &PodRecord, out: &mut HashSet<ServiceKey>) {
-    selectors.services_selecting(
-        &pod.namespace,
-        pod.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
-        out,
-    );
-}
-
-fn endpoints_key(endpoints: &Endpoints) -> ServiceKey {
-    ServiceKey::new(
-        endpoints.namespace().unwrap_or_default(),
-        endpoints.name_any(),
-    )
 }
 
 fn annotate(

@@ -3,15 +3,12 @@
 //!
 //! - [`slim_pod`]: [`SlimPod`], the Pod decoded with only the fields a record reads;
 //!   [`pod_protobuf`] reads the same fields from the API server's protobuf encoding.
-//! - [`index`]: pods and slices by Service, folded from the watches.
-//! - [`tracker`]: the slice and Endpoints writes still to be seen on the watches.
+//! - what the controller knows between events: `signpost_index::endpoints`.
 //! - [`controller`]: the reconciler.
 
 pub mod controller;
-pub mod index;
 pub mod pod_protobuf;
 pub mod slim_pod;
-pub mod tracker;
 
 pub use pod_protobuf::decode_slim_pod;
 pub use signpost_core::endpoints::*;

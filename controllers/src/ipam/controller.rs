@@ -128,15 +128,15 @@ impl Ipam {
         let queue = this.queue.clone();
         let store = this.services.clone();
         services.on_change(move |change| match change {
-            Change::Applied { new, .. } => queue.add(key_of(new)),
-            Change::Deleted(old) => queue.add(key_of(old)),
+            Change::Applied { new, .. } => queue.add(ServiceKey::of(new)),
+            Change::Deleted(old) => queue.add(ServiceKey::of(old)),
             Change::Relisting => {}
             Change::Resynced { removed } => {
                 for svc in removed {
-                    queue.add(key_of(svc.as_ref()));
+                    queue.add(ServiceKey::of(svc.as_ref()));
                 }
                 for svc in store.state() {
-                    queue.add(key_of(svc.as_ref()));
+                    queue.add(ServiceKey::of(svc.as_ref()));
                 }
             }
         });
@@ -273,7 +273,7 @@ impl Ipam {
         self.repair_pass().await;
         tracing::debug!("ipam: first repair done");
         for svc in self.services.state() {
-            self.queue.add(key_of(svc.as_ref()));
+            self.queue.add(ServiceKey::of(svc.as_ref()));
         }
         let keys: Vec<ServiceKey> = self.lock_book().services().cloned().collect();
         for key in keys {
@@ -695,11 +695,6 @@ impl Ipam {
 /// belong to the Service as it is now.
 fn release_other_uid_claims(cached_uid: &str, live_uid: Option<&str>) -> bool {
     live_uid == Some(cached_uid)
-}
-
-/// The work-queue key of a Service.
-pub fn key_of(service: &Service) -> ServiceKey {
-    ServiceKey::new(service.namespace().unwrap_or_default(), service.name_any())
 }
 
 /// The claim a `ServiceIP` object stands for, if it is well formed.

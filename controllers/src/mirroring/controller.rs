@@ -15,16 +15,15 @@ use tokio::sync::watch;
 use super::model::mirror;
 use super::plan::{MirrorTemplate, plan_mirror};
 use crate::endpoints::controller::SKIP_MIRROR_LABEL;
-use crate::endpoints::index::SliceNames;
 use crate::endpoints::legacy::is_managed_by_signpost as endpoints_managed_by_signpost;
 use crate::endpoints::service_selector;
-use crate::endpoints::tracker::WriteTracker;
-use crate::ipam::ServiceKey;
-use crate::ipam::controller::key_of;
 use crate::runtime::{
     Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
     run_workers,
 };
+use signpost_core::keys::ServiceKey;
+use signpost_index::lookups::SliceNames;
+use signpost_index::writes::WriteTracker;
 
 /// Name of this controller in metrics, logs and Events.
 pub const CONTROLLER: &str = "mirroring";
@@ -125,15 +124,15 @@ impl MirroringController {
         let queue = this.queue.clone();
         let service_store = this.services.clone();
         services.on_change(move |change| match change {
-            Change::Applied { new, .. } => queue.add(key_of(new)),
-            Change::Deleted(old) => queue.add(key_of(old)),
+            Change::Applied { new, .. } => queue.add(ServiceKey::of(new)),
+            Change::Deleted(old) => queue.add(ServiceKey::of(old)),
             Change::Relisting => {}
             Change::Resynced { removed } => {
-                removed.iter().for_each(|s| queue.add(key_of(s)));
+                removed.iter().for_each(|s| queue.add(ServiceKey::of(s)));
                 service_store
                     .state()
                     .iter()
-                    .for_each(|s| queue.add(key_of(s)));
+                    .for_each(|s| queue.add(ServiceKey::of(s)));
             }
         });
         let queue = this.queue.clone();

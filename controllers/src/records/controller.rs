@@ -18,16 +18,16 @@ use kube::{Api, Client, Resource, ResourceExt};
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use tokio::sync::watch;
 
-use super::index::{SliceNames, VipIndex};
 use super::status::{LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST, Ownership, desired_status, ownership};
 use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render};
-use crate::endpoints::index::slice_service;
-use crate::ipam::ServiceKey;
-use crate::ipam::controller::{claim_of, key_of};
+use crate::ipam::controller::claim_of;
 use crate::runtime::{
     Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
     run_workers,
 };
+use signpost_core::keys::ServiceKey;
+use signpost_index::lookups::slice_service;
+use signpost_index::records::{SliceNames, VipIndex};
 
 /// Name of this controller in metrics, logs and Events.
 pub const CONTROLLER: &str = "records";
@@ -213,15 +213,15 @@ impl RecordsController {
 
     fn on_service(&self, change: &Change<'_, Service>) {
         match change {
-            Change::Applied { new, .. } => self.queue.add(key_of(new)),
-            Change::Deleted(old) => self.queue.add(key_of(old)),
+            Change::Applied { new, .. } => self.queue.add(ServiceKey::of(new)),
+            Change::Deleted(old) => self.queue.add(ServiceKey::of(old)),
             Change::Relisting => {}
             Change::Resynced { removed } => {
                 for svc in removed {
-                    self.queue.add(key_of(svc));
+                    self.queue.add(ServiceKey::of(svc));
                 }
                 for svc in self.services.state() {
-                    self.queue.add(key_of(&svc));
+                    self.queue.add(ServiceKey::of(&svc));
                 }
             }
         }
@@ -347,7 +347,7 @@ impl RecordsController {
         }
         tracing::debug!("records: caches synced");
         for svc in self.services.state() {
-            self.queue.add(key_of(&svc));
+            self.queue.add(ServiceKey::of(&svc));
         }
         // Records whose Service went while no controller was running.
         for record in self.records.state() {

@@ -2,6 +2,5 @@
 //! [`signpost_core::records`] (re-exported here).
 
 pub mod controller;
-pub mod index;
 
 pub use signpost_core::records::*;

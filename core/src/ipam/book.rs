@@ -6,38 +6,13 @@
 //! a cache: the API server's refusal of a second claim of one name is what guarantees that no
 //! address is held twice.
 
+pub use crate::keys::ServiceKey;
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
 use super::{AllocError, Allocation, Allocator, IpFamily};
-
-/// Namespace and name of a Service: the IPAM work-queue key.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl ServiceKey {
-    /// The key of `namespace/name`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ServiceKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// One `ServiceIP` claim as the controller needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]

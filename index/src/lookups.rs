@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use super::pod::PodRecord;
-use crate::ipam::ServiceKey;
+use signpost_core::endpoints::pod::PodRecord;
+use signpost_core::keys::ServiceKey;
 
 type Anchor = (Arc<str>, Arc<str>, Arc<str>); // namespace, label key, label value
 
@@ -289,7 +289,7 @@ pub fn slice_service(slice: &k8s_openapi::api::discovery::v1::EndpointSlice) -> 
         .metadata
         .labels
         .as_ref()?
-        .get(super::slices::LABEL_SERVICE_NAME)?;
+        .get(signpost_core::endpoints::slices::LABEL_SERVICE_NAME)?;
     Some(ServiceKey::new(slice.metadata.namespace.clone()?, name))
 }
 

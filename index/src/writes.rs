@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::ipam::ServiceKey;
+use signpost_core::keys::ServiceKey;
 
 #[derive(Debug, Default)]
 struct Writes {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
-use crate::ipam::ServiceKey;
+use signpost_core::keys::ServiceKey;
 
 /// What the index keeps of one claim: the Service UID it was made for, and the address.
 #[derive(Debug, Clone, PartialEq, Eq)]

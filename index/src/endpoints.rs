@@ -1,0 +1,252 @@
+//! What the endpoints controller knows between watch events, and which Services each event
+//! concerns.
+//!
+//! Every watch handler of the controller is one call here: it folds the object into the
+//! index and returns the Services to sync, so the controller's handlers only queue what they
+//! are told. Pods are never cached whole: each is kept as its [`PodRecord`] in a [`PodIndex`],
+//! and a [`SelectorIndex`] maps a pod change to the Services whose selectors may match it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
+use signpost_core::endpoints::pod::{NodeZones, PodRecord};
+use signpost_core::endpoints::service_selector;
+use signpost_core::keys::ServiceKey;
+
+use crate::lookups::{PodIndex, SelectorIndex, SliceNames};
+use crate::writes::WriteTracker;
+
+/// The endpoints controller's state between events.
+#[derive(Default)]
+pub struct EndpointsIndex {
+    /// Every pod's record, by namespace.
+    pub pods: PodIndex,
+    /// Each Service's selector, filed so a pod finds the Services that may select it.
+    pub selectors: SelectorIndex,
+    /// Node → zone, for the endpoints' `zone`.
+    pub zones: NodeZones,
+    /// Our slice writes the watch has not shown yet.
+    pub tracker: WriteTracker,
+    /// Names of our cached slices per Service.
+    pub slices: SliceNames,
+    /// When the oldest change not yet written happened, per Service.
+    pub triggers: HashMap<ServiceKey, Timestamp>,
+    /// The foreign Endpoints versions already reported, so each is reported once.
+    pub reported_foreign: HashMap<ServiceKey, String>,
+    /// resourceVersion of our last Endpoints write per Service, until the cache shows it:
+    /// writing from an older cached copy would only earn a conflict.
+    pub endpoints_written: HashMap<ServiceKey, String>,
+    /// When the slice watch began its current relist.
+    slices_relist_began: Option<Instant>,
+}
+
+impl EndpointsIndex {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A Service was created or changed: its selector is filed anew; sync it.
+    pub fn apply_service(&mut self, service: &Service) -> ServiceKey {
+        let key = ServiceKey::of(service);
+        self.selectors.set(key.clone(), service_selector(service));
+        key
+    }
+
+    /// A Service was deleted: its selector goes; sync it (its objects are removed).
+    pub fn delete_service(&mut self, service: &Service) -> ServiceKey {
+        let key = ServiceKey::of(service);
+        self.selectors.remove(&key);
+        key
+    }
+
+    /// The Service watch relisted: `current` is every Service now, `removed` those that
+    /// vanished while it was down. Every one of them is to be synced.
+    pub fn reset_services<'a>(
+        &mut self,
+        current: impl IntoIterator<Item = &'a Service>,
+        removed: impl IntoIterator<Item = &'a Service>,
+    ) -> Vec<ServiceKey> {
+        let mut keys: Vec<ServiceKey> = removed
+            .into_iter()
+            .map(|svc| self.delete_service(svc))
+            .collect();
+        keys.extend(current.into_iter().map(|svc| self.apply_service(svc)));
+        keys
+    }
+
+    /// A pod was created or changed. Returns the Services whose endpoints it may change: those
+    /// selecting it before or after, unless nothing an endpoint is made of changed. With
+    /// `route` false (the caches are still filling at start-up, and every Service will be
+    /// synced once they are full) the record is only kept, which saves working out the
+    /// Services of every pod of the cluster.
+    pub fn apply_pod(
+        &mut self,
+        record: PodRecord,
+        route: bool,
+        now: Timestamp,
+    ) -> HashSet<ServiceKey> {
+        let mut affected = HashSet::new();
+        if !route {
+            self.pods.upsert(record);
+            return affected;
+        }
+        let old = self.pods.get(&record.namespace, &record.name).cloned();
+        if old
+            .as_ref()
+            .is_some_and(|old| old.same_endpoint_inputs(&record))
+        {
+            self.pods.upsert(record);
+            return affected;
+        }
+        services_of(&self.selectors, &record, &mut affected);
+        if let Some(old) = &old {
+            services_of(&self.selectors, old, &mut affected);
+        }
+        self.pods.upsert(record);
+        self.triggered(&affected, now);
+        affected
+    }
+
+    /// A pod was deleted: the Services that selected it.
+    pub fn delete_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        now: Timestamp,
+    ) -> HashSet<ServiceKey> {
+        let mut affected = HashSet::new();
+        if let Some(old) = self.pods.remove(namespace, name) {
+            services_of(&self.selectors, &old, &mut affected);
+        }
+        self.triggered(&affected, now);
+        affected
+    }
+
+    /// The pod watch starts a relist: pods not seen again before [`Self::finish_pod_relist`]
+    /// are gone.
+    pub fn begin_pod_relist(&mut self) {
+        self.pods.begin_relist();
+    }
+
+    /// The pod watch finished a relist: the Services that selected the pods that vanished.
+    pub fn finish_pod_relist(&mut self, now: Timestamp) -> HashSet<ServiceKey> {
+        let mut affected = HashSet::new();
+        for gone in self.pods.finish_relist() {
+            services_of(&self.selectors, &gone, &mut affected);
+        }
+        self.triggered(&affected, now);
+        affected
+    }
+
+    /// Notes `now` as the trigger time of each Service that has none pending.
+    fn triggered(&mut self, keys: &HashSet<ServiceKey>, now: Timestamp) {
+        for key in keys {
+            self.triggers.entry(key.clone()).or_insert(now);
+        }
+    }
+
+    /// One of our slices was created or changed: the Service it is filed under, and the one it
+    /// was filed under before if a relabel moved it (for that one the slice is gone).
+    pub fn apply_slice(&mut self, slice: &EndpointSlice) -> Vec<ServiceKey> {
+        let filed = self.slices.insert(slice);
+        let mut keys = Vec::new();
+        if let Some(old) = filed.moved_from {
+            let name = slice.metadata.name.as_deref().unwrap_or_default();
+            self.tracker.observed_deletion(&old, name);
+            keys.push(old);
+        }
+        keys.extend(filed.service);
+        keys
+    }
+
+    /// One of our slices was deleted: the Service it belonged to.
+    pub fn delete_slice(&mut self, slice: &EndpointSlice) -> Option<ServiceKey> {
+        let (key, name) = self.slices.remove(slice)?;
+        self.tracker.observed_deletion(&key, &name);
+        Some(key)
+    }
+
+    /// The slice watch starts a relist at `now`.
+    pub fn begin_slice_relist(&mut self, now: Instant) {
+        self.slices_relist_began = Some(now);
+    }
+
+    /// The slice watch finished a relist and its cache holds `cached`: the Services whose
+    /// slices changed. Writes finished before the relist began are settled by it.
+    pub fn finish_slice_relist<'a>(
+        &mut self,
+        cached: impl IntoIterator<Item = &'a EndpointSlice>,
+    ) -> Vec<ServiceKey> {
+        let keys = self.slices.rebuild(cached);
+        if let Some(began) = self.slices_relist_began.take() {
+            let Self {
+                tracker, slices, ..
+            } = self;
+            tracker.relisted(began, |key, name| slices.contains(key, name));
+        }
+        keys
+    }
+
+    /// An Endpoints object was created or changed: its Service, to sync. Once the cache shows
+    /// our last write, the Service may write again.
+    pub fn apply_endpoints(&mut self, endpoints: &Endpoints) -> ServiceKey {
+        let key = endpoints_key(endpoints);
+        if self.endpoints_written.get(&key) == endpoints.metadata.resource_version.as_ref() {
+            self.endpoints_written.remove(&key);
+        }
+        key
+    }
+
+    /// An Endpoints object was deleted: its Service, to sync.
+    pub fn delete_endpoints(&mut self, endpoints: &Endpoints) -> ServiceKey {
+        let key = endpoints_key(endpoints);
+        self.endpoints_written.remove(&key);
+        key
+    }
+
+    /// The Endpoints watch relisted: whatever we wrote is in the cache now. Every Service is
+    /// to be synced.
+    pub fn reset_endpoints(&mut self) {
+        self.endpoints_written.clear();
+    }
+
+    /// A Node was created or changed: whether its zone changed (then every Service is to be
+    /// synced: zones change rarely, when a node joins or is relabelled).
+    pub fn apply_node(&mut self, node: &Node) -> bool {
+        self.zones.apply_node(node)
+    }
+
+    /// A Node was deleted: whether a zone went with it.
+    pub fn delete_node(&mut self, name: &str) -> bool {
+        self.zones.remove(name)
+    }
+
+    /// The Node watch relisted and holds `nodes`; every Service is to be synced.
+    pub fn reset_nodes<'a>(&mut self, nodes: impl IntoIterator<Item = &'a Node>) {
+        let mut zones = NodeZones::new();
+        for node in nodes {
+            zones.apply_node(node);
+        }
+        self.zones = zones;
+    }
+}
+
+fn services_of(selectors: &SelectorIndex, pod: &PodRecord, out: &mut HashSet<ServiceKey>) {
+    selectors.services_selecting(
+        &pod.namespace,
+        pod.labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+        out,
+    );
+}
+
+/// The Service an Endpoints object belongs to: the one of the same name.
+pub fn endpoints_key(endpoints: &Endpoints) -> ServiceKey {
+    ServiceKey::new(
+        endpoints.metadata.namespace.clone().unwrap_or_default(),
+        endpoints.metadata.name.clone().unwrap_or_default(),
+    )
+}

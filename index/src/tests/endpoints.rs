@@ -1,0 +1,237 @@
+use std::time::Instant;
+
+use super::*;
+use crate::endpoints::EndpointsIndex;
+
+/// An index with Services `web` (app=web) and `all` (tier=front) and the pod `web-1`.
+fn index_with_web() -> EndpointsIndex {
+    let mut index = EndpointsIndex::new();
+    index.apply_service(&service("web", json!({"app": "web"})));
+    index.apply_service(&service("all", json!({"tier": "front"})));
+    index.apply_pod(
+        pod("web-1", json!({"app": "web"}), "10.0.0.1", true),
+        true,
+        now(),
+    );
+    index.triggers.clear();
+    index
+}
+
+#[test]
+fn a_service_files_its_selector_and_is_synced() {
+    let mut index = EndpointsIndex::new();
+    let web = service("web", json!({"app": "web"}));
+    assert_eq!(index.apply_service(&web), key("web"));
+    assert_eq!(index.selectors.len(), 1);
+    assert_eq!(index.delete_service(&web), key("web"));
+    assert!(index.selectors.is_empty());
+}
+
+#[test]
+fn a_service_relist_syncs_the_current_and_the_removed() {
+    let mut index = EndpointsIndex::new();
+    let gone = service("gone", json!({"app": "gone"}));
+    index.apply_service(&gone);
+    let web = service("web", json!({"app": "web"}));
+    let keys = index.reset_services([&web], [&gone]);
+    assert_eq!(sorted(keys), vec![key("gone"), key("web")]);
+    assert_eq!(index.selectors.len(), 1, "only web's selector is left");
+}
+
+#[test]
+fn a_new_pod_syncs_the_services_selecting_it_and_notes_when() {
+    let mut index = index_with_web();
+    let affected = index.apply_pod(
+        pod(
+            "web-2",
+            json!({"app": "web", "tier": "front"}),
+            "10.0.0.2",
+            true,
+        ),
+        true,
+        now(),
+    );
+    assert_eq!(sorted(affected), vec![key("all"), key("web")]);
+    assert_eq!(index.triggers.get(&key("web")), Some(&now()));
+    assert_eq!(index.pods.len(), 2);
+}
+
+#[test]
+fn a_pod_change_that_no_endpoint_shows_syncs_nothing() {
+    let mut index = index_with_web();
+    // Same IP, readiness and labels: an annotation or a status timestamp changed.
+    let affected = index.apply_pod(
+        pod("web-1", json!({"app": "web"}), "10.0.0.1", true),
+        true,
+        now(),
+    );
+    assert!(affected.is_empty(), "{affected:?}");
+    assert!(index.triggers.is_empty());
+}
+
+#[test]
+fn a_readiness_flip_syncs_the_service() {
+    let mut index = index_with_web();
+    let affected = index.apply_pod(
+        pod("web-1", json!({"app": "web"}), "10.0.0.1", false),
+        true,
+        now(),
+    );
+    assert_eq!(sorted(affected), vec![key("web")]);
+}
+
+#[test]
+fn a_relabelled_pod_syncs_the_services_it_left_and_joined() {
+    let mut index = index_with_web();
+    let affected = index.apply_pod(
+        pod("web-1", json!({"tier": "front"}), "10.0.0.1", true),
+        true,
+        now(),
+    );
+    assert_eq!(sorted(affected), vec![key("all"), key("web")]);
+}
+
+#[test]
+fn pods_filed_while_the_caches_fill_route_nowhere() {
+    let mut index = EndpointsIndex::new();
+    index.apply_service(&service("web", json!({"app": "web"})));
+    let affected = index.apply_pod(
+        pod("web-1", json!({"app": "web"}), "10.0.0.1", true),
+        false,
+        now(),
+    );
+    assert!(
+        affected.is_empty(),
+        "every Service is synced once the caches are full"
+    );
+    assert_eq!(index.pods.len(), 1, "but the pod is kept");
+    assert!(index.triggers.is_empty());
+}
+
+#[test]
+fn a_deleted_pod_syncs_the_services_that_selected_it() {
+    let mut index = index_with_web();
+    assert_eq!(
+        sorted(index.delete_pod("ns", "web-1", now())),
+        vec![key("web")]
+    );
+    assert!(index.pods.is_empty());
+    assert!(
+        index.delete_pod("ns", "web-1", now()).is_empty(),
+        "twice: nothing left"
+    );
+}
+
+#[test]
+fn pods_that_vanished_during_a_relist_sync_their_services() {
+    let mut index = index_with_web();
+    index.apply_pod(
+        pod("web-2", json!({"app": "web"}), "10.0.0.2", true),
+        true,
+        now(),
+    );
+    index.triggers.clear();
+    index.begin_pod_relist();
+    // The relist shows web-2 again, not web-1.
+    index.apply_pod(
+        pod("web-2", json!({"app": "web"}), "10.0.0.2", true),
+        true,
+        now(),
+    );
+    let affected = index.finish_pod_relist(now());
+    assert_eq!(sorted(affected), vec![key("web")]);
+    assert_eq!(index.pods.len(), 1);
+    assert!(index.pods.get("ns", "web-1").is_none());
+}
+
+#[test]
+fn a_slice_files_under_its_service_and_a_relabel_moves_it() {
+    let mut index = EndpointsIndex::new();
+    assert_eq!(
+        index.apply_slice(&slice("web-abc", "web")),
+        vec![key("web")]
+    );
+    assert_eq!(index.slices.names(&key("web")), vec!["web-abc".to_string()]);
+    // Relabelled to another Service: both are synced, and the old one no longer has it.
+    let keys = index.apply_slice(&slice("web-abc", "api"));
+    assert_eq!(keys, vec![key("web"), key("api")]);
+    assert!(index.slices.names(&key("web")).is_empty());
+    assert_eq!(
+        index.delete_slice(&slice("web-abc", "api")),
+        Some(key("api"))
+    );
+    assert!(index.slices.names(&key("api")).is_empty());
+}
+
+#[test]
+fn a_deleted_slice_we_wrote_settles_the_write_tracker() {
+    let mut index = EndpointsIndex::new();
+    index.apply_slice(&slice("web-abc", "web"));
+    index.tracker.deleted(&key("web"), "web-abc");
+    assert!(
+        index
+            .tracker
+            .is_stale(&key("web"), &[("web-abc".into(), 1)])
+    );
+    index.delete_slice(&slice("web-abc", "web"));
+    assert!(
+        !index.tracker.is_stale(&key("web"), &[]),
+        "the watch showed the deletion"
+    );
+}
+
+#[test]
+fn a_slice_relist_refiles_everything_and_settles_older_writes() {
+    let mut index = EndpointsIndex::new();
+    index.apply_slice(&slice("web-abc", "web"));
+    // We deleted web-abc; the delete event was lost while the watch was down.
+    index.tracker.deleted(&key("web"), "web-abc");
+    index.begin_slice_relist(Instant::now());
+    let keys = index.finish_slice_relist([&slice("api-xyz", "api")]);
+    assert_eq!(keys, vec![key("api")]);
+    assert!(index.slices.names(&key("web")).is_empty());
+    assert!(
+        !index.tracker.is_stale(&key("web"), &[]),
+        "the relist is the truth"
+    );
+}
+
+#[test]
+fn our_endpoints_write_blocks_the_next_until_the_cache_shows_it() {
+    let mut index = EndpointsIndex::new();
+    index.endpoints_written.insert(key("web"), "7".into());
+    assert_eq!(index.apply_endpoints(&endpoints("web", "6")), key("web"));
+    assert!(
+        index.endpoints_written.contains_key(&key("web")),
+        "an older version"
+    );
+    assert_eq!(index.apply_endpoints(&endpoints("web", "7")), key("web"));
+    assert!(
+        !index.endpoints_written.contains_key(&key("web")),
+        "ours arrived"
+    );
+
+    index.endpoints_written.insert(key("web"), "9".into());
+    assert_eq!(index.delete_endpoints(&endpoints("web", "8")), key("web"));
+    assert!(index.endpoints_written.is_empty());
+
+    index.endpoints_written.insert(key("api"), "3".into());
+    index.reset_endpoints();
+    assert!(index.endpoints_written.is_empty());
+}
+
+#[test]
+fn a_zone_change_asks_for_every_service() {
+    let mut index = EndpointsIndex::new();
+    assert!(index.apply_node(&node("node-a", Some("z1"))));
+    assert!(
+        !index.apply_node(&node("node-a", Some("z1"))),
+        "nothing changed"
+    );
+    assert!(index.apply_node(&node("node-a", Some("z2"))));
+    assert!(index.delete_node("node-a"));
+    assert!(!index.delete_node("node-a"));
+    index.reset_nodes([&node("node-b", Some("z3"))]);
+    assert_eq!(index.zones.zone("node-b").map(|z| z.as_ref()), Some("z3"));
+    assert!(index.zones.zone("node-a").is_none());
+}

@@ -6,14 +6,22 @@
 //!   by scanning them all would cost O(claims) per reconcile.
 //! - [`SliceNames`]: the names of a Service's EndpointSlices (by their
 //!   `kubernetes.io/service-name` label), so a headless Service reads only its own slices.
+//! - [`RecordsIndex`]: both, and the controller's notes about its own writes, fed by every
+//!   watch handler of the records controller.
 //!
 //! Both are fed from informer handlers and report which Services a change concerns, so the
 //! handlers queue exactly those and nothing when a relist repeats what was known.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::time::Instant;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use signpost_core::ipam::Claim;
 use signpost_core::keys::ServiceKey;
+use signpost_crds::{DNSRecord, ServiceIP};
+
+pub use crate::lookups::SliceNames;
 
 /// What the index keeps of one claim: the Service UID it was made for, and the address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,48 +149,131 @@ impl VipIndex {
     }
 }
 
-/// Names of the EndpointSlices of each Service.
+/// What the records controller knows between events.
 #[derive(Debug, Default)]
-pub struct SliceNames {
-    by_service: HashMap<ServiceKey, BTreeSet<String>>,
+pub struct RecordsIndex {
+    /// Each Service's virtual IPs, from the claims.
+    pub vips: VipIndex,
+    /// Each Service's EndpointSlices (headless Services render from them).
+    pub slices: SliceNames,
+    /// resourceVersion of our last DNSRecord write per Service (and when it was made), until
+    /// the cache shows it: working from an older cached copy would only earn a conflict.
+    pub written: HashMap<ServiceKey, (String, Instant)>,
+    /// The foreign DNSRecord versions already reported, so each is reported once.
+    pub reported_foreign: HashMap<ServiceKey, String>,
+    /// The Service versions whose record could not be rendered, already reported.
+    pub reported_invalid: HashMap<ServiceKey, String>,
+    /// Only claims of this namespace count (tests scope a controller to one); `None`: all.
+    namespace: Option<String>,
 }
 
-impl SliceNames {
-    /// An empty index.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Notes slice `name` of `service`.
-    pub fn insert(&mut self, service: ServiceKey, name: &str) {
-        self.by_service
-            .entry(service)
-            .or_default()
-            .insert(name.to_owned());
-    }
-
-    /// Forgets slice `name` of `service`.
-    pub fn remove(&mut self, service: &ServiceKey, name: &str) {
-        if let Some(names) = self.by_service.get_mut(service) {
-            names.remove(name);
-            if names.is_empty() {
-                self.by_service.remove(service);
-            }
+impl RecordsIndex {
+    /// An empty index that files the claims of `namespace` only (`None`: of every namespace).
+    pub fn new(namespace: Option<String>) -> Self {
+        Self {
+            namespace,
+            ..Self::default()
         }
     }
 
-    /// The slice names of `service`.
-    pub fn of(&self, service: &ServiceKey) -> impl Iterator<Item = &str> {
-        self.by_service
-            .get(service)
-            .into_iter()
-            .flat_map(|names| names.iter().map(String::as_str))
+    fn in_scope(&self, claim: &Claim) -> bool {
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| ns == claim.service.namespace)
     }
 
-    /// Forgets everything (before refilling after a relist).
-    pub fn clear(&mut self) {
-        self.by_service.clear();
+    /// A claim was created or changed: the Services whose addresses changed. A malformed
+    /// claim, or one of another namespace, is filed nowhere.
+    pub fn apply_claim(&mut self, object: &ServiceIP) -> Vec<ServiceKey> {
+        let name = object.metadata.name.as_deref().unwrap_or_default();
+        match Claim::of(object) {
+            Some(claim) if self.in_scope(&claim) => {
+                self.vips
+                    .apply(name, claim.service, &claim.service_uid, claim.address)
+            }
+            _ => self.vips.remove(name).into_iter().collect(),
+        }
     }
+
+    /// A claim was deleted: the Service that lost an address.
+    pub fn delete_claim(&mut self, object: &ServiceIP) -> Option<ServiceKey> {
+        self.vips
+            .remove(object.metadata.name.as_deref().unwrap_or_default())
+    }
+
+    /// The claim watch relisted and holds `objects`: the Services whose addresses changed.
+    pub fn reset_claims<'a>(
+        &mut self,
+        objects: impl IntoIterator<Item = &'a ServiceIP>,
+    ) -> HashSet<ServiceKey> {
+        let claims: Vec<(String, ServiceKey, String, IpAddr)> = objects
+            .into_iter()
+            .filter_map(|object| {
+                let claim = Claim::of(object)?;
+                self.in_scope(&claim).then(|| {
+                    (
+                        object.metadata.name.clone().unwrap_or_default(),
+                        claim.service,
+                        claim.service_uid,
+                        claim.address,
+                    )
+                })
+            })
+            .collect();
+        self.vips.rebuild(claims)
+    }
+
+    /// A slice was created or changed: the Services whose slices changed (its own, and the
+    /// one it was filed under before a relabel).
+    pub fn apply_slice(&mut self, slice: &EndpointSlice) -> Vec<ServiceKey> {
+        let filed = self.slices.insert(slice);
+        filed.moved_from.into_iter().chain(filed.service).collect()
+    }
+
+    /// A slice was deleted: the Service it belonged to.
+    pub fn delete_slice(&mut self, slice: &EndpointSlice) -> Option<ServiceKey> {
+        self.slices.remove(slice).map(|(key, _)| key)
+    }
+
+    /// The slice watch relisted and holds `slices`: every Service that has slices.
+    pub fn reset_slices<'a>(
+        &mut self,
+        slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    ) -> Vec<ServiceKey> {
+        self.slices.rebuild(slices)
+    }
+
+    /// A DNSRecord was created or changed: its Service, to sync. Once the cache shows our
+    /// last write, the Service may write again.
+    pub fn apply_record(&mut self, record: &DNSRecord) -> ServiceKey {
+        let key = record_key(record);
+        if self.written.get(&key).map(|(version, _)| version)
+            == record.metadata.resource_version.as_ref()
+        {
+            self.written.remove(&key);
+        }
+        key
+    }
+
+    /// A DNSRecord was deleted: its Service, to sync.
+    pub fn delete_record(&mut self, record: &DNSRecord) -> ServiceKey {
+        let key = record_key(record);
+        self.written.remove(&key);
+        key
+    }
+
+    /// The DNSRecord watch relisted: whatever we wrote is in the cache now.
+    pub fn reset_records(&mut self) {
+        self.written.clear();
+    }
+}
+
+/// The Service a DNSRecord is for: the one of the same name.
+pub fn record_key(record: &DNSRecord) -> ServiceKey {
+    ServiceKey::new(
+        record.metadata.namespace.clone().unwrap_or_default(),
+        record.metadata.name.clone().unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]
@@ -265,23 +356,5 @@ mod tests {
         names.sort();
         assert_eq!(names, vec!["gone", "moved", "new"]);
         assert_eq!(index.vips_of(&key("moved"), "u"), vec![ip("10.96.0.4")]);
-    }
-
-    #[test]
-    fn slice_names_per_service() {
-        let mut slices = SliceNames::new();
-        slices.insert(key("web"), "web-b");
-        slices.insert(key("web"), "web-a");
-        slices.insert(key("db"), "db-a");
-        assert_eq!(
-            slices.of(&key("web")).collect::<Vec<_>>(),
-            ["web-a", "web-b"]
-        );
-        slices.remove(&key("web"), "web-a");
-        slices.remove(&key("web"), "web-b");
-        assert_eq!(slices.of(&key("web")).count(), 0);
-        assert!(!slices.by_service.contains_key(&key("web")));
-        slices.clear();
-        assert_eq!(slices.of(&key("db")).count(), 0);
     }
 }

@@ -168,7 +168,7 @@ impl Ipam {
     fn on_claim_change(&self, change: &Change<'_, ServiceIP>) {
         match change {
             Change::Applied { new, .. } => {
-                if let Some(claim) = claim_of(new) {
+                if let Some(claim) = Claim::of(new) {
                     let key = claim.service.clone();
                     self.observe(claim);
                     if self.in_scope(&key.namespace) {
@@ -177,7 +177,7 @@ impl Ipam {
                 }
             }
             Change::Deleted(old) => {
-                if let Some(claim) = claim_of(old) {
+                if let Some(claim) = Claim::of(old) {
                     let mut book = self.lock_book();
                     // Only forget what the book holds for this very object (or an address
                     // held by a claim outside this controller's scope).
@@ -225,7 +225,7 @@ impl Ipam {
             .claims
             .state()
             .iter()
-            .filter_map(|c| claim_of(c))
+            .filter_map(|c| Claim::of(c))
             .collect();
         let mut book = self.lock_book();
         book.reset();
@@ -538,7 +538,7 @@ impl Ipam {
         self.metrics.wrote(CONTROLLER);
         match api.create(&params, &claim).await {
             Ok(created) => {
-                if let Some(claim) = claim_of(&created) {
+                if let Some(claim) = Claim::of(&created) {
                     self.lock_book().observe(claim);
                 }
                 tracing::info!(service = %key, %address, "claimed address");
@@ -695,20 +695,6 @@ impl Ipam {
 /// belong to the Service as it is now.
 fn release_other_uid_claims(cached_uid: &str, live_uid: Option<&str>) -> bool {
     live_uid == Some(cached_uid)
-}
-
-/// The claim a `ServiceIP` object stands for, if it is well formed.
-pub fn claim_of(object: &ServiceIP) -> Option<Claim> {
-    let address: IpAddr = object.spec.address.parse().ok()?;
-    Some(Claim {
-        address,
-        service: ServiceKey::new(
-            &object.spec.service_ref.namespace,
-            &object.spec.service_ref.name,
-        ),
-        service_uid: object.spec.service_ref.uid.clone(),
-        claim_uid: object.meta().uid.clone(),
-    })
 }
 
 #[cfg(test)]

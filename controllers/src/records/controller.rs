@@ -5,7 +5,6 @@
 //! status decisions are the pure functions of [`super::status`]; this file reads caches and
 //! indexes, calls them, and writes only what differs from what is stored.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,14 +19,12 @@ use tokio::sync::watch;
 
 use super::status::{LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST, Ownership, desired_status, ownership};
 use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render};
-use crate::ipam::controller::claim_of;
 use crate::runtime::{
     Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
     run_workers,
 };
 use signpost_core::keys::ServiceKey;
-use signpost_index::lookups::slice_service;
-use signpost_index::records::{SliceNames, VipIndex};
+use signpost_index::records::{RecordsIndex, record_key};
 
 /// Name of this controller in metrics, logs and Events.
 pub const CONTROLLER: &str = "records";
@@ -95,19 +92,6 @@ fn namespace_terminating(error: &Error) -> bool {
     )
 }
 
-#[derive(Default)]
-struct State {
-    vips: VipIndex,
-    slices: SliceNames,
-    /// resourceVersion of our last DNSRecord write per Service (and when it was made), until
-    /// the cache shows it: working from an older cached copy would only earn a conflict.
-    written: HashMap<ServiceKey, (String, Instant)>,
-    /// The foreign DNSRecord versions already reported, so each is reported once.
-    reported_foreign: HashMap<ServiceKey, String>,
-    /// The Service versions whose record could not be rendered, already reported.
-    reported_invalid: HashMap<ServiceKey, String>,
-}
-
 /// Shared state of the controller.
 pub struct RecordsController {
     client: Client,
@@ -116,7 +100,7 @@ pub struct RecordsController {
     slices: Store<EndpointSlice>,
     records: Store<DNSRecord>,
     synced: Vec<Synced>,
-    state: Mutex<State>,
+    state: Mutex<RecordsIndex>,
     queue: WorkQueue<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
@@ -161,7 +145,7 @@ impl RecordsController {
                 informers.slices.synced(),
                 informers.records.synced(),
             ],
-            state: Mutex::new(State::default()),
+            state: Mutex::new(RecordsIndex::new(config.namespace.clone())),
             queue: WorkQueue::new(),
             events,
             metrics,
@@ -200,15 +184,8 @@ impl RecordsController {
         self.ready.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RecordsIndex> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn in_scope(&self, namespace: &str) -> bool {
-        self.config
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| ns == namespace)
     }
 
     fn on_service(&self, change: &Change<'_, Service>) {
@@ -228,41 +205,17 @@ impl RecordsController {
     }
 
     fn on_claim(&self, change: &Change<'_, ServiceIP>) {
-        let affected: Vec<ServiceKey> = {
-            let mut state = self.lock();
-            match change {
-                Change::Applied { new, .. } => match claim_of(new) {
-                    Some(claim) if self.in_scope(&claim.service.namespace) => state.vips.apply(
-                        &new.name_any(),
-                        claim.service,
-                        &claim.service_uid,
-                        claim.address,
-                    ),
-                    // Malformed, or another namespace's (tests scope to one namespace).
-                    _ => state.vips.remove(&new.name_any()).into_iter().collect(),
-                },
-                Change::Deleted(old) => state.vips.remove(&old.name_any()).into_iter().collect(),
-                Change::Relisting => Vec::new(),
-                Change::Resynced { .. } => {
-                    let claims = self.claims.state();
-                    let filed = claims.iter().filter_map(|object| {
-                        let claim = claim_of(object)?;
-                        self.in_scope(&claim.service.namespace).then(|| {
-                            (
-                                object.name_any(),
-                                claim.service,
-                                claim.service_uid,
-                                claim.address,
-                            )
-                        })
-                    });
-                    state.vips.rebuild(filed).into_iter().collect()
-                }
+        let affected: Vec<ServiceKey> = match change {
+            Change::Applied { new, .. } => self.lock().apply_claim(new),
+            Change::Deleted(old) => self.lock().delete_claim(old).into_iter().collect(),
+            Change::Relisting => return,
+            Change::Resynced { .. } => {
+                let claims = self.claims.state();
+                let affected = self.lock().reset_claims(claims.iter().map(|c| c.as_ref()));
+                affected.into_iter().collect()
             }
         };
-        for key in affected {
-            self.queue.add(key);
-        }
+        affected.into_iter().for_each(|key| self.queue.add(key));
     }
 
     /// Only headless Services read their slices, so only they are woken by slice changes
@@ -274,34 +227,15 @@ impl RecordsController {
     }
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
-        let mut affected = Vec::new();
-        {
-            let mut state = self.lock();
-            match change {
-                Change::Applied { new, .. } => {
-                    if let Some(key) = slice_service(new) {
-                        state.slices.insert(key.clone(), &new.name_any());
-                        affected.push(key);
-                    }
-                }
-                Change::Deleted(old) => {
-                    if let Some(key) = slice_service(old) {
-                        state.slices.remove(&key, &old.name_any());
-                        affected.push(key);
-                    }
-                }
-                Change::Relisting => {}
-                Change::Resynced { .. } => {
-                    state.slices.clear();
-                    for slice in self.slices.state() {
-                        if let Some(key) = slice_service(&slice) {
-                            state.slices.insert(key.clone(), &slice.name_any());
-                            affected.push(key);
-                        }
-                    }
-                }
+        let affected = match change {
+            Change::Applied { new, .. } => self.lock().apply_slice(new),
+            Change::Deleted(old) => self.lock().delete_slice(old).into_iter().collect(),
+            Change::Relisting => return,
+            Change::Resynced { .. } => {
+                let slices = self.slices.state();
+                self.lock().reset_slices(slices.iter().map(|s| s.as_ref()))
             }
-        }
+        };
         for key in affected {
             if self.wants_slices(&key) {
                 self.queue.add(key);
@@ -312,24 +246,16 @@ impl RecordsController {
     fn on_record(&self, change: &Change<'_, DNSRecord>) {
         match change {
             Change::Applied { new, .. } => {
-                let key = record_key(new);
-                let mut state = self.lock();
-                if state.written.get(&key).map(|(rv, _)| rv)
-                    == new.metadata.resource_version.as_ref()
-                {
-                    state.written.remove(&key);
-                }
-                drop(state);
+                let key = self.lock().apply_record(new);
                 self.queue.add(key);
             }
             Change::Deleted(old) => {
-                let key = record_key(old);
-                self.lock().written.remove(&key);
+                let key = self.lock().delete_record(old);
                 self.queue.add(key);
             }
             Change::Relisting => {}
             Change::Resynced { removed } => {
-                self.lock().written.clear();
+                self.lock().reset_records();
                 for record in removed {
                     self.queue.add(record_key(record));
                 }
@@ -504,7 +430,8 @@ impl RecordsController {
             let slices: Vec<EndpointSlice> = if record_type(service) == RecordType::Headless {
                 state
                     .slices
-                    .of(key)
+                    .names(key)
+                    .iter()
                     .filter_map(|name| {
                         self.slices
                             .get(&ObjectRef::new(name).within(&key.namespace))
@@ -660,8 +587,4 @@ fn new_record(service: &Service, rendered: &Rendered) -> DNSRecord {
         spec: rendered.spec.clone(),
         status: None,
     }
-}
-
-fn record_key(record: &DNSRecord) -> ServiceKey {
-    ServiceKey::new(record.namespace().unwrap_or_default(), record.name_any())
 }

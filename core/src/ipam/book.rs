@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use signpost_crds::ServiceIP;
 
 use super::{AllocError, Allocation, Allocator, IpFamily};
 
@@ -26,6 +27,20 @@ pub struct Claim {
     /// UID of the claim object itself: deletes are conditional on it, so a claim that was
     /// deleted and made again by someone else is never removed by mistake.
     pub claim_uid: Option<String>,
+}
+
+impl Claim {
+    /// The claim a `ServiceIP` object stands for, if it is well formed.
+    pub fn of(object: &ServiceIP) -> Option<Self> {
+        let address: IpAddr = object.spec.address.parse().ok()?;
+        let service = &object.spec.service_ref;
+        Some(Self {
+            address,
+            service: ServiceKey::new(&service.namespace, &service.name),
+            service_uid: service.uid.clone(),
+            claim_uid: object.metadata.uid.clone(),
+        })
+    }
 }
 
 /// How a claim relates to the configured CIDRs.

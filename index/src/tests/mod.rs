@@ -2,6 +2,7 @@
 //! to sync out. No cluster.
 
 mod endpoints;
+mod records;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;

@@ -5,12 +5,14 @@
 //! Services to sync. Nothing here talks to the API server or waits, so every handler's logic
 //! is unit-tested by feeding objects in.
 //!
+//! - [`claims`]: [`claims::ClaimsIndex`], the IPAM controller's book of addresses.
 //! - [`endpoints`]: [`endpoints::EndpointsIndex`], pods, selectors, zones and our slices.
 //! - [`lookups`]: the maps it is made of (Services by selector anchor, pods by namespace,
 //!   slice names by Service).
 //! - [`writes`]: our own writes the watches have not shown yet.
 //! - [`records`]: the records controller's VIPs and slice names by Service.
 
+pub mod claims;
 pub mod endpoints;
 pub mod lookups;
 pub mod records;

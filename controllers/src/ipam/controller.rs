@@ -18,7 +18,9 @@ use kube::{Api, Client, Resource, ResourceExt};
 use signpost_crds::{ServiceIP, ServiceIPSpec, ServiceRef, claim_name};
 use tokio::sync::watch;
 
-use super::book::{Claim, ClaimBook, ServiceKey};
+use signpost_index::claims::ClaimsIndex;
+
+use super::book::{Claim, ServiceKey};
 use super::repair::Repair;
 use super::request::{FamilyRequest, request_of};
 use super::{AllocError, Allocator, IpFamily};
@@ -85,14 +87,11 @@ pub struct Ipam {
     services: Store<Service>,
     claims: Store<ServiceIP>,
     synced: Vec<Synced>,
-    book: Mutex<ClaimBook>,
+    index: Mutex<ClaimsIndex>,
     queue: WorkQueue<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
     config: IpamConfig,
-    /// Services that found their range full or their requested address held; retried as soon
-    /// as an address is freed.
-    waiting: Mutex<HashSet<ServiceKey>>,
     /// Last problems reported per Service (by resourceVersion), so Events are not repeated on
     /// every reconcile of an unchanged Service.
     reported: Mutex<HashMap<ServiceKey, (String, Vec<String>)>>,
@@ -115,12 +114,14 @@ impl Ipam {
             services: services.store(),
             claims: claims.store(),
             synced: vec![services.synced(), claims.synced()],
-            book: Mutex::new(ClaimBook::new(config.allocator.clone())),
+            index: Mutex::new(ClaimsIndex::new(
+                config.allocator.clone(),
+                config.namespace.clone(),
+            )),
             queue: WorkQueue::new(),
             events,
             metrics,
             config,
-            waiting: Mutex::new(HashSet::new()),
             reported: Mutex::new(HashMap::new()),
             repair: Mutex::new(Repair::new()),
             ready: watch::channel(false).0,
@@ -154,112 +155,29 @@ impl Ipam {
         self.ready.subscribe()
     }
 
-    fn lock_book(&self) -> std::sync::MutexGuard<'_, ClaimBook> {
-        self.book.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn in_scope(&self, namespace: &str) -> bool {
-        self.config
-            .namespace
-            .as_deref()
-            .is_none_or(|ns| ns == namespace)
+    fn lock(&self) -> std::sync::MutexGuard<'_, ClaimsIndex> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn on_claim_change(&self, change: &Change<'_, ServiceIP>) {
-        match change {
-            Change::Applied { new, .. } => {
-                if let Some(claim) = Claim::of(new) {
-                    let key = claim.service.clone();
-                    self.observe(claim);
-                    if self.in_scope(&key.namespace) {
-                        self.queue.add(key);
-                    }
-                }
-            }
-            Change::Deleted(old) => {
-                if let Some(claim) = Claim::of(old) {
-                    let mut book = self.lock_book();
-                    // Only forget what the book holds for this very object (or an address
-                    // held by a claim outside this controller's scope).
-                    let ours = match book.claim_at(claim.address) {
-                        None => true,
-                        Some(current) => {
-                            current.claim_uid == claim.claim_uid || current.claim_uid.is_none()
-                        }
-                    };
-                    if ours {
-                        book.forget(claim.address);
-                    }
-                    drop(book);
-                    if ours {
-                        self.address_freed();
-                    }
-                    if self.in_scope(&claim.service.namespace) {
-                        self.queue.add(claim.service);
-                    }
-                }
-            }
-            Change::Relisting => {}
-            Change::Resynced { .. } => {
-                let keys = self.rebuild();
-                for key in keys {
-                    self.queue.add(key);
-                }
-                self.address_freed();
-            }
-        }
-    }
-
-    fn observe(&self, claim: Claim) {
-        let mut book = self.lock_book();
-        if self.in_scope(&claim.service.namespace) {
-            book.observe(claim);
-        } else {
-            book.mark_foreign(claim.address);
-        }
+        let keys = match change {
+            Change::Applied { new, .. } => self.lock().apply_claim(new).into_iter().collect(),
+            Change::Deleted(old) => self.lock().delete_claim(old),
+            Change::Relisting => return,
+            Change::Resynced { .. } => self.rebuild(),
+        };
+        keys.into_iter().for_each(|key| self.queue.add(key));
     }
 
     /// Rebuilds the book and the bitmaps from the claims cache; returns the Services involved.
     fn rebuild(&self) -> Vec<ServiceKey> {
-        let claims: Vec<Claim> = self
-            .claims
-            .state()
-            .iter()
-            .filter_map(|c| Claim::of(c))
-            .collect();
-        let mut book = self.lock_book();
-        book.reset();
-        let mut keys = Vec::new();
-        for claim in claims {
-            if self.in_scope(&claim.service.namespace) {
-                keys.push(claim.service.clone());
-                book.observe(claim);
-            } else {
-                book.mark_foreign(claim.address);
-            }
-        }
-        keys
-    }
-
-    /// Queues `key` again when the next address is freed: its range is full, or the address it
-    /// requests is held by another Service.
-    fn wait_for_a_freed_address(&self, key: &ServiceKey) {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone());
+        let claims = self.claims.state();
+        self.lock().reset_claims(claims.iter().map(|c| c.as_ref()))
     }
 
     fn address_freed(&self) {
-        let waiting: Vec<ServiceKey> = self
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        for key in waiting {
-            self.queue.add(key);
-        }
+        let waiting = self.lock().address_freed();
+        waiting.into_iter().for_each(|key| self.queue.add(key));
     }
 
     /// Runs the controller until the queue shuts down: waits for both caches, rebuilds the
@@ -275,7 +193,7 @@ impl Ipam {
         for svc in self.services.state() {
             self.queue.add(ServiceKey::of(svc.as_ref()));
         }
-        let keys: Vec<ServiceKey> = self.lock_book().services().cloned().collect();
+        let keys: Vec<ServiceKey> = self.lock().book.services().cloned().collect();
         for key in keys {
             self.queue.add(key);
         }
@@ -316,13 +234,13 @@ impl Ipam {
         let service = self
             .services
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
-        let existing = self.lock_book().claims_of(&key);
+        let existing = self.lock().book.claims_of(&key);
         let Some(service) = service else {
             self.release_all_of_gone_service(&key, existing).await?;
             return Ok(Next::Done);
         };
         let uid = service.uid().unwrap_or_default();
-        let families = self.lock_book().allocator().families().to_vec();
+        let families = self.lock().book.allocator().families().to_vec();
         let request = request_of(&service, &families);
         let mut problems: Vec<(&'static str, String)> = request
             .problems
@@ -444,10 +362,10 @@ impl Ipam {
         want: FamilyRequest,
     ) -> Result<Option<(&'static str, String)>, Error> {
         if let Some(requested) = want.requested {
-            let reserved = self.lock_book().reserve(requested);
+            let reserved = self.lock().book.reserve(requested);
             let taken = || {
                 // Tried again whenever an address is freed: the holder may let it go.
-                self.wait_for_a_freed_address(key);
+                self.lock().wait_for_a_freed_address(key);
                 self.failure("taken");
                 Some((
                     "ClusterIPTaken",
@@ -470,7 +388,7 @@ impl Ipam {
             };
         }
         for _ in 0..MAX_CREATE_ATTEMPTS {
-            let next = self.lock_book().reserve_next(want.family);
+            let next = self.lock().book.reserve_next(want.family);
             match next {
                 Ok(allocation) => {
                     if self
@@ -482,7 +400,7 @@ impl Ipam {
                     // Someone holds it already: it stays marked, try the next one.
                 }
                 Err(error @ AllocError::Exhausted { .. }) => {
-                    self.wait_for_a_freed_address(key);
+                    self.lock().wait_for_a_freed_address(key);
                     self.failure("exhausted");
                     return Ok(Some(("ClusterIPExhausted", error.to_string())));
                 }
@@ -539,14 +457,14 @@ impl Ipam {
         match api.create(&params, &claim).await {
             Ok(created) => {
                 if let Some(claim) = Claim::of(&created) {
-                    self.lock_book().observe(claim);
+                    self.lock().book.observe(claim);
                 }
                 tracing::info!(service = %key, %address, "claimed address");
                 Ok(true)
             }
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
             Err(error) => {
-                self.lock_book().unreserve(address);
+                self.lock().book.unreserve(address);
                 Err(api_error(format!("creating ServiceIP {address} for {key}"))(error))
             }
         }
@@ -573,14 +491,15 @@ impl Ipam {
             }
         }
         tracing::info!(service = %claim.service, address = %claim.address, "released address");
-        let mut book = self.lock_book();
-        if book
+        let mut index = self.lock();
+        if index
+            .book
             .claim_at(claim.address)
             .is_some_and(|c| c.claim_uid == claim.claim_uid)
         {
-            book.forget(claim.address);
+            index.book.forget(claim.address);
         }
-        drop(book);
+        drop(index);
         self.address_freed();
         Ok(())
     }
@@ -620,7 +539,7 @@ impl Ipam {
     }
 
     fn publish_usage(&self) {
-        let usage = self.lock_book().allocator().usage();
+        let usage = self.lock().book.allocator().usage();
         for range in usage {
             let labels = CidrLabels {
                 cidr: range.cidr.to_string(),
@@ -645,11 +564,11 @@ impl Ipam {
             .filter_map(|s| s.uid())
             .collect();
         let findings = {
-            let book = self.lock_book();
+            let index = self.lock();
             self.repair
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .pass(&book, &live)
+                .pass(&index.book, &live)
         };
         for orphan in &findings.orphans {
             tracing::info!(address = %orphan.address, service = %orphan.service, "repair: releasing claim of a Service that is gone");

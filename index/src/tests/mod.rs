@@ -1,6 +1,7 @@
 //! The indexes fed the way the controllers' watch handlers feed them: objects in, the Services
 //! to sync out. No cluster.
 
+mod claims;
 mod endpoints;
 mod records;
 

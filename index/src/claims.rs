@@ -1,0 +1,110 @@
+//! What the IPAM controller knows between events: every address held, by address and by
+//! Service (the [`ClaimBook`] over the allocator's bitmaps), and the Services waiting for an
+//! address to be freed.
+//!
+//! The `ServiceIP` claims are the durable truth; the book is rebuilt from them after every
+//! relist, and each claim event is folded in here and answers which Services to sync.
+
+use std::collections::HashSet;
+
+use signpost_core::ipam::{Allocator, Claim, ClaimBook};
+use signpost_core::keys::ServiceKey;
+use signpost_crds::ServiceIP;
+
+/// The IPAM controller's state between events.
+#[derive(Debug, Clone)]
+pub struct ClaimsIndex {
+    /// Every claimed address, over the allocator's bitmaps.
+    pub book: ClaimBook,
+    /// Services that found their range full or their requested address held: synced again
+    /// as soon as an address is freed.
+    waiting: HashSet<ServiceKey>,
+    /// Only Services of this namespace are this controller's (tests scope one to a
+    /// namespace); other claims only mark their addresses taken. `None`: every namespace.
+    namespace: Option<String>,
+}
+
+impl ClaimsIndex {
+    /// An empty index over `allocator`, owning the Services of `namespace` (`None`: all).
+    pub fn new(allocator: Allocator, namespace: Option<String>) -> Self {
+        Self {
+            book: ClaimBook::new(allocator),
+            waiting: HashSet::new(),
+            namespace,
+        }
+    }
+
+    /// Whether Services of `namespace` are this controller's.
+    pub fn in_scope(&self, namespace: &str) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| ns == namespace)
+    }
+
+    /// Files `claim`: ours are booked under their Service, others' only mark the address.
+    pub fn observe(&mut self, claim: Claim) {
+        if self.in_scope(&claim.service.namespace) {
+            self.book.observe(claim);
+        } else {
+            self.book.mark_foreign(claim.address);
+        }
+    }
+
+    /// A claim was created or changed: its Service, to sync, when it is ours.
+    pub fn apply_claim(&mut self, object: &ServiceIP) -> Option<ServiceKey> {
+        let claim = Claim::of(object)?;
+        let key = claim.service.clone();
+        self.observe(claim);
+        self.in_scope(&key.namespace).then_some(key)
+    }
+
+    /// A claim was deleted: its Service when it is ours, and every Service waiting for an
+    /// address when this freed one. The book forgets the address only if it holds this very
+    /// claim (or an address held outside this controller's scope): a claim deleted and made
+    /// again by someone else is not forgotten by mistake.
+    pub fn delete_claim(&mut self, object: &ServiceIP) -> Vec<ServiceKey> {
+        let Some(claim) = Claim::of(object) else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        let this_claim = match self.book.claim_at(claim.address) {
+            None => true,
+            Some(current) => current.claim_uid == claim.claim_uid || current.claim_uid.is_none(),
+        };
+        if this_claim {
+            self.book.forget(claim.address);
+            keys.extend(self.address_freed());
+        }
+        if self.in_scope(&claim.service.namespace) {
+            keys.push(claim.service);
+        }
+        keys
+    }
+
+    /// The claim watch relisted and holds `objects`: the book is rebuilt from them. Returns
+    /// the Services holding claims and those that were waiting for an address.
+    pub fn reset_claims<'a>(
+        &mut self,
+        objects: impl IntoIterator<Item = &'a ServiceIP>,
+    ) -> Vec<ServiceKey> {
+        self.book.reset();
+        let mut keys = Vec::new();
+        for claim in objects.into_iter().filter_map(Claim::of) {
+            if self.in_scope(&claim.service.namespace) {
+                keys.push(claim.service.clone());
+            }
+            self.observe(claim);
+        }
+        keys.extend(self.address_freed());
+        keys
+    }
+
+    /// `key` waits for the next address to be freed: its range is full, or the address it
+    /// requests is held by another Service.
+    pub fn wait_for_a_freed_address(&mut self, key: &ServiceKey) {
+        self.waiting.insert(key.clone());
+    }
+
+    /// An address was freed: the Services that were waiting for one, to sync (each once).
+    pub fn address_freed(&mut self) -> Vec<ServiceKey> {
+        self.waiting.drain().collect()
+    }
+}

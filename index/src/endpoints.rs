@@ -16,8 +16,8 @@ use signpost_core::endpoints::pod::{NodeZones, PodRecord};
 use signpost_core::endpoints::service_selector;
 use signpost_core::keys::ServiceKey;
 
-use crate::lookups::{PodIndex, SelectorIndex, SliceNames};
-use crate::writes::WriteTracker;
+use crate::lookups::{PodIndex, SelectorIndex};
+use crate::own_slices::OwnSlices;
 
 /// The endpoints controller's state between events.
 #[derive(Default)]
@@ -28,10 +28,8 @@ pub struct EndpointsIndex {
     pub selectors: SelectorIndex,
     /// Node → zone, for the endpoints' `zone`.
     pub zones: NodeZones,
-    /// Our slice writes the watch has not shown yet.
-    pub tracker: WriteTracker,
-    /// Names of our cached slices per Service.
-    pub slices: SliceNames,
+    /// Our slices by Service, and our writes the watch has not shown yet.
+    pub slices: OwnSlices,
     /// When the oldest change not yet written happened, per Service.
     pub triggers: HashMap<ServiceKey, Timestamp>,
     /// The foreign Endpoints versions already reported, so each is reported once.
@@ -39,8 +37,6 @@ pub struct EndpointsIndex {
     /// resourceVersion of our last Endpoints write per Service, until the cache shows it:
     /// writing from an older cached copy would only earn a conflict.
     pub endpoints_written: HashMap<ServiceKey, String>,
-    /// When the slice watch began its current relist.
-    slices_relist_began: Option<Instant>,
 }
 
 impl EndpointsIndex {
@@ -149,46 +145,27 @@ impl EndpointsIndex {
         }
     }
 
-    /// One of our slices was created or changed: the Service it is filed under, and the one it
-    /// was filed under before if a relabel moved it (for that one the slice is gone).
+    /// One of our slices was created or changed: see [`OwnSlices::apply`].
     pub fn apply_slice(&mut self, slice: &EndpointSlice) -> Vec<ServiceKey> {
-        let filed = self.slices.insert(slice);
-        let mut keys = Vec::new();
-        if let Some(old) = filed.moved_from {
-            let name = slice.metadata.name.as_deref().unwrap_or_default();
-            self.tracker.observed_deletion(&old, name);
-            keys.push(old);
-        }
-        keys.extend(filed.service);
-        keys
+        self.slices.apply(slice)
     }
 
     /// One of our slices was deleted: the Service it belonged to.
     pub fn delete_slice(&mut self, slice: &EndpointSlice) -> Option<ServiceKey> {
-        let (key, name) = self.slices.remove(slice)?;
-        self.tracker.observed_deletion(&key, &name);
-        Some(key)
+        self.slices.delete(slice)
     }
 
     /// The slice watch starts a relist at `now`.
     pub fn begin_slice_relist(&mut self, now: Instant) {
-        self.slices_relist_began = Some(now);
+        self.slices.begin_relist(now);
     }
 
-    /// The slice watch finished a relist and its cache holds `cached`: the Services whose
-    /// slices changed. Writes finished before the relist began are settled by it.
+    /// The slice watch finished a relist: see [`OwnSlices::finish_relist`].
     pub fn finish_slice_relist<'a>(
         &mut self,
         cached: impl IntoIterator<Item = &'a EndpointSlice>,
     ) -> Vec<ServiceKey> {
-        let keys = self.slices.rebuild(cached);
-        if let Some(began) = self.slices_relist_began.take() {
-            let Self {
-                tracker, slices, ..
-            } = self;
-            tracker.relisted(began, |key, name| slices.contains(key, name));
-        }
-        keys
+        self.slices.finish_relist(cached)
     }
 
     /// An Endpoints object was created or changed: its Service, to sync. Once the cache shows

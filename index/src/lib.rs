@@ -9,12 +9,16 @@
 //! - [`endpoints`]: [`endpoints::EndpointsIndex`], pods, selectors, zones and our slices.
 //! - [`lookups`]: the maps it is made of (Services by selector anchor, pods by namespace,
 //!   slice names by Service).
+//! - [`own_slices`]: the slices a controller writes, by Service, with its pending writes.
+//! - [`mirroring`]: [`mirroring::MirroringIndex`], the mirroring controller's.
 //! - [`writes`]: our own writes the watches have not shown yet.
 //! - [`records`]: the records controller's VIPs and slice names by Service.
 
 pub mod claims;
 pub mod endpoints;
 pub mod lookups;
+pub mod mirroring;
+pub mod own_slices;
 pub mod records;
 pub mod writes;
 

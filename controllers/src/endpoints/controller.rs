@@ -313,7 +313,7 @@ impl EndpointsController {
     }
 
     fn cached_slices(&self, key: &ServiceKey) -> Vec<Arc<EndpointSlice>> {
-        let names: Vec<String> = self.lock().slices.names(key);
+        let names: Vec<String> = self.lock().slices.names.names(key);
         names
             .iter()
             .filter_map(|name| {
@@ -357,7 +357,7 @@ impl EndpointsController {
             .iter()
             .map(|s| (s.name_any(), s.metadata.generation.unwrap_or(0)))
             .collect();
-        if self.lock().tracker.is_stale(&key, &generations) {
+        if self.lock().slices.tracker.is_stale(&key, &generations) {
             // The watch has not shown our last writes yet; its event queues this again.
             return Ok(Next::After(Duration::from_secs(1)));
         }
@@ -426,7 +426,7 @@ impl EndpointsController {
                 .create(&params, &slice)
                 .await
                 .map_err(|e| write_error(format!("creating an EndpointSlice for {key}"), e))?;
-            self.lock().tracker.wrote(
+            self.lock().slices.tracker.wrote(
                 key,
                 &created.name_any(),
                 created.metadata.generation.unwrap_or(0),
@@ -443,6 +443,7 @@ impl EndpointsController {
                 )
             })?;
             self.lock()
+                .slices
                 .tracker
                 .wrote(key, &name, updated.metadata.generation.unwrap_or(0));
         }
@@ -549,7 +550,7 @@ impl EndpointsController {
                 ));
             }
         }
-        self.lock().tracker.deleted(key, &name);
+        self.lock().slices.tracker.deleted(key, &name);
         Ok(())
     }
 

@@ -1,9 +1,8 @@
 //! The mirroring reconciler: hand-written Endpoints of selector-less Services in, mirrored
 //! EndpointSlices out. Signpost never writes such Endpoints; it only mirrors them.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,8 +21,7 @@ use crate::runtime::{
     run_workers,
 };
 use signpost_core::keys::ServiceKey;
-use signpost_index::lookups::SliceNames;
-use signpost_index::writes::WriteTracker;
+use signpost_index::mirroring::MirroringIndex;
 
 /// Name of this controller in metrics, logs and Events.
 pub const CONTROLLER: &str = "mirroring";
@@ -72,15 +70,6 @@ fn write_error(action: String, error: kube::Error) -> Error {
     }
 }
 
-#[derive(Default)]
-struct State {
-    /// Names of our cached slices per Service.
-    slices: SliceNames,
-    tracker: WriteTracker,
-    /// Endpoints versions whose skipped entries were already reported.
-    reported: HashMap<ServiceKey, String>,
-}
-
 /// Shared state of the controller.
 pub struct MirroringController {
     client: Client,
@@ -88,7 +77,7 @@ pub struct MirroringController {
     endpoints: Store<Endpoints>,
     slices: Store<EndpointSlice>,
     synced: Vec<Synced>,
-    state: Mutex<State>,
+    state: Mutex<MirroringIndex>,
     queue: WorkQueue<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
@@ -114,7 +103,7 @@ impl MirroringController {
             endpoints: endpoints.store(),
             slices: slices.store(),
             synced: vec![services.synced(), endpoints.synced(), slices.synced()],
-            state: Mutex::new(State::default()),
+            state: Mutex::new(MirroringIndex::default()),
             queue: WorkQueue::new(),
             events,
             metrics,
@@ -163,38 +152,23 @@ impl MirroringController {
         self.ready.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, MirroringIndex> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
-        let mut state = self.lock();
-        match change {
-            Change::Applied { new, .. } => {
-                let filed = state.slices.insert(new);
-                if let Some(old) = filed.moved_from {
-                    // Relabelled away: for its old Service the slice is gone.
-                    state.tracker.observed_deletion(&old, &new.name_any());
-                    self.queue.add(old);
-                }
-                if let Some(key) = filed.service {
-                    self.queue.add(key);
-                }
-            }
-            Change::Deleted(old) => {
-                if let Some((key, name)) = state.slices.remove(old) {
-                    state.tracker.observed_deletion(&key, &name);
-                    self.queue.add(key);
-                }
-            }
-            Change::Relisting => {}
+        let keys = match change {
+            Change::Applied { new, .. } => self.lock().slices.apply(new),
+            Change::Deleted(old) => self.lock().slices.delete(old).into_iter().collect(),
+            Change::Relisting => return self.lock().slices.begin_relist(Instant::now()),
             Change::Resynced { .. } => {
                 let cached = self.slices.state();
-                for key in state.slices.rebuild(cached.iter().map(|s| s.as_ref())) {
-                    self.queue.add(key);
-                }
+                self.lock()
+                    .slices
+                    .finish_relist(cached.iter().map(|s| s.as_ref()))
             }
-        }
+        };
+        keys.into_iter().for_each(|key| self.queue.add(key));
     }
 
     /// Runs until the queue shuts down.
@@ -226,7 +200,7 @@ impl MirroringController {
     }
 
     fn cached_slices(&self, key: &ServiceKey) -> Vec<EndpointSlice> {
-        let names: Vec<String> = self.lock().slices.names(key);
+        let names: Vec<String> = self.lock().slices.names.names(key);
         names
             .iter()
             .filter_map(|name| {
@@ -260,7 +234,7 @@ impl MirroringController {
             .iter()
             .map(|s| (s.name_any(), s.metadata.generation.unwrap_or(0)))
             .collect();
-        if self.lock().tracker.is_stale(&key, &generations) {
+        if self.lock().slices.tracker.is_stale(&key, &generations) {
             return Ok(Next::After(Duration::from_secs(1)));
         }
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
@@ -291,7 +265,7 @@ impl MirroringController {
             let created = api.create(&params, &slice).await.map_err(|e| {
                 write_error(format!("creating a mirrored EndpointSlice for {key}"), e)
             })?;
-            self.lock().tracker.wrote(
+            self.lock().slices.tracker.wrote(
                 &key,
                 &created.name_any(),
                 created.metadata.generation.unwrap_or(0),
@@ -307,6 +281,7 @@ impl MirroringController {
                 )
             })?;
             self.lock()
+                .slices
                 .tracker
                 .wrote(&key, &name, updated.metadata.generation.unwrap_or(0));
         }
@@ -375,7 +350,7 @@ impl MirroringController {
                 ));
             }
         }
-        self.lock().tracker.deleted(key, &name);
+        self.lock().slices.tracker.deleted(key, &name);
         Ok(())
     }
 }

@@ -151,31 +151,35 @@ fn a_slice_files_under_its_service_and_a_relabel_moves_it() {
         index.apply_slice(&slice("web-abc", "web")),
         vec![key("web")]
     );
-    assert_eq!(index.slices.names(&key("web")), vec!["web-abc".to_string()]);
+    assert_eq!(
+        index.slices.names.names(&key("web")),
+        vec!["web-abc".to_string()]
+    );
     // Relabelled to another Service: both are synced, and the old one no longer has it.
     let keys = index.apply_slice(&slice("web-abc", "api"));
     assert_eq!(keys, vec![key("web"), key("api")]);
-    assert!(index.slices.names(&key("web")).is_empty());
+    assert!(index.slices.names.names(&key("web")).is_empty());
     assert_eq!(
         index.delete_slice(&slice("web-abc", "api")),
         Some(key("api"))
     );
-    assert!(index.slices.names(&key("api")).is_empty());
+    assert!(index.slices.names.names(&key("api")).is_empty());
 }
 
 #[test]
 fn a_deleted_slice_we_wrote_settles_the_write_tracker() {
     let mut index = EndpointsIndex::new();
     index.apply_slice(&slice("web-abc", "web"));
-    index.tracker.deleted(&key("web"), "web-abc");
+    index.slices.tracker.deleted(&key("web"), "web-abc");
     assert!(
         index
+            .slices
             .tracker
             .is_stale(&key("web"), &[("web-abc".into(), 1)])
     );
     index.delete_slice(&slice("web-abc", "web"));
     assert!(
-        !index.tracker.is_stale(&key("web"), &[]),
+        !index.slices.tracker.is_stale(&key("web"), &[]),
         "the watch showed the deletion"
     );
 }
@@ -185,13 +189,13 @@ fn a_slice_relist_refiles_everything_and_settles_older_writes() {
     let mut index = EndpointsIndex::new();
     index.apply_slice(&slice("web-abc", "web"));
     // We deleted web-abc; the delete event was lost while the watch was down.
-    index.tracker.deleted(&key("web"), "web-abc");
+    index.slices.tracker.deleted(&key("web"), "web-abc");
     index.begin_slice_relist(Instant::now());
     let keys = index.finish_slice_relist([&slice("api-xyz", "api")]);
     assert_eq!(keys, vec![key("api")]);
-    assert!(index.slices.names(&key("web")).is_empty());
+    assert!(index.slices.names.names(&key("web")).is_empty());
     assert!(
-        !index.tracker.is_stale(&key("web"), &[]),
+        !index.slices.tracker.is_stale(&key("web"), &[]),
         "the relist is the truth"
     );
 }

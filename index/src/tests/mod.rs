@@ -3,6 +3,7 @@
 
 mod claims;
 mod endpoints;
+mod mirroring;
 mod records;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};

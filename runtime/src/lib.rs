@@ -1,6 +1,7 @@
 //! What every controller shares: watch caches with change handlers, work queues, metrics,
 //! Events, and the plumbing that runs reconcilers over them.
 
+pub mod controller;
 pub mod events;
 pub mod health;
 pub mod informer;
@@ -14,6 +15,7 @@ pub mod testing;
 pub mod worker;
 pub mod workqueue;
 
+pub use controller::{ControlLoop, SyncError, keys_of, on_change};
 pub use events::EventSink;
 pub use informer::{Change, Informer, Synced, strip_metadata};
 pub use metrics::{Metrics, SharedMetrics};

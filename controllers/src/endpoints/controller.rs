@@ -22,8 +22,8 @@ use super::pod::PodRecord;
 use super::slices::{SlicePlan, SliceTemplate, is_managed_by_signpost, plan};
 use super::{SlimPod, desired_endpoints, service_selector};
 use crate::runtime::{
-    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Spacing, Start, Synced,
-    WorkQueue, run_workers,
+    Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, Spacing, Start, SyncError,
+    WorkQueue, on_change,
 };
 use signpost_core::keys::ServiceKey;
 use signpost_index::endpoints::EndpointsIndex;
@@ -55,43 +55,6 @@ pub struct EndpointsConfig {
     pub workers: usize,
 }
 
-/// Why a reconcile failed (the variant name is the metric label).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A write or read failed.
-    #[error("{action} failed: {source}")]
-    Api {
-        /// What was attempted.
-        action: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// Our cached copy was outdated (409): retried from fresh state.
-    #[error("{0} changed since it was cached; retrying from fresh state")]
-    Conflict(String),
-    /// The Service object lacks a field the API server always sets.
-    #[error("the Service is malformed: {0}")]
-    Model(#[from] super::Error),
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Api { .. } => "ApiError",
-            Error::Conflict(_) => "Conflict",
-            Error::Model(_) => "MalformedService",
-        }
-    }
-}
-
-fn write_error(action: String, error: kube::Error) -> Error {
-    match error {
-        kube::Error::Api(status) if status.code == 409 => Error::Conflict(action),
-        source => Error::Api { action, source },
-    }
-}
-
 /// Shared state of the controller.
 pub struct EndpointsController {
     client: Client,
@@ -99,13 +62,11 @@ pub struct EndpointsController {
     slices: Store<EndpointSlice>,
     endpoints: Store<Endpoints>,
     nodes: Store<Node>,
-    synced: Vec<Synced>,
     state: Mutex<EndpointsIndex>,
-    queue: WorkQueue<ServiceKey>,
+    control: ControlLoop<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
     config: EndpointsConfig,
-    ready: watch::Sender<bool>,
 }
 
 /// The informers this controller reads.
@@ -137,60 +98,39 @@ impl EndpointsController {
             slices: informers.slices.store(),
             endpoints: informers.endpoints.store(),
             nodes: informers.nodes.store(),
-            synced: vec![
-                informers.services.synced(),
-                informers.slices.synced(),
-                informers.endpoints.synced(),
-                informers.nodes.synced(),
-                informers.pods.synced(),
-            ],
             state: Mutex::new(EndpointsIndex::new()),
-            queue: WorkQueue::with_spacing(Spacing {
-                shortest: config.batch_period,
-                longest: config.max_batch_period,
-                start: config.batch_start,
-            }),
+            control: ControlLoop::new(
+                CONTROLLER,
+                WorkQueue::with_spacing(Spacing {
+                    shortest: config.batch_period,
+                    longest: config.max_batch_period,
+                    start: config.batch_start,
+                }),
+                vec![
+                    informers.services.synced(),
+                    informers.slices.synced(),
+                    informers.endpoints.synced(),
+                    informers.nodes.synced(),
+                    informers.pods.synced(),
+                ],
+                config.workers,
+                metrics.clone(),
+            ),
             events,
             metrics,
             config,
-            ready: watch::channel(false).0,
         });
-        let weak = Arc::downgrade(&this);
-        informers.services.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_service(change);
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        informers.pods.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_pod(change);
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        informers.slices.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_slice(change);
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        informers.endpoints.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_endpoints(change);
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        informers.nodes.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_node(change);
-            }
-        });
+        on_change(informers.services, &this, Self::on_service);
+        on_change(informers.pods, &this, Self::on_pod);
+        on_change(informers.slices, &this, Self::on_slice);
+        on_change(informers.endpoints, &this, Self::on_endpoints);
+        on_change(informers.nodes, &this, Self::on_node);
         this
     }
 
     /// Becomes true once every cache has synced and the first pass was queued.
     pub fn ready(&self) -> watch::Receiver<bool> {
-        self.ready.subscribe()
+        self.control.ready()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, EndpointsIndex> {
@@ -210,7 +150,7 @@ impl EndpointsController {
                 )
             }
         };
-        keys.into_iter().for_each(|key| self.queue.add(key));
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     fn on_pod(&self, change: &Change<'_, SlimPod>) {
@@ -221,7 +161,7 @@ impl EndpointsController {
                     return;
                 };
                 // Before the first pass every Service is synced anyway (see apply_pod).
-                let route = *self.ready.borrow();
+                let route = self.control.started();
                 self.lock().apply_pod(record, route, now)
             }
             Change::Deleted(old) => {
@@ -231,7 +171,7 @@ impl EndpointsController {
             Change::Relisting => return self.lock().begin_pod_relist(),
             Change::Resynced { .. } => self.lock().finish_pod_relist(now),
         };
-        affected.into_iter().for_each(|key| self.queue.add(key));
+        affected.into_iter().for_each(|key| self.control.add(key));
     }
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
@@ -245,7 +185,7 @@ impl EndpointsController {
                     .finish_slice_relist(cached.iter().map(|s| s.as_ref()))
             }
         };
-        keys.into_iter().for_each(|key| self.queue.add(key));
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     fn on_endpoints(&self, change: &Change<'_, Endpoints>) {
@@ -258,7 +198,7 @@ impl EndpointsController {
                 return self.queue_every_service();
             }
         };
-        self.queue.add(key);
+        self.control.add(key);
     }
 
     fn on_node(&self, change: &Change<'_, Node>) {
@@ -279,37 +219,29 @@ impl EndpointsController {
 
     fn queue_every_service(&self) {
         for svc in self.services.state() {
-            self.queue.add(ServiceKey::of(&svc));
+            self.control.add(ServiceKey::of(&svc));
         }
     }
 
     /// Runs until the queue shuts down: waits for every cache, then reconciles.
     pub async fn run(self: Arc<Self>) {
-        for mut synced in self.synced.clone() {
-            synced.wait().await;
-        }
+        self.control.wait_synced().await;
         tracing::debug!("endpoints: caches synced");
         for svc in self.services.state() {
-            self.queue.add(ServiceKey::of(&svc));
+            self.control.add(ServiceKey::of(&svc));
         }
-        self.ready.send_replace(true);
         let this = self.clone();
-        run_workers(
-            CONTROLLER,
-            self.queue.clone(),
-            self.config.workers,
-            self.metrics.clone(),
-            move |key| {
+        self.control
+            .serve(move |key| {
                 let this = this.clone();
-                async move { this.reconcile(key).await }
-            },
-        )
-        .await;
+                async move { this.sync(&key).await }
+            })
+            .await;
     }
 
     /// Stops taking work.
     pub fn shut_down(&self) {
-        self.queue.shut_down();
+        self.control.shut_down();
     }
 
     fn cached_slices(&self, key: &ServiceKey) -> Vec<Arc<EndpointSlice>> {
@@ -323,18 +255,7 @@ impl EndpointsController {
             .collect()
     }
 
-    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
-        match self.sync(&key).await {
-            // The namespace is being deleted with everything in it: nothing left to write.
-            Err(Error::Api {
-                source: kube::Error::Api(status),
-                ..
-            }) if crate::runtime::is_namespace_terminating(&status) => Ok(Next::Done),
-            result => result,
-        }
-    }
-
-    async fn sync(&self, key: &ServiceKey) -> Result<Next, Error> {
+    async fn sync(&self, key: &ServiceKey) -> Result<Next, SyncError> {
         let key = key.clone();
         let service = self
             .services
@@ -375,7 +296,7 @@ impl EndpointsController {
                 &state.zones,
             )
         };
-        let template = SliceTemplate::for_service(&service)?;
+        let template = SliceTemplate::for_service(&service).map_err(malformed)?;
         let ours: Vec<EndpointSlice> = cached
             .iter()
             .filter(|s| is_managed_by_signpost(s))
@@ -389,7 +310,7 @@ impl EndpointsController {
         );
         let trigger = self.lock().triggers.remove(&key).map(|t| t.to_string());
 
-        let mut want = render_endpoints(&service, &desired)?;
+        let mut want = render_endpoints(&service, &desired).map_err(malformed)?;
         want.metadata
             .labels
             .get_or_insert_default()
@@ -413,7 +334,7 @@ impl EndpointsController {
         slice_plan: SlicePlan,
         cached: &[Arc<EndpointSlice>],
         trigger: Option<&str>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SyncError> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -425,7 +346,7 @@ impl EndpointsController {
             let created = api
                 .create(&params, &slice)
                 .await
-                .map_err(|e| write_error(format!("creating an EndpointSlice for {key}"), e))?;
+                .map_err(|e| SyncError::write(format!("creating an EndpointSlice for {key}"), e))?;
             self.lock().slices.tracker.wrote(
                 key,
                 &created.name_any(),
@@ -437,7 +358,7 @@ impl EndpointsController {
             let name = slice.name_any();
             self.metrics.wrote(CONTROLLER);
             let updated = api.replace(&name, &params, &slice).await.map_err(|e| {
-                write_error(
+                SyncError::write(
                     format!("updating EndpointSlice {}/{name}", key.namespace),
                     e,
                 )
@@ -461,7 +382,7 @@ impl EndpointsController {
         service: &Service,
         mut want: Endpoints,
         trigger: Option<&str>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SyncError> {
         let api: Api<Endpoints> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
@@ -480,7 +401,7 @@ impl EndpointsController {
                 self.metrics.wrote(CONTROLLER);
                 api.create(&params, &want)
                     .await
-                    .map_err(|e| write_error(format!("creating Endpoints {key}"), e))?
+                    .map_err(|e| SyncError::write(format!("creating Endpoints {key}"), e))?
             }
             Some(existing) if !legacy::is_managed_by_signpost(&existing) => {
                 let version = existing.resource_version().unwrap_or_default();
@@ -511,7 +432,7 @@ impl EndpointsController {
                 self.metrics.wrote(CONTROLLER);
                 api.replace(&key.name, &params, &update)
                     .await
-                    .map_err(|e| write_error(format!("updating Endpoints {key}"), e))?
+                    .map_err(|e| SyncError::write(format!("updating Endpoints {key}"), e))?
             }
         };
         if let Some(version) = written.metadata.resource_version {
@@ -529,7 +450,7 @@ impl EndpointsController {
         Ok(())
     }
 
-    async fn delete_slice(&self, key: &ServiceKey, slice: &EndpointSlice) -> Result<(), Error> {
+    async fn delete_slice(&self, key: &ServiceKey, slice: &EndpointSlice) -> Result<(), SyncError> {
         let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
         let name = slice.name_any();
         let params = DeleteParams {
@@ -544,7 +465,7 @@ impl EndpointsController {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => {
-                return Err(write_error(
+                return Err(SyncError::write(
                     format!("deleting EndpointSlice {}/{name}", key.namespace),
                     e,
                 ));
@@ -554,7 +475,7 @@ impl EndpointsController {
         Ok(())
     }
 
-    async fn delete_our_endpoints(&self, key: &ServiceKey) -> Result<(), Error> {
+    async fn delete_our_endpoints(&self, key: &ServiceKey) -> Result<(), SyncError> {
         let Some(existing) = self
             .endpoints
             .get(&ObjectRef::new(&key.name).within(&key.namespace))
@@ -576,9 +497,13 @@ impl EndpointsController {
         match api.delete(&key.name, &params).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
-            Err(e) => Err(write_error(format!("deleting Endpoints {key}"), e)),
+            Err(e) => Err(SyncError::write(format!("deleting Endpoints {key}"), e)),
         }
     }
+}
+
+fn malformed(error: super::Error) -> SyncError {
+    SyncError::MalformedService(error.to_string())
 }
 
 fn annotate(

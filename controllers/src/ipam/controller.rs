@@ -24,10 +24,10 @@ use super::book::{Claim, ServiceKey};
 use super::repair::Repair;
 use super::request::{FamilyRequest, request_of};
 use super::{AllocError, Allocator, IpFamily};
-use crate::runtime::Synced;
 use crate::runtime::metrics::{CidrLabels, ErrorLabels};
 use crate::runtime::{
-    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, WorkQueue, run_workers,
+    Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
+    on_change,
 };
 
 /// Name of this controller in metrics, logs and Events.
@@ -54,41 +54,13 @@ pub struct IpamConfig {
     pub workers: usize,
 }
 
-/// Why a reconcile failed (the variant name is the metric label).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Creating, deleting or reading an object failed.
-    #[error("{action} failed: {source}")]
-    Api {
-        /// What was attempted.
-        action: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Api { .. } => "ApiError",
-        }
-    }
-}
-
-fn api_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let action = action.into();
-    move |source| Error::Api { action, source }
-}
-
 /// Shared state of the controller.
 pub struct Ipam {
     client: Client,
     services: Store<Service>,
     claims: Store<ServiceIP>,
-    synced: Vec<Synced>,
     index: Mutex<ClaimsIndex>,
-    queue: WorkQueue<ServiceKey>,
+    control: ControlLoop<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
     config: IpamConfig,
@@ -96,7 +68,6 @@ pub struct Ipam {
     /// every reconcile of an unchanged Service.
     reported: Mutex<HashMap<ServiceKey, (String, Vec<String>)>>,
     repair: Mutex<Repair>,
-    ready: watch::Sender<bool>,
 }
 
 impl Ipam {
@@ -113,46 +84,36 @@ impl Ipam {
             client,
             services: services.store(),
             claims: claims.store(),
-            synced: vec![services.synced(), claims.synced()],
             index: Mutex::new(ClaimsIndex::new(
                 config.allocator.clone(),
                 config.namespace.clone(),
             )),
-            queue: WorkQueue::new(),
+            control: ControlLoop::new(
+                CONTROLLER,
+                WorkQueue::new(),
+                vec![services.synced(), claims.synced()],
+                config.workers,
+                metrics.clone(),
+            ),
             events,
             metrics,
             config,
             reported: Mutex::new(HashMap::new()),
             repair: Mutex::new(Repair::new()),
-            ready: watch::channel(false).0,
         });
-        let queue = this.queue.clone();
-        let store = this.services.clone();
-        services.on_change(move |change| match change {
-            Change::Applied { new, .. } => queue.add(ServiceKey::of(new)),
-            Change::Deleted(old) => queue.add(ServiceKey::of(old)),
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                for svc in removed {
-                    queue.add(ServiceKey::of(svc.as_ref()));
-                }
-                for svc in store.state() {
-                    queue.add(ServiceKey::of(svc.as_ref()));
-                }
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        claims.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_claim_change(change);
-            }
-        });
+        on_change(services, &this, Self::on_service);
+        on_change(claims, &this, Self::on_claim_change);
         this
     }
 
     /// Becomes true once the bitmaps were rebuilt and the first repair ran.
     pub fn ready(&self) -> watch::Receiver<bool> {
-        self.ready.subscribe()
+        self.control.ready()
+    }
+
+    fn on_service(&self, change: &Change<'_, Service>) {
+        let keys = keys_of(change, || self.services.state(), ServiceKey::of);
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ClaimsIndex> {
@@ -166,7 +127,7 @@ impl Ipam {
             Change::Relisting => return,
             Change::Resynced { .. } => self.rebuild(),
         };
-        keys.into_iter().for_each(|key| self.queue.add(key));
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     /// Rebuilds the book and the bitmaps from the claims cache; returns the Services involved.
@@ -177,28 +138,25 @@ impl Ipam {
 
     fn address_freed(&self) {
         let waiting = self.lock().address_freed();
-        waiting.into_iter().for_each(|key| self.queue.add(key));
+        waiting.into_iter().for_each(|key| self.control.add(key));
     }
 
     /// Runs the controller until the queue shuts down: waits for both caches, rebuilds the
     /// bitmaps from the claims, repairs once, then reconciles.
     pub async fn run(self: Arc<Self>) {
-        for mut synced in self.synced.clone() {
-            synced.wait().await;
-        }
+        self.control.wait_synced().await;
         tracing::debug!("ipam: caches synced");
         self.rebuild();
         self.repair_pass().await;
         tracing::debug!("ipam: first repair done");
         for svc in self.services.state() {
-            self.queue.add(ServiceKey::of(svc.as_ref()));
+            self.control.add(ServiceKey::of(svc.as_ref()));
         }
         let keys: Vec<ServiceKey> = self.lock().book.services().cloned().collect();
         for key in keys {
-            self.queue.add(key);
+            self.control.add(key);
         }
         self.publish_usage();
-        self.ready.send_replace(true);
         let repairer = tokio::spawn({
             let this = self.clone();
             async move {
@@ -211,26 +169,21 @@ impl Ipam {
             }
         });
         let this = self.clone();
-        run_workers(
-            CONTROLLER,
-            self.queue.clone(),
-            self.config.workers,
-            self.metrics.clone(),
-            move |key| {
+        self.control
+            .serve(move |key| {
                 let this = this.clone();
                 async move { this.reconcile(key).await }
-            },
-        )
-        .await;
+            })
+            .await;
         repairer.abort();
     }
 
     /// Stops taking work.
     pub fn shut_down(&self) {
-        self.queue.shut_down();
+        self.control.shut_down();
     }
 
-    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
+    async fn reconcile(&self, key: ServiceKey) -> Result<Next, SyncError> {
         let service = self
             .services
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
@@ -323,7 +276,7 @@ impl Ipam {
         &self,
         key: &ServiceKey,
         existing: Vec<Claim>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SyncError> {
         if existing.is_empty() {
             self.reported
                 .lock()
@@ -344,12 +297,12 @@ impl Ipam {
     }
 
     /// The UID of the Service as the API server has it now (`None`: there is none).
-    async fn live_uid(&self, key: &ServiceKey) -> Result<Option<String>, Error> {
+    async fn live_uid(&self, key: &ServiceKey) -> Result<Option<String>, SyncError> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
         let live = api
             .get_opt(&key.name)
             .await
-            .map_err(api_error(format!("reading Service {key}")))?;
+            .map_err(SyncError::api(format!("reading Service {key}")))?;
         Ok(live.and_then(|s| s.uid()))
     }
 
@@ -360,7 +313,7 @@ impl Ipam {
         key: &ServiceKey,
         uid: &str,
         want: FamilyRequest,
-    ) -> Result<Option<(&'static str, String)>, Error> {
+    ) -> Result<Option<(&'static str, String)>, SyncError> {
         if let Some(requested) = want.requested {
             let reserved = self.lock().book.reserve(requested);
             let taken = || {
@@ -410,7 +363,7 @@ impl Ipam {
                 }
             }
         }
-        Err(Error::Api {
+        Err(SyncError::Api {
             action: format!("claiming a {} address for {key}", want.family),
             source: kube::Error::Service(
                 format!("{MAX_CREATE_ATTEMPTS} addresses in a row were already claimed").into(),
@@ -425,7 +378,7 @@ impl Ipam {
         uid: &str,
         address: IpAddr,
         cidr: ipnet::IpNet,
-    ) -> Result<bool, Error> {
+    ) -> Result<bool, SyncError> {
         let claim = ServiceIP {
             metadata: ObjectMeta {
                 name: Some(claim_name(address)),
@@ -465,12 +418,14 @@ impl Ipam {
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
             Err(error) => {
                 self.lock().book.unreserve(address);
-                Err(api_error(format!("creating ServiceIP {address} for {key}"))(error))
+                Err(SyncError::api(format!(
+                    "creating ServiceIP {address} for {key}"
+                ))(error))
             }
         }
     }
 
-    async fn delete_claim(&self, claim: &Claim) -> Result<(), Error> {
+    async fn delete_claim(&self, claim: &Claim) -> Result<(), SyncError> {
         let api: Api<ServiceIP> = Api::all(self.client.clone());
         let params = DeleteParams {
             preconditions: claim.claim_uid.clone().map(|uid| Preconditions {
@@ -485,9 +440,10 @@ impl Ipam {
             // Already gone, or replaced by a newer claim: nothing of ours to delete.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(error) => {
-                return Err(api_error(format!("deleting ServiceIP {}", claim.address))(
-                    error,
-                ));
+                return Err(SyncError::api(format!(
+                    "deleting ServiceIP {}",
+                    claim.address
+                ))(error));
             }
         }
         tracing::info!(service = %claim.service, address = %claim.address, "released address");
@@ -603,7 +559,7 @@ impl Ipam {
         for (key, family, addresses) in &findings.duplicate_families {
             self.metrics.problem(CONTROLLER, "DuplicateClusterIP");
             tracing::warn!(service = %key, %family, ?addresses, "repair: Service holds two claims of one family");
-            self.queue.add(key.clone());
+            self.control.add(key.clone());
         }
     }
 }

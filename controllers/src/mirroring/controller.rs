@@ -17,8 +17,8 @@ use crate::endpoints::controller::SKIP_MIRROR_LABEL;
 use crate::endpoints::legacy::is_managed_by_signpost as endpoints_managed_by_signpost;
 use crate::endpoints::service_selector;
 use crate::runtime::{
-    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
-    run_workers,
+    Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
+    on_change,
 };
 use signpost_core::keys::ServiceKey;
 use signpost_index::mirroring::MirroringIndex;
@@ -37,52 +37,17 @@ pub struct MirroringConfig {
     pub workers: usize,
 }
 
-/// Why a reconcile failed (the variant name is the metric label).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A write failed.
-    #[error("{action} failed: {source}")]
-    Api {
-        /// What was attempted.
-        action: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// Our cached copy was outdated (409): retried from fresh state.
-    #[error("{0} changed since it was cached; retrying from fresh state")]
-    Conflict(String),
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Api { .. } => "ApiError",
-            Error::Conflict(_) => "Conflict",
-        }
-    }
-}
-
-fn write_error(action: String, error: kube::Error) -> Error {
-    match error {
-        kube::Error::Api(status) if status.code == 409 => Error::Conflict(action),
-        source => Error::Api { action, source },
-    }
-}
-
 /// Shared state of the controller.
 pub struct MirroringController {
     client: Client,
     services: Store<Service>,
     endpoints: Store<Endpoints>,
     slices: Store<EndpointSlice>,
-    synced: Vec<Synced>,
     state: Mutex<MirroringIndex>,
-    queue: WorkQueue<ServiceKey>,
+    control: ControlLoop<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
     config: MirroringConfig,
-    ready: watch::Sender<bool>,
 }
 
 impl MirroringController {
@@ -102,54 +67,37 @@ impl MirroringController {
             services: services.store(),
             endpoints: endpoints.store(),
             slices: slices.store(),
-            synced: vec![services.synced(), endpoints.synced(), slices.synced()],
             state: Mutex::new(MirroringIndex::default()),
-            queue: WorkQueue::new(),
+            control: ControlLoop::new(
+                CONTROLLER,
+                WorkQueue::new(),
+                vec![services.synced(), endpoints.synced(), slices.synced()],
+                config.workers,
+                metrics.clone(),
+            ),
             events,
             metrics,
             config,
-            ready: watch::channel(false).0,
         });
-        let queue = this.queue.clone();
-        let service_store = this.services.clone();
-        services.on_change(move |change| match change {
-            Change::Applied { new, .. } => queue.add(ServiceKey::of(new)),
-            Change::Deleted(old) => queue.add(ServiceKey::of(old)),
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                removed.iter().for_each(|s| queue.add(ServiceKey::of(s)));
-                service_store
-                    .state()
-                    .iter()
-                    .for_each(|s| queue.add(ServiceKey::of(s)));
-            }
-        });
-        let queue = this.queue.clone();
-        let endpoints_store = this.endpoints.clone();
-        endpoints.on_change(move |change| match change {
-            Change::Applied { new, .. } => queue.add(endpoints_key(new)),
-            Change::Deleted(old) => queue.add(endpoints_key(old)),
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                removed.iter().for_each(|e| queue.add(endpoints_key(e)));
-                endpoints_store
-                    .state()
-                    .iter()
-                    .for_each(|e| queue.add(endpoints_key(e)));
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        slices.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_slice(change);
-            }
-        });
+        on_change(services, &this, Self::on_service);
+        on_change(endpoints, &this, Self::on_endpoints);
+        on_change(slices, &this, Self::on_slice);
         this
     }
 
     /// Becomes true once every cache has synced.
     pub fn ready(&self) -> watch::Receiver<bool> {
-        self.ready.subscribe()
+        self.control.ready()
+    }
+
+    fn on_service(&self, change: &Change<'_, Service>) {
+        let keys = keys_of(change, || self.services.state(), ServiceKey::of);
+        keys.into_iter().for_each(|key| self.control.add(key));
+    }
+
+    fn on_endpoints(&self, change: &Change<'_, Endpoints>) {
+        let keys = keys_of(change, || self.endpoints.state(), endpoints_key);
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MirroringIndex> {
@@ -168,35 +116,27 @@ impl MirroringController {
                     .finish_relist(cached.iter().map(|s| s.as_ref()))
             }
         };
-        keys.into_iter().for_each(|key| self.queue.add(key));
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     /// Runs until the queue shuts down.
     pub async fn run(self: Arc<Self>) {
-        for mut synced in self.synced.clone() {
-            synced.wait().await;
-        }
+        self.control.wait_synced().await;
         for endpoints in self.endpoints.state() {
-            self.queue.add(endpoints_key(&endpoints));
+            self.control.add(endpoints_key(&endpoints));
         }
-        self.ready.send_replace(true);
         let this = self.clone();
-        run_workers(
-            CONTROLLER,
-            self.queue.clone(),
-            self.config.workers,
-            self.metrics.clone(),
-            move |key| {
+        self.control
+            .serve(move |key| {
                 let this = this.clone();
                 async move { this.reconcile(key).await }
-            },
-        )
-        .await;
+            })
+            .await;
     }
 
     /// Stops taking work.
     pub fn shut_down(&self) {
-        self.queue.shut_down();
+        self.control.shut_down();
     }
 
     fn cached_slices(&self, key: &ServiceKey) -> Vec<EndpointSlice> {
@@ -211,7 +151,7 @@ impl MirroringController {
             .collect()
     }
 
-    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
+    async fn reconcile(&self, key: ServiceKey) -> Result<Next, SyncError> {
         let service = self
             .services
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
@@ -263,7 +203,7 @@ impl MirroringController {
         for slice in plan.creates {
             self.metrics.wrote(CONTROLLER);
             let created = api.create(&params, &slice).await.map_err(|e| {
-                write_error(format!("creating a mirrored EndpointSlice for {key}"), e)
+                SyncError::write(format!("creating a mirrored EndpointSlice for {key}"), e)
             })?;
             self.lock().slices.tracker.wrote(
                 &key,
@@ -275,7 +215,7 @@ impl MirroringController {
             let name = slice.name_any();
             self.metrics.wrote(CONTROLLER);
             let updated = api.replace(&name, &params, &slice).await.map_err(|e| {
-                write_error(
+                SyncError::write(
                     format!("updating EndpointSlice {}/{name}", key.namespace),
                     e,
                 )
@@ -327,7 +267,7 @@ impl MirroringController {
         api: &Api<EndpointSlice>,
         key: &ServiceKey,
         slice: &EndpointSlice,
-    ) -> Result<(), Error> {
+    ) -> Result<(), SyncError> {
         let name = slice.name_any();
         let params = DeleteParams {
             preconditions: slice.uid().map(|uid| Preconditions {
@@ -344,7 +284,7 @@ impl MirroringController {
                     || status.code == 409
                     || crate::runtime::is_namespace_terminating(&status) => {}
             Err(e) => {
-                return Err(write_error(
+                return Err(SyncError::write(
                     format!("deleting EndpointSlice {}/{name}", key.namespace),
                     e,
                 ));

@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use super::status::{LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST, Ownership, desired_status, ownership};
 use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render};
 use crate::runtime::{
-    Change, EventSink, Informer, Next, ReconcileError, SharedMetrics, Synced, WorkQueue,
-    run_workers,
+    Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
+    on_change,
 };
 use signpost_core::keys::ServiceKey;
 use signpost_index::records::{RecordsIndex, record_key};
@@ -49,49 +49,6 @@ pub struct RecordsConfig {
     pub workers: usize,
 }
 
-/// Why a reconcile failed (the variant name is the metric label).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A write or read failed.
-    #[error("{action} failed: {source}")]
-    Api {
-        /// What was attempted.
-        action: String,
-        /// The API error.
-        #[source]
-        source: kube::Error,
-    },
-    /// Our cached copy was outdated (409): retried from fresh state.
-    #[error("{0} changed since it was cached; retrying from fresh state")]
-    Conflict(String),
-}
-
-impl ReconcileError for Error {
-    fn reason(&self) -> &'static str {
-        match self {
-            Error::Api { .. } => "ApiError",
-            Error::Conflict(_) => "Conflict",
-        }
-    }
-}
-
-fn write_error(action: String, error: kube::Error) -> Error {
-    match error {
-        kube::Error::Api(status) if status.code == 409 => Error::Conflict(action),
-        source => Error::Api { action, source },
-    }
-}
-
-/// Whether the write failed because the namespace is being deleted: writes into it are
-/// refused until it is gone (taking the record with it), so retrying is pointless.
-fn namespace_terminating(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Api { source: kube::Error::Api(status), .. }
-            if crate::runtime::is_namespace_terminating(status)
-    )
-}
-
 /// Shared state of the controller.
 pub struct RecordsController {
     client: Client,
@@ -99,13 +56,11 @@ pub struct RecordsController {
     claims: Store<ServiceIP>,
     slices: Store<EndpointSlice>,
     records: Store<DNSRecord>,
-    synced: Vec<Synced>,
     state: Mutex<RecordsIndex>,
-    queue: WorkQueue<ServiceKey>,
+    control: ControlLoop<ServiceKey>,
     events: EventSink,
     metrics: SharedMetrics,
     config: RecordsConfig,
-    ready: watch::Sender<bool>,
 }
 
 /// The informers this controller reads.
@@ -139,49 +94,33 @@ impl RecordsController {
             claims: informers.claims.store(),
             slices: informers.slices.store(),
             records: informers.records.store(),
-            synced: vec![
-                informers.services.synced(),
-                informers.claims.synced(),
-                informers.slices.synced(),
-                informers.records.synced(),
-            ],
             state: Mutex::new(RecordsIndex::new(config.namespace.clone())),
-            queue: WorkQueue::new(),
+            control: ControlLoop::new(
+                CONTROLLER,
+                WorkQueue::new(),
+                vec![
+                    informers.services.synced(),
+                    informers.claims.synced(),
+                    informers.slices.synced(),
+                    informers.records.synced(),
+                ],
+                config.workers,
+                metrics.clone(),
+            ),
             events,
             metrics,
             config,
-            ready: watch::channel(false).0,
         });
-        let weak = Arc::downgrade(&this);
-        informers.services.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_service(change);
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        informers.claims.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_claim(change);
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        informers.slices.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_slice(change);
-            }
-        });
-        let weak = Arc::downgrade(&this);
-        informers.records.on_change(move |change| {
-            if let Some(this) = weak.upgrade() {
-                this.on_record(change);
-            }
-        });
+        on_change(informers.services, &this, Self::on_service);
+        on_change(informers.claims, &this, Self::on_claim);
+        on_change(informers.slices, &this, Self::on_slice);
+        on_change(informers.records, &this, Self::on_record);
         Ok(this)
     }
 
     /// Becomes true once every cache has synced and the first pass was queued.
     pub fn ready(&self) -> watch::Receiver<bool> {
-        self.ready.subscribe()
+        self.control.ready()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RecordsIndex> {
@@ -189,19 +128,8 @@ impl RecordsController {
     }
 
     fn on_service(&self, change: &Change<'_, Service>) {
-        match change {
-            Change::Applied { new, .. } => self.queue.add(ServiceKey::of(new)),
-            Change::Deleted(old) => self.queue.add(ServiceKey::of(old)),
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                for svc in removed {
-                    self.queue.add(ServiceKey::of(svc));
-                }
-                for svc in self.services.state() {
-                    self.queue.add(ServiceKey::of(&svc));
-                }
-            }
-        }
+        let keys = keys_of(change, || self.services.state(), ServiceKey::of);
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     fn on_claim(&self, change: &Change<'_, ServiceIP>) {
@@ -215,7 +143,7 @@ impl RecordsController {
                 affected.into_iter().collect()
             }
         };
-        affected.into_iter().for_each(|key| self.queue.add(key));
+        affected.into_iter().for_each(|key| self.control.add(key));
     }
 
     /// Only headless Services read their slices, so only they are woken by slice changes
@@ -238,75 +166,53 @@ impl RecordsController {
         };
         for key in affected {
             if self.wants_slices(&key) {
-                self.queue.add(key);
+                self.control.add(key);
             }
         }
     }
 
     fn on_record(&self, change: &Change<'_, DNSRecord>) {
-        match change {
-            Change::Applied { new, .. } => {
-                let key = self.lock().apply_record(new);
-                self.queue.add(key);
-            }
-            Change::Deleted(old) => {
-                let key = self.lock().delete_record(old);
-                self.queue.add(key);
-            }
-            Change::Relisting => {}
-            Change::Resynced { removed } => {
-                self.lock().reset_records();
-                for record in removed {
-                    self.queue.add(record_key(record));
-                }
-                for record in self.records.state() {
-                    self.queue.add(record_key(&record));
+        let keys = {
+            let mut index = self.lock();
+            match change {
+                Change::Applied { new, .. } => vec![index.apply_record(new)],
+                Change::Deleted(old) => vec![index.delete_record(old)],
+                Change::Relisting => Vec::new(),
+                Change::Resynced { .. } => {
+                    index.reset_records();
+                    keys_of(change, || self.records.state(), record_key)
                 }
             }
-        }
+        };
+        keys.into_iter().for_each(|key| self.control.add(key));
     }
 
     /// Runs until the queue shuts down: waits for every cache, then reconciles.
     pub async fn run(self: Arc<Self>) {
-        for mut synced in self.synced.clone() {
-            synced.wait().await;
-        }
+        self.control.wait_synced().await;
         tracing::debug!("records: caches synced");
         for svc in self.services.state() {
-            self.queue.add(ServiceKey::of(&svc));
+            self.control.add(ServiceKey::of(&svc));
         }
         // Records whose Service went while no controller was running.
         for record in self.records.state() {
-            self.queue.add(record_key(&record));
+            self.control.add(record_key(&record));
         }
-        self.ready.send_replace(true);
         let this = self.clone();
-        run_workers(
-            CONTROLLER,
-            self.queue.clone(),
-            self.config.workers,
-            self.metrics.clone(),
-            move |key| {
+        self.control
+            .serve(move |key| {
                 let this = this.clone();
-                async move { this.reconcile(key).await }
-            },
-        )
-        .await;
+                async move { this.sync(&key).await }
+            })
+            .await;
     }
 
     /// Stops taking work.
     pub fn shut_down(&self) {
-        self.queue.shut_down();
+        self.control.shut_down();
     }
 
-    async fn reconcile(&self, key: ServiceKey) -> Result<Next, Error> {
-        match self.sync(&key).await {
-            Err(error) if namespace_terminating(&error) => Ok(Next::Done),
-            result => result,
-        }
-    }
-
-    async fn sync(&self, key: &ServiceKey) -> Result<Next, Error> {
+    async fn sync(&self, key: &ServiceKey) -> Result<Next, SyncError> {
         if let Some(wait) = self.pending_write(key) {
             // The watch has not shown our last write yet; its event queues this again.
             return Ok(Next::After(wait));
@@ -366,7 +272,7 @@ impl RecordsController {
                 let created = api
                     .create(&params, &new)
                     .await
-                    .map_err(|e| write_error(format!("creating DNSRecord {key}"), e))?;
+                    .map_err(|e| SyncError::write(format!("creating DNSRecord {key}"), e))?;
                 tracing::info!(record = %key, fqdn = %rendered.spec.fqdn, "created DNSRecord");
                 Some(created)
             }
@@ -378,7 +284,7 @@ impl RecordsController {
                 let updated = api
                     .replace(&key.name, &params, &update)
                     .await
-                    .map_err(|e| write_error(format!("updating DNSRecord {key}"), e))?;
+                    .map_err(|e| SyncError::write(format!("updating DNSRecord {key}"), e))?;
                 Some(updated)
             }
         };
@@ -409,7 +315,9 @@ impl RecordsController {
             let patched = api
                 .patch_status(&key.name, &patch_params, &Patch::Merge(&patch))
                 .await
-                .map_err(|e| write_error(format!("updating the status of DNSRecord {key}"), e))?;
+                .map_err(|e| {
+                    SyncError::write(format!("updating the status of DNSRecord {key}"), e)
+                })?;
             last_written = patched.resource_version();
         }
         if let Some(version) = last_written {
@@ -487,12 +395,19 @@ impl RecordsController {
     /// Deletes `record`, whose owner the Service cache does not show, after checking with a
     /// live read that the owner is really gone: the cache may lag behind a Service created a
     /// moment ago. (Garbage collection would remove the record too; this is only faster.)
-    async fn delete_if_orphaned(&self, key: &ServiceKey, record: &DNSRecord) -> Result<(), Error> {
+    async fn delete_if_orphaned(
+        &self,
+        key: &ServiceKey,
+        record: &DNSRecord,
+    ) -> Result<(), SyncError> {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let live = api.get_opt(&key.name).await.map_err(|source| Error::Api {
-            action: format!("reading Service {key}"),
-            source,
-        })?;
+        let live = api
+            .get_opt(&key.name)
+            .await
+            .map_err(|source| SyncError::Api {
+                action: format!("reading Service {key}"),
+                source,
+            })?;
         if let Some(live) = live
             && ownership(record, live.uid().as_deref()) == Ownership::Ours
         {
@@ -501,7 +416,7 @@ impl RecordsController {
         self.delete_record(key, record).await
     }
 
-    async fn delete_record(&self, key: &ServiceKey, record: &DNSRecord) -> Result<(), Error> {
+    async fn delete_record(&self, key: &ServiceKey, record: &DNSRecord) -> Result<(), SyncError> {
         let api: Api<DNSRecord> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = DeleteParams {
             preconditions: record.uid().map(|uid| Preconditions {
@@ -517,7 +432,7 @@ impl RecordsController {
             }
             // Already gone, or replaced by a newer object: nothing of ours to delete.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-            Err(e) => return Err(write_error(format!("deleting DNSRecord {key}"), e)),
+            Err(e) => return Err(SyncError::write(format!("deleting DNSRecord {key}"), e)),
         }
         self.lock().written.remove(key);
         Ok(())

@@ -6,15 +6,13 @@
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
+use signpost_runtime::server::{probe_router, serve_router};
 use signpost_runtime::{Metrics, SharedMetrics, Synced};
 
 /// Labels of one answered query. Both values come from small fixed sets, so the series count
@@ -144,35 +142,16 @@ pub async fn serve(
     metrics: SharedMetrics,
     synced: Synced,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let synced = synced.clone();
-                async move {
-                    if synced.is_synced() {
-                        (StatusCode::OK, "DNSRecords loaded")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "loading DNSRecords")
-                    }
-                }
-            }),
-        );
-    signpost_runtime::server::serve_router(listener, app).await
+    let app = probe_router(
+        metrics,
+        || (true, "ok".into()),
+        move || {
+            if synced.is_synced() {
+                (true, "DNSRecords loaded".into())
+            } else {
+                (false, "loading DNSRecords".into())
+            }
+        },
+    );
+    serve_router(listener, app).await
 }

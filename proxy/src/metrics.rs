@@ -8,14 +8,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use signpost_runtime::server::{probe_router, serve_router};
 use signpost_runtime::{Metrics, SharedMetrics};
 
 /// Labels of one proxied connection.
@@ -183,35 +181,16 @@ pub async fn serve(
     metrics: SharedMetrics,
     ready: Arc<AtomicBool>,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready.load(Ordering::Acquire) {
-                        (StatusCode::OK, "VIPs and listeners in place")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "loading Services")
-                    }
-                }
-            }),
-        );
-    signpost_runtime::server::serve_router(listener, app).await
+    let app = probe_router(
+        metrics,
+        || (true, "ok".into()),
+        move || {
+            if ready.load(Ordering::Acquire) {
+                (true, "VIPs and listeners in place".into())
+            } else {
+                (false, "loading Services".into())
+            }
+        },
+    );
+    serve_router(listener, app).await
 }

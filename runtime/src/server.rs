@@ -74,7 +74,29 @@ pub async fn serve(
     metrics: SharedMetrics,
     health: Health,
 ) -> std::io::Result<()> {
-    let app = Router::new()
+    let alive = health.clone();
+    let app = probe_router(
+        metrics,
+        move || alive.liveness(),
+        move || {
+            let (ready, why) = health.readiness();
+            (ready, why.to_string())
+        },
+    );
+    let listener = TcpListener::bind(addr).await?;
+    serve_router(listener, app).await
+}
+
+/// The three endpoints every Signpost process serves: `/metrics` (OpenMetrics text),
+/// `/healthz` and `/readyz`. Each probe answers what its function says: 200 when it passes,
+/// else 500 (`/healthz`: the kubelet restarts the process) or 503 (`/readyz`: no traffic, no
+/// leadership), the explanation as the body.
+pub fn probe_router<A, R>(metrics: SharedMetrics, alive: A, ready: R) -> Router
+where
+    A: Fn() -> (bool, String) + Clone + Send + Sync + 'static,
+    R: Fn() -> (bool, String) + Clone + Send + Sync + 'static,
+{
+    Router::new()
         .route(
             "/metrics",
             get(move || {
@@ -90,38 +112,30 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/healthz", {
-            let health = health.clone();
+        .route(
+            "/healthz",
             get(move || {
-                let health = health.clone();
-                async move {
-                    let (alive, why) = health.liveness();
-                    let code = if alive {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    };
-                    (code, why)
-                }
-            })
-        })
+                let (alive, why) = alive();
+                let code = if alive {
+                    StatusCode::OK
+                } else {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                };
+                async move { (code, why) }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {
-                let health = health.clone();
-                async move {
-                    let (ready, why) = health.readiness();
-                    let code = if ready {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::SERVICE_UNAVAILABLE
-                    };
-                    (code, why)
-                }
+                let (ready, why) = ready();
+                let code = if ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                async move { (code, why) }
             }),
-        );
-    let listener = TcpListener::bind(addr).await?;
-    serve_router(listener, app).await
+        )
 }
 
 /// How long a client may take to send the headers of a request, and on a kept-alive connection

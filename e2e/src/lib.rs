@@ -122,22 +122,12 @@ impl TestNamespace {
 
 /// Polls `probe` until it returns `Ok(value)`, or fails after `timeout` with the last
 /// `Err(what was seen)`. The probe reads the API; it is a condition, not a timer.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> anyhow::Result<T>
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, probe: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
 {
-    let start = Instant::now();
-    loop {
-        let last_seen = match probe().await {
-            Ok(value) => return Ok(value),
-            Err(seen) => seen,
-        };
-        if start.elapsed() >= timeout {
-            bail!("timed out after {timeout:?} waiting for {what}; last seen: {last_seen}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_every(what, timeout, Duration::from_millis(50), probe).await
 }
 
 /// Makes a pod ready or not ready the way a readiness probe would, by setting its `Ready` and

@@ -1,152 +1,21 @@
-//! `signpost`: the controllers and the reference consumers in one binary.
+//! `signpost run`: the controllers, from their flags, under leader election.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use ipnet::IpNet;
 use signpost_controllers::app::{self, Settings};
 use signpost_controllers::runtime::leader::{Elector, LeaseTiming};
 use signpost_controllers::runtime::server::{self, Health};
 use signpost_controllers::runtime::{Metrics, Start};
 
-/// Signpost: ClusterIP allocation, Endpoints/EndpointSlices and DNSRecords for Kubernetes
-/// Services.
-#[derive(Parser, Debug)]
-#[command(name = "signpost", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the controllers (IPAM, endpoints, DNS records) against the cluster.
-    Run(RunArgs),
-    /// Serve DNS for the cluster domain from DNSRecords (authoritative; see docs/dns.md).
-    Dns(DnsArgs),
-    /// Proxy TCP connections to every Signpost VIP over its ready endpoints (round robin;
-    /// needs NET_ADMIN; see docs/proxy.md).
-    Proxy(ProxyArgs),
-}
+use crate::{CommonArgs, block_on, client, hostname, init_logging, shutdown_signal};
 
 #[derive(Args, Debug)]
-struct ProxyArgs {
-    /// Dummy interface the VIPs are added to (created if missing; the proxy owns its addresses).
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "SIGNPOST_PROXY_INTERFACE",
-        default_value = "signpost0"
-    )]
-    interface: String,
-
-    /// Only proxy Services of this namespace (default: all namespaces).
-    #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
-    namespace: Option<String>,
-
-    /// Client connections proxied at once, over all VIPs (at least 1); beyond, new ones are
-    /// reset on arrival and counted in signpost_proxy_connections_over_limit_total.
-    #[arg(
-        long,
-        value_name = "N",
-        env = "SIGNPOST_PROXY_MAX_CONNECTIONS",
-        default_value_t = signpost_proxy::server::DEFAULT_MAX_CONNECTIONS as u32,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    max_connections: u32,
-
-    /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
-    #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
-    kubeconfig: Option<std::path::PathBuf>,
-
-    /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "SIGNPOST_PROXY_METRICS_ADDR",
-        default_value = "127.0.0.1:9154"
-    )]
-    metrics_addr: std::net::SocketAddr,
-
-    /// Log format.
-    #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-}
-
-#[derive(Args, Debug)]
-struct DnsArgs {
-    /// UDP and TCP address to answer DNS queries on.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "SIGNPOST_DNS_LISTEN",
-        default_value = "127.0.0.1:5353"
-    )]
-    listen: std::net::SocketAddr,
-
-    /// The zone answered authoritatively (the cluster's DNS domain).
-    #[arg(
-        long,
-        value_name = "DOMAIN",
-        env = "SIGNPOST_CLUSTER_DOMAIN",
-        default_value = "cluster.local"
-    )]
-    cluster_domain: String,
-
-    /// DNS server (ip:port) to forward names outside the cluster domain to; without it they
-    /// are REFUSED.
-    #[arg(long, value_name = "ADDR", env = "SIGNPOST_DNS_UPSTREAM")]
-    upstream: Option<std::net::SocketAddr>,
-
-    /// Only serve DNSRecords of this namespace (default: all namespaces).
-    #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
-    namespace: Option<String>,
-
-    /// Largest UDP answer in bytes (512-65535), whatever EDNS buffer the client advertises;
-    /// larger answers are truncated (TC) and the client retries over TCP.
-    #[arg(
-        long,
-        value_name = "BYTES",
-        env = "SIGNPOST_DNS_MAX_UDP_SIZE",
-        default_value_t = signpost_dns::DEFAULT_MAX_UDP_SIZE,
-        value_parser = clap::value_parser!(u16).range(512..)
-    )]
-    max_udp_size: u16,
-
-    /// Forwarded queries allowed to wait on --upstream at once (at least 1); beyond, the
-    /// client gets SERVFAIL at once, so a slow upstream holds a bounded number of sockets.
-    #[arg(
-        long,
-        value_name = "N",
-        env = "SIGNPOST_DNS_MAX_UPSTREAM_IN_FLIGHT",
-        default_value_t = signpost_dns::forward::DEFAULT_MAX_IN_FLIGHT as u32,
-        value_parser = clap::value_parser!(u32).range(1..)
-    )]
-    max_upstream_in_flight: u32,
-
-    /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
-    #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
-    kubeconfig: Option<std::path::PathBuf>,
-
-    /// Address of the HTTP server for /metrics, /healthz and /readyz.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "SIGNPOST_DNS_METRICS_ADDR",
-        default_value = "127.0.0.1:9153"
-    )]
-    metrics_addr: std::net::SocketAddr,
-
-    /// Log format.
-    #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-}
-
-#[derive(Args, Debug)]
-struct RunArgs {
+pub struct RunArgs {
     /// A service CIDR Signpost allocates virtual IPs from; repeat for several (IPv4 and/or IPv6,
     /// IPv6 no wider than /64).
     #[arg(
@@ -156,7 +25,7 @@ struct RunArgs {
         value_delimiter = ',',
         required = true
     )]
-    service_cidrs: Vec<IpNet>,
+    pub service_cidrs: Vec<IpNet>,
 
     /// The cluster's DNS domain.
     #[arg(
@@ -165,52 +34,48 @@ struct RunArgs {
         env = "SIGNPOST_CLUSTER_DOMAIN",
         default_value = "cluster.local"
     )]
-    cluster_domain: String,
+    pub cluster_domain: String,
 
     /// At most this many endpoints per EndpointSlice.
     #[arg(long, value_name = "N", env = "SIGNPOST_MAX_ENDPOINTS_PER_SLICE", default_value_t = 100,
           value_parser = clap::value_parser!(u16).range(1..=1000))]
-    max_endpoints_per_slice: u16,
+    pub max_endpoints_per_slice: u16,
 
     /// How often the IPAM repair pass runs (e.g. 60s, 5m).
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_REPAIR_INTERVAL", default_value = "60s", value_parser = parse_duration)]
-    repair_interval: Duration,
+    pub repair_interval: Duration,
 
     /// Shortest time between two endpoint syncs of one Service (e.g. 100ms, 0 to turn off):
     /// changes within it are written together; a Service idle for longer syncs at once.
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_ENDPOINT_BATCH_PERIOD", default_value = "100ms", value_parser = parse_batch_period)]
-    endpoint_batch_period: Duration,
+    pub endpoint_batch_period: Duration,
 
     /// Longest time between two endpoint syncs of a Service that keeps changing (e.g. 500ms):
     /// the time doubles, from --endpoint-batch-period, with each sync that had to wait, and
     /// falls back after a quiet period; at or below --endpoint-batch-period it never grows.
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_ENDPOINT_MAX_BATCH_PERIOD", default_value = "500ms", value_parser = parse_batch_period)]
-    endpoint_max_batch_period: Duration,
+    pub endpoint_max_batch_period: Duration,
 
     /// Syncs of a Service that go at once within the batch period before batching starts
     /// (`refill`: until a change arrives while the Service is being synced).
     #[arg(long, value_name = "N|refill", env = "SIGNPOST_ENDPOINT_BATCH_BURST", default_value = "10", value_parser = parse_batch_start)]
-    endpoint_batch_burst: Start,
+    pub endpoint_batch_burst: Start,
 
     /// Only manage Services in this namespace (default: all namespaces).
     #[arg(long, value_name = "NAMESPACE", env = "SIGNPOST_NAMESPACE")]
-    namespace: Option<String>,
+    pub namespace: Option<String>,
 
     /// Fill the caches with streaming lists, one watch per kind served from the API server's
     /// cache (needs its WatchList feature, on by default since Kubernetes 1.34): a fifth less
     /// memory at scale, slower start-up; default: paged lists.
     #[arg(long, value_name = "BOOL", env = "SIGNPOST_STREAMING_LISTS", default_value_t = false, action = clap::ArgAction::Set)]
-    streaming_lists: bool,
+    pub streaming_lists: bool,
 
     /// List and watch pods in the API server's protobuf encoding (as kube-controller-manager
     /// does): half the API server's time per page and a third of the bytes of JSON. `false`
     /// uses JSON. Streaming lists always use JSON.
     #[arg(long, value_name = "BOOL", env = "SIGNPOST_PODS_PROTOBUF", default_value_t = true, action = clap::ArgAction::Set)]
-    pods_protobuf: bool,
-
-    /// Kubeconfig file (default: KUBECONFIG, then in-cluster configuration).
-    #[arg(long, value_name = "PATH", env = "SIGNPOST_KUBECONFIG")]
-    kubeconfig: Option<std::path::PathBuf>,
+    pub pods_protobuf: bool,
 
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(
@@ -219,11 +84,11 @@ struct RunArgs {
         env = "SIGNPOST_METRICS_ADDR",
         default_value = "127.0.0.1:8080"
     )]
-    metrics_addr: std::net::SocketAddr,
+    pub metrics_addr: std::net::SocketAddr,
 
     /// Elect one leader among replicas through a Lease; only the leader writes.
     #[arg(long, value_name = "BOOL", env = "SIGNPOST_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
+    pub leader_elect: bool,
 
     /// Namespace of the leader-election Lease (default: POD_NAMESPACE, else `default`).
     #[arg(
@@ -231,7 +96,7 @@ struct RunArgs {
         value_name = "NAMESPACE",
         env = "SIGNPOST_LEADER_ELECTION_NAMESPACE"
     )]
-    leader_election_namespace: Option<String>,
+    pub leader_election_namespace: Option<String>,
 
     /// Name of the leader-election Lease.
     #[arg(
@@ -240,23 +105,22 @@ struct RunArgs {
         env = "SIGNPOST_LEADER_ELECTION_NAME",
         default_value = "signpost"
     )]
-    leader_election_name: String,
+    pub leader_election_name: String,
 
     /// How long a lease is valid after its last renewal.
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
-    leader_election_lease_duration: Duration,
+    pub leader_election_lease_duration: Duration,
 
     /// How long the leader tries to renew before it stops leading (shorter than the lease).
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_LEADER_ELECTION_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
-    leader_election_renew_deadline: Duration,
+    pub leader_election_renew_deadline: Duration,
 
     /// How often the leader renews the lease.
     #[arg(long, value_name = "DURATION", env = "SIGNPOST_LEADER_ELECTION_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
-    leader_election_retry_period: Duration,
+    pub leader_election_retry_period: Duration,
 
-    /// Log format.
-    #[arg(long, value_name = "FORMAT", env = "SIGNPOST_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// When batching starts: a number of syncs at once, or `refill`.
@@ -310,155 +174,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(error) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                error.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = error.print();
-                return ExitCode::SUCCESS;
-            }
-            // One line naming the flag and the problem.
-            let rendered = error.render().to_string();
-            eprintln!(
-                "{}",
-                rendered
-                    .lines()
-                    .next()
-                    .unwrap_or("error: invalid arguments")
-            );
-            return ExitCode::from(2);
-        }
-    };
-    match cli.command {
-        Command::Run(args) => run(args),
-        Command::Dns(args) => dns(args),
-        Command::Proxy(args) => proxy(args),
-    }
-}
-
-fn proxy(args: ProxyArgs) -> ExitCode {
-    if args.interface.is_empty() || args.interface.len() > 15 || args.interface.contains('/') {
-        eprintln!(
-            "error: invalid value for '--interface': {:?} is not an interface name (1-15 characters, no '/')",
-            args.interface
-        );
-        return ExitCode::from(2);
-    }
-    init_logging(&args.log_format);
-    // Before the runtime starts its threads: they inherit this thread's capabilities.
-    match signpost_proxy::privileges::raise() {
-        Ok(plan) => {
-            if !plan.raise.is_empty() {
-                tracing::info!(raised = ?plan.raise, "capabilities put in effect");
-            }
-            if !plan.unavailable.is_empty() {
-                tracing::warn!(unavailable = ?plan.unavailable, "VIP ports below 1024 cannot be served");
-            }
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve_proxy(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve_proxy(args: ProxyArgs) -> anyhow::Result<()> {
-    use signpost_proxy as proxy;
-    let client = client(args.kubeconfig.as_deref()).await?;
-    let mut config = proxy::Config::new();
-    config.interface = args.interface;
-    config.max_connections = usize::try_from(args.max_connections).unwrap_or(usize::MAX);
-    config.namespace = args.namespace;
-    config.metrics_addr = Some(args.metrics_addr);
-    let mut running = proxy::start(client, config).await?;
-    tokio::select! {
-        result = running.block_until_done() => result,
-        _ = shutdown_signal() => {
-            running.shut_down().await;
-            Ok(())
-        }
-    }
-}
-
-fn dns(args: DnsArgs) -> ExitCode {
-    if let Err(error) =
-        signpost_controllers::records::normalize_cluster_domain(&args.cluster_domain)
-    {
-        eprintln!("error: invalid value for '--cluster-domain': {error}");
-        return ExitCode::from(2);
-    }
-    // hickory logs every query at info: keep that for RUST_LOG=hickory_server=info.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,kube=warn,hickory_server=warn")
-    });
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_format == "json" {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve_dns(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
-    use signpost_dns as dns;
-    let client = client(args.kubeconfig.as_deref()).await?;
-    let mut config = dns::Config::new();
-    config.listen = args.listen;
-    config.cluster_domain = args.cluster_domain;
-    config.upstream = args.upstream;
-    config.namespace = args.namespace;
-    config.metrics_addr = Some(args.metrics_addr);
-    config.max_udp_size = args.max_udp_size;
-    config.max_upstream_in_flight =
-        usize::try_from(args.max_upstream_in_flight).unwrap_or(usize::MAX);
-    config.instance = std::env::var("POD_NAME").ok().or_else(hostname);
-    let mut running = dns::start(client, config).await?;
-    tokio::select! {
-        result = running.block_until_done() => result,
-        _ = shutdown_signal() => {
-            running.shut_down().await;
-            Ok(())
-        }
-    }
-}
-
 /// Checks what clap cannot check flag by flag, before anything starts: a mistake stops the
 /// binary with one line naming the flag, instead of surfacing after leader election.
 fn check_run_args(args: &RunArgs) -> Result<(), String> {
@@ -474,27 +189,14 @@ fn check_run_args(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn run(args: RunArgs) -> ExitCode {
+pub fn run(args: RunArgs) -> ExitCode {
     let started = std::time::Instant::now();
     if let Err(error) = check_run_args(&args) {
         eprintln!("error: {error}");
         return ExitCode::from(2);
     }
-    init_logging(&args.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run_controllers(args, started)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    init_logging(&args.common.log_format);
+    block_on(run_controllers(args, started))
 }
 
 fn timing(args: &RunArgs) -> LeaseTiming {
@@ -506,7 +208,7 @@ fn timing(args: &RunArgs) -> LeaseTiming {
 }
 
 async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::Result<()> {
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let client = client(args.common.kubeconfig.as_deref()).await?;
     let mut settings = Settings::new(args.service_cidrs.clone());
     settings.cluster_domain = args.cluster_domain.clone();
     settings.max_endpoints_per_slice = usize::from(args.max_endpoints_per_slice);
@@ -661,55 +363,6 @@ async fn check_crds(client: &kube::Client) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .with_context(|| format!("loading kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("finding a kubeconfig or in-cluster configuration")?,
-    };
-    signpost_client::build(config).context("building the Kubernetes client")
-}
-
-fn hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
-    }
 }
 
 #[cfg(test)]

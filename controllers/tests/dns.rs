@@ -3,16 +3,18 @@
 //! DNS server on a free loopback port.
 #![cfg(feature = "integration")]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
-use signpost_controllers::app::{self, Settings};
-use signpost_controllers::runtime::Metrics;
+use signpost_controllers::app::Running;
 use signpost_crds::DNSRecord;
 use signpost_dns as dns;
 use signpost_e2e::{
@@ -21,32 +23,10 @@ use signpost_e2e::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
+/// The tests' log filter unless `RUST_LOG` says otherwise.
+const LOG_FILTER: &str = "warn,hickory_server=error";
 /// How soon a change must be served.
 const SERVED_WITHIN: Duration = Duration::from_secs(1);
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,hickory_server=error".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// Signpost's controllers for namespace `ns`.
-async fn start_controllers(client: &Client, ns: &str) -> anyhow::Result<app::Running> {
-    let mut settings = Settings::new(vec![unique_cidr(24).parse()?]);
-    settings.namespace = Some(ns.to_string());
-    let mut running = app::start(
-        client.clone(),
-        settings,
-        std::sync::Arc::new(Metrics::new()),
-    )?;
-    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
-    Ok(running)
-}
 
 /// A DNS server for `cluster.local` reading the DNSRecords of `ns`, on free loopback ports.
 async fn start_dns(
@@ -72,10 +52,10 @@ async fn start_dns(
     Ok(running)
 }
 
-async fn start(client: &Client, ns: &str) -> anyhow::Result<(app::Running, dns::Running)> {
-    init_logs();
-    install_crds(client).await?;
-    let controllers = start_controllers(client, ns).await?;
+async fn start(client: &Client, ns: &str) -> anyhow::Result<(Running, dns::Running)> {
+    init_logs(LOG_FILTER);
+    let (controllers, _) =
+        start_controllers(client, scoped_settings(ns, &[&unique_cidr(24)])?).await?;
     let server = start_dns(client, ns, "cluster.local", None).await?;
     Ok((controllers, server))
 }
@@ -607,7 +587,7 @@ fn dns_record(name: &str, spec: serde_json::Value) -> anyhow::Result<DNSRecord> 
 #[tokio::test]
 async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream_forwards()
 -> anyhow::Result<()> {
-    init_logs();
+    init_logs(LOG_FILTER);
     let client = client().await?;
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, "dns-direct").await?;
@@ -792,7 +772,7 @@ fn open_fds() -> usize {
 #[tokio::test]
 async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() -> anyhow::Result<()>
 {
-    init_logs();
+    init_logs(LOG_FILTER);
     let client = client().await?;
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, "dns-intruder").await?;
@@ -850,7 +830,7 @@ async fn udp_answers_are_capped_at_1232_bytes_whatever_the_client_advertises() -
 {
     use hickory_proto::op::Message;
     use hickory_proto::rr::RecordType;
-    init_logs();
+    init_logs(LOG_FILTER);
     let client = client().await?;
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, "dns-amplify").await?;
@@ -909,7 +889,7 @@ async fn a_black_holed_upstream_holds_a_bounded_number_of_sockets() -> anyhow::R
     use hickory_proto::op::{Message, ResponseCode};
     use hickory_proto::rr::RecordType;
     const QUERIES: u16 = 2_000;
-    init_logs();
+    init_logs(LOG_FILTER);
     let client = client().await?;
     install_crds(&client).await?;
     // An upstream that reads every query and never answers.

@@ -2,10 +2,13 @@
 //! controllers scoped to its own namespace.
 #![cfg(feature = "integration")]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -14,31 +17,19 @@ use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::{Api, Client, ResourceExt};
-use signpost_controllers::app::{self, Running, Settings};
+use signpost_controllers::app::Running;
 use signpost_controllers::runtime::Metrics;
 use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, events_about, fixtures, install_crds,
-    pod_is_ready, set_pod_ready, unique_cidr, wait_until,
+    TestNamespace, client, events_about, fixtures, pod_is_ready, set_pod_ready, unique_cidr,
+    wait_until,
 };
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 const MANAGED_BY: &str =
     "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
 
 async fn start(client: &Client, ns: &str, cidr: &str) -> anyhow::Result<(Running, Arc<Metrics>)> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    install_crds(client).await?;
-    let mut settings = Settings::new(vec![cidr.parse()?]);
-    settings.namespace = Some(ns.to_string());
-    let metrics = Arc::new(Metrics::new());
-    let mut running = app::start(client.clone(), settings, metrics.clone())?;
-    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
-    Ok((running, metrics))
+    init_logs("warn");
+    start_controllers(client, scoped_settings(ns, &[cidr])?).await
 }
 
 async fn our_slices(slices: &Api<EndpointSlice>) -> Result<Vec<EndpointSlice>, String> {
@@ -259,9 +250,7 @@ async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
         }
     })
     .await?;
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 fn bare_pod(name: &str, labels: serde_json::Value, port_name: &str, port: i32) -> Pod {
@@ -318,9 +307,7 @@ async fn named_target_port_resolves_per_pod() -> anyhow::Result<()> {
             "each slice holds the pod with that port"
         );
     }
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 /// Counts watch events on our slices (and Endpoints) from now until `quiet` passes with none.
@@ -454,9 +441,7 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
         },
     )
     .await?;
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 /// A Service whose pods change without pause for seconds (a rollout) is written a few times
@@ -523,9 +508,7 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
         (2..=most).contains(&writes),
         "120 flips over {burst:?}: {writes} slice writes, want 2..={most}"
     );
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
@@ -696,9 +679,7 @@ async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> any
         events.is_empty(),
         "selector-less Services are not reported as conflicts"
     );
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
@@ -812,9 +793,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
             .contains("signpost_api_writes_total{controller=\"endpoints\"}"),
         "no writes counted"
     );
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 /// A user relabels Signpost's slice so it names another Service, then edits the one that
@@ -897,7 +876,5 @@ async fn a_relabelled_or_edited_slice_of_ours_is_put_right() -> anyhow::Result<(
     wait_until("web's slice after the edit", TIMEOUT, right).await?;
     println!("emptied {second}: put right {:?} later", t0.elapsed());
 
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }

@@ -2,39 +2,25 @@
 //! namespace, over a CIDR no other test uses (claims are cluster-wide, named by address).
 #![cfg(feature = "integration")]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use signpost_controllers::app::{self, Running, Settings};
+use signpost_controllers::app::Running;
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
-use signpost_controllers::runtime::Metrics;
 use signpost_crds::ServiceIP;
-use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, events_about, install_crds, unique_cidr,
-    wait_until,
-};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
+use signpost_e2e::{TestNamespace, client, events_about, unique_cidr, wait_until};
 
 async fn start(client: &Client, ns: &str, cidrs: &[&str]) -> anyhow::Result<Running> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    install_crds(client).await?;
-    let cidrs: Vec<IpNet> = cidrs.iter().map(|c| c.parse().unwrap()).collect();
-    let mut settings = Settings::new(cidrs);
-    settings.namespace = Some(ns.to_string());
-    let mut running = app::start(client.clone(), settings, Arc::new(Metrics::new()))?;
-    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
+    init_logs("warn");
+    let (running, _) = start_controllers(client, scoped_settings(ns, cidrs)?).await?;
     Ok(running)
 }
 
@@ -64,14 +50,6 @@ async fn claims_in(client: &Client, ns: &str) -> anyhow::Result<BTreeMap<String,
             .push(claim);
     }
     Ok(by_service)
-}
-
-/// Deletes the test's namespace, waits until its controller released every claim, then stops
-/// the controller.
-async fn finish(client: &Client, ns: TestNamespace, running: Running) -> anyhow::Result<()> {
-    delete_namespace_and_claims(client, ns).await?;
-    running.shut_down().await;
-    Ok(())
 }
 
 fn addresses(claims: &[ServiceIP]) -> Vec<IpAddr> {

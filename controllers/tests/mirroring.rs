@@ -2,10 +2,12 @@
 //! hand-written Endpoints get mirrored slices.
 #![cfg(feature = "integration")]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{TIMEOUT, finish, scoped_settings, start_controllers};
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -14,24 +16,15 @@ use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::{Api, Client, ResourceExt};
-use signpost_controllers::app::{self, Running, Settings};
-use signpost_controllers::runtime::Metrics;
-use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, pod_is_ready,
-    unique_cidr, wait_until,
-};
+use signpost_controllers::app::Running;
+use signpost_e2e::{TestNamespace, client, fixtures, pod_is_ready, unique_cidr, wait_until};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 const MIRRORED: &str =
     "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.signpost.dev";
 const OURS: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
 
 async fn start(client: &Client, ns: &str) -> anyhow::Result<Running> {
-    install_crds(client).await?;
-    let mut settings = Settings::new(vec![unique_cidr(24).parse()?]);
-    settings.namespace = Some(ns.to_string());
-    let mut running = app::start(client.clone(), settings, Arc::new(Metrics::new()))?;
-    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
+    let (running, _) = start_controllers(client, scoped_settings(ns, &[&unique_cidr(24)])?).await?;
     Ok(running)
 }
 
@@ -178,9 +171,7 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
             .is_empty()
     );
 
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
@@ -220,9 +211,7 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
     for slice in &list {
         assert_eq!(ready_ips(slice), BTreeSet::from(["10.1.0.1".to_string()]));
     }
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
@@ -314,9 +303,7 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
         },
     )
     .await?;
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 /// Counts watch events on mirrored slices from `version` until `quiet` passes with none.
@@ -390,7 +377,5 @@ async fn what_cannot_be_mirrored_is_reported_and_the_rest_mirrored() -> anyhow::
     )
     .await
     .map(|note| println!("Event: {note}"))?;
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }

@@ -12,6 +12,8 @@
 //! Needs root (network namespaces); without it the test says so and does nothing.
 #![cfg(feature = "integration")]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -20,13 +22,12 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use signpost_controllers::app::{self, Settings};
-use signpost_controllers::runtime::Metrics;
 use signpost_crds::DNSRecord;
 use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, ready_pod_ips,
@@ -36,21 +37,10 @@ use signpost_proxy::{self as proxy, Frontend, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// How soon a backend that left the ready set must stop getting new connections.
 const DROPPED_WITHIN: Duration = Duration::from_secs(1);
 /// How soon a refused connection must fail (it must not hang).
 const REFUSED_WITHIN: Duration = Duration::from_millis(500);
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,signpost_proxy=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -305,7 +295,7 @@ async fn proxy_round_robins_over_ready_pods_in_a_netns() -> anyhow::Result<()> {
         println!("SKIPPED: the proxy test creates a network namespace and needs root");
         return Ok(());
     }
-    init_logs();
+    init_logs("warn,signpost_proxy=info");
     let client = client().await?;
     install_crds(&client).await?;
     let ns = TestNamespace::create(&client, "proxy").await?;
@@ -316,14 +306,8 @@ async fn proxy_round_robins_over_ready_pods_in_a_netns() -> anyhow::Result<()> {
 }
 
 async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
-    let mut settings = Settings::new(vec![unique_cidr(24).parse()?]);
-    settings.namespace = Some(ns.to_string());
-    let mut controllers = app::start(
-        client.clone(),
-        settings,
-        std::sync::Arc::new(Metrics::new()),
-    )?;
-    tokio::time::timeout(TIMEOUT, controllers.readiness.wait()).await?;
+    let (controllers, _) =
+        start_controllers(client, scoped_settings(ns, &[&unique_cidr(24)])?).await?;
 
     let netns = Netns::create()?;
     println!(

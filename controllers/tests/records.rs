@@ -3,11 +3,14 @@
 //! test uses.
 #![cfg(feature = "integration")]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -21,11 +24,8 @@ use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, events_about, fixtures, install_crds,
-    pod_is_ready, unique_cidr, wait_until,
+    TestNamespace, client, events_about, fixtures, pod_is_ready, unique_cidr, wait_until,
 };
-
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn start_with(
     client: &Client,
@@ -33,20 +33,10 @@ async fn start_with(
     cidr: &str,
     cluster_domain: &str,
 ) -> anyhow::Result<(Running, Arc<Metrics>)> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-    install_crds(client).await?;
-    let mut settings = Settings::new(vec![cidr.parse()?]);
-    settings.namespace = Some(ns.to_string());
+    init_logs("warn");
+    let mut settings = scoped_settings(ns, &[cidr])?;
     settings.cluster_domain = cluster_domain.to_string();
-    let metrics = Arc::new(Metrics::new());
-    let mut running = app::start(client.clone(), settings, metrics.clone())?;
-    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
-    Ok((running, metrics))
+    start_controllers(client, settings).await
 }
 
 async fn start(client: &Client, ns: &str, cidr: &str) -> anyhow::Result<(Running, Arc<Metrics>)> {
@@ -242,9 +232,7 @@ async fn seed_service_gets_a_ready_record_with_its_vip_and_srv() -> anyhow::Resu
         ["hostnames", fqdn.as_str(), "ClusterIP", &vip.to_string()]
     );
 
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 fn stateful_pod(name: &str, subdomain: &str, app: &str) -> Pod {
@@ -381,9 +369,7 @@ async fn headless_service_gets_host_records_and_external_name_a_cname() -> anyho
         Some("example.com")
     );
 
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
@@ -436,9 +422,7 @@ async fn deleting_the_service_removes_its_record_and_the_cluster_domain_is_honou
         t1.elapsed()
     );
 
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 #[tokio::test]
@@ -496,9 +480,7 @@ async fn a_service_without_its_vip_is_not_ready_until_it_gets_one() -> anyhow::R
     assert_eq!(ready.spec.ipv4.len(), 1);
     assert!(ready.metadata.generation > pending.metadata.generation);
 
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }
 
 /// Counts watch events on DNSRecords from `version` until `quiet` passes with none.
@@ -624,7 +606,5 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
             .contains("signpost_api_writes_total{controller=\"records\"}"),
         "no records writes counted"
     );
-    delete_namespace_and_claims(&client, ns).await?;
-    running.shut_down().await;
-    Ok(())
+    finish(&client, ns, running).await
 }

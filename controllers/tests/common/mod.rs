@@ -1,0 +1,66 @@
+//! Set-up and tear-down shared by the controllers' integration tests. Each test runs Signpost's
+//! controllers inside the test process, scoped to a namespace of its own and over a CIDR no
+//! other test uses, so the tests of every file run side by side against one cluster.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use kube::Client;
+use signpost_controllers::app::{self, Running, Settings};
+use signpost_controllers::runtime::Metrics;
+use signpost_e2e::{TestNamespace, delete_namespace_and_claims, install_crds};
+
+/// How long one step of a test may take: the controllers becoming ready, or one change
+/// showing up in the API.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends the logs of the code under test to the test's own output (shown when it fails),
+/// filtered by `RUST_LOG` or else by `default_filter`. Every test calls it, since any may run
+/// first; the first call wins.
+pub fn init_logs(default_filter: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Settings for controllers that manage `namespace` only, over `cidrs`: a test's controllers
+/// must not act on another test's objects.
+pub fn scoped_settings(namespace: &str, cidrs: &[&str]) -> anyhow::Result<Settings> {
+    let cidrs = cidrs
+        .iter()
+        .map(|c| c.parse())
+        .collect::<Result<Vec<IpNet>, _>>()?;
+    let mut settings = Settings::new(cidrs);
+    settings.namespace = Some(namespace.to_string());
+    Ok(settings)
+}
+
+/// Installs the CRDs, starts Signpost's controllers with `settings` and waits until they are
+/// ready, so what the test creates next is seen by synced caches. Returns the controllers
+/// and their metrics (for tests that count writes).
+pub async fn start_controllers(
+    client: &Client,
+    settings: Settings,
+) -> anyhow::Result<(Running, Arc<Metrics>)> {
+    install_crds(client).await?;
+    let metrics = Arc::new(Metrics::new());
+    let mut running = app::start(client.clone(), settings, metrics.clone())?;
+    tokio::time::timeout(TIMEOUT, running.readiness.wait()).await?;
+    Ok((running, metrics))
+}
+
+/// Ends a test: deletes its namespace and waits until every claim of it is released (while
+/// the controllers still run, so they are the ones releasing them), then stops the
+/// controllers.
+pub async fn finish(client: &Client, ns: TestNamespace, running: Running) -> anyhow::Result<()> {
+    delete_namespace_and_claims(client, ns).await?;
+    running.shut_down().await;
+    Ok(())
+}

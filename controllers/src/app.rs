@@ -196,157 +196,186 @@ pub fn start_when(
     metrics: SharedMetrics,
     go: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
-    let allocator =
-        Allocator::new(settings.service_cidrs.iter().copied()).context("--service-cidr")?;
-    let namespace = settings.namespace.as_deref();
-    let mut services: Informer<Service> = Informer::new(
-        scoped(&client, namespace),
-        settings.watch_config(),
-        strip_metadata::<Service>,
-    );
-    let mut claims: Informer<ServiceIP> = Informer::new(
-        Api::all(client.clone()),
-        settings.watch_config(),
-        strip_metadata::<ServiceIP>,
-    );
+    let mut informers = SharedInformers::new(&client, &settings);
+    let controllers = Controllers::new(&client, &settings, &metrics, &mut informers)?;
+    Ok(spawn(informers, controllers, go))
+}
 
-    let ipam = Ipam::new(
-        client.clone(),
-        &mut services,
-        &mut claims,
-        EventSink::new(
-            client.clone(),
-            crate::ipam::CONTROLLER,
-            settings.instance.clone(),
-            metrics.clone(),
-        ),
-        metrics.clone(),
-        IpamConfig {
-            allocator,
-            repair_interval: settings.repair_interval,
-            namespace: settings.namespace.clone(),
-            workers: settings.workers,
-        },
-    );
+/// One informer per kind, shared by every controller that reads it.
+struct SharedInformers {
+    services: Informer<Service>,
+    claims: Informer<ServiceIP>,
+    pods: Informer<SlimPod>,
+    /// The endpoints controller's slices.
+    slices: Informer<EndpointSlice>,
+    endpoints: Informer<Endpoints>,
+    nodes: Informer<Node>,
+    records: Informer<DNSRecord>,
+    /// Mirrored slices are a different set from the endpoints controller's: a watch of
+    /// their own.
+    mirrored_slices: Informer<EndpointSlice>,
+}
 
-    let mut pods: Informer<SlimPod> = Informer::without_cache(
-        scoped(&client, namespace),
-        settings.watch_config(),
-        strip_metadata::<SlimPod>,
-    );
-    if settings.pods_protobuf {
-        pods = pods.with_protobuf(decode_slim_pod);
+impl SharedInformers {
+    fn new(client: &Client, settings: &Settings) -> Self {
+        let namespace = settings.namespace.as_deref();
+        let config = || settings.watch_config();
+        let slices_by = |manager: &str| config().labels(&format!("{LABEL_MANAGED_BY}={manager}"));
+        let mut pods = Informer::without_cache(
+            scoped(client, namespace),
+            config(),
+            strip_metadata::<SlimPod>,
+        );
+        if settings.pods_protobuf {
+            pods = pods.with_protobuf(decode_slim_pod);
+        }
+        Self {
+            services: Informer::new(scoped(client, namespace), config(), strip_metadata),
+            claims: Informer::new(Api::all(client.clone()), config(), strip_metadata),
+            pods,
+            slices: Informer::new(
+                scoped(client, namespace),
+                slices_by(MANAGED_BY),
+                strip_metadata,
+            ),
+            endpoints: Informer::new(scoped(client, namespace), config(), strip_metadata),
+            nodes: Informer::new(Api::all(client.clone()), config(), strip_node),
+            records: Informer::new(scoped(client, namespace), config(), strip_metadata),
+            mirrored_slices: Informer::new(
+                scoped(client, namespace),
+                slices_by(MIRRORING_MANAGED_BY),
+                strip_metadata,
+            ),
+        }
     }
-    let mut slices: Informer<EndpointSlice> = Informer::new(
-        scoped(&client, namespace),
-        settings
-            .watch_config()
-            .labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}")),
-        strip_metadata::<EndpointSlice>,
-    );
-    let mut endpoints: Informer<Endpoints> = Informer::new(
-        scoped(&client, namespace),
-        settings.watch_config(),
-        strip_metadata::<Endpoints>,
-    );
-    let mut nodes: Informer<Node> = Informer::new(
-        Api::all(client.clone()),
-        settings.watch_config(),
-        strip_node,
-    );
-    let endpoints_controller = EndpointsController::new(
-        client.clone(),
-        EndpointsInformers {
-            services: &mut services,
-            pods: &mut pods,
-            slices: &mut slices,
-            endpoints: &mut endpoints,
-            nodes: &mut nodes,
-        },
-        EventSink::new(
-            client.clone(),
-            crate::endpoints::controller::CONTROLLER,
-            settings.instance.clone(),
-            metrics.clone(),
-        ),
-        metrics.clone(),
-        EndpointsConfig {
-            max_endpoints_per_slice: settings.max_endpoints_per_slice,
-            batch_period: settings.endpoint_batch_period,
-            max_batch_period: settings.endpoint_max_batch_period,
-            batch_start: settings.endpoint_batch_start,
-            namespace: settings.namespace.clone(),
-            workers: settings.workers,
-        },
-    );
+}
 
-    let mut records: Informer<DNSRecord> = Informer::new(
-        scoped(&client, namespace),
-        settings.watch_config(),
-        strip_metadata::<DNSRecord>,
-    );
-    let records_controller = RecordsController::new(
-        client.clone(),
-        RecordsInformers {
-            services: &mut services,
-            claims: &mut claims,
-            slices: &mut slices,
-            records: &mut records,
-        },
-        EventSink::new(
-            client.clone(),
-            crate::records::controller::CONTROLLER,
-            settings.instance.clone(),
-            metrics.clone(),
-        ),
-        metrics.clone(),
-        RecordsConfig {
-            cluster_domain: settings.cluster_domain.clone(),
-            ttl: settings.dns_ttl,
-            namespace: settings.namespace.clone(),
-            workers: settings.workers,
-        },
-    )
-    .context("--cluster-domain")?;
+/// The four controllers, registered on the shared informers.
+struct Controllers {
+    ipam: Arc<Ipam>,
+    endpoints: Arc<EndpointsController>,
+    records: Arc<RecordsController>,
+    mirroring: Arc<MirroringController>,
+}
 
-    // Mirrored slices are a different set from the endpoints controller's: own watch.
-    let mut mirrored_slices: Informer<EndpointSlice> = Informer::new(
-        scoped(&client, namespace),
-        settings
-            .watch_config()
-            .labels(&format!("{LABEL_MANAGED_BY}={MIRRORING_MANAGED_BY}")),
-        strip_metadata::<EndpointSlice>,
-    );
-    let mirroring_controller = MirroringController::new(
-        client.clone(),
-        &mut services,
-        &mut endpoints,
-        &mut mirrored_slices,
-        EventSink::new(
+impl Controllers {
+    fn new(
+        client: &Client,
+        settings: &Settings,
+        metrics: &SharedMetrics,
+        informers: &mut SharedInformers,
+    ) -> anyhow::Result<Self> {
+        let events = |controller: &'static str| {
+            EventSink::new(
+                client.clone(),
+                controller,
+                settings.instance.clone(),
+                metrics.clone(),
+            )
+        };
+        let allocator =
+            Allocator::new(settings.service_cidrs.iter().copied()).context("--service-cidr")?;
+        let ipam = Ipam::new(
             client.clone(),
-            crate::mirroring::CONTROLLER,
-            settings.instance.clone(),
+            &mut informers.services,
+            &mut informers.claims,
+            events(crate::ipam::CONTROLLER),
             metrics.clone(),
-        ),
-        metrics.clone(),
-        MirroringConfig {
-            max_endpoints_per_slice: settings.max_endpoints_per_slice,
-            workers: settings.workers,
-        },
-    );
+            IpamConfig {
+                allocator,
+                repair_interval: settings.repair_interval,
+                namespace: settings.namespace.clone(),
+                workers: settings.workers,
+            },
+        );
+        let endpoints = EndpointsController::new(
+            client.clone(),
+            EndpointsInformers {
+                services: &mut informers.services,
+                pods: &mut informers.pods,
+                slices: &mut informers.slices,
+                endpoints: &mut informers.endpoints,
+                nodes: &mut informers.nodes,
+            },
+            events(crate::endpoints::controller::CONTROLLER),
+            metrics.clone(),
+            EndpointsConfig {
+                max_endpoints_per_slice: settings.max_endpoints_per_slice,
+                batch_period: settings.endpoint_batch_period,
+                max_batch_period: settings.endpoint_max_batch_period,
+                batch_start: settings.endpoint_batch_start,
+                namespace: settings.namespace.clone(),
+                workers: settings.workers,
+            },
+        );
+        let records = RecordsController::new(
+            client.clone(),
+            RecordsInformers {
+                services: &mut informers.services,
+                claims: &mut informers.claims,
+                slices: &mut informers.slices,
+                records: &mut informers.records,
+            },
+            events(crate::records::controller::CONTROLLER),
+            metrics.clone(),
+            RecordsConfig {
+                cluster_domain: settings.cluster_domain.clone(),
+                ttl: settings.dns_ttl,
+                namespace: settings.namespace.clone(),
+                workers: settings.workers,
+            },
+        )
+        .context("--cluster-domain")?;
+        let mirroring = MirroringController::new(
+            client.clone(),
+            &mut informers.services,
+            &mut informers.endpoints,
+            &mut informers.mirrored_slices,
+            events(crate::mirroring::CONTROLLER),
+            metrics.clone(),
+            MirroringConfig {
+                max_endpoints_per_slice: settings.max_endpoints_per_slice,
+                workers: settings.workers,
+            },
+        );
+        Ok(Self {
+            ipam,
+            endpoints,
+            records,
+            mirroring,
+        })
+    }
+}
 
+/// Runs the informers and the controllers, each as a task watched for ending on its own: the
+/// built-in kinds' informers at once, Signpost's own kinds' and the controllers once `go`.
+fn spawn(
+    informers: SharedInformers,
+    controllers: Controllers,
+    go: impl Future<Output = ()> + Send + 'static,
+) -> Running {
     let liveness = Liveness::default();
     let readiness = Readiness::new(
         vec![
-            ipam.ready(),
-            endpoints_controller.ready(),
-            records_controller.ready(),
-            mirroring_controller.ready(),
+            controllers.ipam.ready(),
+            controllers.endpoints.ready(),
+            controllers.records.ready(),
+            controllers.mirroring.ready(),
         ],
         liveness.clone(),
     );
     let go = go.shared();
     let task = |name: &'static str, work| tokio::spawn(liveness.clone().watch(name, work));
+    let SharedInformers {
+        services,
+        claims,
+        pods,
+        slices,
+        endpoints,
+        nodes,
+        records,
+        mirrored_slices,
+    } = informers;
     let informers = vec![
         task("services watch", services.run().boxed()),
         task("claims watch", after(go.clone(), claims.run()).boxed()),
@@ -357,30 +386,30 @@ pub fn start_when(
         task("records watch", after(go.clone(), records.run()).boxed()),
         task("mirrored slices watch", mirrored_slices.run().boxed()),
     ];
-    let controllers = vec![
+    let Controllers {
+        ipam,
+        endpoints,
+        records,
+        mirroring,
+    } = controllers;
+    let tasks = vec![
         task("ipam", after(go.clone(), ipam.clone().run()).boxed()),
         task(
             "endpoints",
-            after(go.clone(), endpoints_controller.clone().run()).boxed(),
+            after(go.clone(), endpoints.clone().run()).boxed(),
         ),
-        task(
-            "records",
-            after(go.clone(), records_controller.clone().run()).boxed(),
-        ),
-        task(
-            "mirroring",
-            after(go, mirroring_controller.clone().run()).boxed(),
-        ),
+        task("records", after(go.clone(), records.clone().run()).boxed()),
+        task("mirroring", after(go, mirroring.clone().run()).boxed()),
     ];
-    Ok(Running {
+    Running {
         ipam,
-        endpoints: endpoints_controller,
-        records: records_controller,
-        mirroring: mirroring_controller,
-        controllers,
+        endpoints,
+        records,
+        mirroring,
+        controllers: tasks,
         informers,
         readiness,
-    })
+    }
 }
 
 /// Runs `work` once `go` has completed.

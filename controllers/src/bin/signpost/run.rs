@@ -207,8 +207,9 @@ fn timing(args: &RunArgs) -> LeaseTiming {
     }
 }
 
-async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::Result<()> {
-    let client = client(args.common.kubeconfig.as_deref()).await?;
+/// The controllers' settings from the flags; `identity` names this process in Events and the
+/// Lease.
+fn settings(args: &RunArgs, identity: &str) -> Settings {
     let mut settings = Settings::new(args.service_cidrs.clone());
     settings.cluster_domain = args.cluster_domain.clone();
     settings.max_endpoints_per_slice = usize::from(args.max_endpoints_per_slice);
@@ -219,6 +220,25 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
     settings.namespace = args.namespace.clone();
     settings.streaming_lists = args.streaming_lists;
     settings.pods_protobuf = args.pods_protobuf;
+    settings.instance = Some(identity.to_owned());
+    settings
+}
+
+/// What the controllers run with, once the client, the HTTP server and the signal handler are
+/// in place.
+struct Process {
+    client: kube::Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    health: Health,
+    identity: String,
+    /// Becomes true at SIGTERM or Ctrl-C.
+    stop: tokio::sync::watch::Receiver<bool>,
+    started: std::time::Instant,
+}
+
+async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::Result<()> {
+    let client = client(args.common.kubeconfig.as_deref()).await?;
     let identity = format!(
         "{}_{}",
         std::env::var("POD_NAME")
@@ -227,7 +247,7 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
             .unwrap_or_else(|| "signpost".into()),
         std::process::id()
     );
-    settings.instance = Some(identity.clone());
+    let settings = settings(&args, &identity);
     let metrics = Arc::new(Metrics::new());
     let health = Health::default();
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -238,44 +258,69 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
         .context("starting the thread that serves /metrics, /healthz and /readyz")?;
     tracing::info!(cidrs = ?settings.service_cidrs, %identity, metrics = %args.metrics_addr, "starting signpost");
 
-    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
-
-    if !args.leader_elect {
-        let (crds_checked, go) = crd_gate();
-        let running = app::start_when(client.clone(), settings, metrics, go)?;
-        health.leading(running.readiness.clone());
-        announce_ready(running.readiness.clone(), started);
-        // The check's round trip overlaps the caches' first lists instead of preceding them.
-        if let Err(error) = check_crds(&client).await {
-            running.abort();
-            return Err(error);
-        }
-        let _ = crds_checked.send(());
-        let _ = stop.wait_for(|s| *s).await;
-        running.shut_down().await;
-        return Ok(());
+    let process = Process {
+        client,
+        settings,
+        metrics,
+        health,
+        identity,
+        stop,
+        started,
+    };
+    if args.leader_elect {
+        run_leading(process, &args).await
+    } else {
+        run_alone(process).await
     }
+}
 
+/// Without leader election: the controllers start at once, their writes held until the CRD
+/// check (whose round trip overlaps the caches' first lists instead of preceding them) passed.
+async fn run_alone(mut process: Process) -> anyhow::Result<()> {
+    let (crds_checked, go) = crd_gate();
+    let running = app::start_when(
+        process.client.clone(),
+        process.settings,
+        process.metrics,
+        go,
+    )?;
+    process.health.leading(running.readiness.clone());
+    announce_ready(running.readiness.clone(), process.started);
+    if let Err(error) = check_crds(&process.client).await {
+        running.abort();
+        return Err(error);
+    }
+    let _ = crds_checked.send(());
+    let _ = process.stop.wait_for(|s| *s).await;
+    running.shut_down().await;
+    Ok(())
+}
+
+/// With leader election: stand by until this replica leads, run the controllers while it
+/// holds the Lease, and exit when it loses it (a fresh start stands by again).
+async fn run_leading(mut process: Process, args: &RunArgs) -> anyhow::Result<()> {
     let namespace = args
         .leader_election_namespace
         .clone()
         .or_else(|| std::env::var("POD_NAMESPACE").ok())
         .unwrap_or_else(|| "default".into());
+    let lease = format!("{namespace}/{}", args.leader_election_name);
     let mut elector = Elector::new(
-        client.clone(),
+        process.client.clone(),
         &namespace,
         &args.leader_election_name,
-        &identity,
-        timing(&args),
+        &process.identity,
+        timing(args),
     );
-    health.standby();
+    process.health.standby();
     // The CRD check overlaps the election; a replica that stands by still reports missing CRDs.
     let checked_and_leading = async {
-        tokio::try_join!(check_crds(&client), async {
+        tokio::try_join!(check_crds(&process.client), async {
             elector.acquire().await;
             Ok(())
         })
@@ -287,25 +332,25 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
                 return Err(error);
             }
         }
-        _ = stop.wait_for(|s| *s) => return Ok(()),
+        _ = process.stop.wait_for(|s| *s) => return Ok(()),
     }
-    let running = app::start(client, settings, metrics)?;
-    health.leading(running.readiness.clone());
-    announce_ready(running.readiness.clone(), started);
+    let running = app::start(process.client, process.settings, process.metrics)?;
+    process.health.leading(running.readiness.clone());
+    announce_ready(running.readiness.clone(), process.started);
     tokio::select! {
         _ = elector.hold() => {
             // Another replica may take the lease once it expires: stop writing now.
             running.abort();
-            anyhow::bail!("lost leadership of Lease {namespace}/{}; exiting so a fresh start can stand by", args.leader_election_name)
+            anyhow::bail!("lost leadership of Lease {lease}; exiting so a fresh start can stand by")
         }
-        _ = stop.wait_for(|s| *s) => {}
+        _ = process.stop.wait_for(|s| *s) => {}
     }
     // SIGTERM: the controllers drain while the lease is still renewed, so nobody else writes
     // meanwhile; the drain is bounded, and so is the release, to fit the pod's grace period.
     tokio::select! {
         _ = running.shut_down() => {}
         _ = elector.hold() => {
-            anyhow::bail!("lost leadership of Lease {namespace}/{} while shutting down", args.leader_election_name)
+            anyhow::bail!("lost leadership of Lease {lease} while shutting down")
         }
     }
     elector.release().await;

@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use signpost_controllers::app::Running;
 use signpost_crds::DNSRecord;
 use signpost_dns as dns;
+use signpost_e2e::stateful::{governing_service, stateful_pod};
 use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims, events_about, fixtures, install_crds,
-    pod_is_ready, set_pod_ready, unique_cidr, wait_until,
+    set_pod_ready, unique_cidr, wait_ready_pod_ips, wait_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -416,43 +417,6 @@ async fn seed_service_resolves_to_its_vip_with_srv_and_is_nxdomain_once_deleted(
     Ok(())
 }
 
-fn stateful_pod(name: &str, subdomain: &str, app: &str) -> anyhow::Result<Pod> {
-    Ok(serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {
-            "hostname": name,
-            "subdomain": subdomain,
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "c", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]}]
-        }
-    }))?)
-}
-
-async fn ready_pod_ips(
-    pods: &Api<Pod>,
-    selector: &str,
-    n: usize,
-) -> anyhow::Result<BTreeSet<String>> {
-    wait_until(&format!("{n} ready pods ({selector})"), TIMEOUT, || async {
-        let list = pods
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map_err(|e| e.to_string())?;
-        let ips: BTreeSet<String> = list
-            .items
-            .iter()
-            .filter(|p| pod_is_ready(p))
-            .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-            .collect();
-        if ips.len() == n {
-            Ok(ips)
-        } else {
-            Err(format!("{} ready with IPs", ips.len()))
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn headless_service_answers_ready_pods_and_host_names_external_name_a_cname()
 -> anyhow::Result<()> {
@@ -464,22 +428,23 @@ async fn headless_service_answers_ready_pods_and_host_names_external_name_a_cnam
     let pods: Api<Pod> = ns.api();
 
     for name in ["web-0", "web-1"] {
-        pods.create(&PostParams::default(), &stateful_pod(name, "web", "web")?)
+        pods.create(&PostParams::default(), &stateful_pod(name, "web", "web"))
             .await?;
     }
-    let headless: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "web"},
-        "spec": {"clusterIP": "None", "selector": {"app": "web"},
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
-    }))?;
-    services.create(&PostParams::default(), &headless).await?;
-    let external: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "ext"},
-        "spec": {"type": "ExternalName", "externalName": "example.com."}
-    }))?;
-    services.create(&PostParams::default(), &external).await?;
+    services
+        .create(&PostParams::default(), &governing_service("web", "web"))
+        .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::external_name_service("ext", "example.com."),
+        )
+        .await?;
 
-    let ips = ready_pod_ips(&pods, "app=web", 2).await?;
+    let ips: BTreeSet<String> = wait_ready_pod_ips(&pods, "app=web", 2, TIMEOUT)
+        .await?
+        .into_iter()
+        .collect();
     let fqdn = format!("web.{}.svc.cluster.local", ns.name);
     let t0 = Instant::now();
     wait_until("dig A web: one address per ready pod", TIMEOUT, || async {

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
+use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -20,7 +20,7 @@ use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
 use signpost_controllers::runtime::Metrics;
 use signpost_e2e::{
-    TestNamespace, client, events_about, fixtures, pod_is_ready, set_pod_ready, unique_cidr,
+    TestNamespace, client, events_about, fixtures, set_pod_ready, unique_cidr, wait_ready_pods,
     wait_until,
 };
 
@@ -74,26 +74,6 @@ fn endpoints_counts(e: &Endpoints) -> (usize, usize) {
     (ready, not_ready)
 }
 
-async fn ready_pods(pods: &Api<Pod>, selector: &str, n: usize) -> anyhow::Result<Vec<Pod>> {
-    wait_until(
-        &format!("{n} ready pods ({selector})"),
-        Duration::from_secs(60),
-        || async {
-            let list = pods
-                .list(&ListParams::default().labels(selector))
-                .await
-                .map_err(|e| e.to_string())?;
-            let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
-            if ready.len() == n {
-                Ok(ready)
-            } else {
-                Err(format!("{} ready", ready.len()))
-            }
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
     let client = client().await?;
@@ -112,7 +92,7 @@ async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
     services
         .create(&PostParams::default(), &fixtures::hostnames_service())
         .await?;
-    let ready = ready_pods(&pods, "app=hostnames", 3).await?;
+    let ready = wait_ready_pods(&pods, "app=hostnames", 3, POD_READY_TIMEOUT).await?;
     let ep = wait_until(
         "Endpoints hostnames with 3 ready addresses",
         TIMEOUT,
@@ -284,7 +264,7 @@ async fn named_target_port_resolves_per_pod() -> anyhow::Result<()> {
         "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
     }))?;
     services.create(&PostParams::default(), &svc).await?;
-    ready_pods(&pods, "app=web", 2).await?;
+    wait_ready_pods(&pods, "app=web", 2, POD_READY_TIMEOUT).await?;
     let list = wait_until("two slices, one per port mapping", TIMEOUT, || async {
         let list = our_slices(&slices).await?;
         if list.len() == 2 && ready_addresses(&list).len() == 2 {
@@ -365,7 +345,7 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     ns.create_app("big", 250).await?;
-    let ready = ready_pods(&pods, "app=big", 250).await?;
+    let ready = wait_ready_pods(&pods, "app=big", 250, POD_READY_TIMEOUT).await?;
     let list = wait_until(
         "250 ready endpoints in 3 slices",
         Duration::from_secs(60),
@@ -455,7 +435,7 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     ns.create_app("burst", 10).await?;
-    let names: Vec<String> = ready_pods(&pods, "app=burst", 10)
+    let names: Vec<String> = wait_ready_pods(&pods, "app=burst", 10, POD_READY_TIMEOUT)
         .await?
         .iter()
         .map(ResourceExt::name_any)
@@ -533,8 +513,8 @@ async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> any
             &fixtures::app_deployment("b", 3, 8080),
         )
         .await?;
-    let a = ready_pods(&pods, "app=a", 2).await?;
-    ready_pods(&pods, "app=b", 3).await?;
+    let a = wait_ready_pods(&pods, "app=a", 2, POD_READY_TIMEOUT).await?;
+    wait_ready_pods(&pods, "app=b", 3, POD_READY_TIMEOUT).await?;
 
     // publishNotReadyAddresses: a not-ready pod is still published as ready.
     set_pod_ready(&pods, &a[0].name_any(), false).await?;
@@ -612,7 +592,7 @@ async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> any
     .await?;
 
     // Dual-stack pods give one slice per address family.
-    let ds_pod = ready_pods(&pods, "app=b", 3).await?[0].clone();
+    let ds_pod = wait_ready_pods(&pods, "app=b", 3, POD_READY_TIMEOUT).await?[0].clone();
     let v4 = ds_pod
         .status
         .as_ref()
@@ -713,7 +693,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
     services
         .create(&PostParams::default(), &fixtures::hostnames_service())
         .await?;
-    ready_pods(&pods, "app=hostnames", 3).await?;
+    wait_ready_pods(&pods, "app=hostnames", 3, POD_READY_TIMEOUT).await?;
     wait_until("hostnames converged", TIMEOUT, || async {
         let ep = endpoints
             .get_opt("hostnames")
@@ -820,7 +800,7 @@ async fn a_relabelled_or_edited_slice_of_ours_is_put_right() -> anyhow::Result<(
             &fixtures::app_service("web", 80, 8080),
         )
         .await?;
-    let want: BTreeSet<String> = ready_pods(&pods, "app=web", 3)
+    let want: BTreeSet<String> = wait_ready_pods(&pods, "app=web", 3, POD_READY_TIMEOUT)
         .await?
         .iter()
         .filter_map(|p| p.status.as_ref()?.pod_ip.clone())

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, finish, scoped_settings, start_controllers};
+use common::{POD_READY_TIMEOUT, TIMEOUT, finish, scoped_settings, start_controllers};
 use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -17,7 +17,7 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
-use signpost_e2e::{TestNamespace, client, fixtures, pod_is_ready, unique_cidr, wait_until};
+use signpost_e2e::{TestNamespace, client, fixtures, unique_cidr, wait_ready_pods, wait_until};
 
 const MIRRORED: &str =
     "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.signpost.dev";
@@ -231,22 +231,7 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
             &fixtures::app_deployment("pg", 2, 5432),
         )
         .await?;
-    wait_until("2 ready pg pods", Duration::from_secs(60), || async {
-        let n = pods
-            .list(&ListParams::default().labels("app=pg"))
-            .await
-            .map_err(|e| e.to_string())?
-            .items
-            .iter()
-            .filter(|p| pod_is_ready(p))
-            .count();
-        if n == 2 {
-            Ok(())
-        } else {
-            Err(format!("{n} ready"))
-        }
-    })
-    .await?;
+    wait_ready_pods(&pods, "app=pg", 2, POD_READY_TIMEOUT).await?;
     services
         .create(&PostParams::default(), &db_service(None))
         .await?;

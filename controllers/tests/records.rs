@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
+use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -23,8 +23,9 @@ use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
+use signpost_e2e::stateful::{governing_service, stateful_pod};
 use signpost_e2e::{
-    TestNamespace, client, events_about, fixtures, pod_is_ready, unique_cidr, wait_until,
+    TestNamespace, client, events_about, fixtures, unique_cidr, wait_ready_pod_ips, wait_until,
 };
 
 async fn start_with(
@@ -235,44 +236,6 @@ async fn seed_service_gets_a_ready_record_with_its_vip_and_srv() -> anyhow::Resu
     finish(&client, ns, running).await
 }
 
-fn stateful_pod(name: &str, subdomain: &str, app: &str) -> Pod {
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {
-            "hostname": name,
-            "subdomain": subdomain,
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "c", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]}]
-        }
-    }))
-    .unwrap()
-}
-
-async fn ready_pod_ips(pods: &Api<Pod>, selector: &str, n: usize) -> anyhow::Result<Vec<String>> {
-    wait_until(
-        &format!("{n} ready pods ({selector})"),
-        Duration::from_secs(60),
-        || async {
-            let list = pods
-                .list(&ListParams::default().labels(selector))
-                .await
-                .map_err(|e| e.to_string())?;
-            let ips: Vec<String> = list
-                .items
-                .iter()
-                .filter(|p| pod_is_ready(p))
-                .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
-                .collect();
-            if ips.len() == n {
-                Ok(ips)
-            } else {
-                Err(format!("{} ready with IPs", ips.len()))
-            }
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn headless_service_gets_host_records_and_external_name_a_cname() -> anyhow::Result<()> {
     let client = client().await?;
@@ -287,19 +250,17 @@ async fn headless_service_gets_host_records_and_external_name_a_cname() -> anyho
         pods.create(&PostParams::default(), &stateful_pod(name, "web", "web"))
             .await?;
     }
-    let headless: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "web"},
-        "spec": {"clusterIP": "None", "selector": {"app": "web"},
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
-    }))?;
-    services.create(&PostParams::default(), &headless).await?;
-    let external: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "ext"},
-        "spec": {"type": "ExternalName", "externalName": "example.com."}
-    }))?;
-    services.create(&PostParams::default(), &external).await?;
+    services
+        .create(&PostParams::default(), &governing_service("web", "web"))
+        .await?;
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::external_name_service("ext", "example.com."),
+        )
+        .await?;
 
-    let ips: BTreeSet<String> = ready_pod_ips(&pods, "app=web", 2)
+    let ips: BTreeSet<String> = wait_ready_pod_ips(&pods, "app=web", 2, POD_READY_TIMEOUT)
         .await?
         .into_iter()
         .collect();
@@ -537,13 +498,10 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
         pods.create(&PostParams::default(), &stateful_pod(name, "db", "db"))
             .await?;
     }
-    let headless: Service = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "db"},
-        "spec": {"clusterIP": "None", "selector": {"app": "db"},
-                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
-    }))?;
-    services.create(&PostParams::default(), &headless).await?;
-    ready_pod_ips(&pods, "app=db", 2).await?;
+    services
+        .create(&PostParams::default(), &governing_service("db", "db"))
+        .await?;
+    wait_ready_pod_ips(&pods, "app=db", 2, POD_READY_TIMEOUT).await?;
     wait_record(&records, "hostnames", "hostnames Ready", ready_true).await?;
     wait_record(&records, "db", "db with both hosts", |r| {
         ready_true(r)?;

@@ -8,6 +8,7 @@
 pub mod fixtures;
 pub mod process;
 pub mod procfs;
+pub mod stateful;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -164,6 +165,57 @@ pub async fn ready_pod_ips(
             Some((p.metadata.name.clone()?, ip))
         })
         .collect())
+}
+
+/// Waits until exactly `n` pods matching `selector` are ready, and returns them: the
+/// scheduler and kwok make a test's pods ready, and a test about Signpost starts from there.
+pub async fn wait_ready_pods(
+    pods: &Api<Pod>,
+    selector: &str,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Pod>> {
+    wait_until(&format!("{n} ready pods ({selector})"), timeout, || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
+        if ready.len() == n {
+            Ok(ready)
+        } else {
+            Err(format!("{} ready", ready.len()))
+        }
+    })
+    .await
+}
+
+/// Like [`wait_ready_pods`], but waits for `n` ready pods that have an IP and returns the IPs:
+/// what a test compares with the addresses Signpost publishes.
+pub async fn wait_ready_pod_ips(
+    pods: &Api<Pod>,
+    selector: &str,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<String>> {
+    wait_until(&format!("{n} ready pods ({selector})"), timeout, || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels(selector))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ips: Vec<String> = list
+            .items
+            .iter()
+            .filter(|p| pod_is_ready(p))
+            .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+            .collect();
+        if ips.len() == n {
+            Ok(ips)
+        } else {
+            Err(format!("{} ready with IPs", ips.len()))
+        }
+    })
+    .await
 }
 
 /// Whether a pod's `Ready` condition is `True`.

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use signpost_e2e::{TestNamespace, client, fixtures, pod_is_ready, set_pod_ready, wait_until};
+use signpost_e2e::{TestNamespace, client, fixtures, pod_is_ready, set_pod_ready, wait_ready_pods};
 
 #[tokio::test]
 async fn seed_app_becomes_ready_on_fake_nodes_and_readiness_can_flip() -> anyhow::Result<()> {
@@ -28,23 +28,7 @@ async fn seed_app_becomes_ready_on_fake_nodes_and_readiness_can_flip() -> anyhow
     services
         .create(&PostParams::default(), &fixtures::hostnames_service())
         .await?;
-    let ready = wait_until(
-        "3 ready hostnames pods",
-        Duration::from_secs(60),
-        || async {
-            let list = pods
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
-            if ready.len() == 3 {
-                Ok(ready)
-            } else {
-                Err(format!("{} ready pods", ready.len()))
-            }
-        },
-    )
-    .await?;
+    let ready = wait_ready_pods(&pods, "app=hostnames", 3, Duration::from_secs(60)).await?;
     println!("3/3 pods ready after {:?}", start.elapsed());
 
     let ips: BTreeSet<String> = ready

@@ -17,6 +17,10 @@ use signpost_e2e::{TestNamespace, delete_namespace_and_claims, install_crds};
 /// showing up in the API.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a test's pods may take to become ready: the scheduler and kwok are at work then,
+/// not Signpost, and a test's Deployment competes with every other test's.
+pub const POD_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Sends the logs of the code under test to the test's own output (shown when it fails),
 /// filtered by `RUST_LOG` or else by `default_filter`. Every test calls it, since any may run
 /// first; the first call wins.

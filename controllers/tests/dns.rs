@@ -19,8 +19,8 @@ use signpost_crds::DNSRecord;
 use signpost_dns as dns;
 use signpost_e2e::stateful::{governing_service, stateful_pod};
 use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, events_about, fixtures, install_crds,
-    set_pod_ready, unique_cidr, wait_ready_pod_ips, wait_until,
+    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, set_pod_ready,
+    unique_cidr, wait_events, wait_ready_pod_ips, wait_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -185,26 +185,6 @@ async fn query(
         return Err(format!("no status line in: {out}"));
     }
     Ok(response)
-}
-
-/// Waits until at least one Event `reason` about object `name` exists, and returns them.
-async fn wait_events(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    reason: &str,
-) -> anyhow::Result<Vec<k8s_openapi::api::events::v1::Event>> {
-    wait_until(&format!("{reason} Event on {name}"), TIMEOUT, || async {
-        let events = events_about(client, namespace, name, reason)
-            .await
-            .map_err(|e| e.to_string())?;
-        if events.is_empty() {
-            Err("no Event yet".to_string())
-        } else {
-            Ok(events)
-        }
-    })
-    .await
 }
 
 /// Waits until `dig` reports `status` for `name`, and returns how long that took.
@@ -626,7 +606,7 @@ async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream
             .status,
         "NXDOMAIN"
     );
-    let events = wait_events(&client, &ns.name, "broken", "InvalidDNSRecord").await?;
+    let events = wait_events(&client, &ns.name, "broken", "InvalidDNSRecord", TIMEOUT).await?;
     println!("dns/direct: Event on broken: {:?}", events[0].note);
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     let metrics_addr = server.metrics_addr.expect("a metrics server");
@@ -774,7 +754,7 @@ async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() ->
     println!("dns/intruder: {theirs} A → {answer:?}");
     assert_eq!(answer.status, "NXDOMAIN", "{answer:?}");
     assert!(answer.answers.is_empty(), "{answer:?}");
-    let events = wait_events(&client, &ns.name, "intruder", "InvalidDNSRecord").await?;
+    let events = wait_events(&client, &ns.name, "intruder", "InvalidDNSRecord", TIMEOUT).await?;
     println!("dns/intruder: Event: {:?}", events[0].note);
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
     assert!(

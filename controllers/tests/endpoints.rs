@@ -20,8 +20,8 @@ use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
 use signpost_controllers::runtime::Metrics;
 use signpost_e2e::{
-    TestNamespace, client, events_about, fixtures, set_pod_ready, unique_cidr, wait_ready_pods,
-    wait_until,
+    TestNamespace, client, events_about, fixtures, set_pod_ready, unique_cidr, wait_events,
+    wait_ready_pods, wait_until,
 };
 
 const MANAGED_BY: &str =
@@ -708,19 +708,12 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
         }
     })
     .await?;
-    wait_until(
-        "EndpointsManagedElsewhere Event on theirs",
+    wait_events(
+        &client,
+        &ns.name,
+        "theirs",
+        "EndpointsManagedElsewhere",
         TIMEOUT,
-        || async {
-            let events = events_about(&client, &ns.name, "theirs", "EndpointsManagedElsewhere")
-                .await
-                .map_err(|e| e.to_string())?;
-            if events.is_empty() {
-                Err("no Event yet".into())
-            } else {
-                Ok(())
-            }
-        },
     )
     .await?;
     assert_eq!(

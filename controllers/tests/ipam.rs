@@ -16,7 +16,7 @@ use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_crds::ServiceIP;
-use signpost_e2e::{TestNamespace, client, events_about, unique_cidr, wait_until};
+use signpost_e2e::{TestNamespace, client, unique_cidr, wait_events, wait_until};
 
 async fn start(client: &Client, ns: &str, cidrs: &[&str]) -> anyhow::Result<Running> {
     init_logs("warn");
@@ -189,17 +189,7 @@ async fn an_exhausted_range_reports_and_allocates_once_space_frees() -> anyhow::
         )
         .await?;
     let start_time = Instant::now();
-    wait_until("ClusterIPExhausted Event on seventh", TIMEOUT, || async {
-        let events = events_about(&client, &ns.name, "seventh", "ClusterIPExhausted")
-            .await
-            .map_err(|e| e.to_string())?;
-        if events.is_empty() {
-            Err("no such Event yet".into())
-        } else {
-            Ok(())
-        }
-    })
-    .await?;
+    wait_events(&client, &ns.name, "seventh", "ClusterIPExhausted", TIMEOUT).await?;
     assert!(
         !claims_in(&client, &ns.name).await?.contains_key("seventh"),
         "no address while the range is full"
@@ -318,17 +308,7 @@ async fn requested_addresses_are_honoured_or_refused_never_replaced() -> anyhow:
         ("outside", "ClusterIPInvalid"),
         ("garbage", "ClusterIPInvalid"),
     ] {
-        wait_until(&format!("{reason} Event on {name}"), TIMEOUT, || async {
-            let events = events_about(&client, &ns.name, name, reason)
-                .await
-                .map_err(|e| e.to_string())?;
-            if events.is_empty() {
-                Err("no such Event yet".into())
-            } else {
-                Ok(())
-            }
-        })
-        .await?;
+        wait_events(&client, &ns.name, name, reason, TIMEOUT).await?;
     }
     let claims = claims_in(&client, &ns.name).await?;
     assert_eq!(

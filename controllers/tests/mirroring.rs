@@ -17,7 +17,9 @@ use kube::api::{
 };
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
-use signpost_e2e::{TestNamespace, client, fixtures, unique_cidr, wait_ready_pods, wait_until};
+use signpost_e2e::{
+    TestNamespace, client, fixtures, unique_cidr, wait_events, wait_ready_pods, wait_until,
+};
 
 const MIRRORED: &str =
     "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.signpost.dev";
@@ -346,21 +348,7 @@ async fn what_cannot_be_mirrored_is_reported_and_the_rest_mirrored() -> anyhow::
     })
     .await?;
     assert_eq!(list.len(), 10, "1000 endpoints at 100 per slice");
-    wait_until(
-        "EndpointsNotMirrored Warning on the Endpoints",
-        TIMEOUT,
-        || async {
-            let events =
-                signpost_e2e::events_about(&client, &ns.name, "db", "EndpointsNotMirrored")
-                    .await
-                    .map_err(|e| e.to_string())?;
-            match events.first() {
-                Some(e) => Ok(e.note.clone().unwrap_or_default()),
-                None => Err("no Event yet".into()),
-            }
-        },
-    )
-    .await
-    .map(|note| println!("Event: {note}"))?;
+    let events = wait_events(&client, &ns.name, "db", "EndpointsNotMirrored", TIMEOUT).await?;
+    println!("Event: {}", events[0].note.clone().unwrap_or_default());
     finish(&client, ns, running).await
 }

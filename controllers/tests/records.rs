@@ -25,7 +25,7 @@ use signpost_controllers::runtime::Metrics;
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use signpost_e2e::stateful::{governing_service, stateful_pod};
 use signpost_e2e::{
-    TestNamespace, client, events_about, fixtures, unique_cidr, wait_ready_pod_ips, wait_until,
+    TestNamespace, client, fixtures, unique_cidr, wait_events, wait_ready_pod_ips, wait_until,
 };
 
 async fn start_with(
@@ -516,19 +516,12 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
         "records/restart: converged {:?} after creating the Services",
         t0.elapsed()
     );
-    wait_until(
-        "DNSRecordManagedElsewhere Event on theirs",
+    wait_events(
+        &client,
+        &ns.name,
+        "theirs",
+        "DNSRecordManagedElsewhere",
         TIMEOUT,
-        || async {
-            let events = events_about(&client, &ns.name, "theirs", "DNSRecordManagedElsewhere")
-                .await
-                .map_err(|e| e.to_string())?;
-            if events.is_empty() {
-                Err("no Event yet".into())
-            } else {
-                Ok(())
-            }
-        },
     )
     .await?;
     assert_eq!(

@@ -245,6 +245,28 @@ pub async fn events_about(
         .collect())
 }
 
+/// Waits until at least one Event `reason` about object `name` in `namespace` exists, and
+/// returns them: how a test sees that a controller told the user about a problem.
+pub async fn wait_events(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<k8s_openapi::api::events::v1::Event>> {
+    wait_until(&format!("{reason} Event on {name}"), timeout, || async {
+        let events = events_about(client, namespace, name, reason)
+            .await
+            .map_err(|e| e.to_string())?;
+        if events.is_empty() {
+            Err("no Event yet".to_string())
+        } else {
+            Ok(events)
+        }
+    })
+    .await
+}
+
 /// Installs (server-side apply) Signpost's CRDs and waits until the API serves them. Safe to
 /// call from every test: applying the same CRDs again changes nothing.
 pub async fn install_crds(client: &Client) -> anyhow::Result<()> {

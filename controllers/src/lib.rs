@@ -8,5 +8,6 @@ pub mod endpoints;
 pub mod ipam;
 pub mod mirroring;
 pub mod records;
+pub mod slice_writes;
 
 pub use signpost_runtime as runtime;

@@ -227,3 +227,9 @@ pub fn endpoints_key(endpoints: &Endpoints) -> ServiceKey {
         endpoints.metadata.name.clone().unwrap_or_default(),
     )
 }
+
+impl AsMut<OwnSlices> for EndpointsIndex {
+    fn as_mut(&mut self) -> &mut OwnSlices {
+        &mut self.slices
+    }
+}

@@ -17,3 +17,9 @@ pub struct MirroringIndex {
     /// once.
     pub reported: HashMap<ServiceKey, String>,
 }
+
+impl AsMut<OwnSlices> for MirroringIndex {
+    fn as_mut(&mut self) -> &mut OwnSlices {
+        &mut self.slices
+    }
+}

@@ -19,12 +19,13 @@ use tokio::sync::watch;
 
 use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints};
 use super::pod::PodRecord;
-use super::slices::{SlicePlan, SliceTemplate, is_managed_by_signpost, plan};
+use super::slices::{SliceTemplate, is_managed_by_signpost, plan};
 use super::{SlimPod, desired_endpoints, service_selector};
 use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, Spacing, Start, SyncError,
     WorkQueue, on_change,
 };
+use crate::slice_writes::SliceWriter;
 use signpost_core::keys::ServiceKey;
 use signpost_index::endpoints::EndpointsIndex;
 
@@ -265,7 +266,7 @@ impl EndpointsController {
             // Gone, or user-managed (no selector): remove what we wrote. Slices of a deleted
             // Service also go by garbage collection; deleting them here is just faster.
             for slice in cached.iter().filter(|s| is_managed_by_signpost(s)) {
-                self.delete_slice(&key, slice).await?;
+                self.slice_writer(&key).delete(slice).await?;
             }
             self.delete_our_endpoints(&key).await?;
             let mut state = self.lock();
@@ -318,62 +319,20 @@ impl EndpointsController {
         // The slices and the Endpoints object are independent writes: send them together, so
         // a sync holds a worker for one API round trip instead of two. Both run to the end
         // (no cancelling one because the other failed); the first error is reported.
+        let writer = self.slice_writer(&key);
         let (slices, endpoints) = tokio::join!(
-            self.write_slices(&key, slice_plan, &cached, trigger.as_deref()),
+            writer.carry_out(
+                slice_plan,
+                |name| cached
+                    .iter()
+                    .find(|s| s.name_any() == name)
+                    .map(|s| s.as_ref()),
+                |slice| annotate(&mut slice.metadata, trigger.as_deref()),
+            ),
             self.write_endpoints(&key, &service, want, trigger.as_deref()),
         );
         slices.and(endpoints)?;
         Ok(Next::Done)
-    }
-
-    /// Carries out a slice plan: creates, then updates, then deletes, in that order so a
-    /// Service never has fewer endpoints published than it will have after the plan.
-    async fn write_slices(
-        &self,
-        key: &ServiceKey,
-        slice_plan: SlicePlan,
-        cached: &[Arc<EndpointSlice>],
-        trigger: Option<&str>,
-    ) -> Result<(), SyncError> {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        for mut slice in slice_plan.creates {
-            annotate(&mut slice.metadata, trigger);
-            self.metrics.wrote(CONTROLLER);
-            let created = api
-                .create(&params, &slice)
-                .await
-                .map_err(|e| SyncError::write(format!("creating an EndpointSlice for {key}"), e))?;
-            self.lock().slices.tracker.wrote(
-                key,
-                &created.name_any(),
-                created.metadata.generation.unwrap_or(0),
-            );
-        }
-        for mut slice in slice_plan.updates {
-            annotate(&mut slice.metadata, trigger);
-            let name = slice.name_any();
-            self.metrics.wrote(CONTROLLER);
-            let updated = api.replace(&name, &params, &slice).await.map_err(|e| {
-                SyncError::write(
-                    format!("updating EndpointSlice {}/{name}", key.namespace),
-                    e,
-                )
-            })?;
-            self.lock()
-                .slices
-                .tracker
-                .wrote(key, &name, updated.metadata.generation.unwrap_or(0));
-        }
-        for name in slice_plan.deletes {
-            if let Some(slice) = cached.iter().find(|s| s.name_any() == name) {
-                self.delete_slice(key, slice).await?;
-            }
-        }
-        Ok(())
     }
 
     async fn write_endpoints(
@@ -450,29 +409,15 @@ impl EndpointsController {
         Ok(())
     }
 
-    async fn delete_slice(&self, key: &ServiceKey, slice: &EndpointSlice) -> Result<(), SyncError> {
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
-        let name = slice.name_any();
-        let params = DeleteParams {
-            preconditions: slice.uid().map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        self.metrics.wrote(CONTROLLER);
-        match api.delete(&name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => {
-                return Err(SyncError::write(
-                    format!("deleting EndpointSlice {}/{name}", key.namespace),
-                    e,
-                ));
-            }
-        }
-        self.lock().slices.tracker.deleted(key, &name);
-        Ok(())
+    fn slice_writer<'a>(&'a self, key: &'a ServiceKey) -> SliceWriter<'a, EndpointsIndex> {
+        SliceWriter::new(
+            &self.client,
+            key,
+            CONTROLLER,
+            FIELD_MANAGER,
+            &self.metrics,
+            &self.state,
+        )
     }
 
     async fn delete_our_endpoints(&self, key: &ServiceKey) -> Result<(), SyncError> {

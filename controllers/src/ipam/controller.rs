@@ -234,30 +234,9 @@ impl Ipam {
         }
 
         for want in &request.families {
-            let mut held = by_family.remove(&want.family).unwrap_or_default();
+            let held = by_family.remove(&want.family).unwrap_or_default();
             if !held.is_empty() {
-                // Keep the requested address if held, else the lowest; drop any extra.
-                held.sort_by_key(|c| (Some(c.address) != want.requested, c.address));
-                let kept = held.remove(0);
-                for extra in held {
-                    problems.push((
-                        "DuplicateClusterIP",
-                        format!(
-                            "released {} because the Service also holds {}",
-                            extra.address, kept.address
-                        ),
-                    ));
-                    self.delete_claim(&extra).await?;
-                }
-                if let Some(requested) = want.requested.filter(|r| *r != kept.address) {
-                    problems.push((
-                        "ClusterIPImmutable",
-                        format!(
-                            "the Service holds {} and keeps it; requested {requested} is ignored (recreate the Service to change its address)",
-                            kept.address
-                        ),
-                    ));
-                }
+                problems.extend(self.keep_one_claim(want, held).await?);
                 continue;
             }
             if request.hold_only {
@@ -270,6 +249,38 @@ impl Ipam {
         self.report(&service, &key, problems).await;
         self.publish_usage();
         Ok(Next::Done)
+    }
+
+    /// Of the claims a Service holds in one family, keeps the requested address if held, else
+    /// the lowest, and releases any other; returns the problems to report.
+    async fn keep_one_claim(
+        &self,
+        want: &FamilyRequest,
+        mut held: Vec<Claim>,
+    ) -> Result<Vec<(&'static str, String)>, SyncError> {
+        let mut problems = Vec::new();
+        held.sort_by_key(|c| (Some(c.address) != want.requested, c.address));
+        let kept = held.remove(0);
+        for extra in held {
+            problems.push((
+                "DuplicateClusterIP",
+                format!(
+                    "released {} because the Service also holds {}",
+                    extra.address, kept.address
+                ),
+            ));
+            self.delete_claim(&extra).await?;
+        }
+        if let Some(requested) = want.requested.filter(|r| *r != kept.address) {
+            problems.push((
+                "ClusterIPImmutable",
+                format!(
+                    "the Service holds {} and keeps it; requested {requested} is ignored (recreate the Service to change its address)",
+                    kept.address
+                ),
+            ));
+        }
+        Ok(problems)
     }
 
     async fn release_all_of_gone_service(

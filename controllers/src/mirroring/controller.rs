@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::model::mirror;
@@ -20,6 +19,7 @@ use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
     on_change,
 };
+use crate::slice_writes::SliceWriter;
 use signpost_core::keys::ServiceKey;
 use signpost_index::mirroring::MirroringIndex;
 
@@ -177,10 +177,17 @@ impl MirroringController {
         if self.lock().slices.tracker.is_stale(&key, &generations) {
             return Ok(Next::After(Duration::from_secs(1)));
         }
-        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.namespace);
+        let writer = SliceWriter::new(
+            &self.client,
+            &key,
+            CONTROLLER,
+            FIELD_MANAGER,
+            &self.metrics,
+            &self.state,
+        );
         let Some((service, endpoints)) = source else {
             for slice in &existing {
-                self.delete_slice(&api, &key, slice).await?;
+                writer.delete(slice).await?;
             }
             self.lock().reported.remove(&key);
             return Ok(Next::Done);
@@ -196,40 +203,13 @@ impl MirroringController {
             self.config.max_endpoints_per_slice,
             &template,
         );
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        for slice in plan.creates {
-            self.metrics.wrote(CONTROLLER);
-            let created = api.create(&params, &slice).await.map_err(|e| {
-                SyncError::write(format!("creating a mirrored EndpointSlice for {key}"), e)
-            })?;
-            self.lock().slices.tracker.wrote(
-                &key,
-                &created.name_any(),
-                created.metadata.generation.unwrap_or(0),
-            );
-        }
-        for slice in plan.updates {
-            let name = slice.name_any();
-            self.metrics.wrote(CONTROLLER);
-            let updated = api.replace(&name, &params, &slice).await.map_err(|e| {
-                SyncError::write(
-                    format!("updating EndpointSlice {}/{name}", key.namespace),
-                    e,
-                )
-            })?;
-            self.lock()
-                .slices
-                .tracker
-                .wrote(&key, &name, updated.metadata.generation.unwrap_or(0));
-        }
-        for name in plan.deletes {
-            if let Some(slice) = existing.iter().find(|s| s.name_any() == name) {
-                self.delete_slice(&api, &key, slice).await?;
-            }
-        }
+        writer
+            .carry_out(
+                plan,
+                |name| existing.iter().find(|s| s.name_any() == name),
+                |_| {},
+            )
+            .await?;
         Ok(Next::Done)
     }
 
@@ -260,38 +240,6 @@ impl MirroringController {
                 note,
             )
             .await;
-    }
-
-    async fn delete_slice(
-        &self,
-        api: &Api<EndpointSlice>,
-        key: &ServiceKey,
-        slice: &EndpointSlice,
-    ) -> Result<(), SyncError> {
-        let name = slice.name_any();
-        let params = DeleteParams {
-            preconditions: slice.uid().map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        self.metrics.wrote(CONTROLLER);
-        match api.delete(&name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status))
-                if status.code == 404
-                    || status.code == 409
-                    || crate::runtime::is_namespace_terminating(&status) => {}
-            Err(e) => {
-                return Err(SyncError::write(
-                    format!("deleting EndpointSlice {}/{name}", key.namespace),
-                    e,
-                ));
-            }
-        }
-        self.lock().slices.tracker.deleted(key, &name);
-        Ok(())
     }
 }
 

@@ -258,36 +258,11 @@ impl RecordsController {
                 return Ok(Next::Done);
             }
         };
-        let api: Api<DNSRecord> = Api::namespaced(self.client.clone(), &key.namespace);
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
         let base_version = record.as_ref().and_then(|r| r.resource_version());
         let mut versions_behind = vec![base_version];
-        let spec_written = match &record {
-            None => {
-                let new = new_record(&service, &rendered);
-                self.metrics.wrote(CONTROLLER);
-                let created = api
-                    .create(&params, &new)
-                    .await
-                    .map_err(|e| SyncError::write(format!("creating DNSRecord {key}"), e))?;
-                tracing::info!(record = %key, fqdn = %rendered.spec.fqdn, "created DNSRecord");
-                Some(created)
-            }
-            Some(existing) if existing.spec == rendered.spec => None,
-            Some(existing) => {
-                let mut update = (**existing).clone();
-                update.spec = rendered.spec.clone();
-                self.metrics.wrote(CONTROLLER);
-                let updated = api
-                    .replace(&key.name, &params, &update)
-                    .await
-                    .map_err(|e| SyncError::write(format!("updating DNSRecord {key}"), e))?;
-                Some(updated)
-            }
-        };
+        let spec_written = self
+            .write_spec(key, &service, record.as_deref(), &rendered)
+            .await?;
         if let Some(written) = &spec_written {
             versions_behind.push(written.resource_version());
         }
@@ -296,34 +271,85 @@ impl RecordsController {
             (None, Some(existing)) => existing,
             (None, None) => unreachable!("a missing record is always created"),
         };
-        let generation = current.metadata.generation.unwrap_or(0);
-        let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let status = desired_status(current.status.as_ref(), generation, &rendered, now);
-        let mut last_written = spec_written.as_ref().and_then(|w| w.resource_version());
-        if current.status.as_ref() != Some(&status) {
-            // A merge patch replaces `conditions` whole; the resourceVersion makes it
-            // conditional on the copy the status was computed from.
-            let patch = serde_json::json!({
-                "metadata": {"resourceVersion": current.resource_version()},
-                "status": status,
-            });
-            let patch_params = PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            self.metrics.wrote(CONTROLLER);
-            let patched = api
-                .patch_status(&key.name, &patch_params, &Patch::Merge(&patch))
-                .await
-                .map_err(|e| {
-                    SyncError::write(format!("updating the status of DNSRecord {key}"), e)
-                })?;
-            last_written = patched.resource_version();
-        }
+        let status_written = self.write_status(key, current, &rendered).await?;
+        let last_written =
+            status_written.or_else(|| spec_written.as_ref().and_then(|w| w.resource_version()));
         if let Some(version) = last_written {
             self.note_written(key, &versions_behind, version);
         }
         Ok(Next::Done)
+    }
+
+    /// Creates the record, or replaces its spec when it differs from `rendered`; returns what
+    /// was written, `None` when nothing needed to be.
+    async fn write_spec(
+        &self,
+        key: &ServiceKey,
+        service: &Service,
+        record: Option<&DNSRecord>,
+        rendered: &Rendered,
+    ) -> Result<Option<DNSRecord>, SyncError> {
+        let api: Api<DNSRecord> = Api::namespaced(self.client.clone(), &key.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match record {
+            None => {
+                let new = new_record(service, rendered);
+                self.metrics.wrote(CONTROLLER);
+                let created = api
+                    .create(&params, &new)
+                    .await
+                    .map_err(|e| SyncError::write(format!("creating DNSRecord {key}"), e))?;
+                tracing::info!(record = %key, fqdn = %rendered.spec.fqdn, "created DNSRecord");
+                Ok(Some(created))
+            }
+            Some(existing) if existing.spec == rendered.spec => Ok(None),
+            Some(existing) => {
+                let mut update = existing.clone();
+                update.spec = rendered.spec.clone();
+                self.metrics.wrote(CONTROLLER);
+                let updated = api
+                    .replace(&key.name, &params, &update)
+                    .await
+                    .map_err(|e| SyncError::write(format!("updating DNSRecord {key}"), e))?;
+                Ok(Some(updated))
+            }
+        }
+    }
+
+    /// Patches the status of `current` when it differs from what `rendered` says; returns the
+    /// resourceVersion written, `None` when nothing needed to be.
+    async fn write_status(
+        &self,
+        key: &ServiceKey,
+        current: &DNSRecord,
+        rendered: &Rendered,
+    ) -> Result<Option<String>, SyncError> {
+        let generation = current.metadata.generation.unwrap_or(0);
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let status = desired_status(current.status.as_ref(), generation, rendered, now);
+        if current.status.as_ref() == Some(&status) {
+            return Ok(None);
+        }
+        // A merge patch replaces `conditions` whole; the resourceVersion makes it conditional
+        // on the copy the status was computed from.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": current.resource_version()},
+            "status": status,
+        });
+        let patch_params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        self.metrics.wrote(CONTROLLER);
+        let api: Api<DNSRecord> = Api::namespaced(self.client.clone(), &key.namespace);
+        let patched = api
+            .patch_status(&key.name, &patch_params, &Patch::Merge(&patch))
+            .await
+            .map_err(|e| SyncError::write(format!("updating the status of DNSRecord {key}"), e))?;
+        Ok(patched.resource_version())
     }
 
     fn render(

@@ -9,16 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
-use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{
-    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
 use signpost_controllers::runtime::Metrics;
+use signpost_e2e::watch::{list_version, writes_until_quiet};
 use signpost_e2e::{
     TestNamespace, client, events_about, fixtures, set_pod_ready, unique_cidr, wait_events,
     wait_ready_pods, wait_until,
@@ -290,49 +288,17 @@ async fn named_target_port_resolves_per_pod() -> anyhow::Result<()> {
     finish(&client, ns, running).await
 }
 
-/// Counts watch events on our slices (and Endpoints) from now until `quiet` passes with none.
-async fn count_writes_until_quiet<K>(
-    api: &Api<K>,
-    selector: Option<&str>,
-    version: &str,
-    quiet: Duration,
-) -> anyhow::Result<usize>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let mut params = WatchParams::default();
-    match selector {
-        Some(fields) if fields.starts_with("metadata.") => params = params.fields(fields),
-        Some(labels) => params = params.labels(labels),
-        None => {}
-    }
-    let stream = api.watch(&params, version).await?;
-    futures::pin_mut!(stream);
-    let mut writes = 0;
-    while let Ok(next) = tokio::time::timeout(quiet, stream.try_next()).await {
-        let Some(event) = next? else { break };
-        match event {
-            WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_) => writes += 1,
-            _ => {}
-        }
-    }
-    Ok(writes)
-}
-
 /// Starts counting writes to our slices from the current resource version; the task ends
 /// once two seconds pass without one.
 async fn count_our_slice_writes_from_now(
     slices: &Api<EndpointSlice>,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<usize>>> {
-    let version = slices
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
+    let version = list_version(slices, &ListParams::default()).await?;
     let slices = slices.clone();
     Ok(tokio::spawn(async move {
-        count_writes_until_quiet(&slices, Some(MANAGED_BY), &version, Duration::from_secs(2)).await
+        let params = WatchParams::default().labels(MANAGED_BY);
+        let writes = writes_until_quiet(&slices, &params, &version, Duration::from_secs(2)).await?;
+        Ok(writes.len())
     }))
 }
 
@@ -642,13 +608,14 @@ async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> any
     }))?;
     let written = endpoints.create(&PostParams::default(), &written).await?;
     let version = written.resource_version().unwrap_or_default();
-    let rewrites = count_writes_until_quiet(
+    let rewrites = writes_until_quiet(
         &endpoints,
-        Some("metadata.name=manual"),
+        &WatchParams::default().fields("metadata.name=manual"),
         &version,
         Duration::from_secs(2),
     )
-    .await?;
+    .await?
+    .len();
     assert_eq!(rewrites, 0, "selector-less Endpoints must not be rewritten");
     assert!(
         of("manual").await.map_err(anyhow::Error::msg)?.is_empty(),
@@ -723,40 +690,32 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
     );
     running.shut_down().await;
 
-    let slice_version = slices
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
-    let ep_version = endpoints
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
+    let slice_version = list_version(&slices, &ListParams::default()).await?;
+    let ep_version = list_version(&endpoints, &ListParams::default()).await?;
     let slice_writes = tokio::spawn({
         let slices = slices.clone();
         async move {
-            count_writes_until_quiet(&slices, None, &slice_version, Duration::from_secs(3)).await
+            let params = WatchParams::default();
+            writes_until_quiet(&slices, &params, &slice_version, Duration::from_secs(3)).await
         }
     });
     let ep_writes = tokio::spawn({
         let endpoints = endpoints.clone();
         async move {
-            count_writes_until_quiet(&endpoints, None, &ep_version, Duration::from_secs(3)).await
+            let params = WatchParams::default();
+            writes_until_quiet(&endpoints, &params, &ep_version, Duration::from_secs(3)).await
         }
     });
     let started = Instant::now();
     let (running, metrics) = start(&client, &ns.name, &cidr).await?;
     println!("restarted controller ready in {:?}", started.elapsed());
     assert_eq!(
-        slice_writes.await??,
+        slice_writes.await??.len(),
         0,
         "no slice writes after a restart with nothing changed"
     );
     assert_eq!(
-        ep_writes.await??,
+        ep_writes.await??.len(),
         0,
         "no Endpoints writes after a restart with nothing changed"
     );

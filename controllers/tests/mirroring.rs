@@ -8,15 +8,13 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{POD_READY_TIMEOUT, TIMEOUT, finish, scoped_settings, start_controllers};
-use futures::TryStreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{
-    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
+use signpost_e2e::watch::writes_until_quiet;
 use signpost_e2e::{
     TestNamespace, client, fixtures, unique_cidr, wait_events, wait_ready_pods, wait_until,
 };
@@ -293,27 +291,17 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
     finish(&client, ns, running).await
 }
 
-/// Counts watch events on mirrored slices from `version` until `quiet` passes with none.
+/// How many writes to mirrored slices a watch from `version` sees until `quiet` passes
+/// without one.
 async fn count_writes_until_quiet(
     api: &Api<EndpointSlice>,
     version: &str,
     quiet: Duration,
 ) -> anyhow::Result<usize> {
-    let stream = api
-        .watch(&WatchParams::default().labels(MIRRORED), version)
-        .await?;
-    futures::pin_mut!(stream);
-    let mut writes = 0;
-    while let Ok(next) = tokio::time::timeout(quiet, stream.try_next()).await {
-        let Some(event) = next? else { break };
-        if matches!(
-            event,
-            WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_)
-        ) {
-            writes += 1;
-        }
-    }
-    Ok(writes)
+    let params = WatchParams::default().labels(MIRRORED);
+    Ok(writes_until_quiet(api, &params, version, quiet)
+        .await?
+        .len())
 }
 
 /// The API server refuses invalid IPs and ports in Endpoints (the same validation as slices),

@@ -11,19 +11,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{
-    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use signpost_e2e::stateful::{governing_service, stateful_pod};
+use signpost_e2e::watch::{list_version, writes_until_quiet};
 use signpost_e2e::{
     TestNamespace, client, fixtures, unique_cidr, wait_events, wait_ready_pod_ips, wait_until,
 };
@@ -444,28 +442,6 @@ async fn a_service_without_its_vip_is_not_ready_until_it_gets_one() -> anyhow::R
     finish(&client, ns, running).await
 }
 
-/// Counts watch events on DNSRecords from `version` until `quiet` passes with none.
-async fn count_writes_until_quiet(
-    api: &Api<DNSRecord>,
-    version: &str,
-    quiet: Duration,
-) -> anyhow::Result<usize> {
-    let stream = api.watch(&WatchParams::default(), version).await?;
-    futures::pin_mut!(stream);
-    let mut writes = 0;
-    while let Ok(next) = tokio::time::timeout(quiet, stream.try_next()).await {
-        let Some(event) = next? else { break };
-        match event {
-            WatchEvent::Added(r) | WatchEvent::Modified(r) | WatchEvent::Deleted(r) => {
-                println!("records/restart: write seen on {}", r.name_any());
-                writes += 1;
-            }
-            _ => {}
-        }
-    }
-    Ok(writes)
-}
-
 #[tokio::test]
 async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_left_alone()
 -> anyhow::Result<()> {
@@ -531,12 +507,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
     );
     running.shut_down().await;
 
-    let version = records
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
+    let version = list_version(&records, &ListParams::default()).await?;
     let started = Instant::now();
     let (running, metrics) = start(&client, &ns.name, &cidr).await?;
     println!(
@@ -545,7 +516,17 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
     );
     // Watching from the version listed before the restart replays every write since, however
     // long start-up took; the quiet period starts once the controllers are ready.
-    let writes = count_writes_until_quiet(&records, &version, Duration::from_secs(3)).await?;
+    let written = writes_until_quiet(
+        &records,
+        &WatchParams::default(),
+        &version,
+        Duration::from_secs(3),
+    )
+    .await?;
+    for name in &written {
+        println!("records/restart: write seen on {name}");
+    }
+    let writes = written.len();
     println!("records/restart: {writes} DNSRecord writes after the restart");
     assert_eq!(
         writes, 0,

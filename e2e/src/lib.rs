@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod process;
 pub mod procfs;
 pub mod stateful;
+pub mod watch;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -19,6 +19,7 @@ use kube::api::{ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Api, ResourceExt};
 use signpost_crds::ServiceIP;
 use signpost_e2e::process::{FAST_LEASE, Relay, Signpost, SignpostOptions};
+use signpost_e2e::watch::list_version;
 use signpost_e2e::{
     SERVICE_NAMESPACE_LABEL, fixtures, pod_is_ready, set_pod_ready, unique_cidr, wait_until,
 };
@@ -47,12 +48,7 @@ async fn kill_9_while_creating_100_services_then_restart_converges() -> anyhow::
     // Watch the namespace's claims from before the first create, to kill at the 30th.
     let claims_api: Api<ServiceIP> = Api::all(client.clone());
     let selector = format!("{SERVICE_NAMESPACE_LABEL}={}", ns.name);
-    let version = claims_api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
+    let version = list_version(&claims_api, &ListParams::default().labels(&selector)).await?;
     let stream = claims_api
         .watch(
             &WatchParams::default().labels(&selector).timeout(120),

@@ -17,6 +17,7 @@ use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_crds::{DNSRecord, ServiceIP};
 use signpost_e2e::process::{READY_LINE, Signpost, SignpostOptions};
+use signpost_e2e::watch::list_version;
 use signpost_e2e::{
     SERVICE_NAMESPACE_LABEL, SIGNPOST_SLICES, TestNamespace, claims_in_namespace,
     delete_namespace_and_claims, install_crds, pod_is_ready, wait_until, wait_until_every,
@@ -595,18 +596,8 @@ pub async fn writes_during(
 ) -> anyhow::Result<usize> {
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
     let endpoints: Api<Endpoints> = Api::namespaced(client.clone(), namespace);
-    let sv = slices
-        .list(&ListParams::default().labels(SIGNPOST_SLICES))
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
-    let ev = endpoints
-        .list(&ListParams::default())
-        .await?
-        .metadata
-        .resource_version
-        .unwrap_or_default();
+    let sv = list_version(&slices, &ListParams::default().labels(SIGNPOST_SLICES)).await?;
+    let ev = list_version(&endpoints, &ListParams::default()).await?;
     let secs = quiet.as_secs().max(1) as u32;
     let a = slices
         .watch(

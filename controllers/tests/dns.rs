@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -243,17 +242,11 @@ async fn seed_service_resolves_to_its_vip_with_srv_and_is_nxdomain_once_deleted(
     let ns = TestNamespace::create(&client, "dns-seed").await?;
     let (controllers, server) = start(&client, &ns.name).await?;
     let at = server.dns_addr;
-    let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
     let records: Api<DNSRecord> = ns.api();
 
     let t0 = Instant::now();
-    deployments
-        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
-        .await?;
-    services
-        .create(&PostParams::default(), &fixtures::hostnames_service())
-        .await?;
+    ns.create_hostnames(3).await?;
     let fqdn = format!("hostnames.{}.svc.cluster.local", ns.name);
     let vip = wait_until("DNSRecord hostnames with a VIP", TIMEOUT, || async {
         let record = records

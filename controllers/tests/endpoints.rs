@@ -77,19 +77,12 @@ async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ep-seed").await?;
     let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
 
     let t0 = Instant::now();
-    deployments
-        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
-        .await?;
-    services
-        .create(&PostParams::default(), &fixtures::hostnames_service())
-        .await?;
+    ns.create_hostnames(3).await?;
     let ready = wait_ready_pods(&pods, "app=hostnames", 3, POD_READY_TIMEOUT).await?;
     let ep = wait_until(
         "Endpoints hostnames with 3 ready addresses",
@@ -651,15 +644,9 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
 
     let cidr = unique_cidr(24);
     let (running, _) = start(&client, &ns.name, &cidr).await?;
-    let deployments: Api<Deployment> = ns.api();
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
-    deployments
-        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
-        .await?;
-    services
-        .create(&PostParams::default(), &fixtures::hostnames_service())
-        .await?;
+    ns.create_hostnames(3).await?;
     wait_ready_pods(&pods, "app=hostnames", 3, POD_READY_TIMEOUT).await?;
     wait_until("hostnames converged", TIMEOUT, || async {
         let ep = endpoints
@@ -736,22 +723,9 @@ async fn a_relabelled_or_edited_slice_of_ours_is_put_right() -> anyhow::Result<(
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ep-relabel").await?;
     let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     let pods: Api<Pod> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("web", 3, 8080),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("web", 80, 8080),
-        )
-        .await?;
+    ns.create_app("web", 3).await?;
     let want: BTreeSet<String> = wait_ready_pods(&pods, "app=web", 3, POD_READY_TIMEOUT)
         .await?
         .iter()

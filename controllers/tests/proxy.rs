@@ -26,12 +26,12 @@ use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use signpost_crds::DNSRecord;
 use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, ready_pod_ips,
-    set_pod_ready, unique_cidr, wait_until,
+    TestNamespace, client, create_workload, delete_namespace_and_claims, fixtures, install_crds,
+    ready_pod_ips, set_pod_ready, unique_cidr, wait_until,
 };
 use signpost_proxy::{self as proxy, Frontend, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -356,12 +356,13 @@ async fn journey(
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let records: Api<DNSRecord> = Api::namespaced(client.clone(), ns);
     let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
-    deployments
-        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
-        .await?;
-    services
-        .create(&PostParams::default(), &fixtures::hostnames_service())
-        .await?;
+    create_workload(
+        client,
+        ns,
+        &fixtures::hostnames_deployment(3),
+        &fixtures::hostnames_service(),
+    )
+    .await?;
 
     let vip: IpAddr = wait_until("the DNSRecord's VIP", TIMEOUT, || async {
         let record = records

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use ipnet::IpNet;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::{Api, Client, ResourceExt};
@@ -138,16 +137,14 @@ async fn seed_service_gets_a_ready_record_with_its_vip_and_srv() -> anyhow::Resu
     let ns = TestNamespace::create(&client, "rec-seed").await?;
     let cidr = unique_cidr(24);
     let (running, metrics) = start(&client, &ns.name, &cidr).await?;
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let records: Api<DNSRecord> = ns.api();
 
     let t0 = Instant::now();
-    deployments
-        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
-        .await?;
-    let service = services
-        .create(&PostParams::default(), &fixtures::hostnames_service())
+    let service = ns
+        .create_workload(
+            &fixtures::hostnames_deployment(3),
+            &fixtures::hostnames_service(),
+        )
         .await?;
     let record = wait_record(&records, "hostnames", "hostnames Ready", ready_true).await?;
     println!(

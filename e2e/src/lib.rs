@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -95,23 +96,31 @@ impl TestNamespace {
     /// A Deployment of `replicas` pods labelled `app=<name>` (container port 8080) and a
     /// ClusterIP Service selecting them on port 80: the usual workload behind a Service.
     pub async fn create_app(&self, name: &str, replicas: i32) -> anyhow::Result<()> {
-        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = self.api();
-        let services: Api<Service> = self.api();
-        deployments
-            .create(
-                &PostParams::default(),
-                &fixtures::app_deployment(name, replicas, 8080),
-            )
-            .await
-            .with_context(|| format!("creating Deployment {}/{name}", self.name))?;
-        services
-            .create(
-                &PostParams::default(),
-                &fixtures::app_service(name, 80, 8080),
-            )
-            .await
-            .with_context(|| format!("creating Service {}/{name}", self.name))?;
+        self.create_workload(
+            &fixtures::app_deployment(name, replicas, 8080),
+            &fixtures::app_service(name, 80, 8080),
+        )
+        .await?;
         Ok(())
+    }
+
+    /// The first seed's `hostnames` app in this namespace: `replicas` pods and their Service.
+    pub async fn create_hostnames(&self, replicas: i32) -> anyhow::Result<()> {
+        self.create_workload(
+            &fixtures::hostnames_deployment(replicas),
+            &fixtures::hostnames_service(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// [`create_workload`] in this namespace.
+    pub async fn create_workload(
+        &self,
+        deployment: &Deployment,
+        service: &Service,
+    ) -> anyhow::Result<Service> {
+        create_workload(&self.client, &self.name, deployment, service).await
     }
 
     /// Deletes the namespace (and so everything in it); does not wait.
@@ -120,6 +129,37 @@ impl TestNamespace {
         api.delete(&self.name, &DeleteParams::default()).await?;
         Ok(())
     }
+}
+
+/// Creates `deployment` and then `service` in `namespace`: a workload and the Service in front
+/// of it, the shape of most tests. Returns the Service as the API server stored it (its IP
+/// families filled in).
+pub async fn create_workload(
+    client: &Client,
+    namespace: &str,
+    deployment: &Deployment,
+    service: &Service,
+) -> anyhow::Result<Service> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    deployments
+        .create(&PostParams::default(), deployment)
+        .await
+        .with_context(|| {
+            format!(
+                "creating Deployment {namespace}/{}",
+                deployment.metadata.name.as_deref().unwrap_or_default()
+            )
+        })?;
+    services
+        .create(&PostParams::default(), service)
+        .await
+        .with_context(|| {
+            format!(
+                "creating Service {namespace}/{}",
+                service.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
 }
 
 /// Polls `probe` until it returns `Ok(value)`, or fails after `timeout` with the last

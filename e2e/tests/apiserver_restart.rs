@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Service;
 use kube::Api;
-use kube::api::PostParams;
 use signpost_e2e::process::{LeaseFlags, SignpostOptions};
-use signpost_e2e::{fixtures, unique_cidr, wait_until};
+use signpost_e2e::{unique_cidr, wait_until};
 
 #[tokio::test]
 async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()> {
@@ -32,22 +30,9 @@ async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()
         });
     let mut signpost = start_leading(options).await?;
     let pid = signpost.pid();
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
 
     // Before: one Service converged.
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("before", 2, 8080),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("before", 80, 8080),
-        )
-        .await?;
+    ns.create_app("before", 2).await?;
     wait_until("before: 2 ready endpoints and a VIP", CONVERGE, || async {
         let seen = endpoints_match_pods(&client, &ns.name, "before", "app=before", 100).await?;
         let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
@@ -87,20 +72,8 @@ async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()
     // After: a new Service gets a VIP and its pods' endpoints, from the same process.
     let client = signpost_e2e::client().await?;
     let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let t1 = Instant::now();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("after", 3, 8080),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("after", 80, 8080),
-        )
-        .await?;
+    ns.create_app("after", 3).await?;
     let claims = wait_until("after: a VIP, consistent claims", CONVERGE, || async {
         let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
         if claims.contains_key("after") {

@@ -6,28 +6,20 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use signpost_e2e::{TestNamespace, client, fixtures, pod_is_ready, set_pod_ready, wait_ready_pods};
+use kube::api::ListParams;
+use signpost_e2e::{TestNamespace, client, pod_is_ready, set_pod_ready, wait_ready_pods};
 
 #[tokio::test]
 async fn seed_app_becomes_ready_on_fake_nodes_and_readiness_can_flip() -> anyhow::Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "cp").await?;
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
 
     let start = Instant::now();
-    deployments
-        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
-        .await?;
-    services
-        .create(&PostParams::default(), &fixtures::hostnames_service())
-        .await?;
+    ns.create_hostnames(3).await?;
     let ready = wait_ready_pods(&pods, "app=hostnames", 3, Duration::from_secs(60)).await?;
     println!("3/3 pods ready after {:?}", start.elapsed());
 

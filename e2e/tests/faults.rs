@@ -183,21 +183,8 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
     );
     assert!(a_leads && !b_leads, "exactly one leader");
 
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("churn", 6, 8080),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("churn", 80, 8080),
-        )
-        .await?;
+    ns.create_app("churn", 6).await?;
     wait_until("6 ready endpoints", CONVERGE, || async {
         let seen = endpoints_match_pods(&client, &ns.name, "churn", "app=churn", 100).await?;
         if seen.ready == 6 {

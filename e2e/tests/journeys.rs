@@ -34,12 +34,7 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
 
     // Creation: Endpoints, slice and VIP.
     let t0 = Instant::now();
-    deployments
-        .create(&PostParams::default(), &fixtures::hostnames_deployment(3))
-        .await?;
-    services
-        .create(&PostParams::default(), &fixtures::hostnames_service())
-        .await?;
+    ns.create_hostnames(3).await?;
     let seen = wait_until("3 ready hostnames endpoints", CONVERGE, || async {
         let seen =
             endpoints_match_pods(&client, &ns.name, "hostnames", "app=hostnames", 100).await?;
@@ -245,24 +240,15 @@ async fn third_seed_two_services_get_distinct_vips_and_records() -> anyhow::Resu
     let cidrs = vec![unique_cidr(24)];
     let cidr_nets = nets(&cidrs);
     let signpost = start_leader("seed3", &ns, &cidrs).await?;
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let mut failures = Failures::default();
 
     let t0 = Instant::now();
     for app in ["my-app", "your-app"] {
-        deployments
-            .create(
-                &PostParams::default(),
-                &fixtures::app_deployment(app, 2, 8080),
-            )
-            .await?;
-        services
-            .create(
-                &PostParams::default(),
-                &fixtures::service_selecting(&format!("{app}-svc"), app, 8080),
-            )
-            .await?;
+        ns.create_workload(
+            &fixtures::app_deployment(app, 2, 8080),
+            &fixtures::service_selecting(&format!("{app}-svc"), app, 8080),
+        )
+        .await?;
     }
     let claims = wait_until("two Services, one VIP each", CONVERGE, || async {
         let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
@@ -359,23 +345,15 @@ async fn headless_and_external_name_services_get_no_vip() -> anyhow::Result<()> 
     let cidrs = vec![unique_cidr(24)];
     let cidr_nets = nets(&cidrs);
     let signpost = start_leader("novip", &ns, &cidrs).await?;
-    let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
     let mut failures = Failures::default();
 
     let t0 = Instant::now();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("db", 3, 5432),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::headless_service("db", "db", 5432),
-        )
-        .await?;
+    ns.create_workload(
+        &fixtures::app_deployment("db", 3, 5432),
+        &fixtures::headless_service("db", "db", 5432),
+    )
+    .await?;
     services
         .create(
             &PostParams::default(),
@@ -486,20 +464,12 @@ async fn require_dual_stack_service_gets_one_vip_per_family() -> anyhow::Result<
     let cidrs = vec![unique_cidr(24), unique_cidr_v6()];
     let cidr_nets = nets(&cidrs);
     let signpost = start_leader("ds", &ns, &cidrs).await?;
-    let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let mut failures = Failures::default();
 
     let t0 = Instant::now();
-    deployments
-        .create(
-            &PostParams::default(),
+    let created = ns
+        .create_workload(
             &fixtures::app_deployment("both", 2, 8080),
-        )
-        .await?;
-    let created = services
-        .create(
-            &PostParams::default(),
             &fixtures::dual_stack_service("both", "both", 8080),
         )
         .await?;

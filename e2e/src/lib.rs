@@ -216,19 +216,7 @@ pub async fn wait_ready_pods(
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<Vec<Pod>> {
-    wait_until(&format!("{n} ready pods ({selector})"), timeout, || async {
-        let list = pods
-            .list(&kube::api::ListParams::default().labels(selector))
-            .await
-            .map_err(|e| e.to_string())?;
-        let ready: Vec<Pod> = list.items.into_iter().filter(pod_is_ready).collect();
-        if ready.len() == n {
-            Ok(ready)
-        } else {
-            Err(format!("{} ready", ready.len()))
-        }
-    })
-    .await
+    wait_for_ready(pods, selector, n, timeout, Some, "ready").await
 }
 
 /// Like [`wait_ready_pods`], but waits for `n` ready pods that have an IP and returns the IPs:
@@ -239,21 +227,35 @@ pub async fn wait_ready_pod_ips(
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<Vec<String>> {
+    let ip = |pod: Pod| pod.status?.pod_ip;
+    wait_for_ready(pods, selector, n, timeout, ip, "ready with IPs").await
+}
+
+/// Waits until `pick` takes something from exactly `n` of the ready pods matching `selector`;
+/// a timeout says how many `counted` there were.
+async fn wait_for_ready<T>(
+    pods: &Api<Pod>,
+    selector: &str,
+    n: usize,
+    timeout: Duration,
+    pick: impl Fn(Pod) -> Option<T>,
+    counted: &str,
+) -> anyhow::Result<Vec<T>> {
     wait_until(&format!("{n} ready pods ({selector})"), timeout, || async {
         let list = pods
             .list(&kube::api::ListParams::default().labels(selector))
             .await
             .map_err(|e| e.to_string())?;
-        let ips: Vec<String> = list
+        let picked: Vec<T> = list
             .items
-            .iter()
-            .filter(|p| pod_is_ready(p))
-            .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+            .into_iter()
+            .filter(pod_is_ready)
+            .filter_map(&pick)
             .collect();
-        if ips.len() == n {
-            Ok(ips)
+        if picked.len() == n {
+            Ok(picked)
         } else {
-            Err(format!("{} ready with IPs", ips.len()))
+            Err(format!("{} {counted}", picked.len()))
         }
     })
     .await

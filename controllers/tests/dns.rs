@@ -16,7 +16,7 @@ use kube::{Api, Client};
 use signpost_controllers::app::Running;
 use signpost_crds::DNSRecord;
 use signpost_dns as dns;
-use signpost_e2e::stateful::{governing_service, stateful_pod};
+use signpost_e2e::stateful::create_stateful_app;
 use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, set_pod_ready,
     unique_cidr, wait_events, wait_ready_pod_ips, wait_until,
@@ -400,13 +400,7 @@ async fn headless_service_answers_ready_pods_and_host_names_external_name_a_cnam
     let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
 
-    for name in ["web-0", "web-1"] {
-        pods.create(&PostParams::default(), &stateful_pod(name, "web", "web"))
-            .await?;
-    }
-    services
-        .create(&PostParams::default(), &governing_service("web", "web"))
-        .await?;
+    create_stateful_app(&ns, "web", 2).await?;
     services
         .create(
             &PostParams::default(),

@@ -19,7 +19,7 @@ use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_controllers::runtime::Metrics;
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
-use signpost_e2e::stateful::{governing_service, stateful_pod};
+use signpost_e2e::stateful::create_stateful_app;
 use signpost_e2e::watch::{list_version, writes_until_quiet};
 use signpost_e2e::{
     TestNamespace, client, fixtures, unique_cidr, wait_events, wait_ready_pod_ips, wait_until,
@@ -241,13 +241,7 @@ async fn headless_service_gets_host_records_and_external_name_a_cname() -> anyho
     let records: Api<DNSRecord> = ns.api();
 
     let t0 = Instant::now();
-    for name in ["web-0", "web-1"] {
-        pods.create(&PostParams::default(), &stateful_pod(name, "web", "web"))
-            .await?;
-    }
-    services
-        .create(&PostParams::default(), &governing_service("web", "web"))
-        .await?;
+    create_stateful_app(&ns, "web", 2).await?;
     services
         .create(
             &PostParams::default(),
@@ -467,13 +461,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
     services
         .create(&PostParams::default(), &fixtures::hostnames_service())
         .await?;
-    for name in ["db-0", "db-1"] {
-        pods.create(&PostParams::default(), &stateful_pod(name, "db", "db"))
-            .await?;
-    }
-    services
-        .create(&PostParams::default(), &governing_service("db", "db"))
-        .await?;
+    create_stateful_app(&ns, "db", 2).await?;
     wait_ready_pod_ips(&pods, "app=db", 2, POD_READY_TIMEOUT).await?;
     wait_record(&records, "hostnames", "hostnames Ready", ready_true).await?;
     wait_record(&records, "db", "db with both hosts", |r| {

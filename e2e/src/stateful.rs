@@ -3,6 +3,33 @@
 //! both, and a test that writes the pods itself controls their names and readiness.
 
 use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::TestNamespace;
+
+/// Creates in `ns` what a StatefulSet `app` of `replicas` pods and its governing Service would
+/// make: the pods `<app>-0`, `<app>-1`, … (see [`stateful_pod`]), then the headless Service
+/// `app` over them (see [`governing_service`]).
+pub async fn create_stateful_app(
+    ns: &TestNamespace,
+    app: &str,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let pods: Api<Pod> = ns.api();
+    for i in 0..replicas {
+        pods.create(
+            &PostParams::default(),
+            &stateful_pod(&format!("{app}-{i}"), app, app),
+        )
+        .await?;
+    }
+    let services: Api<Service> = ns.api();
+    services
+        .create(&PostParams::default(), &governing_service(app, app))
+        .await?;
+    Ok(())
+}
 
 /// A pod named `name` with `hostname: <name>` and `subdomain: <subdomain>`, labelled
 /// `app: <app>`, with one container port named `http` (8080).

@@ -74,14 +74,13 @@ async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()
     let deployments: Api<Deployment> = ns.api();
     let t1 = Instant::now();
     ns.create_app("after", 3).await?;
-    let claims = wait_until("after: a VIP, consistent claims", CONVERGE, || async {
-        let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
-        if claims.contains_key("after") {
-            Ok(claims)
-        } else {
-            Err(format!("{claims:?}"))
-        }
-    })
+    let claims = wait_claims(
+        &client,
+        &ns.name,
+        &cidr_nets,
+        "after: a VIP, consistent claims",
+        |claims| claims.contains_key("after"),
+    )
     .await?;
     println!(
         "[apirestart] new Service got VIP {:?} {:?} after creation",
@@ -92,14 +91,14 @@ async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()
     // re-establishing their own watches too: time them apart from Signpost.
     let pods_ready = wait_deployment_ready(&deployments, "after", 3, CONVERGE).await?;
     let t2 = Instant::now();
-    let seen = wait_until("after: 3 ready endpoints", CONVERGE, || async {
-        let seen = endpoints_match_pods(&client, &ns.name, "after", "app=after", 100).await?;
-        if seen.ready == 3 {
-            Ok(seen)
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "after",
+        "app=after",
+        "after: 3 ready endpoints",
+        |seen| seen.ready == 3,
+    )
     .await?;
     println!(
         "[apirestart] new Deployment's pods ready {pods_ready:?} after creation; endpoints converged {:?} after that ({seen:?})",

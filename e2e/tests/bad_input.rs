@@ -66,17 +66,7 @@ async fn invalid_requested_address_gets_a_warning_and_no_claim() -> anyhow::Resu
         "[badip] Warning ClusterIPInvalid {:?} after creation: {note}",
         t0.elapsed()
     );
-    wait_until("fine holds a VIP", CONVERGE, || async {
-        let claims = claims_in_namespace(&client, &ns.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if claims.iter().any(|c| c.spec.service_ref.name == "fine") {
-            Ok(())
-        } else {
-            Err(format!("{} claims", claims.len()))
-        }
-    })
-    .await?;
+    wait_claimed_address(&client, &ns.name, "fine", "fine holds a VIP").await?;
     no_claims_during(&client, &ns.name, &["garbage"], Duration::from_secs(2)).await?;
     println!("[badip] no claim for garbage over a 2 s quiet period (fine got one)");
     let metrics = signpost.metrics().await?;
@@ -177,17 +167,7 @@ async fn a_requested_address_is_granted_when_its_holder_lets_go() -> anyhow::Res
             &fixtures::app_service("blue", 80, 8080),
         )
         .await?;
-    let pinned = wait_until("blue holds a VIP", CONVERGE, || async {
-        let claims = claims_in_namespace(&client, &ns.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        claims
-            .iter()
-            .find(|c| c.spec.service_ref.name == "blue")
-            .map(|c| c.spec.address.clone())
-            .ok_or_else(|| format!("{} claims", claims.len()))
-    })
-    .await?;
+    let pinned = wait_claimed_address(&client, &ns.name, "blue", "blue holds a VIP").await?;
     services
         .create(
             &PostParams::default(),
@@ -377,14 +357,14 @@ async fn five_thousand_pods_fill_fifty_slices_and_truncate_endpoints() -> anyhow
     .await?;
     println!("[big] scaled to 0: pods gone {:?} later", t2.elapsed());
     result?;
-    let seen = wait_until("no endpoints left", CONVERGE, || async {
-        let seen = endpoints_match_pods(&client, &ns.name, "big", "app=big", 100).await?;
-        if seen.ready + seen.not_ready == 0 && seen.slices == 1 {
-            Ok(seen)
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "big",
+        "app=big",
+        "no endpoints left",
+        |seen| seen.ready + seen.not_ready == 0 && seen.slices == 1,
+    )
     .await?;
     println!(
         "[big] after scaling to 0: {seen:?}, {:?} after the scale",

@@ -185,14 +185,14 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
 
     let pods: Api<Pod> = ns.api();
     ns.create_app("churn", 6).await?;
-    wait_until("6 ready endpoints", CONVERGE, || async {
-        let seen = endpoints_match_pods(&client, &ns.name, "churn", "app=churn", 100).await?;
-        if seen.ready == 6 {
-            Ok(())
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    wait_endpoints(
+        &client,
+        &ns.name,
+        "churn",
+        "app=churn",
+        "6 ready endpoints",
+        |seen| seen.ready == 6,
+    )
     .await?;
     let names: Vec<String> = pods
         .list(&ListParams::default().labels("app=churn"))
@@ -275,10 +275,13 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
         .iter()
         .filter(|p| pod_is_ready(p))
         .count();
-    let seen = wait_until(
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "churn",
+        "app=churn",
         "slices and Endpoints match the final readiness",
-        CONVERGE,
-        || async { endpoints_match_pods(&client, &ns.name, "churn", "app=churn", 100).await },
+        |_| true,
     )
     .await?;
     println!(
@@ -326,14 +329,14 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
     // it was ready).
     let t = Instant::now();
     set_pod_ready(&pods, &names[4], false).await?;
-    let seen = wait_until("c reflects a readiness change", CONVERGE, || async {
-        let seen = endpoints_match_pods(&client, &ns.name, "churn", "app=churn", 100).await?;
-        if seen.ready + 1 == final_ready {
-            Ok(seen)
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "churn",
+        "app=churn",
+        "c reflects a readiness change",
+        |seen| seen.ready + 1 == final_ready,
+    )
     .await?;
     println!(
         "[lead] after the hand-over, a readiness change reached the slices {:?} later ({seen:?})",
@@ -424,16 +427,12 @@ async fn a_leader_behind_a_frozen_relay_stops_before_the_standby_leads() -> anyh
             &fixtures::app_service("after", 80, 8080),
         )
         .await?;
-    wait_until("b gives the new Service an address", CONVERGE, || async {
-        let claims = signpost_e2e::claims_in_namespace(&client, &ns.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if claims.iter().any(|c| c.spec.service_ref.name == "after") {
-            Ok(())
-        } else {
-            Err(format!("{} claims", claims.len()))
-        }
-    })
+    wait_claimed_address(
+        &client,
+        &ns.name,
+        "after",
+        "b gives the new Service an address",
+    )
     .await?;
     let after = holder(leases.get(&lease).await?);
     assert_eq!(

@@ -35,15 +35,14 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
     // Creation: Endpoints, slice and VIP.
     let t0 = Instant::now();
     ns.create_hostnames(3).await?;
-    let seen = wait_until("3 ready hostnames endpoints", CONVERGE, || async {
-        let seen =
-            endpoints_match_pods(&client, &ns.name, "hostnames", "app=hostnames", 100).await?;
-        if seen.ready == 3 && seen.slices == 1 {
-            Ok(seen)
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "hostnames",
+        "app=hostnames",
+        "3 ready hostnames endpoints",
+        |seen| seen.ready == 3 && seen.slices == 1,
+    )
     .await?;
     println!(
         "[seed] Endpoints + 1 slice with 3 ready endpoints {:?} after creation ({seen:?})",
@@ -126,18 +125,13 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
         .unwrap_or_default();
     let t1 = Instant::now();
     set_pod_ready(&pods, &victim.name_any(), false).await?;
-    let seen = wait_until(
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "hostnames",
+        "app=hostnames",
         "victim not ready in slices and Endpoints",
-        CONVERGE,
-        || async {
-            let seen =
-                endpoints_match_pods(&client, &ns.name, "hostnames", "app=hostnames", 100).await?;
-            if (seen.ready, seen.not_ready) == (2, 1) {
-                Ok(seen)
-            } else {
-                Err(format!("{seen:?}"))
-            }
-        },
+        |seen| (seen.ready, seen.not_ready) == (2, 1),
     )
     .await?;
     println!(
@@ -149,19 +143,13 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
     for replicas in [10, 1] {
         let t = Instant::now();
         scale(&deployments, "hostnames", replicas).await?;
-        let seen = wait_until(
+        let seen = wait_endpoints(
+            &client,
+            &ns.name,
+            "hostnames",
+            "app=hostnames",
             &format!("slices and Endpoints of {replicas} pods"),
-            CONVERGE,
-            || async {
-                let seen =
-                    endpoints_match_pods(&client, &ns.name, "hostnames", "app=hostnames", 100)
-                        .await?;
-                if seen.ready + seen.not_ready == replicas as usize {
-                    Ok(seen)
-                } else {
-                    Err(format!("{seen:?}"))
-                }
-            },
+            |seen| seen.ready + seen.not_ready == replicas as usize,
         )
         .await?;
         println!(
@@ -250,14 +238,13 @@ async fn third_seed_two_services_get_distinct_vips_and_records() -> anyhow::Resu
         )
         .await?;
     }
-    let claims = wait_until("two Services, one VIP each", CONVERGE, || async {
-        let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
-        if claims.len() == 2 {
-            Ok(claims)
-        } else {
-            Err(format!("{claims:?}"))
-        }
-    })
+    let claims = wait_claims(
+        &client,
+        &ns.name,
+        &cidr_nets,
+        "two Services, one VIP each",
+        |claims| claims.len() == 2,
+    )
     .await?;
     let my = claims["my-app-svc"][0];
     let your = claims["your-app-svc"][0];
@@ -269,19 +256,13 @@ async fn third_seed_two_services_get_distinct_vips_and_records() -> anyhow::Resu
 
     for app in ["my-app", "your-app"] {
         let service = format!("{app}-svc");
-        let seen = wait_until(
+        let seen = wait_endpoints(
+            &client,
+            &ns.name,
+            &service,
+            &format!("app={app}"),
             &format!("{service} endpoints are its own 2 pods"),
-            CONVERGE,
-            || async {
-                let seen =
-                    endpoints_match_pods(&client, &ns.name, &service, &format!("app={app}"), 100)
-                        .await?;
-                if seen.ready == 2 {
-                    Ok(seen)
-                } else {
-                    Err(format!("{seen:?}"))
-                }
-            },
+            |seen| seen.ready == 2,
         )
         .await?;
         println!(
@@ -367,30 +348,25 @@ async fn headless_and_external_name_services_get_no_vip() -> anyhow::Result<()> 
             &fixtures::app_service("sentinel", 80, 5432),
         )
         .await?;
-    let seen = wait_until("headless db endpoints: 3 ready pods", CONVERGE, || async {
-        let seen = endpoints_match_pods(&client, &ns.name, "db", "app=db", 100).await?;
-        if seen.ready == 3 {
-            Ok(seen)
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "db",
+        "app=db",
+        "headless db endpoints: 3 ready pods",
+        |seen| seen.ready == 3,
+    )
     .await?;
     println!(
         "[novip] headless db endpoints {:?} after creation ({seen:?})",
         t0.elapsed()
     );
-    let claims = wait_until(
+    let claims = wait_claims(
+        &client,
+        &ns.name,
+        &cidr_nets,
         "sentinel holds a VIP, consistent claims",
-        CONVERGE,
-        || async {
-            let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
-            if claims.contains_key("sentinel") {
-                Ok(claims)
-            } else {
-                Err(format!("{claims:?}"))
-            }
-        },
+        |claims| claims.contains_key("sentinel"),
     )
     .await?;
     assert_eq!(
@@ -498,14 +474,14 @@ async fn require_dual_stack_service_gets_one_vip_per_family() -> anyhow::Result<
     assert!(claims[0].is_ipv4() && claims[1].is_ipv6(), "{claims:?}");
     assert!(cidr_nets[0].contains(&claims[0]) && cidr_nets[1].contains(&claims[1]));
 
-    let seen = wait_until("2 ready IPv4 endpoints", CONVERGE, || async {
-        let seen = endpoints_match_pods(&client, &ns.name, "both", "app=both", 100).await?;
-        if seen.ready == 2 {
-            Ok(seen)
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
+    let seen = wait_endpoints(
+        &client,
+        &ns.name,
+        "both",
+        "app=both",
+        "2 ready IPv4 endpoints",
+        |seen| seen.ready == 2,
+    )
     .await?;
     println!(
         "[ds] endpoints {:?} after creation ({seen:?}; the fake pods are IPv4 only)",

@@ -18,8 +18,8 @@ use signpost_controllers::app::Running;
 use signpost_controllers::runtime::Metrics;
 use signpost_e2e::watch::{list_version, writes_until_quiet};
 use signpost_e2e::{
-    TestNamespace, client, events_about, fixtures, set_pod_ready, unique_cidr, wait_events,
-    wait_ready_pods, wait_until,
+    TestNamespace, client, events_about, fixtures, scale_deployment, set_pod_ready, unique_cidr,
+    wait_events, wait_ready_pods, wait_until,
 };
 
 const MANAGED_BY: &str =
@@ -336,13 +336,7 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
     println!("one flip among 250 pods: {writes} slice write");
 
     // Scale to 0: Kubernetes keeps one empty slice per address type; Signpost does the same.
-    deployments
-        .patch(
-            "big",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": 0}})),
-        )
-        .await?;
+    scale_deployment(&deployments, "big", 0).await?;
     wait_until("one empty slice", Duration::from_secs(60), || async {
         let list = our_slices(&slices).await?;
         if list.len() == 1 && endpoints_of(&list[0]).is_empty() {
@@ -356,13 +350,7 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
         }
     })
     .await?;
-    deployments
-        .patch(
-            "big",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
-        )
-        .await?;
+    scale_deployment(&deployments, "big", 5).await?;
     wait_until(
         "5 ready endpoints again",
         Duration::from_secs(60),

@@ -26,12 +26,12 @@ use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use signpost_crds::DNSRecord;
 use signpost_e2e::{
     TestNamespace, client, create_workload, delete_namespace_and_claims, fixtures, install_crds,
-    ready_pod_ips, set_pod_ready, unique_cidr, wait_until,
+    ready_pod_ips, scale_deployment, set_pod_ready, unique_cidr, wait_until,
 };
 use signpost_proxy::{self as proxy, Frontend, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -496,13 +496,7 @@ async fn journey(
     }
 
     // Scale 3 → 5: all five receive traffic.
-    deployments
-        .patch(
-            "hostnames",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
-        )
-        .await?;
+    scale_deployment(&deployments, "hostnames", 5).await?;
     let five = ready_pods(&pods, 5).await?;
     for (name, ip) in five.iter().filter(|(n, _)| !three.contains_key(*n)) {
         servers.push(netns.run(serve_pod(*ip, name.clone())).await??);

@@ -131,6 +131,23 @@ impl TestNamespace {
     }
 }
 
+/// Sets the replica count of Deployment `name`, as `kubectl scale` would.
+pub async fn scale_deployment(
+    deployments: &Api<Deployment>,
+    name: &str,
+    replicas: i32,
+) -> anyhow::Result<()> {
+    deployments
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .with_context(|| format!("scaling Deployment {name} to {replicas}"))?;
+    Ok(())
+}
+
 /// Creates `deployment` and then `service` in `namespace`: a workload and the Service in front
 /// of it, the shape of most tests. Returns the Service as the API server stored it (its IP
 /// families filled in).

@@ -13,7 +13,8 @@ use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use signpost_e2e::process::metric_sum;
 use signpost_e2e::{
-    claims_in_namespace, events_about, fixtures, unique_cidr, wait_until, wait_until_every,
+    claims_in_namespace, events_about, fixtures, scale_deployment, unique_cidr, wait_until,
+    wait_until_every,
 };
 
 /// Waits for a Warning Event `reason` about Service `name`.
@@ -336,7 +337,7 @@ async fn five_thousand_pods_fill_fifty_slices_and_truncate_endpoints() -> anyhow
     // Whatever happened, scale to 0 and wait for the pods to go: 5,000 pods left to the
     // namespace deletion would keep the control plane busy for the tests that follow.
     let t2 = Instant::now();
-    scale(&deployments, "big", 0).await?;
+    scale_deployment(&deployments, "big", 0).await?;
     wait_until_every(
         "every big pod gone",
         SLOW,

@@ -15,8 +15,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use signpost_crds::{DNSRecord, RecordType};
 use signpost_e2e::{
-    SIGNPOST_SLICES, claims_in_namespace, fixtures, set_pod_ready, unique_cidr, unique_cidr_v6,
-    wait_until,
+    SIGNPOST_SLICES, claims_in_namespace, fixtures, scale_deployment, set_pod_ready, unique_cidr,
+    unique_cidr_v6, wait_until,
 };
 
 /// The first seed's journey: `hostnames` ×3 behind a Service gets Endpoints, a slice, a VIP
@@ -142,7 +142,7 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
     // Scale 3 → 10 → 1: the slices follow the pods.
     for replicas in [10, 1] {
         let t = Instant::now();
-        scale(&deployments, "hostnames", replicas).await?;
+        scale_deployment(&deployments, "hostnames", replicas).await?;
         let seen = wait_endpoints(
             &client,
             &ns.name,

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
+use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_crds::{DNSRecord, ServiceIP};
 use signpost_e2e::process::{READY_LINE, Signpost, SignpostOptions};
@@ -507,18 +507,6 @@ pub async fn wait_deployment_ready(
     )
     .await?;
     Ok(t0.elapsed())
-}
-
-/// Sets a Deployment's replica count.
-pub async fn scale(deployments: &Api<Deployment>, name: &str, replicas: i32) -> anyhow::Result<()> {
-    deployments
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Waits until the DNSRecord `name` exists and `check` accepts it.

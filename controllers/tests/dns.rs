@@ -60,6 +60,17 @@ async fn start(client: &Client, ns: &str) -> anyhow::Result<(Running, dns::Runni
     Ok((controllers, server))
 }
 
+/// A fresh namespace `<prefix>-…` and a DNS server for it alone, without controllers: for
+/// tests that write DNSRecords by hand, as another publisher would.
+async fn start_dns_alone(prefix: &str) -> anyhow::Result<(Client, TestNamespace, dns::Running)> {
+    init_logs(LOG_FILTER);
+    let client = client().await?;
+    install_crds(&client).await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    Ok((client, ns, server))
+}
+
 /// Runs `dig @127.0.0.1 -p <port> <args>` (one try, 2 s) and returns its standard output.
 async fn dig(server: SocketAddr, args: &[&str]) -> Result<String, String> {
     let mut command = std::process::Command::new("dig");
@@ -519,12 +530,8 @@ fn dns_record(name: &str, spec: serde_json::Value) -> anyhow::Result<DNSRecord> 
 #[tokio::test]
 async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream_forwards()
 -> anyhow::Result<()> {
-    init_logs(LOG_FILTER);
-    let client = client().await?;
-    install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, "dns-direct").await?;
     // No controllers: the records are written by hand, as another publisher would.
-    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let (client, ns, server) = start_dns_alone("dns-direct").await?;
     let at = server.dns_addr;
     let records: Api<DNSRecord> = ns.api();
 
@@ -704,11 +711,7 @@ fn open_fds() -> usize {
 #[tokio::test]
 async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() -> anyhow::Result<()>
 {
-    init_logs(LOG_FILTER);
-    let client = client().await?;
-    install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, "dns-intruder").await?;
-    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let (client, ns, server) = start_dns_alone("dns-intruder").await?;
     let at = server.dns_addr;
     let records: Api<DNSRecord> = ns.api();
     // A name of another namespace, and a name of its own for comparison.
@@ -762,11 +765,7 @@ async fn udp_answers_are_capped_at_1232_bytes_whatever_the_client_advertises() -
 {
     use hickory_proto::op::Message;
     use hickory_proto::rr::RecordType;
-    init_logs(LOG_FILTER);
-    let client = client().await?;
-    install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, "dns-amplify").await?;
-    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let (client, ns, server) = start_dns_alone("dns-amplify").await?;
     let at = server.dns_addr;
     let records: Api<DNSRecord> = ns.api();
     let many = format!("many.{}.svc.cluster.local", ns.name);

@@ -161,6 +161,32 @@ async fn kill_9_while_creating_100_services_then_restart_converges() -> anyhow::
     finish(&client, ns, vec![second]).await
 }
 
+/// Waits (30 s at most) until `process`, called `name` in the test, leads, whether or not its
+/// caches have synced: the moment a takeover is timed to. A timeout shows its `/readyz`.
+async fn wait_leads(process: &Signpost, name: &str, what: &str) -> anyhow::Result<()> {
+    wait_until(what, Duration::from_secs(30), || async {
+        if process.is_leading().await {
+            Ok(())
+        } else {
+            Err(format!("{name} /readyz {:?}", process.readyz().await.ok()))
+        }
+    })
+    .await
+}
+
+/// Waits until the churn has made `at_least` readiness flips since it started.
+async fn wait_flips(flips: &AtomicUsize, at_least: usize, what: &str) -> anyhow::Result<()> {
+    wait_until(what, CONVERGE, || async {
+        let n = flips.load(Ordering::Relaxed);
+        if n >= at_least {
+            Ok(())
+        } else {
+            Err(format!("{n} flips"))
+        }
+    })
+    .await
+}
+
 /// Two processes share a Lease: exactly one leads. SIGKILL of the leader while pods churn →
 /// the other leads within lease duration + retry period and the slices converge to the final
 /// readiness; SIGTERM of the leader → the standby leads within 2 s.
@@ -224,29 +250,10 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
         }
     });
     // Let the churn run against the leader, then kill it mid-churn.
-    wait_until("churn under way (10 flips)", CONVERGE, || async {
-        let n = flips.load(Ordering::Relaxed);
-        if n >= 10 {
-            Ok(())
-        } else {
-            Err(format!("{n} flips"))
-        }
-    })
-    .await?;
+    wait_flips(&flips, 10, "churn under way (10 flips)").await?;
     let killed = Instant::now();
     a.kill9().await?;
-    wait_until(
-        "b leads after a was killed",
-        Duration::from_secs(30),
-        || async {
-            if b.is_leading().await {
-                Ok(())
-            } else {
-                Err(format!("b /readyz {:?}", b.readyz().await.ok()))
-            }
-        },
-    )
-    .await?;
+    wait_leads(&b, "b", "b leads after a was killed").await?;
     let takeover = killed.elapsed();
     let bound = FAST_LEASE.lease_duration + FAST_LEASE.retry_period;
     println!(
@@ -256,14 +263,11 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
     b.wait_leading(CONVERGE).await?;
     // Keep churning a little under the new leader, then stop and check the final state.
     let at_takeover = flips.load(Ordering::Relaxed);
-    wait_until("10 more flips under the new leader", CONVERGE, || async {
-        let n = flips.load(Ordering::Relaxed);
-        if n >= at_takeover + 10 {
-            Ok(())
-        } else {
-            Err(format!("{n} flips"))
-        }
-    })
+    wait_flips(
+        &flips,
+        at_takeover + 10,
+        "10 more flips under the new leader",
+    )
     .await?;
     stop.store(true, Ordering::Relaxed);
     let total_flips = churn.await??;
@@ -303,18 +307,7 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
     );
     let termed = Instant::now();
     b.signal_term()?;
-    wait_until(
-        "c leads after b got SIGTERM",
-        Duration::from_secs(30),
-        || async {
-            if c.is_leading().await {
-                Ok(())
-            } else {
-                Err(format!("c /readyz {:?}", c.readyz().await.ok()))
-            }
-        },
-    )
-    .await?;
+    wait_leads(&c, "c", "c leads after b got SIGTERM").await?;
     let handover = termed.elapsed();
     let b_status = b.wait_exit(Duration::from_secs(20)).await;
     println!(

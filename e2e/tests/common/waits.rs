@@ -3,6 +3,8 @@
 //! shows what the check saw last.
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::future::Future;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -22,15 +24,8 @@ pub async fn wait_endpoints(
     what: &str,
     done: impl Fn(&EndpointsSeen) -> bool,
 ) -> anyhow::Result<EndpointsSeen> {
-    wait_until(what, CONVERGE, || async {
-        let seen = endpoints_match_pods(client, namespace, service, selector, 100).await?;
-        if done(&seen) {
-            Ok(seen)
-        } else {
-            Err(format!("{seen:?}"))
-        }
-    })
-    .await
+    let check = || endpoints_match_pods(client, namespace, service, selector, 100);
+    wait_accepted(what, check, done).await
 }
 
 /// Waits until the claims of the namespace are consistent (see [`check_claims`]) and `done`
@@ -43,15 +38,7 @@ pub async fn wait_claims(
     what: &str,
     done: impl Fn(&BTreeMap<String, Vec<IpAddr>>) -> bool,
 ) -> anyhow::Result<BTreeMap<String, Vec<IpAddr>>> {
-    wait_until(what, CONVERGE, || async {
-        let claims = check_claims(client, namespace, cidrs).await?;
-        if done(&claims) {
-            Ok(claims)
-        } else {
-            Err(format!("{claims:?}"))
-        }
-    })
-    .await
+    wait_accepted(what, || check_claims(client, namespace, cidrs), done).await
 }
 
 /// Waits until Service `service` of the namespace holds a claim, and returns its address; a
@@ -73,6 +60,28 @@ pub async fn wait_claimed_address(
             .find(|c| c.spec.service_ref.name == service)
             .map(|c| c.spec.address.clone())
             .ok_or_else(|| format!("{} claims", claims.len()))
+    })
+    .await
+}
+
+/// Polls `check` until it passes and `done` accepts what it saw; a timeout shows the check's
+/// last failure or, when it passed, what `done` did not accept.
+async fn wait_accepted<T, Fut>(
+    what: &str,
+    check: impl Fn() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> anyhow::Result<T>
+where
+    T: Debug,
+    Fut: Future<Output = Result<T, String>>,
+{
+    wait_until(what, CONVERGE, || async {
+        let seen = check().await?;
+        if done(&seen) {
+            Ok(seen)
+        } else {
+            Err(format!("{seen:?}"))
+        }
     })
     .await
 }

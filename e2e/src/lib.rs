@@ -95,23 +95,19 @@ impl TestNamespace {
 
     /// A Deployment of `replicas` pods labelled `app=<name>` (container port 8080) and a
     /// ClusterIP Service selecting them on port 80: the usual workload behind a Service.
-    pub async fn create_app(&self, name: &str, replicas: i32) -> anyhow::Result<()> {
-        self.create_workload(
-            &fixtures::app_deployment(name, replicas, 8080),
-            &fixtures::app_service(name, 80, 8080),
-        )
-        .await?;
-        Ok(())
+    /// Returns the Service as stored.
+    pub async fn create_app(&self, name: &str, replicas: i32) -> anyhow::Result<Service> {
+        let deployment = fixtures::app_deployment(name, replicas, 8080);
+        self.create_workload(&deployment, &fixtures::app_service(name, 80, 8080))
+            .await
     }
 
     /// The first seed's `hostnames` app in this namespace: `replicas` pods and their Service.
-    pub async fn create_hostnames(&self, replicas: i32) -> anyhow::Result<()> {
-        self.create_workload(
-            &fixtures::hostnames_deployment(replicas),
-            &fixtures::hostnames_service(),
-        )
-        .await?;
-        Ok(())
+    /// Returns the Service as stored.
+    pub async fn create_hostnames(&self, replicas: i32) -> anyhow::Result<Service> {
+        let deployment = fixtures::hostnames_deployment(replicas);
+        self.create_workload(&deployment, &fixtures::hostnames_service())
+            .await
     }
 
     /// [`create_workload`] in this namespace.

@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
+use common::{
+    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, finish, init_logs, scoped_settings,
+    start_controllers, wait_reported_and_untouched,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -19,7 +22,7 @@ use signpost_controllers::runtime::Metrics;
 use signpost_e2e::watch::{list_version, writes_until_quiet};
 use signpost_e2e::{
     TestNamespace, client, events_about, fixtures, scale_deployment, set_pod_ready, unique_cidr,
-    wait_events, wait_ready_pods, wait_until,
+    wait_ready_pods, wait_until,
 };
 
 const MANAGED_BY: &str =
@@ -650,19 +653,14 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
         }
     })
     .await?;
-    wait_events(
+    wait_reported_and_untouched(
         &client,
         &ns.name,
-        "theirs",
+        &endpoints,
+        &foreign,
         "EndpointsManagedElsewhere",
-        TIMEOUT,
     )
     .await?;
-    assert_eq!(
-        endpoints.get("theirs").await?.resource_version(),
-        foreign.resource_version(),
-        "foreign Endpoints untouched"
-    );
     running.shut_down().await;
 
     let slice_version = list_version(&slices, &ListParams::default()).await?;
@@ -695,9 +693,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
         "no Endpoints writes after a restart with nothing changed"
     );
     assert!(
-        !metrics
-            .encode()
-            .contains("signpost_api_writes_total{controller=\"endpoints\"}"),
+        api_writes_sample(&metrics, "endpoints").is_none(),
         "no writes counted"
     );
     finish(&client, ns, running).await

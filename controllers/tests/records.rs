@@ -10,7 +10,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
+use common::{
+    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, finish, init_logs, scoped_settings,
+    start_controllers, wait_reported_and_untouched,
+};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
@@ -21,9 +24,7 @@ use signpost_controllers::runtime::Metrics;
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use signpost_e2e::stateful::create_stateful_app;
 use signpost_e2e::watch::{list_version, writes_until_quiet};
-use signpost_e2e::{
-    TestNamespace, client, fixtures, unique_cidr, wait_events, wait_ready_pod_ips, wait_until,
-};
+use signpost_e2e::{TestNamespace, client, fixtures, unique_cidr, wait_ready_pod_ips, wait_until};
 
 async fn start_with(
     client: &Client,
@@ -198,12 +199,7 @@ async fn seed_service_gets_a_ready_record_with_its_vip_and_srv() -> anyhow::Resu
         Some("signpost")
     );
 
-    let writes = metrics
-        .encode()
-        .lines()
-        .find(|l| l.starts_with("signpost_api_writes_total{controller=\"records\"}"))
-        .map(str::to_owned)
-        .unwrap_or_default();
+    let writes = api_writes_sample(&metrics, "records").unwrap_or_default();
     println!("records/seed: {writes}");
 
     let table = kubectl_get_dnsrecords(&ns.name).await?;
@@ -477,19 +473,14 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
         "records/restart: converged {:?} after creating the Services",
         t0.elapsed()
     );
-    wait_events(
+    wait_reported_and_untouched(
         &client,
         &ns.name,
-        "theirs",
+        &records,
+        &foreign,
         "DNSRecordManagedElsewhere",
-        TIMEOUT,
     )
     .await?;
-    assert_eq!(
-        records.get("theirs").await?.resource_version(),
-        foreign.resource_version(),
-        "foreign DNSRecord untouched"
-    );
     running.shut_down().await;
 
     let version = list_version(&records, &ListParams::default()).await?;
@@ -518,9 +509,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
         "no DNSRecord writes after a restart with nothing changed"
     );
     assert!(
-        !metrics
-            .encode()
-            .contains("signpost_api_writes_total{controller=\"records\"}"),
+        api_writes_sample(&metrics, "records").is_none(),
         "no records writes counted"
     );
     finish(&client, ns, running).await

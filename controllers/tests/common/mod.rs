@@ -4,14 +4,16 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use kube::Client;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::runtime::Metrics;
-use signpost_e2e::{TestNamespace, delete_namespace_and_claims, install_crds};
+use signpost_e2e::{TestNamespace, delete_namespace_and_claims, install_crds, wait_events};
 
 /// How long one step of a test may take: the controllers becoming ready, or one change
 /// showing up in the API.
@@ -67,4 +69,39 @@ pub async fn finish(client: &Client, ns: TestNamespace, running: Running) -> any
     delete_namespace_and_claims(client, ns).await?;
     running.shut_down().await;
     Ok(())
+}
+
+/// Waits for the `reason` Event about `foreign`, an object of `namespace` that someone else
+/// wrote where Signpost would write its own, and checks that it is still at the version its
+/// writer left: Signpost reports such an object and leaves it alone.
+pub async fn wait_reported_and_untouched<K>(
+    client: &Client,
+    namespace: &str,
+    api: &Api<K>,
+    foreign: &K,
+    reason: &str,
+) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let name = foreign.name_any();
+    wait_events(client, namespace, &name, reason, TIMEOUT).await?;
+    assert_eq!(
+        api.get(&name).await?.resource_version(),
+        foreign.resource_version(),
+        "foreign {} untouched",
+        K::kind(&())
+    );
+    Ok(())
+}
+
+/// The sample line of `signpost_api_writes_total` for `controller`, if that controller wrote
+/// anything: the counter of a controller appears with its first write.
+pub fn api_writes_sample(metrics: &Metrics, controller: &str) -> Option<String> {
+    let series = format!("signpost_api_writes_total{{controller=\"{controller}\"}}");
+    metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with(&series))
+        .map(str::to_owned)
 }

@@ -9,17 +9,16 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
+use common::{TIMEOUT, create_web_and_ext, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
 use signpost_controllers::app::Running;
 use signpost_crds::DNSRecord;
 use signpost_dns as dns;
-use signpost_e2e::stateful::create_stateful_app;
 use signpost_e2e::{
-    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, set_pod_ready,
-    unique_cidr, wait_events, wait_ready_pod_ips, wait_until,
+    TestNamespace, client, delete_namespace_and_claims, install_crds, set_pod_ready, unique_cidr,
+    wait_events, wait_ready_pod_ips, wait_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -408,16 +407,9 @@ async fn headless_service_answers_ready_pods_and_host_names_external_name_a_cnam
     let ns = TestNamespace::create(&client, "dns-headless").await?;
     let (controllers, server) = start(&client, &ns.name).await?;
     let at = server.dns_addr;
-    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
 
-    create_stateful_app(&ns, "web", 2).await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::external_name_service("ext", "example.com."),
-        )
-        .await?;
+    create_web_and_ext(&ns).await?;
 
     let ips: BTreeSet<String> = wait_ready_pod_ips(&pods, "app=web", 2, TIMEOUT)
         .await?

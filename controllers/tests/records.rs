@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, finish, init_logs, scoped_settings,
-    start_controllers, wait_reported_and_untouched,
+    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, create_web_and_ext, finish, init_logs,
+    scoped_settings, start_controllers, wait_reported_and_untouched,
 };
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -232,18 +232,11 @@ async fn headless_service_gets_host_records_and_external_name_a_cname() -> anyho
     let client = client().await?;
     let ns = TestNamespace::create(&client, "rec-headless").await?;
     let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
-    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
     let records: Api<DNSRecord> = ns.api();
 
     let t0 = Instant::now();
-    create_stateful_app(&ns, "web", 2).await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::external_name_service("ext", "example.com."),
-        )
-        .await?;
+    create_web_and_ext(&ns).await?;
 
     let ips: BTreeSet<String> = wait_ready_pod_ips(&pods, "app=web", 2, POD_READY_TIMEOUT)
         .await?

@@ -9,11 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::runtime::Metrics;
-use signpost_e2e::{TestNamespace, delete_namespace_and_claims, install_crds, wait_events};
+use signpost_e2e::stateful::create_stateful_app;
+use signpost_e2e::{
+    TestNamespace, delete_namespace_and_claims, fixtures, install_crds, wait_events,
+};
 
 /// How long one step of a test may take: the controllers becoming ready, or one change
 /// showing up in the API.
@@ -104,4 +109,19 @@ pub fn api_writes_sample(metrics: &Metrics, controller: &str) -> Option<String> 
         .lines()
         .find(|l| l.starts_with(&series))
         .map(str::to_owned)
+}
+
+/// The headless scenario the records and DNS tests share: the stateful pods `web-0` and
+/// `web-1` behind the headless Service `web`, and the ExternalName Service `ext`, a CNAME to
+/// `example.com.`.
+pub async fn create_web_and_ext(ns: &TestNamespace) -> anyhow::Result<()> {
+    create_stateful_app(ns, "web", 2).await?;
+    let services: Api<Service> = ns.api();
+    services
+        .create(
+            &PostParams::default(),
+            &fixtures::external_name_service("ext", "example.com."),
+        )
+        .await?;
+    Ok(())
 }

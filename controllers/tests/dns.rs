@@ -511,12 +511,19 @@ async fn headless_service_answers_ready_pods_and_host_names_external_name_a_cnam
     Ok(())
 }
 
-fn dns_record(name: &str, spec: serde_json::Value) -> anyhow::Result<DNSRecord> {
-    Ok(serde_json::from_value(serde_json::json!({
+/// Writes the DNSRecord `name` with `spec` by hand, as a publisher other than Signpost would.
+async fn create_record(
+    records: &Api<DNSRecord>,
+    name: &str,
+    spec: serde_json::Value,
+) -> anyhow::Result<()> {
+    let record: DNSRecord = serde_json::from_value(serde_json::json!({
         "apiVersion": "signpost.dev/v1alpha1", "kind": "DNSRecord",
         "metadata": {"name": name},
         "spec": spec,
-    }))?)
+    }))?;
+    records.create(&PostParams::default(), &record).await?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -531,28 +538,22 @@ async fn large_answers_truncate_over_udp_malformed_records_are_reported_upstream
     let addresses: Vec<String> = (1..=120)
         .map(|i| format!("10.99.{}.{}", i / 100, i % 100 + 1))
         .collect();
-    records
-        .create(
-            &PostParams::default(),
-            &dns_record(
-                "big",
-                serde_json::json!({"fqdn": big, "type": "ClusterIP", "ttl": 5, "ipv4": addresses}),
-            )?,
-        )
-        .await?;
+    create_record(
+        &records,
+        "big",
+        serde_json::json!({"fqdn": big, "type": "ClusterIP", "ttl": 5, "ipv4": addresses}),
+    )
+    .await?;
     // An SRV owner name the schema lets through but DNS cannot carry.
     let broken = format!("broken.{}.svc.cluster.local", ns.name);
-    records
-        .create(
-            &PostParams::default(),
-            &dns_record(
-                "broken",
-                serde_json::json!({"fqdn": broken, "type": "ClusterIP", "ttl": 5, "ipv4": ["10.99.9.9"],
-                    "srv": [{"name": "not a name", "portName": "p", "protocol": "TCP",
-                             "targets": [{"host": broken, "port": 80}]}]}),
-            )?,
-        )
-        .await?;
+    create_record(
+        &records,
+        "broken",
+        serde_json::json!({"fqdn": broken, "type": "ClusterIP", "ttl": 5, "ipv4": ["10.99.9.9"],
+            "srv": [{"name": "not a name", "portName": "p", "protocol": "TCP",
+                     "targets": [{"host": broken, "port": 80}]}]}),
+    )
+    .await?;
 
     // Over UDP alone (+ignore: no retry over TCP) the answer is cut and flagged.
     let udp = wait_until("a truncated UDP answer", TIMEOUT, || async {
@@ -709,26 +710,20 @@ async fn a_record_naming_another_namespace_is_not_served_and_gets_a_warning() ->
     // A name of another namespace, and a name of its own for comparison.
     let theirs = "kubernetes.default.svc.cluster.local";
     let own = format!("mine.{}.svc.cluster.local", ns.name);
-    records
-        .create(
-            &PostParams::default(),
-            &dns_record(
-                "intruder",
-                serde_json::json!({"fqdn": theirs, "type": "ClusterIP", "ttl": 5,
-                                   "ipv4": ["10.99.6.6"]}),
-            )?,
-        )
-        .await?;
-    records
-        .create(
-            &PostParams::default(),
-            &dns_record(
-                "mine",
-                serde_json::json!({"fqdn": own, "type": "ClusterIP", "ttl": 5,
-                                   "ipv4": ["10.99.7.7"]}),
-            )?,
-        )
-        .await?;
+    create_record(
+        &records,
+        "intruder",
+        serde_json::json!({"fqdn": theirs, "type": "ClusterIP", "ttl": 5,
+                           "ipv4": ["10.99.6.6"]}),
+    )
+    .await?;
+    create_record(
+        &records,
+        "mine",
+        serde_json::json!({"fqdn": own, "type": "ClusterIP", "ttl": 5,
+                           "ipv4": ["10.99.7.7"]}),
+    )
+    .await?;
     wait_status(at, &own, "NOERROR", TIMEOUT).await?;
     let answer = query(at, theirs, "A", &[])
         .await
@@ -764,16 +759,13 @@ async fn udp_answers_are_capped_at_1232_bytes_whatever_the_client_advertises() -
     let addresses: Vec<String> = (0..300)
         .map(|i| format!("10.98.{}.{}", i / 200, i % 200 + 1))
         .collect();
-    records
-        .create(
-            &PostParams::default(),
-            &dns_record(
-                "many",
-                serde_json::json!({"fqdn": many, "type": "Headless", "ttl": 5,
-                                   "ipv4": addresses}),
-            )?,
-        )
-        .await?;
+    create_record(
+        &records,
+        "many",
+        serde_json::json!({"fqdn": many, "type": "Headless", "ttl": 5,
+                           "ipv4": addresses}),
+    )
+    .await?;
     wait_status(at, &many, "NOERROR", TIMEOUT).await?;
 
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;

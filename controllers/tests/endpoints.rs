@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, finish, init_logs, scoped_settings,
+    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, finish, init_logs, scoped_settings, slice_ports,
     start_controllers, wait_reported_and_untouched,
 };
 use k8s_openapi::api::apps::v1::Deployment;
@@ -268,12 +268,7 @@ async fn named_target_port_resolves_per_pod() -> anyhow::Result<()> {
         }
     })
     .await?;
-    let mut ports: Vec<i32> = list
-        .iter()
-        .filter_map(|s| s.ports.as_ref()?.first()?.port)
-        .collect();
-    ports.sort();
-    assert_eq!(ports, vec![8080, 9090]);
+    assert_eq!(slice_ports(&list), vec![8080, 9090]);
     for slice in &list {
         assert_eq!(
             endpoints_of(slice).len(),

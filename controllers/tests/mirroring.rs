@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{POD_READY_TIMEOUT, TIMEOUT, finish, scoped_settings, start_controllers};
+use common::{POD_READY_TIMEOUT, TIMEOUT, finish, scoped_settings, slice_ports, start_controllers};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -202,12 +202,7 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
         }
     })
     .await?;
-    let mut ports: Vec<i32> = list
-        .iter()
-        .filter_map(|s| s.ports.as_ref()?.first()?.port)
-        .collect();
-    ports.sort();
-    assert_eq!(ports, vec![5432, 9187]);
+    assert_eq!(slice_ports(&list), vec![5432, 9187]);
     for slice in &list {
         assert_eq!(ready_ips(slice), BTreeSet::from(["10.1.0.1".to_string()]));
     }

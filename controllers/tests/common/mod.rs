@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -124,4 +125,14 @@ pub async fn create_web_and_ext(ns: &TestNamespace) -> anyhow::Result<()> {
         )
         .await?;
     Ok(())
+}
+
+/// The port of each slice (its first), sorted: which port mappings got a slice of their own.
+pub fn slice_ports(slices: &[EndpointSlice]) -> Vec<i32> {
+    let mut ports: Vec<i32> = slices
+        .iter()
+        .filter_map(|s| s.ports.as_ref()?.first()?.port)
+        .collect();
+    ports.sort();
+    ports
 }

@@ -153,24 +153,27 @@ pub async fn create_workload(
     deployment: &Deployment,
     service: &Service,
 ) -> anyhow::Result<Service> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    deployments
-        .create(&PostParams::default(), deployment)
+    create_in(client, namespace, deployment).await?;
+    create_in(client, namespace, service).await
+}
+
+/// Creates `object` in `namespace` and returns it as stored; a failure names the object.
+async fn create_in<K>(client: &Client, namespace: &str, object: &K) -> anyhow::Result<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    api.create(&PostParams::default(), object)
         .await
         .with_context(|| {
             format!(
-                "creating Deployment {namespace}/{}",
-                deployment.metadata.name.as_deref().unwrap_or_default()
-            )
-        })?;
-    services
-        .create(&PostParams::default(), service)
-        .await
-        .with_context(|| {
-            format!(
-                "creating Service {namespace}/{}",
-                service.metadata.name.as_deref().unwrap_or_default()
+                "creating {} {namespace}/{}",
+                K::kind(&()),
+                object.meta().name.as_deref().unwrap_or_default()
             )
         })
 }

@@ -18,7 +18,7 @@ use signpost_crds::DNSRecord;
 use signpost_dns as dns;
 use signpost_e2e::{
     TestNamespace, client, delete_namespace_and_claims, install_crds, set_pod_ready, unique_cidr,
-    wait_events, wait_ready_pod_ips, wait_until,
+    wait_events, wait_until,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -409,12 +409,7 @@ async fn headless_service_answers_ready_pods_and_host_names_external_name_a_cnam
     let at = server.dns_addr;
     let pods: Api<Pod> = ns.api();
 
-    create_web_and_ext(&ns).await?;
-
-    let ips: BTreeSet<String> = wait_ready_pod_ips(&pods, "app=web", 2, TIMEOUT)
-        .await?
-        .into_iter()
-        .collect();
+    let ips = create_web_and_ext(&ns, TIMEOUT).await?;
     let fqdn = format!("web.{}.svc.cluster.local", ns.name);
     let t0 = Instant::now();
     wait_until("dig A web: one address per ready pod", TIMEOUT, || async {

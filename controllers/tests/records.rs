@@ -232,16 +232,10 @@ async fn headless_service_gets_host_records_and_external_name_a_cname() -> anyho
     let client = client().await?;
     let ns = TestNamespace::create(&client, "rec-headless").await?;
     let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
-    let pods: Api<Pod> = ns.api();
     let records: Api<DNSRecord> = ns.api();
 
     let t0 = Instant::now();
-    create_web_and_ext(&ns).await?;
-
-    let ips: BTreeSet<String> = wait_ready_pod_ips(&pods, "app=web", 2, POD_READY_TIMEOUT)
-        .await?
-        .into_iter()
-        .collect();
+    let ips = create_web_and_ext(&ns, POD_READY_TIMEOUT).await?;
     let fqdn = format!("web.{}.svc.cluster.local", ns.name);
     let record = wait_record(&records, "web", "web with both pods", |r| {
         ready_true(r)?;

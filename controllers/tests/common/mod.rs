@@ -4,12 +4,13 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -19,6 +20,7 @@ use signpost_controllers::runtime::Metrics;
 use signpost_e2e::stateful::create_stateful_app;
 use signpost_e2e::{
     TestNamespace, delete_namespace_and_claims, fixtures, install_crds, wait_events,
+    wait_ready_pod_ips,
 };
 
 /// How long one step of a test may take: the controllers becoming ready, or one change
@@ -114,8 +116,12 @@ pub fn api_writes_sample(metrics: &Metrics, controller: &str) -> Option<String> 
 
 /// The headless scenario the records and DNS tests share: the stateful pods `web-0` and
 /// `web-1` behind the headless Service `web`, and the ExternalName Service `ext`, a CNAME to
-/// `example.com.`.
-pub async fn create_web_and_ext(ns: &TestNamespace) -> anyhow::Result<()> {
+/// `example.com.`. Waits up to `pods_ready_within` for both pods to be ready and returns
+/// their IPs, which the records and answers about `web` must list.
+pub async fn create_web_and_ext(
+    ns: &TestNamespace,
+    pods_ready_within: Duration,
+) -> anyhow::Result<BTreeSet<String>> {
     create_stateful_app(ns, "web", 2).await?;
     let services: Api<Service> = ns.api();
     services
@@ -124,7 +130,9 @@ pub async fn create_web_and_ext(ns: &TestNamespace) -> anyhow::Result<()> {
             &fixtures::external_name_service("ext", "example.com."),
         )
         .await?;
-    Ok(())
+    let pods: Api<Pod> = ns.api();
+    let ips = wait_ready_pod_ips(&pods, "app=web", 2, pods_ready_within).await?;
+    Ok(ips.into_iter().collect())
 }
 
 /// The port of each slice (its first), sorted: which port mappings got a slice of their own.

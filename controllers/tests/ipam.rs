@@ -16,7 +16,9 @@ use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_crds::ServiceIP;
-use signpost_e2e::{TestNamespace, client, unique_cidr, wait_events, wait_until};
+use signpost_e2e::{
+    TestNamespace, client, create_all_at_once, unique_cidr, wait_events, wait_until,
+};
 
 async fn start(client: &Client, ns: &str, cidrs: &[&str]) -> anyhow::Result<Running> {
     init_logs("warn");
@@ -72,18 +74,11 @@ async fn two_hundred_concurrent_services_get_distinct_addresses_that_survive_a_r
     let services: Api<Service> = ns.api();
 
     let start_time = Instant::now();
-    let creates = (0..200).map(|i| {
-        let services = services.clone();
-        async move {
-            services
-                .create(
-                    &PostParams::default(),
-                    &service(&format!("svc-{i}"), serde_json::json!({}), None),
-                )
-                .await
-        }
-    });
-    let created = futures::future::try_join_all(creates).await?;
+    let created = create_all_at_once(
+        &services,
+        (0..200).map(|i| service(&format!("svc-{i}"), serde_json::json!({}), None)),
+    )
+    .await?;
     let uids: BTreeMap<String, String> = created
         .iter()
         .map(|s| (s.name_any(), s.uid().unwrap()))

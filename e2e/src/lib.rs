@@ -157,6 +157,21 @@ pub async fn create_workload(
     create_in(client, namespace, service).await
 }
 
+/// Creates all of `objects` through `api` at once (every request in flight together), as a
+/// burst of users would; returns them as stored, in order, or the first error.
+pub async fn create_all_at_once<K>(
+    api: &Api<K>,
+    objects: impl IntoIterator<Item = K>,
+) -> Result<Vec<K>, kube::Error>
+where
+    K: Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let creates = objects
+        .into_iter()
+        .map(|object| async move { api.create(&PostParams::default(), &object).await });
+    futures::future::try_join_all(creates).await
+}
+
 /// Creates `object` in `namespace` and returns it as stored; a failure names the object.
 async fn create_in<K>(client: &Client, namespace: &str, object: &K) -> anyhow::Result<K>
 where

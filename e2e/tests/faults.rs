@@ -21,7 +21,8 @@ use signpost_crds::ServiceIP;
 use signpost_e2e::process::{FAST_LEASE, Relay, Signpost, SignpostOptions};
 use signpost_e2e::watch::list_version;
 use signpost_e2e::{
-    SERVICE_NAMESPACE_LABEL, fixtures, pod_is_ready, set_pod_ready, unique_cidr, wait_until,
+    SERVICE_NAMESPACE_LABEL, create_all_at_once, fixtures, pod_is_ready, set_pod_ready,
+    unique_cidr, wait_until,
 };
 
 /// SIGKILL while 100 Services are being created (at about 30 claims), then a restart: every
@@ -61,18 +62,9 @@ async fn kill_9_while_creating_100_services_then_restart_converges() -> anyhow::
     let creates = tokio::spawn({
         let services = services.clone();
         async move {
-            let creates = (0..100).map(|i| {
-                let services = services.clone();
-                async move {
-                    services
-                        .create(
-                            &PostParams::default(),
-                            &fixtures::service_selecting(&format!("svc-{i}"), "backend", 8080),
-                        )
-                        .await
-                }
-            });
-            futures::future::try_join_all(creates).await
+            let hundred_services =
+                (0..100).map(|i| fixtures::service_selecting(&format!("svc-{i}"), "backend", 8080));
+            create_all_at_once(&services, hundred_services).await
         }
     });
     let mut added = 0;

@@ -255,6 +255,27 @@ async fn requests(
     Ok(counts)
 }
 
+/// Sends `n` requests to `vip`, one connection each, and checks that each of the `pods` ready
+/// backends answered `n / pods` ± 1 of them: round robin over the ready backends.
+async fn assert_round_robin(
+    netns: &Netns,
+    vip: SocketAddr,
+    n: usize,
+    pods: usize,
+) -> anyhow::Result<()> {
+    let counts = requests(netns, vip, n).await?;
+    println!("{n} requests over {pods} pods: {counts:?}");
+    assert_eq!(counts.len(), pods, "every pod answers: {counts:?}");
+    let share = n / pods;
+    for (pod, got) in &counts {
+        assert!(
+            (share - 1..=share + 1).contains(got),
+            "{pod} got {got} of {n}: {counts:?}"
+        );
+    }
+    Ok(())
+}
+
 /// The ready pods of the app with their IPs, once there are `n` of them.
 async fn ready_pods(pods: &Api<Pod>, n: usize) -> anyhow::Result<BTreeMap<String, IpAddr>> {
     wait_until(&format!("{n} ready pods with IPs"), TIMEOUT, || async {
@@ -392,12 +413,7 @@ async fn journey(
     wait_backends(running, &frontend, &ips, TIMEOUT).await?;
 
     // 300 requests, one connection each: 100 ± 1 per pod.
-    let counts = requests(netns, frontend.addr, 300).await?;
-    println!("300 requests: {counts:?}");
-    assert_eq!(counts.len(), 3, "every pod answers: {counts:?}");
-    for (pod, n) in &counts {
-        assert!((99..=101).contains(n), "{pod} got {n} of 300: {counts:?}");
-    }
+    assert_round_robin(netns, frontend.addr, 300, 3).await?;
 
     // Three connections opened now (one per pod, round robin) and finished only after a pod
     // left the ready set: open connections are left to finish.
@@ -503,12 +519,7 @@ async fn journey(
     }
     let ips: BTreeSet<IpAddr> = five.values().copied().collect();
     wait_backends(running, &frontend, &ips, TIMEOUT).await?;
-    let counts = requests(netns, frontend.addr, 100).await?;
-    println!("100 requests over 5 pods: {counts:?}");
-    assert_eq!(counts.len(), 5, "every pod answers: {counts:?}");
-    for (pod, n) in &counts {
-        assert!((19..=21).contains(n), "{pod} got {n} of 100: {counts:?}");
-    }
+    assert_round_robin(netns, frontend.addr, 100, 5).await?;
 
     // The Service goes: its VIP leaves the interface and connections are refused.
     services

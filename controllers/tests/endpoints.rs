@@ -22,7 +22,7 @@ use signpost_controllers::runtime::Metrics;
 use signpost_e2e::watch::{list_version, writes_until_quiet};
 use signpost_e2e::{
     TestNamespace, client, events_about, fixtures, scale_deployment, set_pod_ready, unique_cidr,
-    wait_ready_pods, wait_until,
+    wait_for_count, wait_ready_pods, wait_until,
 };
 
 const MANAGED_BY: &str =
@@ -385,13 +385,8 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
         .iter()
         .map(ResourceExt::name_any)
         .collect();
-    wait_until("10 ready endpoints", TIMEOUT, || async {
-        let ready = ready_addresses(&our_slices(&slices).await?).len();
-        if ready == 10 {
-            Ok(())
-        } else {
-            Err(format!("{ready} ready"))
-        }
+    wait_for_count("10 ready endpoints", TIMEOUT, 10, "ready", || async {
+        Ok(ready_addresses(&our_slices(&slices).await?).len())
     })
     .await?;
 
@@ -414,14 +409,13 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
         set_pod_ready(&pods, name, true).await?;
     }
     let burst = started.elapsed();
-    wait_until("10 ready endpoints after the burst", TIMEOUT, || async {
-        let ready = ready_addresses(&our_slices(&slices).await?).len();
-        if ready == 10 {
-            Ok(())
-        } else {
-            Err(format!("{ready} ready"))
-        }
-    })
+    wait_for_count(
+        "10 ready endpoints after the burst",
+        TIMEOUT,
+        10,
+        "ready",
+        || async { Ok(ready_addresses(&our_slices(&slices).await?).len()) },
+    )
     .await?;
     let writes = counter.await??;
     println!("120 flips of one Service over {burst:?}: {writes} slice writes");

@@ -17,7 +17,7 @@ use signpost_controllers::app::Running;
 use signpost_controllers::ipam::controller::SERVICE_NAMESPACE_LABEL;
 use signpost_crds::ServiceIP;
 use signpost_e2e::{
-    TestNamespace, client, create_all_at_once, unique_cidr, wait_events, wait_until,
+    TestNamespace, client, create_all_at_once, unique_cidr, wait_events, wait_for_count, wait_until,
 };
 
 async fn start(client: &Client, ns: &str, cidrs: &[&str]) -> anyhow::Result<Running> {
@@ -137,16 +137,16 @@ async fn two_hundred_concurrent_services_get_distinct_addresses_that_survive_a_r
         }
     });
     futures::future::try_join_all(deletes).await?;
-    wait_until("every claim released", TIMEOUT, || async {
-        let claims = claims_in(&client, &ns.name)
-            .await
-            .map_err(|e| e.to_string())?;
-        if claims.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} services still hold claims", claims.len()))
-        }
-    })
+    wait_for_count(
+        "every claim released",
+        TIMEOUT,
+        0,
+        "services still hold claims",
+        || async {
+            let claims = claims_in(&client, &ns.name).await;
+            Ok(claims.map_err(|e| e.to_string())?.len())
+        },
+    )
     .await?;
     finish(&client, ns, running).await
 }
@@ -165,16 +165,9 @@ async fn an_exhausted_range_reports_and_allocates_once_space_frees() -> anyhow::
             )
             .await?;
     }
-    wait_until("6 claims", TIMEOUT, || async {
-        let n = claims_in(&client, &ns.name)
-            .await
-            .map_err(|e| e.to_string())?
-            .len();
-        if n == 6 {
-            Ok(())
-        } else {
-            Err(format!("{n} claims"))
-        }
+    wait_for_count("6 claims", TIMEOUT, 6, "claims", || async {
+        let claims = claims_in(&client, &ns.name).await;
+        Ok(claims.map_err(|e| e.to_string())?.len())
     })
     .await?;
     services

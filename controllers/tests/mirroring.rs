@@ -16,7 +16,8 @@ use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
 use signpost_e2e::watch::writes_until_quiet;
 use signpost_e2e::{
-    TestNamespace, client, fixtures, unique_cidr, wait_events, wait_ready_pods, wait_until,
+    TestNamespace, client, fixtures, unique_cidr, wait_events, wait_for_count, wait_ready_pods,
+    wait_until,
 };
 
 const MIRRORED: &str =
@@ -144,13 +145,8 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
 
     // The Endpoints deleted: the slice goes.
     endpoints.delete("db", &DeleteParams::default()).await?;
-    wait_until("mirrored slice gone", TIMEOUT, || async {
-        let n = slices(&slice_api, MIRRORED).await?.len();
-        if n == 0 {
-            Ok(())
-        } else {
-            Err(format!("{n} slices"))
-        }
+    wait_for_count("mirrored slice gone", TIMEOUT, 0, "slices", || async {
+        Ok(slices(&slice_api, MIRRORED).await?.len())
     })
     .await?;
 
@@ -233,9 +229,8 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
     endpoints
         .create(&PostParams::default(), &db_endpoints(&["10.1.0.1"]))
         .await?;
-    wait_until("mirrored slice", TIMEOUT, || async {
-        let n = slices(&slice_api, MIRRORED).await?.len();
-        if n == 1 { Ok(()) } else { Err(format!("{n}")) }
+    wait_for_count("mirrored slice", TIMEOUT, 1, "slices", || async {
+        Ok(slices(&slice_api, MIRRORED).await?.len())
     })
     .await?;
 

@@ -10,7 +10,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher;
 use signpost_controllers::endpoints::{PodRecord, SlimPod, decode_slim_pod};
 use signpost_controllers::runtime::protobuf_watch::ProtobufWatch;
-use signpost_e2e::{TestNamespace, client, pod_is_ready, set_pod_ready, wait_until};
+use signpost_e2e::{TestNamespace, client, pod_is_ready, set_pod_ready, wait_for_count};
 use tokio::sync::mpsc;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,22 +56,21 @@ async fn pages_and_changes_arrive_as_kube_json_would_give_them() -> anyhow::Resu
         .await?;
     // Binding a pod sets its node and copies the node's zone label onto it: wait until every
     // pod is bound and ready, so the protobuf list and the JSON list below see the same pods.
-    wait_until("every pod bound and ready", TIMEOUT, || async {
-        let list = pods
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let settled = list
-            .items
-            .iter()
-            .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) && pod_is_ready(p))
-            .count();
-        if settled == 8 {
-            Ok(())
-        } else {
-            Err(format!("{settled} of 8 pods bound and ready"))
-        }
-    })
+    let bound_and_ready =
+        |p: &&Pod| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) && pod_is_ready(p);
+    wait_for_count(
+        "every pod bound and ready",
+        TIMEOUT,
+        8,
+        "of 8 pods bound and ready",
+        || async {
+            let list = pods
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list.items.iter().filter(bound_and_ready).count())
+        },
+    )
     .await?;
 
     // Pages of 3 (so the list takes three requests), only the pods labelled app=web.

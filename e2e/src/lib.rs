@@ -203,6 +203,33 @@ where
     wait_until_every(what, timeout, Duration::from_millis(50), probe).await
 }
 
+/// Polls `count` (a read of the API) until it returns `want`; a timeout shows the last count
+/// followed by `unit` ("3 claims left"). The most common wait: a number of objects reached.
+pub async fn wait_for_count<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    want: usize,
+    unit: &str,
+    count: F,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<usize, String>>,
+{
+    wait_until(what, timeout, || {
+        let counted = count();
+        async move {
+            let n = counted.await?;
+            if n == want {
+                Ok(())
+            } else {
+                Err(format!("{n} {unit}"))
+            }
+        }
+    })
+    .await
+}
+
 /// Makes a pod ready or not ready the way a readiness probe would, by setting its `Ready` and
 /// `ContainersReady` conditions through the status subresource (kwok leaves them as set).
 pub async fn set_pod_ready(pods: &Api<Pod>, name: &str, ready: bool) -> anyhow::Result<()> {
@@ -421,21 +448,17 @@ pub async fn delete_namespace_and_claims_within(
         .await?;
     let claims: Api<signpost_crds::ServiceIP> = Api::all(client.clone());
     let selector = format!("{SERVICE_NAMESPACE_LABEL}={name}");
-    wait_until(
+    wait_for_count(
         "claims of the namespace's deleted Services released",
         timeout,
+        0,
+        "claims left",
         || async {
-            let left = claims
+            let listed = claims
                 .list_metadata(&kube::api::ListParams::default().labels(&selector))
                 .await
-                .map_err(|e| e.to_string())?
-                .items
-                .len();
-            if left == 0 {
-                Ok(())
-            } else {
-                Err(format!("{left} claims left"))
-            }
+                .map_err(|e| e.to_string())?;
+            Ok(listed.items.len())
         },
     )
     .await?;

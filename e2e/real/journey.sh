@@ -93,7 +93,7 @@ say "helm install $release charts/signpost (image $image; dns and proxy enabled)
 run kubectl get pods -A -o wide
 check_pods() { kubectl -n "$sys_ns" get pods -o json | python3 "$repo/e2e/real/check_pods.py" 3; }
 check_pods > "$logs/pod-check.txt" || fail "Signpost's pods: $(cat "$logs/pod-check.txt")"
-echo "Signpost's pods: Running, ready, 0 restarts; controller and dns non-root, read-only root filesystem"
+echo "Signpost's pods: Running, ready, 0 restarts; controller, dns and proxy non-root, read-only root filesystem"
 
 say "the first seed's app: 3 hostnames pods with an HTTP readiness probe, and a client pod"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null

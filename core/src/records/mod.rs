@@ -8,6 +8,7 @@
 
 mod names;
 mod render;
+mod spec_builder;
 pub mod status;
 mod summary;
 

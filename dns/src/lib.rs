@@ -13,6 +13,7 @@
 //!
 //! See docs/dns.md.
 
+mod compile;
 pub mod forward;
 pub mod metrics;
 pub mod server;

@@ -8,16 +8,18 @@
 //! Names are keys in lowercase without the trailing dot (`web.default.svc.cluster.local`); a
 //! query is looked up after the same folding, which makes lookups case-insensitive.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use signpost_crds::{DNSRecord, DNSRecordSpec, RecordType};
+use signpost_crds::DNSRecord;
+
+use crate::compile::compile;
 
 /// Longest name (without the trailing dot) that fits in a DNS message.
-const MAX_NAME_LEN: usize = 253;
+pub(crate) const MAX_NAME_LEN: usize = 253;
 /// Longest DNS label.
-const MAX_LABEL_LEN: usize = 63;
+pub(crate) const MAX_LABEL_LEN: usize = 63;
 /// How many CNAMEs inside the zone one answer follows: ends loops between ExternalName
 /// Services that point at each other.
 const MAX_CNAME_CHAIN: usize = 8;
@@ -127,12 +129,12 @@ pub enum Applied {
 
 /// The answers one record holds for one name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct RrSet {
-    ttl: u32,
-    a: Vec<Ipv4Addr>,
-    aaaa: Vec<Ipv6Addr>,
-    srv: Vec<(u16, String)>,
-    cname: Option<String>,
+pub(crate) struct RrSet {
+    pub(crate) ttl: u32,
+    pub(crate) a: Vec<Ipv4Addr>,
+    pub(crate) aaaa: Vec<Ipv6Addr>,
+    pub(crate) srv: Vec<(u16, String)>,
+    pub(crate) cname: Option<String>,
 }
 
 /// One name of the table.
@@ -459,11 +461,11 @@ fn prune(names: &mut HashMap<String, Node>, name: &str) {
 }
 
 /// Lowercase, without the trailing dot.
-fn fold(name: &str) -> String {
+pub(crate) fn fold(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
 
-fn in_zone(name: &str, domain: &str) -> bool {
+pub(crate) fn in_zone(name: &str, domain: &str) -> bool {
     name == domain
         || name
             .strip_suffix(domain)
@@ -477,170 +479,4 @@ fn ancestors<'a>(name: &'a str, domain: &'a str) -> impl Iterator<Item = &'a str
     name.match_indices('.')
         .map(move |(at, _)| &name[at + 1..])
         .take_while(move |parent| below && parent.len() >= domain.len())
-}
-
-/// Checks a name from a record: lowercase letters, digits, `-` and `_` (SRV owners), labels of
-/// 1 to 63 characters, at most 253 in all. Returns it folded, without a trailing dot.
-fn check_name(what: &str, name: &str) -> Result<String, String> {
-    let folded = fold(name);
-    let ok = !folded.is_empty()
-        && folded.len() <= MAX_NAME_LEN
-        && folded.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= MAX_LABEL_LEN
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        });
-    if ok {
-        Ok(folded)
-    } else {
-        Err(format!("{what} {name:?} is not a valid DNS name"))
-    }
-}
-
-fn check_owner(what: &str, name: &str, domain: &str) -> Result<String, String> {
-    let name = check_name(what, name)?;
-    if in_zone(&name, domain) && name != domain {
-        Ok(name)
-    } else {
-        Err(format!(
-            "{what} {name:?} is not inside the cluster domain {domain:?}"
-        ))
-    }
-}
-
-/// Checks that a record of `namespace` names a Service of that namespace:
-/// `<service>.<namespace>.svc.<domain>`, one label for the Service. Namespaces are the trust
-/// boundary of the API (whoever may write DNSRecords in one may not touch another), so a record
-/// must not answer for another namespace's names, for the apex or for the empty non-terminals
-/// (`<namespace>.svc.<domain>`) that every Service of the namespace shares.
-fn check_own_fqdn(fqdn: &str, namespace: &str, domain: &str) -> Result<(), String> {
-    let parent = format!("{namespace}.svc.{domain}");
-    let service = fqdn
-        .strip_suffix(&parent)
-        .and_then(|head| head.strip_suffix('.'))
-        .filter(|label| !namespace.is_empty() && !label.is_empty() && !label.contains('.'));
-    match service {
-        Some(_) => Ok(()),
-        None => Err(format!(
-            "fqdn {fqdn:?} is not the name of a Service in the record's namespace \
-             {namespace:?} (<service>.{parent})"
-        )),
-    }
-}
-
-/// Checks that an owner name other than the fqdn (an SRV name) lies strictly under the fqdn, so
-/// a record's names all belong to its own Service and namespace.
-fn check_under_fqdn(what: &str, name: &str, fqdn: &str, namespace: &str) -> Result<(), String> {
-    let under = name
-        .strip_suffix(fqdn)
-        .is_some_and(|head| head.len() > 1 && head.ends_with('.'));
-    if under {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} {name:?} is not under the record's own name {fqdn:?}: a record answers \
-             only for its Service in namespace {namespace:?}"
-        ))
-    }
-}
-
-/// Turns a record's spec into its answers per name, or says why it cannot be served. All or
-/// nothing: serving part of a record would give answers that look complete and are not.
-/// `namespace` is the record's: every owner name must be its Service's (see
-/// [`check_own_fqdn`]).
-fn compile(
-    spec: &DNSRecordSpec,
-    domain: &str,
-    namespace: &str,
-) -> Result<BTreeMap<String, RrSet>, String> {
-    let ttl = u32::try_from(spec.ttl).map_err(|_| format!("ttl {} is negative", spec.ttl))?;
-    let fqdn = check_owner("fqdn", &spec.fqdn, domain)?;
-    check_own_fqdn(&fqdn, namespace, domain)?;
-    let mut sets: BTreeMap<String, RrSet> = BTreeMap::new();
-    let top = set_at(&mut sets, &fqdn, ttl);
-    top.a = parse_v4(&spec.ipv4, "ipv4")?;
-    top.aaaa = parse_v6(&spec.ipv6, "ipv6")?;
-    match (spec.record_type, &spec.cname) {
-        (RecordType::ExternalName, Some(target)) => {
-            if !top.a.is_empty() || !top.aaaa.is_empty() {
-                return Err(
-                    "an ExternalName record has addresses (a CNAME cannot share its name)".into(),
-                );
-            }
-            top.cname = Some(check_name("cname", target)?);
-        }
-        (RecordType::ExternalName, None) => {
-            return Err("an ExternalName record has no cname".into());
-        }
-        (_, Some(_)) => {
-            return Err(format!(
-                "a {} record has a cname",
-                spec.record_type.as_str()
-            ));
-        }
-        (_, None) => {}
-    }
-    for host in &spec.hosts {
-        if host.name.contains('.') {
-            return Err(format!("host name {:?} is not one DNS label", host.name));
-        }
-        let name = check_owner("host", &format!("{}.{fqdn}", host.name), domain)?;
-        if name == fqdn {
-            return Err("a host has the record's own name".into());
-        }
-        let set = set_at(&mut sets, &name, ttl);
-        set.a.extend(parse_v4(&host.ipv4, "host ipv4")?);
-        set.aaaa.extend(parse_v6(&host.ipv6, "host ipv6")?);
-    }
-    for srv in &spec.srv {
-        let name = check_owner("srv name", &srv.name, domain)?;
-        if name == fqdn {
-            return Err("an SRV entry has the record's own name".into());
-        }
-        check_under_fqdn("srv name", &name, &fqdn, namespace)?;
-        let mut targets = Vec::with_capacity(srv.targets.len());
-        for target in &srv.targets {
-            let port = u16::try_from(target.port)
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("srv port {} is out of range", target.port))?;
-            targets.push((port, check_name("srv target", &target.host)?));
-        }
-        set_at(&mut sets, &name, ttl).srv.extend(targets);
-    }
-    // A name's CNAME excludes other data there; only the fqdn may carry one.
-    if sets
-        .iter()
-        .any(|(name, set)| *name != fqdn && set.cname.is_some())
-    {
-        return Err("a CNAME below the record's name".into());
-    }
-    Ok(sets)
-}
-
-fn set_at<'a>(sets: &'a mut BTreeMap<String, RrSet>, name: &str, ttl: u32) -> &'a mut RrSet {
-    sets.entry(name.to_owned()).or_insert_with(|| RrSet {
-        ttl,
-        ..RrSet::default()
-    })
-}
-
-fn parse_v4(list: &[String], what: &str) -> Result<Vec<Ipv4Addr>, String> {
-    list.iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|_| format!("{what} entry {a:?} is not an IPv4 address"))
-        })
-        .collect()
-}
-
-fn parse_v6(list: &[String], what: &str) -> Result<Vec<Ipv6Addr>, String> {
-    list.iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|_| format!("{what} entry {a:?} is not an IPv6 address"))
-        })
-        .collect()
 }

@@ -378,43 +378,10 @@ pub fn desired_endpoints<'a>(
             templates.iter().filter_map(|t| t.resolve(pod)).collect();
         ports.sort();
         ports.dedup();
-        let serving = publish_not_ready || pod.ready;
-        let ready = publish_not_ready || (pod.ready && !pod.terminating);
-        let hostname = pod
-            .hostname
-            .clone()
-            .filter(|_| pod.subdomain.as_deref() == Some(name));
-        for family in [AddressType::IPv4, AddressType::IPv6] {
-            let addresses: Box<[IpAddr]> = pod
-                .ips
-                .iter()
-                .filter(|ip| AddressType::of(ip) == family)
-                .copied()
-                .collect();
-            if addresses.is_empty() {
-                continue;
-            }
+        for (family, endpoint) in pod_endpoints(pod, publish_not_ready, name, zones) {
             if !pod_families.contains(&family) {
                 pod_families.push(family);
             }
-            let endpoint = DesiredEndpoint {
-                addresses,
-                ready,
-                serving,
-                terminating: pod.terminating,
-                node_name: pod.node_name.clone(),
-                zone: pod
-                    .node_name
-                    .as_deref()
-                    .and_then(|n| zones.zone(n))
-                    .cloned(),
-                hostname: hostname.clone(),
-                pod: PodRef {
-                    namespace: pod.namespace.clone(),
-                    name: pod.name.clone(),
-                    uid: pod.uid.clone(),
-                },
-            };
             groups
                 .entry((family, ports.clone()))
                 .or_default()
@@ -460,6 +427,55 @@ pub fn desired_endpoints<'a>(
         publish_not_ready_addresses: publish_not_ready,
         groups,
     }
+}
+
+/// The endpoints of a selected pod: one per address family it has an address of. Ready
+/// means Ready and not terminating, serving means Ready; `publishNotReadyAddresses` makes both
+/// true. The pod's hostname counts only when its subdomain is the Service's name.
+fn pod_endpoints(
+    pod: &PodRecord,
+    publish_not_ready: bool,
+    service_name: &str,
+    zones: &NodeZones,
+) -> Vec<(AddressType, DesiredEndpoint)> {
+    let serving = publish_not_ready || pod.ready;
+    let ready = publish_not_ready || (pod.ready && !pod.terminating);
+    let hostname = pod
+        .hostname
+        .clone()
+        .filter(|_| pod.subdomain.as_deref() == Some(service_name));
+    let mut out = Vec::new();
+    for family in [AddressType::IPv4, AddressType::IPv6] {
+        let addresses: Box<[IpAddr]> = pod
+            .ips
+            .iter()
+            .filter(|ip| AddressType::of(ip) == family)
+            .copied()
+            .collect();
+        if addresses.is_empty() {
+            continue;
+        }
+        let endpoint = DesiredEndpoint {
+            addresses,
+            ready,
+            serving,
+            terminating: pod.terminating,
+            node_name: pod.node_name.clone(),
+            zone: pod
+                .node_name
+                .as_deref()
+                .and_then(|n| zones.zone(n))
+                .cloned(),
+            hostname: hostname.clone(),
+            pod: PodRef {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                uid: pod.uid.clone(),
+            },
+        };
+        out.push((family, endpoint));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -117,6 +117,51 @@ impl Output {
         let spec = service.spec.as_ref();
         let include_not_ready = spec.and_then(|s| s.publish_not_ready_addresses) == Some(true);
 
+        let (hosts, all) = self.collect_hosts(slices, include_not_ready);
+        let all: Vec<IpAddr> = all.into_iter().collect();
+        self.set_addresses(&all);
+        let named = self.name_hosts(hosts);
+        let fqdn = self.spec.fqdn.clone();
+
+        for (name, host) in &named {
+            let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
+                host.addresses.iter().partition(|ip| ip.is_ipv4());
+            let ipv4 = bounded(&v4, MAX_HOST_ADDRESSES, &mut self.omitted.host_addresses);
+            let ipv6 = bounded(&v6, MAX_HOST_ADDRESSES, &mut self.omitted.host_addresses);
+            self.spec.hosts.push(HostRecord {
+                name: name.clone(),
+                ipv4,
+                ipv6,
+            });
+        }
+
+        for (key, _) in self.named_ports(service) {
+            // Hosts are visited in name order and each host's ports are a set, so the targets
+            // come out sorted and free of duplicates.
+            let mut targets = Vec::new();
+            for (name, host) in &named {
+                for (_, port) in host.ports.iter().filter(|(port_key, _)| *port_key == key) {
+                    targets.push(SrvTarget {
+                        host: format!("{name}.{fqdn}"),
+                        port: *port,
+                    });
+                }
+            }
+            self.push_srv(key, targets);
+        }
+        self.finish_srv();
+
+        self.summary(all.len())
+    }
+
+    /// The hosts of a headless Service's slices, by what identifies them (explicit hostname,
+    /// pod UID, or the address alone), and every usable address; not-ready endpoints only with
+    /// `include_not_ready`.
+    fn collect_hosts(
+        &mut self,
+        slices: &[EndpointSlice],
+        include_not_ready: bool,
+    ) -> (BTreeMap<HostKey, Host>, BTreeSet<IpAddr>) {
         let mut hosts: BTreeMap<HostKey, Host> = BTreeMap::new();
         let mut all = BTreeSet::new();
         for slice in slices {
@@ -167,9 +212,12 @@ impl Output {
                 }
             }
         }
-        let all: Vec<IpAddr> = all.into_iter().collect();
-        self.set_addresses(&all);
+        (hosts, all)
+    }
 
+    /// Names the hosts and bounds them as the CRD requires (a name that would make the owner
+    /// name too long, and hosts beyond [`MAX_HOSTS`], are counted as omitted).
+    fn name_hosts(&mut self, hosts: BTreeMap<HostKey, Host>) -> BTreeMap<String, Host> {
         // Name the hosts; two keys that end up with one name (a pod's hostname equal to another
         // endpoint's dashed address) share it, as they would in any DNS server.
         let mut named: BTreeMap<String, Host> = BTreeMap::new();
@@ -187,7 +235,7 @@ impl Output {
             merged.addresses.extend(host.addresses);
             merged.ports.extend(host.ports);
         }
-        let fqdn = self.spec.fqdn.clone();
+        let fqdn = &self.spec.fqdn;
         let before = named.len();
         named.retain(|name, _| name.len() + 1 + fqdn.len() <= MAX_NAME_LEN);
         self.omitted.hosts += before - named.len();
@@ -196,35 +244,7 @@ impl Output {
             named = named.into_iter().take(MAX_HOSTS).collect();
         }
 
-        for (name, host) in &named {
-            let (v4, v6): (Vec<IpAddr>, Vec<IpAddr>) =
-                host.addresses.iter().partition(|ip| ip.is_ipv4());
-            let ipv4 = bounded(&v4, MAX_HOST_ADDRESSES, &mut self.omitted.host_addresses);
-            let ipv6 = bounded(&v6, MAX_HOST_ADDRESSES, &mut self.omitted.host_addresses);
-            self.spec.hosts.push(HostRecord {
-                name: name.clone(),
-                ipv4,
-                ipv6,
-            });
-        }
-
-        for (key, _) in self.named_ports(service) {
-            // Hosts are visited in name order and each host's ports are a set, so the targets
-            // come out sorted and free of duplicates.
-            let mut targets = Vec::new();
-            for (name, host) in &named {
-                for (_, port) in host.ports.iter().filter(|(port_key, _)| *port_key == key) {
-                    targets.push(SrvTarget {
-                        host: format!("{name}.{fqdn}"),
-                        port: *port,
-                    });
-                }
-            }
-            self.push_srv(key, targets);
-        }
-        self.finish_srv();
-
-        self.summary(all.len())
+        named
     }
 
     /// Drops addresses no record may hold: IPv4-mapped IPv6 addresses, which the CRD's `isIP`

@@ -259,6 +259,8 @@ struct Controllers {
 }
 
 impl Controllers {
+    /// Registers the four controllers on `informers`. Long only because it spells out each
+    /// controller's configuration field by field from the settings; there is no logic to split.
     fn new(
         client: &Client,
         settings: &Settings,

@@ -7,10 +7,8 @@
 //! and a [`SelectorIndex`] maps a pod change to the Services whose selectors may match it.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::jiff::Timestamp;
 use signpost_core::endpoints::pod::{NodeZones, PodRecord};
 use signpost_core::endpoints::service_selector;
@@ -28,7 +26,8 @@ pub struct EndpointsIndex {
     pub selectors: SelectorIndex,
     /// Node → zone, for the endpoints' `zone`.
     pub zones: NodeZones,
-    /// Our slices by Service, and our writes the watch has not shown yet.
+    /// Our slices by Service, and our writes the watch has not shown yet; the slice watch's
+    /// handler feeds it directly ([`OwnSlices::apply`] and its siblings).
     pub slices: OwnSlices,
     /// When the oldest change not yet written happened, per Service.
     pub triggers: HashMap<ServiceKey, Timestamp>,
@@ -143,29 +142,6 @@ impl EndpointsIndex {
         for key in keys {
             self.triggers.entry(key.clone()).or_insert(now);
         }
-    }
-
-    /// One of our slices was created or changed: see [`OwnSlices::apply`].
-    pub fn apply_slice(&mut self, slice: &EndpointSlice) -> Vec<ServiceKey> {
-        self.slices.apply(slice)
-    }
-
-    /// One of our slices was deleted: the Service it belonged to.
-    pub fn delete_slice(&mut self, slice: &EndpointSlice) -> Option<ServiceKey> {
-        self.slices.delete(slice)
-    }
-
-    /// The slice watch starts a relist at `now`.
-    pub fn begin_slice_relist(&mut self, now: Instant) {
-        self.slices.begin_relist(now);
-    }
-
-    /// The slice watch finished a relist: see [`OwnSlices::finish_relist`].
-    pub fn finish_slice_relist<'a>(
-        &mut self,
-        cached: impl IntoIterator<Item = &'a EndpointSlice>,
-    ) -> Vec<ServiceKey> {
-        self.slices.finish_relist(cached)
     }
 
     /// An Endpoints object was created or changed: its Service, to sync. Once the cache shows

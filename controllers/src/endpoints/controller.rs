@@ -177,13 +177,14 @@ impl EndpointsController {
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
         let keys = match change {
-            Change::Applied { new, .. } => self.lock().apply_slice(new),
-            Change::Deleted(old) => self.lock().delete_slice(old).into_iter().collect(),
-            Change::Relisting => return self.lock().begin_slice_relist(Instant::now()),
+            Change::Applied { new, .. } => self.lock().slices.apply(new),
+            Change::Deleted(old) => self.lock().slices.delete(old).into_iter().collect(),
+            Change::Relisting => return self.lock().slices.begin_relist(Instant::now()),
             Change::Resynced { .. } => {
                 let cached = self.slices.state();
                 self.lock()
-                    .finish_slice_relist(cached.iter().map(|s| s.as_ref()))
+                    .slices
+                    .finish_relist(cached.iter().map(|s| s.as_ref()))
             }
         };
         keys.into_iter().for_each(|key| self.control.add(key));

@@ -148,7 +148,7 @@ fn pods_that_vanished_during_a_relist_sync_their_services() {
 fn a_slice_files_under_its_service_and_a_relabel_moves_it() {
     let mut index = EndpointsIndex::new();
     assert_eq!(
-        index.apply_slice(&slice("web-abc", "web")),
+        index.slices.apply(&slice("web-abc", "web")),
         vec![key("web")]
     );
     assert_eq!(
@@ -156,11 +156,11 @@ fn a_slice_files_under_its_service_and_a_relabel_moves_it() {
         vec!["web-abc".to_string()]
     );
     // Relabelled to another Service: both are synced, and the old one no longer has it.
-    let keys = index.apply_slice(&slice("web-abc", "api"));
+    let keys = index.slices.apply(&slice("web-abc", "api"));
     assert_eq!(keys, vec![key("web"), key("api")]);
     assert!(index.slices.names.names(&key("web")).is_empty());
     assert_eq!(
-        index.delete_slice(&slice("web-abc", "api")),
+        index.slices.delete(&slice("web-abc", "api")),
         Some(key("api"))
     );
     assert!(index.slices.names.names(&key("api")).is_empty());
@@ -169,7 +169,7 @@ fn a_slice_files_under_its_service_and_a_relabel_moves_it() {
 #[test]
 fn a_deleted_slice_we_wrote_settles_the_write_tracker() {
     let mut index = EndpointsIndex::new();
-    index.apply_slice(&slice("web-abc", "web"));
+    index.slices.apply(&slice("web-abc", "web"));
     index.slices.tracker.deleted(&key("web"), "web-abc");
     assert!(
         index
@@ -177,7 +177,7 @@ fn a_deleted_slice_we_wrote_settles_the_write_tracker() {
             .tracker
             .is_stale(&key("web"), &[("web-abc".into(), 1)])
     );
-    index.delete_slice(&slice("web-abc", "web"));
+    index.slices.delete(&slice("web-abc", "web"));
     assert!(
         !index.slices.tracker.is_stale(&key("web"), &[]),
         "the watch showed the deletion"
@@ -187,11 +187,11 @@ fn a_deleted_slice_we_wrote_settles_the_write_tracker() {
 #[test]
 fn a_slice_relist_refiles_everything_and_settles_older_writes() {
     let mut index = EndpointsIndex::new();
-    index.apply_slice(&slice("web-abc", "web"));
+    index.slices.apply(&slice("web-abc", "web"));
     // We deleted web-abc; the delete event was lost while the watch was down.
     index.slices.tracker.deleted(&key("web"), "web-abc");
-    index.begin_slice_relist(Instant::now());
-    let keys = index.finish_slice_relist([&slice("api-xyz", "api")]);
+    index.slices.begin_relist(Instant::now());
+    let keys = index.slices.finish_relist([&slice("api-xyz", "api")]);
     assert_eq!(keys, vec![key("api")]);
     assert!(index.slices.names.names(&key("web")).is_empty());
     assert!(

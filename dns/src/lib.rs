@@ -32,6 +32,7 @@ use hickory_server::Server;
 use kube::Client;
 
 pub use metrics::DnsMetrics;
+use signpost_runtime::server::spawn_listener;
 use signpost_runtime::{EventSink, Metrics, SharedMetrics, Synced};
 pub use table::{Answer, Applied, Data, Lookup, QueryType, Status, Table};
 
@@ -165,16 +166,12 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
 
     let metrics_addr = match config.metrics_addr {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-            let bound = listener.local_addr()?;
             let (metrics, synced) = (metrics.clone(), synced.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(error) = metrics::serve(listener, metrics, synced).await {
-                    tracing::error!(%error, "metrics server stopped");
-                }
-            }));
+            let (bound, task) =
+                spawn_listener(addr, |listener| metrics::serve(listener, metrics, synced))
+                    .await
+                    .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+            tasks.push(task);
             Some(bound)
         }
         None => None,

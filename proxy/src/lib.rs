@@ -35,6 +35,7 @@ use kube::Client;
 use tokio::sync::Notify;
 
 pub use metrics::ProxyMetrics;
+use signpost_runtime::server::spawn_listener;
 use signpost_runtime::{Metrics, SharedMetrics};
 pub use table::{Frontend, Pick, Pool, Protocol, Table};
 
@@ -175,16 +176,12 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
     let ready_changed = Arc::new(Notify::new());
     let metrics_addr = match config.metrics_addr {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-            let bound = listener.local_addr()?;
             let (metrics, ready) = (metrics.clone(), ready.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(error) = metrics::serve(listener, metrics, ready).await {
-                    tracing::error!(%error, "metrics server stopped");
-                }
-            }));
+            let (bound, task) =
+                spawn_listener(addr, |listener| metrics::serve(listener, metrics, ready))
+                    .await
+                    .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
+            tasks.push(task);
             Some(bound)
         }
         None => None,

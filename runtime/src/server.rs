@@ -138,6 +138,28 @@ where
         )
 }
 
+/// Binds `addr` and runs `serve` on the listener as a task of its own, logging if it ever
+/// stops; returns the address bound (port 0 resolved) and the task. Every process that serves
+/// probes on a flag's address starts them so.
+pub async fn spawn_listener<F, Fut>(
+    addr: SocketAddr,
+    serve: F,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)>
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let served = serve(listener);
+    let task = tokio::spawn(async move {
+        if let Err(error) = served.await {
+            tracing::error!(%error, "metrics server stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
 /// How long a client may take to send the headers of a request, and on a kept-alive connection
 /// to start the next one. hyper's timer for this starts when it waits for a request head, so a
 /// client that connects and sends nothing, or half a header, is disconnected after this.

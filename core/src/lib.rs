@@ -13,9 +13,11 @@
 //! - [`mirroring`]: hand-written Endpoints → the EndpointSlices that mirror them.
 //! - [`keys`]: [`keys::ServiceKey`], what every work queue and index is keyed by.
 //! - [`records`]: a Service, its addresses and slices → its DNSRecord and status.
+//! - [`labels`]: every label and annotation key of the contract, and the one way to check one.
 
 pub mod endpoints;
 pub mod ipam;
 pub mod keys;
+pub mod labels;
 pub mod mirroring;
 pub mod records;

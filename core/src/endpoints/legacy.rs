@@ -15,33 +15,39 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::Error;
 use super::desired::DesiredEndpoints;
 use super::pod::parse_ip_sloppy;
-use super::slices::LABEL_HEADLESS;
+use super::{Error, is_headless, name_and_namespace};
+pub use crate::labels::{
+    ANNOTATION_OVER_CAPACITY, LABEL_APP_MANAGED_BY, MANAGED_BY_SIGNPOST, OVER_CAPACITY_TRUNCATED,
+};
+use crate::labels::{LABEL_HEADLESS, has_label};
 
-/// Label marking an Endpoints object as written by Signpost. One without it was written by
-/// someone else and is left alone (DESIGN: reported, never fought over).
-pub const LABEL_APP_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// Signpost's value of [`LABEL_APP_MANAGED_BY`].
-pub const MANAGED_BY_SIGNPOST: &str = "signpost";
-/// Annotation Kubernetes sets when it had to drop addresses, so users can tell a truncated
-/// object from a complete one.
-pub const ANNOTATION_OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
-/// The value of [`ANNOTATION_OVER_CAPACITY`].
-pub const OVER_CAPACITY_TRUNCATED: &str = "truncated";
 /// Kubernetes' cap on addresses (ready plus not ready) in one Endpoints object; beyond it
 /// consumers are expected to use EndpointSlices.
 pub const MAX_ENDPOINTS_ADDRESSES: usize = 1000;
 
+/// A subset's addresses, each with whether it is ready: the ready ones first, then the not
+/// ready ones, the order both the comparison here and mirroring read them in.
+pub(crate) fn subset_addresses(
+    subset: &EndpointSubset,
+) -> impl Iterator<Item = (&EndpointAddress, bool)> {
+    let ready = subset.addresses.iter().flatten().map(|a| (a, true));
+    let not_ready = subset
+        .not_ready_addresses
+        .iter()
+        .flatten()
+        .map(|a| (a, false));
+    ready.chain(not_ready)
+}
+
 /// Whether an Endpoints object carries Signpost's managed-by label, i.e. is ours to update.
 pub fn is_managed_by_signpost(endpoints: &Endpoints) -> bool {
-    endpoints
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_APP_MANAGED_BY))
-        .is_some_and(|v| v == MANAGED_BY_SIGNPOST)
+    has_label(
+        endpoints.metadata.labels.as_ref(),
+        LABEL_APP_MANAGED_BY,
+        MANAGED_BY_SIGNPOST,
+    )
 }
 
 /// Renders the Endpoints object the Service should have (name and namespace of the Service,
@@ -52,17 +58,9 @@ pub fn is_managed_by_signpost(endpoints: &Endpoints) -> bool {
 /// Fails only if the Service lacks a name or namespace.
 pub fn render_endpoints(service: &Service, desired: &DesiredEndpoints) -> Result<Endpoints, Error> {
     let meta = &service.metadata;
-    let name = meta
-        .name
-        .as_deref()
-        .ok_or(Error::MissingField("metadata.name"))?;
-    let namespace = meta
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let (name, namespace) = name_and_namespace(meta)?;
     let spec = service.spec.as_ref();
-    let cluster_ip = spec.and_then(|s| s.cluster_ip.as_deref());
-    let headless = matches!(cluster_ip, None | Some("") | Some("None"));
+    let headless = is_headless(service);
     let has_ports = spec
         .and_then(|s| s.ports.as_ref())
         .is_some_and(|p| !p.is_empty());
@@ -280,13 +278,7 @@ fn flatten(subsets: &[EndpointSubset]) -> Vec<Entry> {
             }
             _ => vec![None],
         };
-        let addresses = subset.addresses.iter().flatten().map(|a| (a, true));
-        let not_ready = subset
-            .not_ready_addresses
-            .iter()
-            .flatten()
-            .map(|a| (a, false));
-        for (address, ready) in addresses.chain(not_ready) {
+        for (address, ready) in subset_addresses(subset) {
             for port in &ports {
                 out.push(Entry {
                     port: port.clone(),

@@ -29,6 +29,9 @@
 //! }
 //! ```
 
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 pub mod desired;
 pub mod legacy;
 pub mod pod;
@@ -47,6 +50,35 @@ pub use slices::{
     DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
     MANAGED_BY, SlicePlan, SliceTemplate, is_managed_by_signpost, plan,
 };
+
+/// The name and namespace of an object, which every object read from the API server has; an
+/// object without them was made by hand and cannot be turned into model input.
+pub(crate) fn name_and_namespace(meta: &ObjectMeta) -> Result<(&str, &str), Error> {
+    let name = meta
+        .name
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let namespace = meta
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    Ok((name, namespace))
+}
+
+/// The uid of an object, which every object read from the API server has (see
+/// [`name_and_namespace`]).
+pub(crate) fn uid(meta: &ObjectMeta) -> Result<&str, Error> {
+    meta.uid
+        .as_deref()
+        .ok_or(Error::MissingField("metadata.uid"))
+}
+
+/// Whether a Service is headless (`clusterIP` unset, empty or `None`), as Kubernetes' endpoint
+/// controllers decide it for the headless label and the port-less subsets.
+pub(crate) fn is_headless(service: &Service) -> bool {
+    let cluster_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
+    matches!(cluster_ip, None | Some("") | Some("None"))
+}
 
 /// Why a Kubernetes object could not be turned into model input.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -12,10 +12,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod};
 
-use super::Error;
+use super::{Error, name_and_namespace, uid};
 
-/// The node label Kubernetes uses for a node's zone; endpoints carry it as `zone`.
-pub const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
+pub use crate::labels::LABEL_TOPOLOGY_ZONE;
 
 /// A pod's lifecycle phase. Only `Succeeded` and `Failed` matter to the controller (terminal
 /// pods never get endpoints); the rest are kept so a record can be inspected and compared.
@@ -151,18 +150,8 @@ impl PodRecord {
     /// objects from the API server always have.
     pub fn from_pod(pod: &Pod) -> Result<Self, Error> {
         let meta = &pod.metadata;
-        let name = meta
-            .name
-            .as_deref()
-            .ok_or(Error::MissingField("metadata.name"))?;
-        let namespace = meta
-            .namespace
-            .as_deref()
-            .ok_or(Error::MissingField("metadata.namespace"))?;
-        let uid = meta
-            .uid
-            .as_deref()
-            .ok_or(Error::MissingField("metadata.uid"))?;
+        let (name, namespace) = name_and_namespace(meta)?;
+        let uid = uid(meta)?;
 
         let mut labels: Vec<(Box<str>, Box<str>)> = meta
             .labels

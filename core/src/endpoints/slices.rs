@@ -18,30 +18,19 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::Error;
 use super::desired::{AddressType, DesiredEndpoints, EndpointGroup, ResolvedPort};
+use super::{Error, is_headless, name_and_namespace, uid};
 
-/// Label naming the Service a slice belongs to; how consumers find a Service's slices.
-pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
-/// Label naming the controller that manages a slice; each controller only touches its own.
-pub const LABEL_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
-/// Signpost's value of [`LABEL_MANAGED_BY`].
-pub const MANAGED_BY: &str = "endpointslice-controller.signpost.dev";
-/// Label Kubernetes puts on the slices (and Endpoints) of headless Services, so proxies can
-/// skip them with a label selector.
-pub const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";
+use crate::labels::has_label;
+pub use crate::labels::{LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY};
+
 /// Default of `--max-endpoints-per-slice`, as in Kubernetes.
 pub const DEFAULT_MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
 /// Whether a slice is Signpost's to manage (its [`LABEL_MANAGED_BY`] is [`MANAGED_BY`]).
 /// The reconciler filters with this before calling [`plan`].
 pub fn is_managed_by_signpost(slice: &EndpointSlice) -> bool {
-    slice
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_MANAGED_BY))
-        .is_some_and(|v| v == MANAGED_BY)
+    has_label(slice.metadata.labels.as_ref(), LABEL_MANAGED_BY, MANAGED_BY)
 }
 
 /// What every slice of one Service carries besides its endpoints: namespace, owner reference
@@ -93,23 +82,17 @@ impl SliceTemplate {
     /// Builds the template from a Service; headless means `clusterIP` is `None` or unset.
     pub fn for_service(service: &Service) -> Result<Self, Error> {
         let meta = &service.metadata;
-        let name = meta
-            .name
-            .as_deref()
-            .ok_or(Error::MissingField("metadata.name"))?;
-        let namespace = meta
-            .namespace
-            .as_deref()
-            .ok_or(Error::MissingField("metadata.namespace"))?;
-        let uid = meta
-            .uid
-            .as_deref()
-            .ok_or(Error::MissingField("metadata.uid"))?;
-        let cluster_ip = service.spec.as_ref().and_then(|s| s.cluster_ip.as_deref());
-        let headless = matches!(cluster_ip, None | Some("") | Some("None"));
+        let (name, namespace) = name_and_namespace(meta)?;
+        let uid = uid(meta)?;
         let empty = BTreeMap::new();
         let labels = meta.labels.as_ref().unwrap_or(&empty);
-        Ok(Self::new(name, namespace, uid, labels, headless))
+        Ok(Self::new(
+            name,
+            namespace,
+            uid,
+            labels,
+            is_headless(service),
+        ))
     }
 
     /// The controller owner reference every slice carries (and only this one).
@@ -259,14 +242,7 @@ fn plan_address_type(
 ) {
     let mut by_ports: BTreeMap<Vec<ResolvedPort>, Vec<&EndpointSlice>> = BTreeMap::new();
     for slice in slices {
-        let mut ports: Vec<ResolvedPort> = slice
-            .ports
-            .iter()
-            .flatten()
-            .map(ResolvedPort::from_slice_port)
-            .collect();
-        ports.sort();
-        by_ports.entry(ports).or_default().push(slice);
+        by_ports.entry(sorted_ports(slice)).or_default().push(slice);
     }
 
     let mut creates: Vec<EndpointSlice> = Vec::new();
@@ -419,6 +395,19 @@ fn pack_group<'a>(
 
 /// The unclaimed desired endpoint an existing one is, by identity (pod and address set).
 /// Endpoints are sorted by pod, so the pod's candidates are found by binary search.
+/// A slice's ports, resolved and sorted: the key slices are grouped by, so a slice is reused
+/// only for a port list equal to what it holds, whatever order it was written in.
+fn sorted_ports(slice: &EndpointSlice) -> Vec<ResolvedPort> {
+    let mut ports: Vec<ResolvedPort> = slice
+        .ports
+        .iter()
+        .flatten()
+        .map(ResolvedPort::from_slice_port)
+        .collect();
+    ports.sort();
+    ports
+}
+
 fn find_endpoint(
     group: &EndpointGroup,
     ep: &k8s_openapi::api::discovery::v1::Endpoint,
@@ -554,16 +543,7 @@ mod tests {
                 let holders = slices
                     .iter()
                     .filter(|s| s.address_type == group.address_type.as_str())
-                    .filter(|s| {
-                        let mut ports: Vec<_> = s
-                            .ports
-                            .iter()
-                            .flatten()
-                            .map(ResolvedPort::from_slice_port)
-                            .collect();
-                        ports.sort();
-                        ports == group.ports
-                    })
+                    .filter(|s| sorted_ports(s) == group.ports)
                     .filter(|s| s.endpoints.iter().flatten().any(|e| d.matches(e)))
                     .count();
                 assert_eq!(holders, 1, "endpoint {:?} in {holders} slices", d.pod.name);

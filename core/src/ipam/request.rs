@@ -9,9 +9,7 @@ use k8s_openapi::api::core::v1::Service;
 
 use super::IpFamily;
 
-/// Annotation through which a Service requests specific virtual IPs (one per family,
-/// comma-separated).
-pub const REQUESTED_IP_ANNOTATION: &str = "signpost.dev/cluster-ip";
+pub use crate::labels::REQUESTED_IP_ANNOTATION;
 
 /// The addresses a Service should hold, one entry per family in preference order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
 
 use crate::endpoints::AddressType;
+use crate::endpoints::legacy::subset_addresses;
 
 /// At most this many addresses of one subset are mirrored, as Kubernetes' mirroring does.
 pub const MAX_ADDRESSES_PER_SUBSET: usize = 1000;
@@ -82,15 +83,9 @@ pub fn mirror(endpoints: &Endpoints) -> Mirror {
         ports.dedup();
         let port_keys: Vec<_> = ports.iter().map(port_key).collect();
 
-        let addresses = subset.addresses.iter().flatten().map(|a| (a, true));
-        let not_ready = subset
-            .not_ready_addresses
-            .iter()
-            .flatten()
-            .map(|a| (a, false));
         let mut taken = 0usize;
         let mut over = 0usize;
-        for (address, ready) in addresses.chain(not_ready) {
+        for (address, ready) in subset_addresses(subset) {
             let Ok(ip) = address.ip.trim().parse::<IpAddr>() else {
                 out.skipped
                     .push(Skipped::InvalidAddress(address.ip.clone()));

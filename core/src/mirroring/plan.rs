@@ -11,17 +11,19 @@ use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::model::Mirror;
-use crate::endpoints::slices::{LABEL_MANAGED_BY, LABEL_SERVICE_NAME, SlicePlan};
-
-/// `endpointslice.kubernetes.io/managed-by` of mirrored slices.
-pub const MIRRORING_MANAGED_BY: &str = "endpointslicemirroring-controller.signpost.dev";
+use crate::endpoints::slices::SlicePlan;
+pub use crate::labels::MIRRORING_MANAGED_BY;
+use crate::labels::{
+    ANNOTATION_LAST_APPLIED, ANNOTATION_LAST_CHANGE_TRIGGER_TIME, ANNOTATION_OVER_CAPACITY,
+    LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
+};
 
 /// Annotations of an Endpoints object that describe the Endpoints object itself and are not
 /// carried over to its slices.
 const NOT_MIRRORED_ANNOTATIONS: &[&str] = &[
-    "kubectl.kubernetes.io/last-applied-configuration",
-    "endpoints.kubernetes.io/last-change-trigger-time",
-    "endpoints.kubernetes.io/over-capacity",
+    ANNOTATION_LAST_APPLIED,
+    ANNOTATION_LAST_CHANGE_TRIGGER_TIME,
+    ANNOTATION_OVER_CAPACITY,
 ];
 
 /// What every mirrored slice of one Endpoints object carries besides its endpoints.

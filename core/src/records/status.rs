@@ -10,10 +10,8 @@ use signpost_crds::{DNSRecord, DNSRecordStatus};
 
 use super::Rendered;
 
-/// Label that marks the DNSRecords Signpost writes (the same label as on its Endpoints).
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-/// Value of [`LABEL_MANAGED_BY`] on Signpost's objects.
-pub const MANAGED_BY_SIGNPOST: &str = "signpost";
+use crate::labels::has_label;
+pub use crate::labels::{LABEL_APP_MANAGED_BY as LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST};
 /// Type of the one condition the reconciler maintains.
 pub const CONDITION_READY: &str = "Ready";
 
@@ -34,12 +32,7 @@ pub enum Ownership {
 /// is gone).
 pub fn ownership(record: &DNSRecord, service_uid: Option<&str>) -> Ownership {
     let meta = &record.metadata;
-    let labelled = meta
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_MANAGED_BY))
-        .map(String::as_str)
-        == Some(MANAGED_BY_SIGNPOST);
+    let labelled = has_label(meta.labels.as_ref(), LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST);
     let owner = meta
         .owner_references
         .iter()

@@ -1,18 +1,38 @@
 //! Writing a controller's own EndpointSlices (the endpoints and the mirroring controllers):
 //! a plan carried out in the order that never publishes fewer endpoints than the plan ends
-//! with, each write noted in the controller's [`OwnSlices`] so that the next plan waits until
-//! the watch shows it.
+//! with, each write noted in the controller's [`OwnSlices`] so that the next plan starts from
+//! it even before the watch shows it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use signpost_core::endpoints::slices::SlicePlan;
 use signpost_core::keys::ServiceKey;
 use signpost_index::own_slices::OwnSlices;
 
 use crate::runtime::{SharedMetrics, SyncError};
+
+/// `key`'s own slices to plan from: those `cached` holds, overlaid with what our writes
+/// returned that the watch has not shown yet ([`signpost_index::writes::WriteTracker::current`]),
+/// so a change that follows a write goes out as soon as that write returned.
+pub fn current_slices<I: AsMut<OwnSlices>>(
+    index: &Mutex<I>,
+    cached: &Store<EndpointSlice>,
+    key: &ServiceKey,
+) -> Vec<Arc<EndpointSlice>> {
+    let lock = || index.lock().unwrap_or_else(|p| p.into_inner());
+    // The store is read without the index's lock held: informers update their store before
+    // they call the handlers that take it.
+    let names: Vec<String> = lock().as_mut().names.names(key);
+    let slices = names
+        .iter()
+        .filter_map(|name| cached.get(&ObjectRef::new(name).within(&key.namespace)))
+        .collect();
+    lock().as_mut().tracker.current(key, slices)
+}
 
 /// The slice writes of one sync of one Service.
 pub struct SliceWriter<'a, I> {
@@ -70,8 +90,7 @@ impl<'a, I: AsMut<OwnSlices>> SliceWriter<'a, I> {
                 self.api.create(&params, &slice).await.map_err(|e| {
                     SyncError::write(format!("creating an EndpointSlice for {key}"), e)
                 })?;
-            let generation = created.metadata.generation.unwrap_or(0);
-            self.note(|own| own.tracker.wrote(key, &created.name_any(), generation));
+            self.note(|own| own.tracker.wrote(key, created));
         }
         for mut slice in plan.updates {
             annotate(&mut slice);
@@ -87,8 +106,7 @@ impl<'a, I: AsMut<OwnSlices>> SliceWriter<'a, I> {
                         e,
                     )
                 })?;
-            let generation = updated.metadata.generation.unwrap_or(0);
-            self.note(|own| own.tracker.wrote(key, &name, generation));
+            self.note(|own| own.tracker.wrote(key, updated));
         }
         for name in plan.deletes {
             if let Some(slice) = cached(&name) {

@@ -7,6 +7,7 @@
 //! and a [`SelectorIndex`] maps a pod change to the Services whose selectors may match it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -33,9 +34,10 @@ pub struct EndpointsIndex {
     pub triggers: HashMap<ServiceKey, Timestamp>,
     /// The foreign Endpoints versions already reported, so each is reported once.
     pub reported_foreign: HashMap<ServiceKey, String>,
-    /// resourceVersion of our last Endpoints write per Service, until the cache shows it:
-    /// writing from an older cached copy would only earn a conflict.
-    pub endpoints_written: HashMap<ServiceKey, String>,
+    /// What our last Endpoints write per Service returned, until the cache shows it: the next
+    /// write starts from it (writing from an older cached copy would only earn a conflict,
+    /// and waiting for the watch would hold a change that follows closely).
+    pub endpoints_written: HashMap<ServiceKey, Arc<Endpoints>>,
 }
 
 impl EndpointsIndex {
@@ -145,10 +147,13 @@ impl EndpointsIndex {
     }
 
     /// An Endpoints object was created or changed: its Service, to sync. Once the cache shows
-    /// our last write, the Service may write again.
+    /// our last write, the Service's next write starts from the cache again.
     pub fn apply_endpoints(&mut self, endpoints: &Endpoints) -> ServiceKey {
         let key = endpoints_key(endpoints);
-        if self.endpoints_written.get(&key) == endpoints.metadata.resource_version.as_ref() {
+        let ours = self.endpoints_written.get(&key);
+        if ours.and_then(|e| e.metadata.resource_version.as_ref())
+            == endpoints.metadata.resource_version.as_ref()
+        {
             self.endpoints_written.remove(&key);
         }
         key

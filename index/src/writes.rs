@@ -2,21 +2,32 @@
 //! that has not caught up with them.
 //!
 //! Planning from a cache that still shows a slice as it was before our own update would undo
-//! that update (or create a duplicate slice). So every write records the generation the API
-//! server returned, every delete records the name, and a Service whose cached slices are older
-//! than that waits for the watch to deliver them.
+//! that update (or create a duplicate slice). So every create or update keeps the object the
+//! API server returned, every delete keeps the name, and a Service is planned from its cached
+//! slices overlaid with those ([`WriteTracker::current`]) until the watch has shown them. The
+//! next change of a Service is written as soon as the previous write returned, without waiting
+//! for that write to come back through the watch (issue 28: two pods of one Service changing a
+//! few milliseconds apart).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use signpost_core::keys::ServiceKey;
 
 #[derive(Debug, Default)]
 struct Writes {
-    /// Slice name → generation our last write produced, and when.
-    written: HashMap<String, (i64, Instant)>,
+    /// Slice name → what our last create or update of it returned, and when.
+    written: HashMap<String, (Arc<EndpointSlice>, Instant)>,
     /// Slices we deleted that the cache may still show, and when.
     deleted: HashMap<String, Instant>,
+}
+
+impl Writes {
+    fn is_empty(&self) -> bool {
+        self.written.is_empty() && self.deleted.is_empty()
+    }
 }
 
 /// What the controller wrote, per Service.
@@ -25,19 +36,28 @@ pub struct WriteTracker {
     services: HashMap<ServiceKey, Writes>,
 }
 
+fn name_of(slice: &EndpointSlice) -> &str {
+    slice.metadata.name.as_deref().unwrap_or_default()
+}
+
+fn generation_of(slice: &EndpointSlice) -> i64 {
+    slice.metadata.generation.unwrap_or(0)
+}
+
 impl WriteTracker {
     /// An empty tracker.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A create or update of slice `name` returned `generation`.
-    pub fn wrote(&mut self, service: &ServiceKey, name: &str, generation: i64) {
+    /// A create or update returned `slice`.
+    pub fn wrote(&mut self, service: &ServiceKey, slice: EndpointSlice) {
         let writes = self.services.entry(service.clone()).or_default();
-        writes.deleted.remove(name);
+        let name = name_of(&slice).to_string();
+        writes.deleted.remove(&name);
         writes
             .written
-            .insert(name.to_string(), (generation, Instant::now()));
+            .insert(name, (Arc::new(slice), Instant::now()));
     }
 
     /// Slice `name` was deleted by us.
@@ -52,27 +72,42 @@ impl WriteTracker {
         if let Some(writes) = self.services.get_mut(service) {
             writes.written.remove(name);
             writes.deleted.remove(name);
+            if writes.is_empty() {
+                self.services.remove(service);
+            }
         }
     }
 
-    /// Whether `cached` (name, generation of every slice the cache holds for the Service) is
-    /// older than our writes. Forgets the writes the cache has caught up with.
-    pub fn is_stale(&mut self, service: &ServiceKey, cached: &[(String, i64)]) -> bool {
+    /// The Service's slices as they are after our writes: `cached` (every slice the cache
+    /// holds for it), each one our last write changed replaced by what that write returned
+    /// while the cache shows an older generation, those we created that the cache does not
+    /// show yet added, those we deleted that it still shows left out. Sorted by name.
+    /// Forgets the writes the cache has caught up with.
+    pub fn current(
+        &mut self,
+        service: &ServiceKey,
+        cached: Vec<Arc<EndpointSlice>>,
+    ) -> Vec<Arc<EndpointSlice>> {
         let Some(writes) = self.services.get_mut(service) else {
-            return false;
+            return cached;
         };
-        let generation_of = |name: &str| cached.iter().find(|(n, _)| n == name).map(|(_, g)| *g);
-        writes
-            .written
-            .retain(|name, (written, _)| generation_of(name).is_none_or(|g| g < *written));
-        writes
-            .deleted
-            .retain(|name, _| generation_of(name).is_some());
-        let stale = !writes.written.is_empty() || !writes.deleted.is_empty();
-        if !stale {
+        let in_cache = |name: &str| cached.iter().find(|s| name_of(s) == name);
+        writes.written.retain(|name, (ours, _)| {
+            in_cache(name).is_none_or(|c| generation_of(c) < generation_of(ours))
+        });
+        writes.deleted.retain(|name, _| in_cache(name).is_some());
+        let mut view: Vec<Arc<EndpointSlice>> = cached
+            .iter()
+            .filter(|s| !writes.deleted.contains_key(name_of(s)))
+            .filter(|s| !writes.written.contains_key(name_of(s)))
+            .cloned()
+            .chain(writes.written.values().map(|(ours, _)| ours.clone()))
+            .collect();
+        view.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+        if writes.is_empty() {
             self.services.remove(service);
         }
-        stale
+        view
     }
 
     /// The slice cache was relisted from scratch, the list starting at `began`: it now shows
@@ -88,7 +123,7 @@ impl WriteTracker {
             writes
                 .deleted
                 .retain(|name, at| *at >= began || cached(service, name));
-            !writes.written.is_empty() || !writes.deleted.is_empty()
+            !writes.is_empty()
         });
     }
 
@@ -106,86 +141,134 @@ impl WriteTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn key() -> ServiceKey {
         ServiceKey::new("demo", "web")
     }
 
+    fn slice(name: &str, generation: i64) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                generation: Some(generation),
+                ..Default::default()
+            },
+            address_type: "IPv4".into(),
+            endpoints: Some(Vec::new()),
+            ports: None,
+        }
+    }
+
+    fn cached(slices: &[(&str, i64)]) -> Vec<Arc<EndpointSlice>> {
+        slices.iter().map(|(n, g)| Arc::new(slice(n, *g))).collect()
+    }
+
+    /// (name, generation) of every slice in `view`.
+    fn seen(view: &[Arc<EndpointSlice>]) -> Vec<(String, i64)> {
+        view.iter()
+            .map(|s| (name_of(s).to_string(), generation_of(s)))
+            .collect()
+    }
+
+    fn pairs(slices: &[(&str, i64)]) -> Vec<(String, i64)> {
+        slices.iter().map(|(n, g)| (n.to_string(), *g)).collect()
+    }
+
     #[test]
-    fn a_slice_deleted_while_the_watch_was_down_is_not_waited_for_after_a_relist() {
+    fn a_cache_behind_our_update_shows_what_the_update_returned_until_it_catches_up() {
         let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), "web-abc", 3);
+        tracker.wrote(&key(), slice("web-abc", 3));
+        let view = tracker.current(&key(), cached(&[("web-abc", 2), ("web-def", 1)]));
+        assert_eq!(seen(&view), pairs(&[("web-abc", 3), ("web-def", 1)]));
+        let view = tracker.current(&key(), cached(&[("web-abc", 3), ("web-def", 1)]));
+        assert_eq!(seen(&view), pairs(&[("web-abc", 3), ("web-def", 1)]));
+        assert_eq!(tracker.pending(), 0, "caught-up writes are forgotten");
+    }
+
+    #[test]
+    fn a_newer_generation_in_the_cache_wins_over_our_write() {
+        let mut tracker = WriteTracker::new();
+        tracker.wrote(&key(), slice("web-abc", 3));
+        let view = tracker.current(&key(), cached(&[("web-abc", 5)]));
+        assert_eq!(seen(&view), pairs(&[("web-abc", 5)]));
+        assert_eq!(tracker.pending(), 0);
+    }
+
+    #[test]
+    fn a_created_slice_missing_from_the_cache_is_shown() {
+        let mut tracker = WriteTracker::new();
+        tracker.wrote(&key(), slice("web-new", 1));
+        let view = tracker.current(&key(), cached(&[("web-abc", 2)]));
+        assert_eq!(seen(&view), pairs(&[("web-abc", 2), ("web-new", 1)]));
+        assert_eq!(
+            tracker.pending(),
+            1,
+            "still waiting for the watch to show it"
+        );
+        tracker.current(&key(), cached(&[("web-abc", 2), ("web-new", 1)]));
+        assert_eq!(tracker.pending(), 0);
+    }
+
+    #[test]
+    fn a_deleted_slice_still_cached_is_left_out() {
+        let mut tracker = WriteTracker::new();
+        tracker.deleted(&key(), "web-old");
+        let view = tracker.current(&key(), cached(&[("web-old", 4), ("web-abc", 1)]));
+        assert_eq!(seen(&view), pairs(&[("web-abc", 1)]));
+        assert!(tracker.current(&key(), cached(&[])).is_empty());
+        assert_eq!(tracker.pending(), 0);
+    }
+
+    #[test]
+    fn a_watched_deletion_clears_what_we_wrote() {
+        let mut tracker = WriteTracker::new();
+        tracker.wrote(&key(), slice("web-abc", 3));
+        tracker.observed_deletion(&key(), "web-abc");
+        assert!(tracker.current(&key(), cached(&[])).is_empty());
+        assert_eq!(tracker.pending(), 0);
+    }
+
+    #[test]
+    fn untracked_services_show_the_cache_as_it_is() {
+        let mut tracker = WriteTracker::new();
+        let view = tracker.current(&key(), cached(&[("web-x", 1)]));
+        assert_eq!(seen(&view), pairs(&[("web-x", 1)]));
+    }
+
+    #[test]
+    fn a_slice_deleted_while_the_watch_was_down_is_forgotten_after_a_relist() {
+        let mut tracker = WriteTracker::new();
+        tracker.wrote(&key(), slice("web-abc", 3));
         // The watch broke before it showed the write; someone deleted the slice meanwhile.
-        assert!(tracker.is_stale(&key(), &cached(&[])));
-        let began = Instant::now();
-        tracker.relisted(began, |_, _| false);
+        assert_eq!(tracker.current(&key(), cached(&[])).len(), 1);
+        tracker.relisted(Instant::now(), |_, _| false);
         assert!(
-            !tracker.is_stale(&key(), &cached(&[])),
+            tracker.current(&key(), cached(&[])).is_empty(),
             "the relisted cache is the truth: the slice is gone"
         );
         assert_eq!(tracker.pending(), 0);
     }
 
     #[test]
-    fn a_write_after_the_relist_began_is_still_waited_for() {
+    fn a_write_after_the_relist_began_is_still_kept() {
         let mut tracker = WriteTracker::new();
         let began = Instant::now();
-        tracker.wrote(&key(), "web-new", 1);
+        tracker.wrote(&key(), slice("web-new", 1));
         tracker.deleted(&key(), "web-old");
         tracker.relisted(began, |_, _| false);
-        assert!(tracker.is_stale(&key(), &cached(&[("web-old", 4)])));
-        assert!(!tracker.is_stale(&key(), &cached(&[("web-new", 1)])));
+        let view = tracker.current(&key(), cached(&[("web-old", 4)]));
+        assert_eq!(seen(&view), pairs(&[("web-new", 1)]));
     }
 
     #[test]
     fn a_relist_that_shows_the_slice_keeps_comparing_generations() {
         let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), "web-abc", 3);
+        tracker.wrote(&key(), slice("web-abc", 3));
         tracker.relisted(Instant::now(), |_, name| name == "web-abc");
-        assert!(tracker.is_stale(&key(), &cached(&[("web-abc", 2)])));
-        assert!(!tracker.is_stale(&key(), &cached(&[("web-abc", 3)])));
-    }
-
-    fn cached(slices: &[(&str, i64)]) -> Vec<(String, i64)> {
-        slices.iter().map(|(n, g)| (n.to_string(), *g)).collect()
-    }
-
-    #[test]
-    fn a_cache_behind_our_update_is_stale_until_it_catches_up() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), "web-abc", 3);
-        assert!(tracker.is_stale(&key(), &cached(&[("web-abc", 2)])));
-        assert!(!tracker.is_stale(&key(), &cached(&[("web-abc", 3)])));
-        assert_eq!(tracker.pending(), 0, "caught-up writes are forgotten");
-    }
-
-    #[test]
-    fn a_created_slice_missing_from_the_cache_is_stale() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), "web-new", 1);
-        assert!(tracker.is_stale(&key(), &cached(&[])));
-        assert!(!tracker.is_stale(&key(), &cached(&[("web-new", 1)])));
-    }
-
-    #[test]
-    fn a_deleted_slice_still_cached_is_stale() {
-        let mut tracker = WriteTracker::new();
-        tracker.deleted(&key(), "web-old");
-        assert!(tracker.is_stale(&key(), &cached(&[("web-old", 4)])));
-        assert!(!tracker.is_stale(&key(), &cached(&[])));
-    }
-
-    #[test]
-    fn a_watched_deletion_clears_what_we_waited_for() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), "web-abc", 3);
-        tracker.observed_deletion(&key(), "web-abc");
-        assert!(!tracker.is_stale(&key(), &cached(&[])));
-    }
-
-    #[test]
-    fn untracked_services_are_never_stale() {
-        let mut tracker = WriteTracker::new();
-        assert!(!tracker.is_stale(&key(), &cached(&[("web-x", 1)])));
+        let view = tracker.current(&key(), cached(&[("web-abc", 2)]));
+        assert_eq!(seen(&view), pairs(&[("web-abc", 3)]));
+        tracker.current(&key(), cached(&[("web-abc", 3)]));
+        assert_eq!(tracker.pending(), 0);
     }
 }

@@ -25,7 +25,7 @@ use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, Spacing, Start, SyncError,
     WorkQueue, on_change,
 };
-use crate::slice_writes::SliceWriter;
+use crate::slice_writes::{SliceWriter, current_slices};
 use signpost_core::keys::ServiceKey;
 use signpost_index::endpoints::EndpointsIndex;
 
@@ -246,23 +246,12 @@ impl EndpointsController {
         self.control.shut_down();
     }
 
-    fn cached_slices(&self, key: &ServiceKey) -> Vec<Arc<EndpointSlice>> {
-        let names: Vec<String> = self.lock().slices.names.names(key);
-        names
-            .iter()
-            .filter_map(|name| {
-                self.slices
-                    .get(&ObjectRef::new(name).within(&key.namespace))
-            })
-            .collect()
-    }
-
     async fn sync(&self, key: &ServiceKey) -> Result<Next, SyncError> {
         let key = key.clone();
         let service = self
             .services
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
-        let cached = self.cached_slices(&key);
+        let cached = current_slices(&self.state, &self.slices, &key);
         let Some(service) = service.filter(|s| service_selector(s).is_some()) else {
             // Gone, or user-managed (no selector): remove what we wrote. Slices of a deleted
             // Service also go by garbage collection; deleting them here is just faster.
@@ -275,15 +264,6 @@ impl EndpointsController {
             state.reported_foreign.remove(&key);
             return Ok(Next::Done);
         };
-
-        let generations: Vec<(String, i64)> = cached
-            .iter()
-            .map(|s| (s.name_any(), s.metadata.generation.unwrap_or(0)))
-            .collect();
-        if self.lock().slices.tracker.is_stale(&key, &generations) {
-            // The watch has not shown our last writes yet; its event queues this again.
-            return Ok(Next::After(Duration::from_secs(1)));
-        }
 
         let desired = {
             let state = self.lock();
@@ -348,14 +328,13 @@ impl EndpointsController {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        if self.lock().endpoints_written.contains_key(key) {
-            // The watch has not shown our last write yet; its event queues this again.
-            return Ok(());
-        }
-        let written = match self
-            .endpoints
-            .get(&ObjectRef::new(&key.name).within(&key.namespace))
-        {
+        // Our last write, until the watch shows it; then the cache.
+        let ours = self.lock().endpoints_written.get(key).cloned();
+        let existing = ours.or_else(|| {
+            self.endpoints
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+        });
+        let written = match existing {
             None => {
                 annotate(&mut want.metadata, trigger);
                 self.metrics.wrote(CONTROLLER);
@@ -395,17 +374,18 @@ impl EndpointsController {
                     .map_err(|e| SyncError::write(format!("updating Endpoints {key}"), e))?
             }
         };
-        if let Some(version) = written.metadata.resource_version {
-            // Checked under the state lock, which the watch handler also takes after updating
-            // the cache: either the cache shows our write already, or the handler will clear
-            // the note when it does.
-            let mut state = self.lock();
-            let cached = self
-                .endpoints
-                .get(&ObjectRef::new(&key.name).within(&key.namespace));
-            if cached.and_then(|e| e.metadata.resource_version.clone()) != Some(version.clone()) {
-                state.endpoints_written.insert(key.clone(), version);
-            }
+        // Checked under the state lock, which the watch handler also takes after updating the
+        // cache: either the cache shows our write already, or the handler will drop the note
+        // when it does.
+        let mut state = self.lock();
+        let cached = self
+            .endpoints
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        let version = |e: &Endpoints| e.metadata.resource_version.clone();
+        if cached.as_deref().and_then(version) != version(&written) {
+            state
+                .endpoints_written
+                .insert(key.clone(), Arc::new(written));
         }
         Ok(())
     }

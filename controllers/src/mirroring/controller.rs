@@ -2,7 +2,7 @@
 //! EndpointSlices out. Signpost never writes such Endpoints; it only mirrors them.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -19,7 +19,7 @@ use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
     on_change,
 };
-use crate::slice_writes::SliceWriter;
+use crate::slice_writes::{SliceWriter, current_slices};
 use signpost_core::keys::ServiceKey;
 use signpost_index::mirroring::MirroringIndex;
 
@@ -139,18 +139,6 @@ impl MirroringController {
         self.control.shut_down();
     }
 
-    fn cached_slices(&self, key: &ServiceKey) -> Vec<EndpointSlice> {
-        let names: Vec<String> = self.lock().slices.names.names(key);
-        names
-            .iter()
-            .filter_map(|name| {
-                self.slices
-                    .get(&ObjectRef::new(name).within(&key.namespace))
-            })
-            .map(|s| (*s).clone())
-            .collect()
-    }
-
     async fn reconcile(&self, key: ServiceKey) -> Result<Next, SyncError> {
         let service = self
             .services
@@ -158,7 +146,10 @@ impl MirroringController {
         let endpoints = self
             .endpoints
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
-        let existing = self.cached_slices(&key);
+        let existing: Vec<EndpointSlice> = current_slices(&self.state, &self.slices, &key)
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
         // Mirror only user-managed Endpoints of an existing selector-less Service.
         let source = match (&service, &endpoints) {
             (Some(svc), Some(ep))
@@ -170,13 +161,6 @@ impl MirroringController {
             }
             _ => None,
         };
-        let generations: Vec<(String, i64)> = existing
-            .iter()
-            .map(|s| (s.name_any(), s.metadata.generation.unwrap_or(0)))
-            .collect();
-        if self.lock().slices.tracker.is_stale(&key, &generations) {
-            return Ok(Next::After(Duration::from_secs(1)));
-        }
         let writer = SliceWriter::new(
             &self.client,
             &key,

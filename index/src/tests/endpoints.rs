@@ -171,15 +171,11 @@ fn a_deleted_slice_we_wrote_settles_the_write_tracker() {
     let mut index = EndpointsIndex::new();
     index.slices.apply(&slice("web-abc", "web"));
     index.slices.tracker.deleted(&key("web"), "web-abc");
-    assert!(
-        index
-            .slices
-            .tracker
-            .is_stale(&key("web"), &[("web-abc".into(), 1)])
-    );
+    assert_eq!(index.slices.tracker.pending(), 1);
     index.slices.delete(&slice("web-abc", "web"));
-    assert!(
-        !index.slices.tracker.is_stale(&key("web"), &[]),
+    assert_eq!(
+        index.slices.tracker.pending(),
+        0,
         "the watch showed the deletion"
     );
 }
@@ -194,16 +190,15 @@ fn a_slice_relist_refiles_everything_and_settles_older_writes() {
     let keys = index.slices.finish_relist([&slice("api-xyz", "api")]);
     assert_eq!(keys, vec![key("api")]);
     assert!(index.slices.names.names(&key("web")).is_empty());
-    assert!(
-        !index.slices.tracker.is_stale(&key("web"), &[]),
-        "the relist is the truth"
-    );
+    assert_eq!(index.slices.tracker.pending(), 0, "the relist is the truth");
 }
 
 #[test]
-fn our_endpoints_write_blocks_the_next_until_the_cache_shows_it() {
+fn our_endpoints_write_is_kept_until_the_cache_shows_it() {
     let mut index = EndpointsIndex::new();
-    index.endpoints_written.insert(key("web"), "7".into());
+    index
+        .endpoints_written
+        .insert(key("web"), std::sync::Arc::new(endpoints("web", "7")));
     assert_eq!(index.apply_endpoints(&endpoints("web", "6")), key("web"));
     assert!(
         index.endpoints_written.contains_key(&key("web")),
@@ -215,11 +210,15 @@ fn our_endpoints_write_blocks_the_next_until_the_cache_shows_it() {
         "ours arrived"
     );
 
-    index.endpoints_written.insert(key("web"), "9".into());
+    index
+        .endpoints_written
+        .insert(key("web"), std::sync::Arc::new(endpoints("web", "9")));
     assert_eq!(index.delete_endpoints(&endpoints("web", "8")), key("web"));
     assert!(index.endpoints_written.is_empty());
 
-    index.endpoints_written.insert(key("api"), "3".into());
+    index
+        .endpoints_written
+        .insert(key("api"), std::sync::Arc::new(endpoints("api", "3")));
     index.reset_endpoints();
     assert!(index.endpoints_written.is_empty());
 }

@@ -768,6 +768,27 @@ mod tests {
         ])
     }
 
+    /// A desired state: up to 30 pods and the Service's families, as [`build`] takes them.
+    fn desired_state() -> impl Strategy<Value = DesiredEndpoints> {
+        (prop::collection::vec(pod_spec(), 0..30), families())
+            .prop_map(|(specs, families)| build(&specs, &families))
+    }
+
+    /// Plans from `existing` to `desired`, applies the plan, checks the slices it leaves and
+    /// that planning again writes nothing; returns the slices.
+    fn settle(
+        existing: &[EndpointSlice],
+        desired: &DesiredEndpoints,
+        max: usize,
+        next: &mut usize,
+    ) -> Result<Vec<EndpointSlice>, TestCaseError> {
+        let t = template();
+        let after = apply(existing, &plan(existing, desired, max, &t), next);
+        check(&after, desired, max);
+        prop_assert!(plan(&after, desired, max, &t).is_empty());
+        Ok(after)
+    }
+
     fn build(specs: &[PodSpec], families: &[&str]) -> DesiredEndpoints {
         let pods: Vec<PodRecord> = specs
             .iter()
@@ -857,42 +878,23 @@ mod tests {
         /// From the slices of one desired state to another: every endpoint in exactly one
         /// slice, no slice over the limit, and replanning writes nothing.
         #[test]
-        fn transition_invariants(
-            a in prop::collection::vec(pod_spec(), 0..30),
-            b in prop::collection::vec(pod_spec(), 0..30),
-            fa in families(),
-            fb in families(),
-            max in 1usize..6,
-        ) {
-            let t = template();
-            let (da, db) = (build(&a, &fa), build(&b, &fb));
+        fn transition_invariants(da in desired_state(), db in desired_state(), max in 1usize..6) {
             let mut next = 0;
-            let first = apply(&[], &plan(&[], &da, max, &t), &mut next);
-            check(&first, &da, max);
-            prop_assert!(plan(&first, &da, max, &t).is_empty());
-            let second = apply(&first, &plan(&first, &db, max, &t), &mut next);
-            check(&second, &db, max);
-            prop_assert!(plan(&second, &db, max, &t).is_empty());
+            let first = settle(&[], &da, max, &mut next)?;
+            settle(&first, &db, max, &mut next)?;
         }
 
         /// Same from arbitrary, messy existing slices (duplicates, oversize, stale metadata,
         /// foreign owners, reversed port order).
         #[test]
         fn messy_existing_invariants(
-            a in prop::collection::vec(pod_spec(), 0..30),
-            b in prop::collection::vec(pod_spec(), 0..30),
-            fa in families(),
-            fb in families(),
+            da in desired_state(),
+            db in desired_state(),
             chunks in prop::collection::vec((1usize..12, any::<bool>(), any::<bool>(), any::<bool>()), 0..12),
             max in 1usize..6,
         ) {
-            let t = template();
-            let existing = messy(&build(&a, &fa), &chunks);
-            let db = build(&b, &fb);
-            let mut next = 0;
-            let after = apply(&existing, &plan(&existing, &db, max, &t), &mut next);
-            check(&after, &db, max);
-            prop_assert!(plan(&after, &db, max, &t).is_empty());
+            let existing = messy(&da, &chunks);
+            settle(&existing, &db, max, &mut 0)?;
         }
 
         /// One readiness flip among N endpoints is exactly one update.

@@ -23,6 +23,16 @@ fn alloc(cidrs: &[&str]) -> Allocator {
     Allocator::new(cidrs.iter().map(|c| net(c))).expect("valid CIDRs")
 }
 
+/// The address the allocator hands out next in IPv4; the rule under test is which one.
+fn next_v4(a: &mut Allocator) -> IpAddr {
+    a.allocate_next(IpFamily::V4).unwrap().address
+}
+
+/// [`next_v4`] for IPv6.
+fn next_v6(a: &mut Allocator) -> IpAddr {
+    a.allocate_next(IpFamily::V6).unwrap().address
+}
+
 /// Every address of a CIDR, reserved ones included (small CIDRs only).
 fn addresses(cidr: IpNet) -> Vec<IpAddr> {
     match cidr {
@@ -125,17 +135,13 @@ fn reserved_addresses_are_refused_and_never_handed_out() {
     ));
     assert!(!a.release(ip("10.0.0.0")));
 
-    let got: HashSet<IpAddr> = (0..2)
-        .map(|_| a.allocate_next(IpFamily::V4).unwrap().address)
-        .collect();
+    let got: HashSet<IpAddr> = (0..2).map(|_| next_v4(&mut a)).collect();
     assert_eq!(got, HashSet::from([ip("10.0.0.1"), ip("10.0.0.2")]));
     assert!(matches!(
         a.allocate_next(IpFamily::V4),
         Err(AllocError::Exhausted { .. })
     ));
-    let got: HashSet<IpAddr> = (0..3)
-        .map(|_| a.allocate_next(IpFamily::V6).unwrap().address)
-        .collect();
+    let got: HashSet<IpAddr> = (0..3).map(|_| next_v6(&mut a)).collect();
     assert_eq!(
         got,
         HashSet::from([ip("fd00::1"), ip("fd00::2"), ip("fd00::3")])
@@ -296,10 +302,7 @@ fn every_cidr_of_a_family_is_used_before_exhaustion() {
 
     // A release in an earlier CIDR is found again (through the quarantine, as nothing else is free).
     assert!(a.release(ip("10.1.0.3")));
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.1.0.3")
-    );
+    assert_eq!(next_v4(&mut a), ip("10.1.0.3"));
 }
 
 // ---- the reuse rule ----------------------------------------------------------------------
@@ -307,15 +310,10 @@ fn every_cidr_of_a_family_is_used_before_exhaustion() {
 #[test]
 fn next_fit_does_not_return_a_just_released_address() {
     let mut a = alloc(&["10.0.0.0/24"]);
-    let first: Vec<IpAddr> = (0..10)
-        .map(|_| a.allocate_next(IpFamily::V4).unwrap().address)
-        .collect();
+    let first: Vec<IpAddr> = (0..10).map(|_| next_v4(&mut a)).collect();
     assert_eq!(first[0], ip("10.0.0.1"));
     assert!(a.release(first[3]));
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.0.0.11")
-    );
+    assert_eq!(next_v4(&mut a), ip("10.0.0.11"));
 }
 
 #[test]
@@ -330,19 +328,10 @@ fn quarantined_addresses_wait_until_nothing_else_is_free() {
     // Capacity 2: 10.0.0.100 (oldest) left the quarantine and is the only fresh address.
     assert!(!a.is_quarantined(ip("10.0.0.100")));
     assert_eq!(a.usage()[0].quarantined, 2);
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.0.0.100")
-    );
+    assert_eq!(next_v4(&mut a), ip("10.0.0.100"));
     // Nothing fresh is left: quarantined addresses come back oldest release first.
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.0.0.5")
-    );
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.0.0.7")
-    );
+    assert_eq!(next_v4(&mut a), ip("10.0.0.5"));
+    assert_eq!(next_v4(&mut a), ip("10.0.0.7"));
     assert!(a.allocate_next(IpFamily::V4).is_err());
 }
 
@@ -352,23 +341,17 @@ fn quarantine_order_spans_cidrs_of_a_family() {
     while a.allocate_next(IpFamily::V4).is_ok() {}
     assert!(a.release(ip("10.0.1.2")));
     assert!(a.release(ip("10.0.0.1")));
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.0.1.2")
-    );
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.0.0.1")
-    );
+    assert_eq!(next_v4(&mut a), ip("10.0.1.2"));
+    assert_eq!(next_v4(&mut a), ip("10.0.0.1"));
 }
 
 #[test]
 fn without_quarantine_next_fit_still_moves_on() {
     let mut a = Allocator::with_quarantine([net("10.0.0.0/24")], 0).unwrap();
-    let x = a.allocate_next(IpFamily::V4).unwrap().address;
+    let x = next_v4(&mut a);
     assert!(a.release(x));
     assert!(!a.is_quarantined(x));
-    assert_ne!(a.allocate_next(IpFamily::V4).unwrap().address, x);
+    assert_ne!(next_v4(&mut a), x);
 }
 
 // ---- IPv6 ---------------------------------------------------------------------------------
@@ -394,10 +377,7 @@ fn sparse_allocations_in_an_ipv6_slash_64() {
     assert!(a.is_allocated(far[0]));
     assert!(a.release(far[1]));
     assert!(!a.is_allocated(far[1]));
-    assert_eq!(
-        a.allocate_next(IpFamily::V6).unwrap().address,
-        ip("fd00:10:96::2")
-    );
+    assert_eq!(next_v6(&mut a), ip("fd00:10:96::2"));
     assert!(matches!(
         a.allocate(ip("fd00:10:97::1")),
         Err(AllocError::OutOfRange { .. })
@@ -446,10 +426,7 @@ fn a_fresh_allocator_continues_after_the_highest_claim() {
     for addr in ["10.0.0.3", "10.0.0.40", "10.0.0.41"] {
         a.mark_in_use(ip(addr)).unwrap();
     }
-    assert_eq!(
-        a.allocate_next(IpFamily::V4).unwrap().address,
-        ip("10.0.0.42")
-    );
+    assert_eq!(next_v4(&mut a), ip("10.0.0.42"));
 }
 
 // ---- property tests -----------------------------------------------------------------------

@@ -147,6 +147,18 @@ fn srv(name: &str, port_name: &str, targets: &[(&str, i32)]) -> SrvRecord {
     }
 }
 
+/// The SRV record of a headless Service's port in namespace `demo`: one target per pod
+/// host name, each under the Service's name.
+fn pod_srv(service: &str, port_name: &str, targets: &[(&str, i32)]) -> SrvRecord {
+    let fqdn = format!("{service}.demo.svc.cluster.local");
+    let targets: Vec<(String, i32)> = targets
+        .iter()
+        .map(|(host, port)| (format!("{host}.{fqdn}"), *port))
+        .collect();
+    let targets: Vec<(&str, i32)> = targets.iter().map(|(h, p)| (h.as_str(), *p)).collect();
+    srv(&format!("_{port_name}._tcp.{fqdn}"), port_name, &targets)
+}
+
 fn host(name: &str, ipv4: &[&str], ipv6: &[&str]) -> HostRecord {
     HostRecord {
         name: name.into(),
@@ -180,133 +192,147 @@ struct Case {
     summary: &'static str,
 }
 
+/// A case with what most cases share: no VIPs, no slices, the default cluster domain, and a
+/// complete record; the builder methods below say where a case differs.
+fn case(name: &'static str, service: Service) -> Case {
+    Case {
+        name,
+        service,
+        vips: vec![],
+        slices: vec![],
+        domain: "cluster.local",
+        want: record("", RecordType::ClusterIP),
+        state: RecordState::Complete,
+        summary: "",
+    }
+}
+
+impl Case {
+    fn vips(mut self, vips: Vec<IpAddr>) -> Self {
+        self.vips = vips;
+        self
+    }
+
+    fn slices(mut self, slices: Vec<EndpointSlice>) -> Self {
+        self.slices = slices;
+        self
+    }
+
+    fn domain(mut self, domain: &'static str) -> Self {
+        self.domain = domain;
+        self
+    }
+
+    fn state(mut self, state: RecordState) -> Self {
+        self.state = state;
+        self
+    }
+
+    fn want(mut self, want: DNSRecordSpec, summary: &'static str) -> Self {
+        self.want = want;
+        self.summary = summary;
+        self
+    }
+}
+
 fn cases() -> Vec<Case> {
-    let complete = RecordState::Complete;
     vec![
-        Case {
-            name: "seed hostnames ClusterIP",
-            service: hostnames(),
-            vips: ips(&["10.200.0.7"]),
-            slices: vec![slice("IPv4", &[("default", 9376)], seed_pods())],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
-                ipv4: strings(&["10.200.0.7"]),
-                srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
-                ..record(FQDN, RecordType::ClusterIP)
-            },
-            state: complete,
-            summary: "10.200.0.7",
-        },
-        Case {
-            name: "no named ports, no SRV",
-            service: with_port(svc("hostnames"), None, 80, "TCP"),
-            vips: ips(&["10.200.0.7"]),
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+        case("seed hostnames ClusterIP", hostnames())
+            .vips(ips(&["10.200.0.7"]))
+            .slices(vec![slice("IPv4", &[("default", 9376)], seed_pods())])
+            .want(
+                DNSRecordSpec {
+                    ipv4: strings(&["10.200.0.7"]),
+                    srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
+                    ..record(FQDN, RecordType::ClusterIP)
+                },
+                "10.200.0.7",
+            ),
+        case(
+            "no named ports, no SRV",
+            with_port(svc("hostnames"), None, 80, "TCP"),
+        )
+        .vips(ips(&["10.200.0.7"]))
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.200.0.7"]),
                 ..record(FQDN, RecordType::ClusterIP)
             },
-            state: complete,
-            summary: "10.200.0.7",
-        },
-        Case {
-            name: "IPv6 only",
-            service: hostnames(),
-            vips: ips(&["fd00::7"]),
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.200.0.7",
+        ),
+        case("IPv6 only", hostnames()).vips(ips(&["fd00::7"])).want(
+            DNSRecordSpec {
                 ipv6: strings(&["fd00::7"]),
                 srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
                 ..record(FQDN, RecordType::ClusterIP)
             },
-            state: complete,
-            summary: "fd00::7",
-        },
-        Case {
-            name: "dual stack, VIPs in any order and repeated",
-            service: hostnames(),
-            vips: ips(&["fd00::7", "10.200.0.7", "fd00:0::7"]),
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
-                ipv4: strings(&["10.200.0.7"]),
-                ipv6: strings(&["fd00::7"]),
-                srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
-                ..record(FQDN, RecordType::ClusterIP)
-            },
-            state: complete,
-            summary: "10.200.0.7,fd00::7",
-        },
-        Case {
-            name: "ClusterIP without VIP yet",
-            service: hostnames(),
-            vips: vec![],
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
-                srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
-                ..record(FQDN, RecordType::ClusterIP)
-            },
-            state: RecordState::AddressPending { have: 0, want: 1 },
-            summary: "<pending>",
-        },
-        Case {
-            name: "RequireDualStack with one family",
-            service: {
-                let mut s = svc("hostnames");
-                spec_mut(&mut s).ip_family_policy = Some("RequireDualStack".into());
-                s
-            },
-            vips: ips(&["10.200.0.7"]),
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "fd00::7",
+        ),
+        case("dual stack, VIPs in any order and repeated", hostnames())
+            .vips(ips(&["fd00::7", "10.200.0.7", "fd00:0::7"]))
+            .want(
+                DNSRecordSpec {
+                    ipv4: strings(&["10.200.0.7"]),
+                    ipv6: strings(&["fd00::7"]),
+                    srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
+                    ..record(FQDN, RecordType::ClusterIP)
+                },
+                "10.200.0.7,fd00::7",
+            ),
+        case("ClusterIP without VIP yet", hostnames())
+            .state(RecordState::AddressPending { have: 0, want: 1 })
+            .want(
+                DNSRecordSpec {
+                    srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
+                    ..record(FQDN, RecordType::ClusterIP)
+                },
+                "<pending>",
+            ),
+        case("RequireDualStack with one family", {
+            let mut s = svc("hostnames");
+            spec_mut(&mut s).ip_family_policy = Some("RequireDualStack".into());
+            s
+        })
+        .vips(ips(&["10.200.0.7"]))
+        .state(RecordState::AddressPending { have: 1, want: 2 })
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.200.0.7"]),
                 ..record(FQDN, RecordType::ClusterIP)
             },
-            state: RecordState::AddressPending { have: 1, want: 2 },
-            summary: "10.200.0.7",
-        },
-        Case {
-            name: "NodePort and LoadBalancer get VIPs like ClusterIP",
-            service: {
-                let mut s = svc("hostnames");
-                spec_mut(&mut s).type_ = Some("LoadBalancer".into());
-                s
-            },
-            vips: ips(&["10.200.0.7"]),
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.200.0.7",
+        ),
+        case("NodePort and LoadBalancer get VIPs like ClusterIP", {
+            let mut s = svc("hostnames");
+            spec_mut(&mut s).type_ = Some("LoadBalancer".into());
+            s
+        })
+        .vips(ips(&["10.200.0.7"]))
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.200.0.7"]),
                 ..record(FQDN, RecordType::ClusterIP)
             },
-            state: complete,
-            summary: "10.200.0.7",
-        },
-        Case {
-            name: "custom cluster domain, trailing dot tolerated",
-            service: hostnames(),
-            vips: ips(&["10.200.0.7"]),
-            slices: vec![],
-            domain: "Example.Internal.",
-            want: DNSRecordSpec {
-                ipv4: strings(&["10.200.0.7"]),
-                srv: vec![srv(
-                    "_default._tcp.hostnames.demo.svc.example.internal",
-                    "default",
-                    &[("hostnames.demo.svc.example.internal", 80)],
-                )],
-                ..record("hostnames.demo.svc.example.internal", RecordType::ClusterIP)
-            },
-            state: complete,
-            summary: "10.200.0.7",
-        },
-        Case {
-            name: "several ports: SRV sorted by owner, UDP label lowercase",
-            service: with_port(
+            "10.200.0.7",
+        ),
+        case("custom cluster domain, trailing dot tolerated", hostnames())
+            .vips(ips(&["10.200.0.7"]))
+            .domain("Example.Internal.")
+            .want(
+                DNSRecordSpec {
+                    ipv4: strings(&["10.200.0.7"]),
+                    srv: vec![srv(
+                        "_default._tcp.hostnames.demo.svc.example.internal",
+                        "default",
+                        &[("hostnames.demo.svc.example.internal", 80)],
+                    )],
+                    ..record("hostnames.demo.svc.example.internal", RecordType::ClusterIP)
+                },
+                "10.200.0.7",
+            ),
+        case(
+            "several ports: SRV sorted by owner, UDP label lowercase",
+            with_port(
                 with_port(
                     with_port(svc("dns"), Some("dns"), 53, "UDP"),
                     Some("dns-tcp"),
@@ -317,10 +343,10 @@ fn cases() -> Vec<Case> {
                 9153,
                 "TCP",
             ),
-            vips: ips(&["10.200.0.10"]),
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+        )
+        .vips(ips(&["10.200.0.10"]))
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.200.0.10"]),
                 srv: vec![
                     srv(
@@ -344,159 +370,142 @@ fn cases() -> Vec<Case> {
                 ],
                 ..record("dns.demo.svc.cluster.local", RecordType::ClusterIP)
             },
-            state: complete,
-            summary: "10.200.0.10",
-        },
-        Case {
-            name: "headless, pods without hostnames get dashed names",
-            service: headless(hostnames()),
-            vips: ips(&["10.200.0.7"]), // ignored for headless
-            slices: vec![slice("IPv4", &[("default", 9376)], seed_pods())],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.200.0.10",
+        ),
+        case(
+            "headless, pods without hostnames get dashed names",
+            headless(hostnames()),
+        )
+        .vips(ips(&["10.200.0.7"])) // ignored for headless
+        .slices(vec![slice("IPv4", &[("default", 9376)], seed_pods())])
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.244.0.4", "10.244.1.38", "10.244.2.20"]),
                 hosts: vec![
                     host("10-244-0-4", &["10.244.0.4"], &[]),
                     host("10-244-1-38", &["10.244.1.38"], &[]),
                     host("10-244-2-20", &["10.244.2.20"], &[]),
                 ],
-                srv: vec![srv(
-                    SRV,
+                srv: vec![pod_srv(
+                    "hostnames",
                     "default",
                     &[
-                        ("10-244-0-4.hostnames.demo.svc.cluster.local", 9376),
-                        ("10-244-1-38.hostnames.demo.svc.cluster.local", 9376),
-                        ("10-244-2-20.hostnames.demo.svc.cluster.local", 9376),
+                        ("10-244-0-4", 9376),
+                        ("10-244-1-38", 9376),
+                        ("10-244-2-20", 9376),
                     ],
                 )],
                 ..record(FQDN, RecordType::Headless)
             },
-            state: complete,
-            summary: "10.244.0.4 +2 more",
-        },
-        Case {
-            name: "headless, pods with hostname + subdomain",
-            service: headless(with_port(svc("web"), Some("http"), 80, "TCP")),
-            vips: vec![],
-            slices: vec![slice(
-                "IPv4",
-                &[("http", 8080)],
-                vec![
-                    named(pod(ep("10.244.1.9"), "w1"), "web-1"),
-                    named(pod(ep("10.244.0.5"), "w0"), "web-0"),
-                ],
-            )],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.244.0.4 +2 more",
+        ),
+        case(
+            "headless, pods with hostname + subdomain",
+            headless(with_port(svc("web"), Some("http"), 80, "TCP")),
+        )
+        .slices(vec![slice(
+            "IPv4",
+            &[("http", 8080)],
+            vec![
+                named(pod(ep("10.244.1.9"), "w1"), "web-1"),
+                named(pod(ep("10.244.0.5"), "w0"), "web-0"),
+            ],
+        )])
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.244.0.5", "10.244.1.9"]),
                 hosts: vec![
                     host("web-0", &["10.244.0.5"], &[]),
                     host("web-1", &["10.244.1.9"], &[]),
                 ],
-                srv: vec![srv(
-                    "_http._tcp.web.demo.svc.cluster.local",
-                    "http",
-                    &[
-                        ("web-0.web.demo.svc.cluster.local", 8080),
-                        ("web-1.web.demo.svc.cluster.local", 8080),
-                    ],
-                )],
+                srv: vec![pod_srv("web", "http", &[("web-0", 8080), ("web-1", 8080)])],
                 ..record("web.demo.svc.cluster.local", RecordType::Headless)
             },
-            state: complete,
-            summary: "10.244.0.5,10.244.1.9",
-        },
-        Case {
-            name: "headless dual stack: one host per pod, by hostname or by UID",
-            service: headless(with_port(svc("web"), Some("http"), 80, "TCP")),
-            vips: vec![],
-            slices: vec![
-                slice(
-                    "IPv6",
-                    &[("http", 8080)],
-                    vec![
-                        named(pod(ep("fd00:10:244::5"), "w0"), "web-0"),
-                        pod(ep("fd00:10:244::9"), "anon"),
-                    ],
-                ),
-                slice(
-                    "IPv4",
-                    &[("http", 8080)],
-                    vec![
-                        named(pod(ep("10.244.0.5"), "w0"), "web-0"),
-                        pod(ep("10.244.1.9"), "anon"),
-                    ],
-                ),
-            ],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.244.0.5,10.244.1.9",
+        ),
+        case(
+            "headless dual stack: one host per pod, by hostname or by UID",
+            headless(with_port(svc("web"), Some("http"), 80, "TCP")),
+        )
+        .slices(vec![
+            slice(
+                "IPv6",
+                &[("http", 8080)],
+                vec![
+                    named(pod(ep("fd00:10:244::5"), "w0"), "web-0"),
+                    pod(ep("fd00:10:244::9"), "anon"),
+                ],
+            ),
+            slice(
+                "IPv4",
+                &[("http", 8080)],
+                vec![
+                    named(pod(ep("10.244.0.5"), "w0"), "web-0"),
+                    pod(ep("10.244.1.9"), "anon"),
+                ],
+            ),
+        ])
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.244.0.5", "10.244.1.9"]),
                 ipv6: strings(&["fd00:10:244::5", "fd00:10:244::9"]),
                 hosts: vec![
                     host("10-244-1-9", &["10.244.1.9"], &["fd00:10:244::9"]),
                     host("web-0", &["10.244.0.5"], &["fd00:10:244::5"]),
                 ],
-                srv: vec![srv(
-                    "_http._tcp.web.demo.svc.cluster.local",
+                srv: vec![pod_srv(
+                    "web",
                     "http",
-                    &[
-                        ("10-244-1-9.web.demo.svc.cluster.local", 8080),
-                        ("web-0.web.demo.svc.cluster.local", 8080),
-                    ],
+                    &[("10-244-1-9", 8080), ("web-0", 8080)],
                 )],
                 ..record("web.demo.svc.cluster.local", RecordType::Headless)
             },
-            state: complete,
-            summary: "10.244.0.5 +3 more",
-        },
-        Case {
-            name: "headless: not-ready endpoints excluded, unset ready counts as ready",
-            service: headless(hostnames()),
-            vips: vec![],
-            slices: vec![slice(
-                "IPv4",
-                &[("default", 9376)],
-                vec![
-                    ready(ep("10.244.0.4"), true),
-                    ready(ep("10.244.1.38"), false),
-                    ep("10.244.2.20"),
-                ],
-            )],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.244.0.5 +3 more",
+        ),
+        case(
+            "headless: not-ready endpoints excluded, unset ready counts as ready",
+            headless(hostnames()),
+        )
+        .slices(vec![slice(
+            "IPv4",
+            &[("default", 9376)],
+            vec![
+                ready(ep("10.244.0.4"), true),
+                ready(ep("10.244.1.38"), false),
+                ep("10.244.2.20"),
+            ],
+        )])
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.244.0.4", "10.244.2.20"]),
                 hosts: vec![
                     host("10-244-0-4", &["10.244.0.4"], &[]),
                     host("10-244-2-20", &["10.244.2.20"], &[]),
                 ],
-                srv: vec![srv(
-                    SRV,
+                srv: vec![pod_srv(
+                    "hostnames",
                     "default",
-                    &[
-                        ("10-244-0-4.hostnames.demo.svc.cluster.local", 9376),
-                        ("10-244-2-20.hostnames.demo.svc.cluster.local", 9376),
-                    ],
+                    &[("10-244-0-4", 9376), ("10-244-2-20", 9376)],
                 )],
                 ..record(FQDN, RecordType::Headless)
             },
-            state: complete,
-            summary: "10.244.0.4,10.244.2.20",
-        },
-        Case {
-            name: "headless publishNotReadyAddresses includes not-ready endpoints",
-            service: {
+            "10.244.0.4,10.244.2.20",
+        ),
+        case(
+            "headless publishNotReadyAddresses includes not-ready endpoints",
+            {
                 let mut s = headless(svc("hostnames"));
                 spec_mut(&mut s).publish_not_ready_addresses = Some(true);
                 s
             },
-            vips: vec![],
-            slices: vec![slice(
-                "IPv4",
-                &[],
-                vec![ready(ep("10.244.1.38"), false), ep("10.244.0.4")],
-            )],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+        )
+        .slices(vec![slice(
+            "IPv4",
+            &[],
+            vec![ready(ep("10.244.1.38"), false), ep("10.244.0.4")],
+        )])
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.244.0.4", "10.244.1.38"]),
                 hosts: vec![
                     host("10-244-0-4", &["10.244.0.4"], &[]),
@@ -504,126 +513,106 @@ fn cases() -> Vec<Case> {
                 ],
                 ..record(FQDN, RecordType::Headless)
             },
-            state: complete,
-            summary: "10.244.0.4,10.244.1.38",
-        },
-        Case {
-            name: "headless: duplicates across slices collapse, FQDN slices ignored",
-            service: headless(hostnames()),
-            vips: vec![],
-            slices: vec![
-                slice(
-                    "IPv4",
-                    &[("default", 9376)],
-                    vec![pod(ep("10.244.0.4"), "a")],
-                ),
-                slice(
-                    "IPv4",
-                    &[("default", 9376)],
-                    vec![pod(ep("10.244.0.4"), "a")],
-                ),
-                slice("FQDN", &[("default", 9376)], vec![ep("example.com")]),
-            ],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.244.0.4,10.244.1.38",
+        ),
+        case(
+            "headless: duplicates across slices collapse, FQDN slices ignored",
+            headless(hostnames()),
+        )
+        .slices(vec![
+            slice(
+                "IPv4",
+                &[("default", 9376)],
+                vec![pod(ep("10.244.0.4"), "a")],
+            ),
+            slice(
+                "IPv4",
+                &[("default", 9376)],
+                vec![pod(ep("10.244.0.4"), "a")],
+            ),
+            slice("FQDN", &[("default", 9376)], vec![ep("example.com")]),
+        ])
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.244.0.4"]),
                 hosts: vec![host("10-244-0-4", &["10.244.0.4"], &[])],
-                srv: vec![srv(
-                    SRV,
-                    "default",
-                    &[("10-244-0-4.hostnames.demo.svc.cluster.local", 9376)],
-                )],
+                srv: vec![pod_srv("hostnames", "default", &[("10-244-0-4", 9376)])],
                 ..record(FQDN, RecordType::Headless)
             },
-            state: complete,
-            summary: "10.244.0.4",
-        },
-        Case {
-            name: "headless: pods differ in the named port's number",
-            service: headless(with_port(svc("web"), Some("http"), 80, "TCP")),
-            vips: vec![],
-            slices: vec![
-                slice(
-                    "IPv4",
-                    &[("http", 8080)],
-                    vec![named(ep("10.244.0.5"), "web-0")],
-                ),
-                slice(
-                    "IPv4",
-                    &[("http", 9090)],
-                    vec![named(ep("10.244.1.9"), "web-1")],
-                ),
-            ],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.244.0.4",
+        ),
+        case(
+            "headless: pods differ in the named port's number",
+            headless(with_port(svc("web"), Some("http"), 80, "TCP")),
+        )
+        .slices(vec![
+            slice(
+                "IPv4",
+                &[("http", 8080)],
+                vec![named(ep("10.244.0.5"), "web-0")],
+            ),
+            slice(
+                "IPv4",
+                &[("http", 9090)],
+                vec![named(ep("10.244.1.9"), "web-1")],
+            ),
+        ])
+        .want(
+            DNSRecordSpec {
                 ipv4: strings(&["10.244.0.5", "10.244.1.9"]),
                 hosts: vec![
                     host("web-0", &["10.244.0.5"], &[]),
                     host("web-1", &["10.244.1.9"], &[]),
                 ],
-                srv: vec![srv(
-                    "_http._tcp.web.demo.svc.cluster.local",
-                    "http",
-                    &[
-                        ("web-0.web.demo.svc.cluster.local", 8080),
-                        ("web-1.web.demo.svc.cluster.local", 9090),
-                    ],
-                )],
+                srv: vec![pod_srv("web", "http", &[("web-0", 8080), ("web-1", 9090)])],
                 ..record("web.demo.svc.cluster.local", RecordType::Headless)
             },
-            state: complete,
-            summary: "10.244.0.5,10.244.1.9",
-        },
-        Case {
-            name: "headless without ready endpoints is complete and empty",
-            service: headless(hostnames()),
-            vips: vec![],
-            slices: vec![slice(
-                "IPv4",
-                &[("default", 9376)],
-                vec![ready(ep("10.244.0.4"), false)],
-            )],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "10.244.0.5,10.244.1.9",
+        ),
+        case(
+            "headless without ready endpoints is complete and empty",
+            headless(hostnames()),
+        )
+        .slices(vec![slice(
+            "IPv4",
+            &[("default", 9376)],
+            vec![ready(ep("10.244.0.4"), false)],
+        )])
+        .want(
+            DNSRecordSpec {
                 srv: vec![srv(SRV, "default", &[])],
                 ..record(FQDN, RecordType::Headless)
             },
-            state: complete,
-            summary: "<none>",
-        },
-        Case {
-            name: "headless IPv6 pod without hostname",
-            service: headless(svc("hostnames")),
-            vips: vec![],
-            slices: vec![slice("IPv6", &[], vec![ep("fd00::7")])],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "<none>",
+        ),
+        case(
+            "headless IPv6 pod without hostname",
+            headless(svc("hostnames")),
+        )
+        .slices(vec![slice("IPv6", &[], vec![ep("fd00::7")])])
+        .want(
+            DNSRecordSpec {
                 ipv6: strings(&["fd00::7"]),
                 hosts: vec![host("fd00--7", &[], &["fd00::7"])],
                 ..record(FQDN, RecordType::Headless)
             },
-            state: complete,
-            summary: "fd00::7",
-        },
-        Case {
-            name: "ExternalName with trailing dot, mixed case",
-            service: {
-                let mut s = with_port(svc("ext"), Some("https"), 443, "TCP");
-                let spec = spec_mut(&mut s);
-                spec.type_ = Some("ExternalName".into());
-                spec.external_name = Some("Example.COM.".into());
-                s
-            },
-            vips: ips(&["10.200.0.7"]), // ignored
-            slices: vec![],
-            domain: "cluster.local",
-            want: DNSRecordSpec {
+            "fd00::7",
+        ),
+        case("ExternalName with trailing dot, mixed case", {
+            let mut s = with_port(svc("ext"), Some("https"), 443, "TCP");
+            let spec = spec_mut(&mut s);
+            spec.type_ = Some("ExternalName".into());
+            spec.external_name = Some("Example.COM.".into());
+            s
+        })
+        .vips(ips(&["10.200.0.7"])) // ignored
+        .want(
+            DNSRecordSpec {
                 cname: Some("example.com".into()),
                 ..record("ext.demo.svc.cluster.local", RecordType::ExternalName)
             },
-            state: complete,
-            summary: "example.com",
-        },
+            "example.com",
+        ),
     ]
 }
 

@@ -4,6 +4,7 @@
 //! it even before the watch shows it.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, PostParams, Preconditions};
@@ -13,7 +14,7 @@ use signpost_core::endpoints::slices::SlicePlan;
 use signpost_core::keys::ServiceKey;
 use signpost_index::own_slices::OwnSlices;
 
-use crate::runtime::{SharedMetrics, SyncError};
+use crate::runtime::{Change, SharedMetrics, SyncError};
 
 /// `key`'s own slices to plan from: those `cached` holds, overlaid with what our writes
 /// returned that the watch has not shown yet ([`signpost_index::writes::WriteTracker::current`]),
@@ -32,6 +33,30 @@ pub fn current_slices<I: AsMut<OwnSlices>>(
         .filter_map(|name| cached.get(&ObjectRef::new(name).within(&key.namespace)))
         .collect();
     lock().as_mut().tracker.current(key, slices)
+}
+
+/// Folds a change of the controller's own slices (`cached` is their store) into the
+/// [`OwnSlices`] of `index`: the Services to sync.
+pub fn fold_own_slice<I: AsMut<OwnSlices>>(
+    index: &Mutex<I>,
+    cached: &Store<EndpointSlice>,
+    change: &Change<'_, EndpointSlice>,
+) -> Vec<ServiceKey> {
+    let lock = || index.lock().unwrap_or_else(|p| p.into_inner());
+    match change {
+        Change::Applied { new, .. } => lock().as_mut().apply(new),
+        Change::Deleted(old) => lock().as_mut().delete(old).into_iter().collect(),
+        Change::Relisting => {
+            lock().as_mut().begin_relist(Instant::now());
+            Vec::new()
+        }
+        Change::Resynced { .. } => {
+            let slices = cached.state();
+            lock()
+                .as_mut()
+                .finish_relist(slices.iter().map(|s| s.as_ref()))
+        }
+    }
 }
 
 /// The slice writes of one sync of one Service.

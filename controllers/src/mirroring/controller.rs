@@ -2,7 +2,6 @@
 //! EndpointSlices out. Signpost never writes such Endpoints; it only mirrors them.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -19,7 +18,7 @@ use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
     on_change,
 };
-use crate::slice_writes::{SliceWriter, current_slices};
+use crate::slice_writes::{SliceWriter, current_slices, fold_own_slice};
 use signpost_core::keys::ServiceKey;
 use signpost_index::mirroring::MirroringIndex;
 
@@ -105,17 +104,7 @@ impl MirroringController {
     }
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
-        let keys = match change {
-            Change::Applied { new, .. } => self.lock().slices.apply(new),
-            Change::Deleted(old) => self.lock().slices.delete(old).into_iter().collect(),
-            Change::Relisting => return self.lock().slices.begin_relist(Instant::now()),
-            Change::Resynced { .. } => {
-                let cached = self.slices.state();
-                self.lock()
-                    .slices
-                    .finish_relist(cached.iter().map(|s| s.as_ref()))
-            }
-        };
+        let keys = fold_own_slice(&self.state, &self.slices, change);
         keys.into_iter().for_each(|key| self.control.add(key));
     }
 

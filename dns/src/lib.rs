@@ -32,7 +32,7 @@ use hickory_server::Server;
 use kube::Client;
 
 pub use metrics::DnsMetrics;
-use signpost_runtime::server::spawn_listener;
+use signpost_runtime::metrics::spawn_metrics_listener;
 use signpost_runtime::{EventSink, Metrics, SharedMetrics, Synced};
 pub use table::{Answer, Applied, Data, Lookup, QueryType, Status, Table};
 
@@ -164,17 +164,10 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
     tasks.push(tokio::spawn(watch::report(reports_rx, events)));
     tasks.push(tokio::spawn(informer.run()));
 
-    let metrics_addr = match config.metrics_addr {
-        Some(addr) => {
-            let (metrics, synced) = (metrics.clone(), synced.clone());
-            let (bound, task) =
-                spawn_listener(addr, |listener| metrics::serve(listener, metrics, synced))
-                    .await
-                    .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-            tasks.push(task);
-            Some(bound)
-        }
-        None => None,
+    let metrics_addr = {
+        let (metrics, synced) = (metrics.clone(), synced.clone());
+        let serve = |listener| metrics::serve(listener, metrics, synced);
+        spawn_metrics_listener(config.metrics_addr, &mut tasks, serve).await?
     };
 
     let mut handler = server::Handler::new(table.clone(), config.upstream, dns_metrics);

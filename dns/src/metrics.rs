@@ -74,38 +74,35 @@ impl DnsMetrics {
             names: Gauge::default(),
             updates: Counter::default(),
         };
-        let registry = metrics.registry.sub_registry_with_prefix("dns");
-        registry.register(
-            "queries",
-            "DNS queries answered, by type and response code",
-            dns.queries.clone(),
-        );
-        registry.register(
-            "query_duration_seconds",
-            "Time to answer one DNS query",
-            dns.duration.clone(),
-        );
-        registry.register(
-            "upstream_queries",
-            "Queries outside the cluster domain forwarded to --upstream",
-            dns.forwarded.clone(),
-        );
-        registry.register(
-            "records",
-            "DNSRecords in the lookup table",
-            dns.records.clone(),
-        );
-        registry.register(
-            "rejected_records",
-            "DNSRecords not served because they are malformed",
-            dns.rejected.clone(),
-        );
-        registry.register("names", "Names in the lookup table", dns.names.clone());
-        registry.register(
-            "table_updates",
-            "DNSRecord watch events applied to the lookup table",
-            dns.updates.clone(),
-        );
+        metrics
+            .registrar("dns")
+            .add(
+                "queries",
+                "DNS queries answered, by type and response code",
+                &dns.queries,
+            )
+            .add(
+                "query_duration_seconds",
+                "Time to answer one DNS query",
+                &dns.duration,
+            )
+            .add(
+                "upstream_queries",
+                "Queries outside the cluster domain forwarded to --upstream",
+                &dns.forwarded,
+            )
+            .add("records", "DNSRecords in the lookup table", &dns.records)
+            .add(
+                "rejected_records",
+                "DNSRecords not served because they are malformed",
+                &dns.rejected,
+            )
+            .add("names", "Names in the lookup table", &dns.names)
+            .add(
+                "table_updates",
+                "DNSRecord watch events applied to the lookup table",
+                &dns.updates,
+            );
         dns
     }
 

@@ -35,7 +35,7 @@ use kube::Client;
 use tokio::sync::Notify;
 
 pub use metrics::ProxyMetrics;
-use signpost_runtime::server::spawn_listener;
+use signpost_runtime::metrics::spawn_metrics_listener;
 use signpost_runtime::{Metrics, SharedMetrics};
 pub use table::{Frontend, Pick, Pool, Protocol, Table};
 
@@ -174,17 +174,10 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
 
     let ready = Arc::new(AtomicBool::new(false));
     let ready_changed = Arc::new(Notify::new());
-    let metrics_addr = match config.metrics_addr {
-        Some(addr) => {
-            let (metrics, ready) = (metrics.clone(), ready.clone());
-            let (bound, task) =
-                spawn_listener(addr, |listener| metrics::serve(listener, metrics, ready))
-                    .await
-                    .with_context(|| format!("--metrics-addr {addr}: cannot listen"))?;
-            tasks.push(task);
-            Some(bound)
-        }
-        None => None,
+    let metrics_addr = {
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        let serve = |listener| metrics::serve(listener, metrics, ready);
+        spawn_metrics_listener(config.metrics_addr, &mut tasks, serve).await?
     };
 
     let dataplane = {

@@ -90,43 +90,40 @@ impl ProxyMetrics {
             backends: Gauge::default(),
             series: Arc::default(),
         };
-        let registry = metrics.registry.sub_registry_with_prefix("proxy");
-        registry.register(
-            "connections",
-            "Connections handed to a backend",
-            proxy.connections.clone(),
-        );
-        registry.register(
-            "errors",
-            "Connections refused (no ready backend) or failed, and data-plane failures",
-            proxy.errors.clone(),
-        );
-        registry.register(
-            "bytes",
-            "Bytes copied between clients and backends",
-            proxy.bytes.clone(),
-        );
-        registry.register(
-            "active_connections",
-            "Connections open now",
-            proxy.active.clone(),
-        );
-        registry.register(
-            "connections_over_limit",
-            "Connections closed on arrival because --max-connections were open",
-            proxy.over_limit.clone(),
-        );
-        registry.register("vips", "VIPs on the interface", proxy.vips.clone());
-        registry.register(
-            "listeners",
-            "VIP:port frontends listening",
-            proxy.listeners.clone(),
-        );
-        registry.register(
-            "ready_backends",
-            "Ready backends over all frontends",
-            proxy.backends.clone(),
-        );
+        metrics
+            .registrar("proxy")
+            .add(
+                "connections",
+                "Connections handed to a backend",
+                &proxy.connections,
+            )
+            .add(
+                "errors",
+                "Connections refused (no ready backend) or failed, and data-plane failures",
+                &proxy.errors,
+            )
+            .add(
+                "bytes",
+                "Bytes copied between clients and backends",
+                &proxy.bytes,
+            )
+            .add("active_connections", "Connections open now", &proxy.active)
+            .add(
+                "connections_over_limit",
+                "Connections closed on arrival because --max-connections were open",
+                &proxy.over_limit,
+            )
+            .add("vips", "VIPs on the interface", &proxy.vips)
+            .add(
+                "listeners",
+                "VIP:port frontends listening",
+                &proxy.listeners,
+            )
+            .add(
+                "ready_backends",
+                "Ready backends over all frontends",
+                &proxy.backends,
+            );
         proxy
     }
 

@@ -3,6 +3,7 @@
 //! Label values are small, fixed sets (controller names, error reasons as stable strings,
 //! CIDRs) so the series count stays bounded however many objects the cluster has.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 /// Labels naming one controller.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -195,3 +198,56 @@ impl Metrics {
 
 /// Shared handle.
 pub type SharedMetrics = Arc<Metrics>;
+
+/// Registers a process's own metrics under its prefix, one `add` per metric, so the `dns` and
+/// `proxy` sets read as a list of name, help and metric rather than a register call each.
+pub struct Registrar<'a>(&'a mut Registry);
+
+impl Metrics {
+    /// A [`Registrar`] for the metrics of one process, named `signpost_<prefix>_...`.
+    pub fn registrar(&mut self, prefix: &str) -> Registrar<'_> {
+        Registrar(self.registry.sub_registry_with_prefix(prefix))
+    }
+}
+
+impl Registrar<'_> {
+    /// Registers a handle on `metric` (metrics are shared handles: the caller keeps updating
+    /// its own).
+    pub fn add(&mut self, name: &str, help: &str, metric: &(impl Metric + Clone)) -> &mut Self {
+        self.0.register(name, help, metric.clone());
+        self
+    }
+}
+
+/// The `--metrics-addr` of a process could not be listened on.
+#[derive(Debug, thiserror::Error)]
+#[error("--metrics-addr {addr}: cannot listen")]
+pub struct ListenError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// Why binding it failed.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Starts `serve` on `--metrics-addr` when the flag is given, as a task pushed onto `tasks`,
+/// and returns the address bound (port 0 resolved): `signpost dns` and `signpost proxy` serve
+/// their probes only when asked to, and both report where.
+pub async fn spawn_metrics_listener<F, Fut>(
+    addr: Option<SocketAddr>,
+    tasks: &mut Vec<JoinHandle<()>>,
+    serve: F,
+) -> Result<Option<SocketAddr>, ListenError>
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let (bound, task) = crate::server::spawn_listener(addr, serve)
+        .await
+        .map_err(|source| ListenError { addr, source })?;
+    tasks.push(task);
+    Ok(Some(bound))
+}

@@ -220,6 +220,7 @@ can_i_pairs() { # identity, namespace
 want_cluster() {
   cat <<'EOF'
 services get list watch
+services/finalizers update
 pods list watch
 nodes list watch
 endpoints get list watch create update delete

@@ -77,6 +77,7 @@ start_component kube-apiserver "$K8S_BIN/kube-apiserver" \
   --endpoint-reconciler-type none \
   --service-cluster-ip-range "$APISERVER_SERVICE_CIDR" \
   --authorization-mode Node,RBAC \
+  --enable-admission-plugins OwnerReferencesPermissionEnforcement \
   --client-ca-file "$pki/ca.crt" \
   --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \

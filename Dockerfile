@@ -21,8 +21,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends libcap2-bin \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the workspace needs to resolve and build: the manifests and lock file, the crates'
-# sources. The e2e crate is a workspace member (and a dev-dependency), so its manifest and
-# library are needed for resolution; nothing else in the repository is copied.
+# sources. The e2e and bench crates are workspace members (e2e also a dev-dependency), so their
+# manifests and sources are needed for resolution; nothing else in the repository is copied.
 COPY Cargo.toml Cargo.lock ./
 COPY core/ core/
 COPY index/ index/
@@ -34,6 +34,8 @@ COPY client/ client/
 COPY controllers/ controllers/
 COPY e2e/Cargo.toml e2e/Cargo.toml
 COPY e2e/src/ e2e/src/
+COPY bench/Cargo.toml bench/Cargo.toml
+COPY bench/src/ bench/src/
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \

@@ -73,13 +73,13 @@ chart-check:
 rbac-check: build
     e2e/with-cluster.sh e2e/rbac-check.sh
 
-# Benchmarks: every part of e2e/bench/run.sh (allocator, controllers, dns, proxy), as Markdown tables also written to docs/benchmarks.md. The proxy part needs root.
+# Benchmarks: every part of bench/scripts/run.sh (allocator, controllers, dns, proxy), as Markdown tables also written to docs/benchmarks.md. The proxy part needs root.
 bench:
-    e2e/bench/run.sh
+    bench/scripts/run.sh
 
 # Allocator benchmark: Signpost's allocator next to Kubernetes' bitmap ipallocator, same machine, same run.
 bench-allocator:
-    e2e/bench/run.sh allocator
+    bench/scripts/run.sh allocator
 
 # The end-to-end suite: the built signpost binary as processes (journeys, faults, bad input, API server restart) against the cluster; starts the local control plane when KUBECONFIG is not set.
 e2e: build
@@ -87,19 +87,19 @@ e2e: build
 
 # Controller benchmark only (100 Services × 10 pods, then 200 × 20): Signpost next to kube-controller-manager's endpoint controllers.
 bench-controllers:
-    e2e/bench/run.sh controllers
+    bench/scripts/run.sh controllers
 
 # The large controller benchmark: 1,000 Services × 20 pods (20,000 pods), same workloads, with
 # the alternating batches (18 per side, as at the smaller sizes: with 9, kube-controller-manager's
 # pooled p99 moved 918 → 380 ms between rounds) and 9 rollouts (over 3, its writes per replaced
 # pod moved by a fifth between runs). About 85 minutes here.
 bench-large:
-    BENCH_SIZES=1000x20 BENCH_ROLLOUTS=9 e2e/bench/run.sh controllers
+    BENCH_SIZES=1000x20 BENCH_ROLLOUTS=9 bench/scripts/run.sh controllers
 
 # DNS benchmark: signpost dns next to CoreDNS's kubernetes plugin (1,000 Services under load, memory at 1,000 and 10,000).
 bench-dns:
-    e2e/bench/run.sh dns
+    bench/scripts/run.sh dns
 
 # Proxy benchmark: the latency signpost proxy adds over a direct connection to the pod (p50, p99) and connections per second, inside a network namespace. Needs root.
 bench-proxy:
-    e2e/bench/run.sh proxy
+    bench/scripts/run.sh proxy

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `just bench`: runs the benchmark parts in order. Each part is e2e/bench/<part>.sh, prints
+# `just bench`: runs the benchmark parts in order. Each part is bench/scripts/<part>.sh, prints
 # its Markdown table on stdout and writes its own section of docs/benchmarks.md.
 # Usage: run.sh [part...]   (default: every part in `parts` below)
 set -Eeuo pipefail
@@ -7,7 +7,7 @@ set -Eeuo pipefail
 trap 'echo "run.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-# Parts run by default, in order. Add a part by adding e2e/bench/<part>.sh and its name here.
+# Parts run by default, in order. Add a part by adding bench/scripts/<part>.sh and its name here.
 parts=(allocator controllers dns proxy)
 
 selected=("$@")

@@ -1,4 +1,4 @@
-"""Helpers of the DNS benchmark (e2e/bench/dns.sh).
+"""Helpers of the DNS benchmark (bench/scripts/dns.sh).
 
   dns_table.py queries --ns NS --services N --count C [--seed S]    query file for dnsperf
   dns_table.py parse FILE [--key value ...]      dnsperf -v output -> one JSON line
@@ -242,12 +242,12 @@ def render(results, machine, method):
     table = "\n".join(out)
     body = (
         "`signpost dns` next to CoreDNS's `kubernetes` plugin, same cluster, same query list, same "
-        "machine, same run (issue 12). Written by `e2e/bench/dns.sh`; rerun `just bench-dns` to "
+        "machine, same run (issue 12). Written by `bench/scripts/dns.sh`; rerun `just bench-dns` to "
         "refresh this section. A cell with two runs is their mean (run 1 / run 2). Ratio: "
         "signpost ÷ CoreDNS; above 1 is better for queries per second, below 1 for latency and "
         "memory.\n\n"
         + table + "\n\nMachine:\n\n" + open(machine).read().rstrip("\n")
-        + "\n\nMethod (`e2e/bench/dns.sh`, run by `just bench-dns` and `just bench`):\n\n"
+        + "\n\nMethod (`bench/scripts/dns.sh`, run by `just bench-dns` and `just bench`):\n\n"
         + open(method).read().rstrip("\n") + "\n"
     )
     return table, body

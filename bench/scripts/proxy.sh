@@ -7,7 +7,7 @@
 # Everything that carries VIP or pod traffic runs inside ONE network namespace this script
 # creates (e2e/netns/up.sh, API index 251; the demo uses 0, the proxy e2e test 1-250) and
 # deletes on exit: `signpost run` and `signpost proxy` scoped to a namespace of their own (own
-# service CIDR), and the load generator e2e/src/bin/proxy_bench.rs, which serves the pod IPs
+# service CIDR), and the load generator bench/src/bin/proxy_bench.rs, which serves the pod IPs
 # on `pods0` and is the client. Nothing is sent to a VIP or pod address from the machine's own
 # namespace. Needs root.
 #
@@ -49,7 +49,7 @@ for cmd in kubectl python3 curl ip; do
 done
 
 echo "==> signpost, proxy_bench: cargo build --release" >&2
-cargo build --release --quiet -p signpost-controllers --bin signpost -p signpost-e2e --bin proxy_bench
+cargo build --release --quiet -p signpost-controllers --bin signpost -p signpost-bench --bin proxy_bench
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 signpost="$target/signpost"
 bench="$target/proxy_bench"
@@ -155,7 +155,7 @@ link_kind() { ip -n "$netns" -d link show "$1" 2>/dev/null | grep -Eo '\b(dummy|
   echo "- $(rustc --version)"
   echo "- Interfaces in the netns: VIPs on \`signpost0\` ($(link_kind signpost0)), pod IPs on \`pods0\` ($(link_kind pods0))"
   echo "- Control plane: local etcd + kube-apiserver $(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])' 2>/dev/null || echo '?') (kwok pods)"
-  echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- controllers/src/proxy e2e/src/bin/proxy_bench.rs e2e/bench/proxy.sh e2e/bench/proxy_table.py 2>/dev/null || echo ' (proxy or bench sources modified)')"
+  echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- proxy/src bench/src bench/scripts/proxy.sh bench/scripts/proxy_table.py 2>/dev/null || echo ' (proxy or bench sources modified)')"
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 } >"$out/machine.md"
 
@@ -163,7 +163,7 @@ cat >"$out/method.md" <<EOF
 - Layout: one network namespace made by \`e2e/netns/up.sh\` (deleted afterwards) holds
   \`signpost run --namespace <ns> --service-cidr <a free /24 of 10.128.0.0/9> --leader-elect=false\`
   and \`signpost proxy --namespace <ns>\` (both reach the API server through the netns's veth and
-  forwarder) and the load generator \`e2e/src/bin/proxy_bench.rs\` (\`cargo build --release\`).
+  forwarder) and the load generator \`bench/src/bin/proxy_bench.rs\` (\`cargo build --release\`).
   The generator creates a Deployment of 3 kwok pods and a ClusterIP Service (port 80 → 9376),
   adds each pod's IP to \`pods0\` and serves it itself: every connection gets a fixed 68-byte
   HTTP/1.0 answer and is closed by the server. The VIP is on \`signpost0\`, put there by the
@@ -203,5 +203,5 @@ EOF
 
 doc_args=()
 [[ "$write_doc" == 0 ]] || doc_args=(--doc "$root/docs/benchmarks.md")
-python3 "$root/e2e/bench/proxy_table.py" --results "$out/results.jsonl" --machine "$out/machine.md" \
+python3 "$root/bench/scripts/proxy_table.py" --results "$out/results.jsonl" --machine "$out/machine.md" \
   --method "$out/method.md" "${doc_args[@]}"

@@ -36,7 +36,7 @@ outstanding="${BENCH_DNS_OUTSTANDING:-100}"
 rate="${BENCH_DNS_RATE:-5000}"
 write_doc="${BENCH_WRITE_DOC:-1}"
 coredns_version="${COREDNS_VERSION:-v1.15.0}"
-tool="$root/e2e/bench/dns_table.py"
+tool="$root/bench/scripts/dns_table.py"
 
 for cmd in dnsperf dig python3 kubectl go curl; do
   command -v "$cmd" >/dev/null 2>&1 || { echo "dns.sh: '$cmd' is needed (e2e/setup.sh installs dnsperf)" >&2; exit 2; }
@@ -251,7 +251,7 @@ fi
   echo "- $(dnsperf -h 2>&1 | grep -m1 '^Version' | sed 's/^/dnsperf /')"
   echo "- Control plane: local etcd + kube-apiserver $(kubectl version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])' 2>/dev/null || echo '?')"
   echo "- Cluster at measurement: $(kubectl get services -A --no-headers 2>/dev/null | wc -l) Services and $(kubectl get endpointslices -A --no-headers 2>/dev/null | wc -l) EndpointSlices in all namespaces (the bench namespace's included)"
-  echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- controllers/src/dns e2e/bench/dns.sh e2e/bench/dns_table.py 2>/dev/null || echo ' (dns or bench sources modified)')"
+  echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- dns/src bench/scripts/dns.sh bench/scripts/dns_table.py 2>/dev/null || echo ' (dns or bench sources modified)')"
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 } >"$out/machine.md"
 

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
-use signpost_controllers::ipam::{AllocError, Allocator, IpFamily};
+use signpost_core::ipam::{AllocError, Allocator, IpFamily};
 
 /// The PRNG both benchmark programs use, so the churn workload releases the same sequence
 /// of held slots on both sides.
@@ -270,8 +270,8 @@ fn main() -> ExitCode {
     }
     emit(json!({
         "workload": "info",
-        "allocator": "signpost_controllers::ipam::Allocator (roaring)",
-        "quarantine_per_cidr": signpost_controllers::ipam::DEFAULT_QUARANTINE_PER_CIDR,
+        "allocator": "signpost_core::ipam::Allocator (roaring)",
+        "quarantine_per_cidr": signpost_core::ipam::DEFAULT_QUARANTINE_PER_CIDR,
     }));
     if only.is_empty() || only == "fill" {
         fill("10.96.0.0/16", reps);

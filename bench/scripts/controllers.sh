@@ -46,11 +46,11 @@ run_bench() {
   source "$here/cluster.sh"
   [[ -f "$STATE/admin.kubeconfig" ]] || { echo "controllers.sh: needs the local control plane (just cluster-up)" >&2; exit 2; }
   echo "==> building release binaries" >&2
-  cargo build -q --release -p signpost-controllers --bin signpost -p signpost-e2e --bin endpoints_bench
+  cargo build -q --release -p signpost-controllers --bin signpost -p signpost-bench --bin endpoints_bench
   for size in $sizes; do
     services="${size%x*}" pods="${size#*x}"
     [[ "$services" =~ ^[0-9]+$ && "$pods" =~ ^[0-9]+$ ]] || { echo "controllers.sh: bad size '$size' (want NxM)" >&2; exit 2; }
-    # Kept, so the table can be rendered again: python3 e2e/bench/controllers_table.py <file> ...
+    # Kept, so the table can be rendered again: python3 bench/scripts/controllers_table.py <file> ...
     out="target/bench/controllers-${size}.jsonl"
     mkdir -p target/bench
     sides="signpost kcm"
@@ -80,7 +80,7 @@ open(sys.argv[1], "w").writelines(lines)' "$out" "$sides"
       done
     done
     total=$((services * pods))
-    python3 e2e/bench/controllers_table.py "$out" docs/benchmarks.md \
+    python3 bench/scripts/controllers_table.py "$out" docs/benchmarks.md \
       "## Controllers: ${services} Services × ${pods} pods (${total} pods)"
   done
 }

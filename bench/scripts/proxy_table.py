@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Renders the proxy benchmark's JSON lines as a Markdown table.
 
-Reads the lines e2e/src/bin/proxy_bench.rs printed (a "setup" line, then one "round" line per
+Reads the lines bench/src/bin/proxy_bench.rs printed (a "setup" line, then one "round" line per
 round), prints the table and the machine description on stdout and, with --doc, replaces the
 "## Proxy" section of docs/benchmarks.md (the section runs to the next level-2 heading; it is
-appended if missing) with the table, the machine and the method. Called by e2e/bench/proxy.sh.
+appended if missing) with the table, the machine and the method. Called by bench/scripts/proxy.sh.
 
 Usage: proxy_table.py --results FILE --machine FILE --method FILE [--doc docs/benchmarks.md]
 """
@@ -190,13 +190,13 @@ def section(table_md, machine, method, rounds):
         "## Proxy\n\n"
         "`signpost proxy` next to a direct connection to the pod: the latency it adds to one "
         "TCP connection and the connections per second it passes, on addresses local to a "
-        "network namespace the benchmark creates. Written by `e2e/bench/proxy.sh`; rerun "
+        "network namespace the benchmark creates. Written by `bench/scripts/proxy.sh`; rerun "
         "`just bench-proxy` to refresh this section. A cell is the mean of "
         f"{len(rounds)} rounds (round 1 / round 2).\n\n"
         + table_md
         + "\n\nMachine:\n\n"
         + machine.strip()
-        + "\n\nMethod (`e2e/bench/proxy.sh`, run by `just bench-proxy` and `just bench`):\n\n"
+        + "\n\nMethod (`bench/scripts/proxy.sh`, run by `just bench-proxy` and `just bench`):\n\n"
         + method.strip()
         + "\n"
     )

@@ -4,7 +4,7 @@
 # each run twice (interleaved). Prints a Markdown table and writes it, with a description
 # of the machine, into docs/benchmarks.md under "## Allocator".
 #
-# Sides:  controllers/src/bin/allocbench.rs          (cargo build --release)
+# Sides:  bench/src/bin/allocbench.rs                (cargo build --release)
 #         e2e/controlplane/k8s/ipallocbench/main.go  (go build, cached per Kubernetes version)
 # Env:    BENCH_RUNS (default 2), BENCH_PAIRS (churn pairs, default 200000),
 #         BENCH_REPS (repetitions inside a run, fastest reported; default 3),
@@ -25,7 +25,7 @@ command -v python3 >/dev/null 2>&1 || { echo "allocator.sh: python3 is needed to
 
 # Signpost side: a release build of the bench binary.
 echo "==> allocbench: cargo build --release" >&2
-cargo build --release --quiet -p signpost-controllers --bin allocbench
+cargo build --release --quiet -p signpost-bench --bin allocbench
 rust_bin="${CARGO_TARGET_DIR:-$root/target}/release/allocbench"
 
 # Kubernetes side: built once per Kubernetes version (the cache directory) and per source
@@ -62,11 +62,11 @@ done
   echo "- $(rustc --version)"
   echo "- $(go version)"
   echo "- Kubernetes ipallocator: k8s.io/kubernetes $k8s_version"
-  echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- controllers/src/ipam controllers/src/bin/allocbench.rs e2e/controlplane/k8s/ipallocbench 2>/dev/null || echo ' (allocator or bench sources modified)')"
+  echo "- Commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- core/src/ipam bench/src/bin/allocbench.rs e2e/controlplane/k8s/ipallocbench 2>/dev/null || echo ' (allocator or bench sources modified)')"
   echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 } >"$out/machine.md"
 
 doc_args=()
 [[ "$write_doc" == 0 ]] || doc_args=(--doc "$root/docs/benchmarks.md")
-python3 "$root/e2e/bench/allocator_table.py" --dir "$out" --runs "$runs" --pairs "$pairs" \
+python3 "$root/bench/scripts/allocator_table.py" --dir "$out" --runs "$runs" --pairs "$pairs" \
   --machine "$out/machine.md" "${doc_args[@]}"

@@ -343,7 +343,7 @@ machine = (
     f"Machine: {sh('nproc')} cores ({cpu}), {memory} RAM, {platform.system()} "
     f"{platform.release()}; load average at the end {load}; commit {commit}; "
     f"measured {measured_at} UTC with "
-    "`e2e/bench/controllers.sh` on the local control plane (etcd v3.7.0, kube-apiserver v1.37.2, "
+    "`bench/scripts/controllers.sh` on the local control plane (etcd v3.7.0, kube-apiserver v1.37.2, "
     f"kwok pods; etcd's data {ETCD_STORAGE.get(etcd_storage, 'where the control plane keeps it')}). "
     "kube-controller-manager runs with only `endpoints-controller, "
     "endpointslice-controller, endpointslice-mirroring-controller` and the same client limits "

@@ -2,10 +2,10 @@
 """Renders the allocator benchmark's JSON lines as a Markdown table.
 
 Reads <dir>/signpost-<run>.jsonl and <dir>/kubernetes-<run>.jsonl (one JSON object per
-measurement, written by controllers/src/bin/allocbench.rs and
+measurement, written by bench/src/bin/allocbench.rs and
 e2e/controlplane/k8s/ipallocbench), prints the table on stdout and, with --doc, replaces the
 "## Allocator" section of docs/benchmarks.md (creating the file if needed) with the table,
-the machine description and the method. Called by e2e/bench/allocator.sh.
+the machine description and the method. Called by bench/scripts/allocator.sh.
 """
 
 import argparse
@@ -199,14 +199,14 @@ def table(results):
 
 
 METHOD = """\
-Method (`e2e/bench/allocator.sh`, run by `just bench-allocator` and `just bench`):
+Method (`bench/scripts/allocator.sh`, run by `just bench-allocator` and `just bench`):
 
 - Both sides run in their own process on the same machine in the same run, interleaved
   (Signpost run 1, Kubernetes run 1, Signpost run 2, ...). Inside a run each timed
   allocate-next and churn workload is repeated {reps} times from an empty allocator and the
   fastest repetition counts (the machine is shared; the minimum is the least noisy
   estimate); cells are the mean of the runs, and the last column compares the runs.
-  Signpost: `controllers/src/bin/allocbench.rs`, `cargo build --release`, calling
+  Signpost: `bench/src/bin/allocbench.rs`, `cargo build --release`, calling
   `signpost_controllers::ipam::Allocator` (default quarantine of 1,024 per CIDR).
   Kubernetes: `e2e/controlplane/k8s/ipallocbench/main.go`, `go build`, calling
   `ipallocator.NewInMemory` (`k8s.io/kubernetes/pkg/registry/core/service/ipallocator`, the
@@ -248,7 +248,7 @@ def section(table_md, machine, pairs, reps):
     return (
         "## Allocator\n\n"
         "Signpost's ClusterIP allocator next to Kubernetes' own bitmap `ipallocator`, same "
-        "machine, same run (issue 9). Written by `e2e/bench/allocator.sh`; rerun "
+        "machine, same run (issue 9). Written by `bench/scripts/allocator.sh`; rerun "
         "`just bench-allocator` to refresh this section.\n\n"
         + table_md
         + "\n\nMachine:\n\n"
@@ -261,7 +261,7 @@ def section(table_md, machine, pairs, reps):
 DOC_HEADER = """\
 # Benchmarks
 
-`just bench` runs every part below (`e2e/bench/run.sh`); each part rewrites only its own
+`just bench` runs every part below (`bench/scripts/run.sh`); each part rewrites only its own
 section of this file. Figures are indicative: they come from whatever machine ran the
 benchmark, described in each section.
 

@@ -155,10 +155,14 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
 
     let notify = Arc::new(Notify::new());
     let ns = config.namespace.as_deref();
-    let records = watch::records(&client, ns, table.clone(), notify.clone());
-    let claims = watch::claims(&client, table.clone(), notify.clone());
-    let services = watch::services(&client, ns, table.clone(), notify.clone());
-    let slices = watch::slices(&client, ns, table.clone(), notify.clone());
+    let feed = watch::Feed {
+        client: &client,
+        namespace: ns,
+        table: table.clone(),
+        notify: notify.clone(),
+    };
+    let (records, claims) = (feed.records(), feed.claims());
+    let (services, slices) = (feed.services(), feed.slices());
     let synced = [
         records.synced(),
         claims.synced(),

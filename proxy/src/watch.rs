@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::serde::de::DeserializeOwned;
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use signpost_crds::{DNSRecord, RecordType, ServiceIP};
@@ -154,132 +155,123 @@ where
     }
 }
 
-/// Informer over DNSRecords: the VIPs.
-pub fn records(
-    client: &Client,
-    namespace: Option<&str>,
-    table: Arc<Mutex<Table>>,
-    notify: Arc<Notify>,
-) -> Informer<DNSRecord> {
-    let mut informer = Informer::new(
-        api(client, namespace),
-        watcher::Config::default(),
-        strip_metadata,
-    );
-    let store = informer.store();
-    informer.on_change(move |change| {
-        let mut table = lock(&table);
-        let mut changed = false;
-        fold_change(change, &store, |record, gone| {
+/// What the four watches share: where they read from and the table they feed, which they
+/// wake the data plane about.
+pub struct Feed<'a> {
+    /// The API client the informers watch through.
+    pub client: &'a Client,
+    /// The one namespace watched, or all of them (claims are cluster-scoped: always all).
+    pub namespace: Option<&'a str>,
+    /// The table every change is applied to.
+    pub table: Arc<Mutex<Table>>,
+    /// Woken when a change needs the data plane to act.
+    pub notify: Arc<Notify>,
+}
+
+impl Feed<'_> {
+    /// Informer over DNSRecords: the VIPs.
+    pub fn records(&self) -> Informer<DNSRecord> {
+        let api = api(self.client, self.namespace);
+        let apply = |table: &mut Table, record: &DNSRecord, gone: bool| {
             let vips = if gone { None } else { record_vips(record) };
-            changed |= table.set_record(&key_of(record), vips);
-        });
-        if changed {
-            notify.notify_one();
-        }
-    });
-    informer
-}
+            table.set_record(&key_of(record), vips)
+        };
+        self.informer(api, Default::default(), strip_metadata, never_moves, apply)
+    }
 
-/// Informer over ServiceIP claims (cluster-scoped, all of them): which Service each VIP was
-/// allocated to. Only the allocator writes them, so they, not the DNSRecords that anyone with
-/// write access to a namespace can publish, decide whose EndpointSlices a VIP leads to.
-pub fn claims(
-    client: &Client,
-    table: Arc<Mutex<Table>>,
-    notify: Arc<Notify>,
-) -> Informer<ServiceIP> {
-    let mut informer = Informer::new(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        strip_metadata,
-    );
-    let store = informer.store();
-    informer.on_change(move |change| {
-        let mut table = lock(&table);
-        let mut changed = false;
-        fold_change(change, &store, |claim, gone| {
-            if let Some((vip, data)) = claim_of(claim) {
-                changed |= table.set_claim(vip, if gone { None } else { Some(data) });
-            }
-        });
-        if changed {
-            notify.notify_one();
-        }
-    });
-    informer
-}
+    /// Informer over ServiceIP claims (cluster-scoped, all of them): which Service each VIP
+    /// was allocated to. Only the allocator writes them, so they, not the DNSRecords that
+    /// anyone with write access to a namespace can publish, decide whose EndpointSlices a VIP
+    /// leads to.
+    pub fn claims(&self) -> Informer<ServiceIP> {
+        let api = Api::all(self.client.clone());
+        let apply = |table: &mut Table, claim: &ServiceIP, gone: bool| {
+            let Some((vip, data)) = claim_of(claim) else {
+                return false;
+            };
+            table.set_claim(vip, if gone { None } else { Some(data) })
+        };
+        self.informer(api, Default::default(), strip_metadata, never_moves, apply)
+    }
 
-/// Informer over Services: the port numbers behind the names the slices use, and the UIDs
-/// the VIPs' claims are checked against.
-pub fn services(
-    client: &Client,
-    namespace: Option<&str>,
-    table: Arc<Mutex<Table>>,
-    notify: Arc<Notify>,
-) -> Informer<Service> {
-    let mut informer = Informer::new(
-        api(client, namespace),
-        watcher::Config::default(),
-        strip_service,
-    );
-    let store = informer.store();
-    informer.on_change(move |change| {
-        let mut table = lock(&table);
-        let mut changed = false;
-        fold_change(change, &store, |service, gone| {
+    /// Informer over Services: the port numbers behind the names the slices use, and the UIDs
+    /// the VIPs' claims are checked against.
+    pub fn services(&self) -> Informer<Service> {
+        let api = api(self.client, self.namespace);
+        let apply = |table: &mut Table, service: &Service, gone: bool| {
             let key = key_of(service);
             if gone {
-                changed |= table.set_service(&key, None);
-                changed |= table.set_service_uid(&key, None);
+                let ports = table.set_service(&key, None);
+                table.set_service_uid(&key, None) | ports
             } else {
-                changed |= table.set_service_uid(&key, service.uid());
-                changed |= table.set_service(&key, Some(service_ports(service)));
-            }
-        });
-        if changed {
-            notify.notify_one();
-        }
-    });
-    informer
-}
-
-/// Informer over the EndpointSlices that belong to a Service: the ready backends.
-pub fn slices(
-    client: &Client,
-    namespace: Option<&str>,
-    table: Arc<Mutex<Table>>,
-    notify: Arc<Notify>,
-) -> Informer<EndpointSlice> {
-    let mut informer = Informer::<EndpointSlice>::new(
-        api(client, namespace),
-        watcher::Config::default().labels(SERVICE_NAME_LABEL),
-        strip_metadata,
-    );
-    let store = informer.store();
-    informer.on_change(move |change| {
-        let mut table = lock(&table);
-        let mut changed = false;
-        let mut apply = |slice: &EndpointSlice, gone: bool| {
-            if let Some((service, name, data)) = slice_of(slice) {
-                changed |= table.set_slice(&service, &name, if gone { None } else { data });
+                let uid = table.set_service_uid(&key, service.uid());
+                table.set_service(&key, Some(service_ports(service))) | uid
             }
         };
-        // A slice relabelled to another Service leaves the old one.
-        if let Change::Applied {
-            old: Some(old),
-            new,
-        } = change
-            && old.labels().get(SERVICE_NAME_LABEL) != new.labels().get(SERVICE_NAME_LABEL)
-        {
-            apply(old, true);
-        }
-        fold_change(change, &store, apply);
-        if changed {
-            notify.notify_one();
-        }
-    });
-    informer
+        self.informer(api, Default::default(), strip_service, never_moves, apply)
+    }
+
+    /// Informer over the EndpointSlices that belong to a Service: the ready backends. A slice
+    /// relabelled to another Service leaves the old one.
+    pub fn slices(&self) -> Informer<EndpointSlice> {
+        let api = api(self.client, self.namespace);
+        let config = watcher::Config::default().labels(SERVICE_NAME_LABEL);
+        let moved = |old: &EndpointSlice, new: &EndpointSlice| {
+            old.labels().get(SERVICE_NAME_LABEL) != new.labels().get(SERVICE_NAME_LABEL)
+        };
+        let apply = |table: &mut Table, slice: &EndpointSlice, gone: bool| {
+            let Some((service, name, data)) = slice_of(slice) else {
+                return false;
+            };
+            table.set_slice(&service, &name, if gone { None } else { data })
+        };
+        self.informer(api, config, strip_metadata, moved, apply)
+    }
+
+    /// An informer whose every change is applied to the table under its lock, waking the data
+    /// plane when anything changed: the four watches differ only in their objects and in
+    /// `apply(table, object, gone)`, which says whether the table changed. An update for which
+    /// `moved(old, new)` holds first applies the old object as gone.
+    fn informer<K>(
+        &self,
+        api: Api<K>,
+        config: watcher::Config,
+        strip: fn(&mut K),
+        moved: fn(&K, &K) -> bool,
+        apply: impl Fn(&mut Table, &K, bool) -> bool + Send + Sync + 'static,
+    ) -> Informer<K>
+    where
+        K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
+        K: 'static,
+        K::DynamicType: std::hash::Hash + Eq + Clone + Default,
+    {
+        let (table, notify) = (self.table.clone(), self.notify.clone());
+        let mut informer = Informer::new(api, config, strip);
+        let store = informer.store();
+        informer.on_change(move |change| {
+            let mut table = lock(&table);
+            let mut changed = false;
+            let mut apply = |object: &K, gone: bool| changed |= apply(&mut table, object, gone);
+            if let Change::Applied {
+                old: Some(old),
+                new,
+            } = change
+                && moved(old, new)
+            {
+                apply(old, true);
+            }
+            fold_change(change, &store, apply);
+            if changed {
+                notify.notify_one();
+            }
+        });
+        informer
+    }
+}
+
+/// For the watches whose objects never move: no update leaves what it was applied as.
+fn never_moves<K>(_: &K, _: &K) -> bool {
+    false
 }
 
 /// Keeps only what the proxy reads of a Service: its ports.

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
 
 use signpost_crds::{DNSRecordSpec, RecordType};
 
@@ -91,8 +92,8 @@ pub(crate) fn compile(
     check_own_fqdn(&fqdn, namespace, domain)?;
     let mut sets: BTreeMap<String, RrSet> = BTreeMap::new();
     let top = set_at(&mut sets, &fqdn, ttl);
-    top.a = parse_v4(&spec.ipv4, "ipv4")?;
-    top.aaaa = parse_v6(&spec.ipv6, "ipv6")?;
+    top.a = parse_all(&spec.ipv4, "ipv4", "IPv4")?;
+    top.aaaa = parse_all(&spec.ipv6, "ipv6", "IPv6")?;
     match (spec.record_type, &spec.cname) {
         (RecordType::ExternalName, Some(target)) => {
             if !top.a.is_empty() || !top.aaaa.is_empty() {
@@ -122,8 +123,10 @@ pub(crate) fn compile(
             return Err("a host has the record's own name".into());
         }
         let set = set_at(&mut sets, &name, ttl);
-        set.a.extend(parse_v4(&host.ipv4, "host ipv4")?);
-        set.aaaa.extend(parse_v6(&host.ipv6, "host ipv6")?);
+        set.a
+            .extend(parse_all::<Ipv4Addr>(&host.ipv4, "host ipv4", "IPv4")?);
+        set.aaaa
+            .extend(parse_all::<Ipv6Addr>(&host.ipv6, "host ipv6", "IPv6")?);
     }
     for srv in &spec.srv {
         let name = check_owner("srv name", &srv.name, domain)?;
@@ -158,20 +161,13 @@ fn set_at<'a>(sets: &'a mut BTreeMap<String, RrSet>, name: &str, ttl: u32) -> &'
     })
 }
 
-fn parse_v4(list: &[String], what: &str) -> Result<Vec<Ipv4Addr>, String> {
+/// Parses every address of `list` as `family` (`IPv4` or `IPv6`), or says which entry of the
+/// field `what` is not one.
+fn parse_all<A: FromStr>(list: &[String], what: &str, family: &str) -> Result<Vec<A>, String> {
     list.iter()
         .map(|a| {
             a.parse()
-                .map_err(|_| format!("{what} entry {a:?} is not an IPv4 address"))
-        })
-        .collect()
-}
-
-fn parse_v6(list: &[String], what: &str) -> Result<Vec<Ipv6Addr>, String> {
-    list.iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|_| format!("{what} entry {a:?} is not an IPv6 address"))
+                .map_err(|_| format!("{what} entry {a:?} is not an {family} address"))
         })
         .collect()
 }

@@ -202,14 +202,12 @@ impl Table {
     /// Sets (or with `None` removes) the VIPs of a Service's ClusterIP DNSRecord. A record of
     /// another type is given as `None`: it has no VIP to proxy.
     pub fn set_record(&mut self, service: &ServiceKey, vips: Option<Vec<IpAddr>>) -> bool {
-        let changed = match vips {
-            Some(mut vips) => {
-                vips.sort();
-                vips.dedup();
-                self.records.insert(service.clone(), vips.clone()) != Some(vips)
-            }
-            None => self.records.remove(service).is_some(),
-        };
+        let vips = vips.map(|mut vips| {
+            vips.sort();
+            vips.dedup();
+            vips
+        });
+        let changed = replace(&mut self.records, service, vips);
         if changed {
             self.rebuild(service);
         }
@@ -239,10 +237,7 @@ impl Table {
 
     /// Sets (or with `None` forgets) a Service's UID, checked against its VIPs' claims.
     pub fn set_service_uid(&mut self, service: &ServiceKey, uid: Option<String>) -> bool {
-        let changed = match uid {
-            Some(uid) => self.uids.insert(service.clone(), uid.clone()) != Some(uid),
-            None => self.uids.remove(service).is_some(),
-        };
+        let changed = replace(&mut self.uids, service, uid);
         if changed {
             self.rebuild(service);
         }
@@ -264,10 +259,7 @@ impl Table {
 
     /// Sets (or with `None` removes) a Service's ports.
     pub fn set_service(&mut self, service: &ServiceKey, ports: Option<Vec<ServicePort>>) -> bool {
-        let changed = match ports {
-            Some(ports) => self.services.insert(service.clone(), ports.clone()) != Some(ports),
-            None => self.services.remove(service).is_some(),
-        };
+        let changed = replace(&mut self.services, service, ports);
         if changed {
             self.rebuild(service);
         }
@@ -447,5 +439,22 @@ impl Table {
                 .or_default()
                 .insert(service.clone(), key);
         }
+    }
+}
+
+/// Puts `value` under `key` (or with `None` removes the key) and says whether the map changed:
+/// how each input of the table is set, so an unchanged watch event rebuilds nothing.
+fn replace<K: Ord + Clone, V: PartialEq>(
+    map: &mut BTreeMap<K, V>,
+    key: &K,
+    value: Option<V>,
+) -> bool {
+    match value {
+        Some(value) if map.get(key) == Some(&value) => false,
+        Some(value) => {
+            map.insert(key.clone(), value);
+            true
+        }
+        None => map.remove(key).is_some(),
     }
 }

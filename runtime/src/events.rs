@@ -3,6 +3,10 @@
 //! Publishing an Event never fails a reconcile: a lost Event is logged and counted, the
 //! controller's own work goes on.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -110,9 +114,83 @@ impl EventSink {
     }
 }
 
+/// Failed attempts in a row after which a failing write is reported: a first failure (a
+/// conflict retried from fresh state, one refused request) usually heals on the retry, and a
+/// Warning per retry would bury the one that matters.
+pub const REPORT_AFTER_FAILURES: u32 = 3;
+
+/// Each key's failed syncs in a row, so that a Warning goes out once per failure streak (as
+/// it reaches its threshold), not once per retry.
+#[derive(Debug)]
+pub struct FailureStreaks<K> {
+    threshold: u32,
+    counts: Mutex<HashMap<K, u32>>,
+}
+
+impl<K: Eq + Hash + Clone> FailureStreaks<K> {
+    /// Streaks reported when they reach `threshold` failures (at least 1).
+    pub fn new(threshold: u32) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, u32>> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An attempt for `key` failed: whether this is the failure to report (the streak's
+    /// `threshold`-th).
+    pub fn failed(&self, key: &K) -> bool {
+        let mut counts = self.lock();
+        let count = counts.entry(key.clone()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count == self.threshold
+    }
+
+    /// An attempt for `key` succeeded, or the key is gone: its streak ends.
+    pub fn ended(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
+    /// Records the outcome of an attempt for `key`: whether it is the failure to report.
+    pub fn record<T, E>(&self, key: &K, outcome: &Result<T, E>) -> bool {
+        match outcome {
+            Ok(_) => {
+                self.ended(key);
+                false
+            }
+            Err(_) => self.failed(key),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_streak_is_reported_once_when_it_reaches_the_threshold() {
+        let streaks = FailureStreaks::new(3);
+        let failed: Result<(), ()> = Err(());
+        let reported: Vec<bool> = (0..6).map(|_| streaks.record(&"web", &failed)).collect();
+        assert_eq!(reported, [false, false, true, false, false, false]);
+        assert!(!streaks.record(&"api", &failed), "each key has its own streak");
+        // A success ends the streak; the next one is reported again.
+        assert!(!streaks.record(&"web", &Ok::<(), ()>(())));
+        let again: Vec<bool> = (0..3).map(|_| streaks.record(&"web", &failed)).collect();
+        assert_eq!(again, [false, false, true]);
+    }
+
+    #[test]
+    fn a_threshold_of_one_reports_the_first_failure() {
+        let streaks = FailureStreaks::new(0);
+        assert!(streaks.failed(&1));
+        assert!(!streaks.failed(&1));
+        streaks.ended(&1);
+        assert!(streaks.failed(&1));
+    }
 
     #[test]
     fn a_long_note_is_cut_to_the_api_limit_on_a_character_boundary() {

@@ -16,7 +16,7 @@ pub mod worker;
 pub mod workqueue;
 
 pub use controller::{ControlLoop, SyncError, keys_of, on_change};
-pub use events::EventSink;
+pub use events::{EventSink, FailureStreaks};
 pub use informer::{Change, Informer, Synced, strip_metadata};
 pub use metrics::{Metrics, SharedMetrics};
 pub use worker::{Next, ReconcileError, run_workers};

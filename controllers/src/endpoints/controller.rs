@@ -21,9 +21,10 @@ use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints
 use super::pod::PodRecord;
 use super::slices::{SliceTemplate, is_managed_by_signpost, plan};
 use super::{SlimPod, desired_endpoints, service_selector};
+use crate::runtime::events::REPORT_AFTER_FAILURES;
 use crate::runtime::{
-    Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, Spacing, Start, SyncError,
-    WorkQueue, on_change,
+    Change, ControlLoop, EventSink, FailureStreaks, Informer, Next, SharedMetrics, Spacing, Start,
+    SyncError, WorkQueue, on_change,
 };
 use crate::slice_writes::{SliceWriter, current_slices, fold_own_slice};
 use signpost_core::keys::ServiceKey;
@@ -65,9 +66,25 @@ pub struct EndpointsController {
     nodes: Store<Node>,
     state: Mutex<EndpointsIndex>,
     control: ControlLoop<ServiceKey>,
+    failures: WriteFailures,
     events: EventSink,
     metrics: SharedMetrics,
     config: EndpointsConfig,
+}
+
+/// Failed writes in a row per Service, slices and Endpoints apart (each is its own Warning).
+struct WriteFailures {
+    slices: FailureStreaks<ServiceKey>,
+    endpoints: FailureStreaks<ServiceKey>,
+}
+
+impl Default for WriteFailures {
+    fn default() -> Self {
+        Self {
+            slices: FailureStreaks::new(REPORT_AFTER_FAILURES),
+            endpoints: FailureStreaks::new(REPORT_AFTER_FAILURES),
+        }
+    }
 }
 
 /// The informers this controller reads.
@@ -117,6 +134,7 @@ impl EndpointsController {
                 config.workers,
                 metrics.clone(),
             ),
+            failures: WriteFailures::default(),
             events,
             metrics,
             config,
@@ -252,6 +270,8 @@ impl EndpointsController {
             let mut state = self.lock();
             state.triggers.remove(&key);
             state.reported_foreign.remove(&key);
+            self.failures.slices.ended(&key);
+            self.failures.endpoints.ended(&key);
             return Ok(Next::Done);
         };
 
@@ -302,8 +322,51 @@ impl EndpointsController {
             ),
             self.write_endpoints(&key, &service, want, trigger.as_deref()),
         );
+        self.report_failed_writes(&key, &service, &slices, &endpoints)
+            .await;
         slices.and(endpoints)?;
         Ok(Next::Done)
+    }
+
+    /// A Warning on the Service once per failure streak of its slice writes and of its
+    /// Endpoints write, with the reasons kube-controller-manager uses, so alerts and runbooks
+    /// written for it keep working.
+    async fn report_failed_writes(
+        &self,
+        key: &ServiceKey,
+        service: &Service,
+        slices: &Result<(), SyncError>,
+        endpoints: &Result<(), SyncError>,
+    ) {
+        let reports = [
+            (
+                &self.failures.slices,
+                slices,
+                "FailedToUpdateEndpointSlices",
+                "EndpointSlices",
+            ),
+            (
+                &self.failures.endpoints,
+                endpoints,
+                "FailedToUpdateEndpoint",
+                "Endpoints",
+            ),
+        ];
+        for (streaks, outcome, reason, what) in reports {
+            let Err(error) = outcome else {
+                streaks.ended(key);
+                continue;
+            };
+            if error.namespace_terminating() || !streaks.failed(key) {
+                continue;
+            }
+            let note = format!(
+                "failed to update the {what} of Service {key} {REPORT_AFTER_FAILURES} times in a row (retrying with backoff): {error}"
+            );
+            self.events
+                .warn(&service.object_ref(&()), reason, "SyncEndpoints", note)
+                .await;
+        }
     }
 
     async fn write_endpoints(

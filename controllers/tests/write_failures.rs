@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::core::v1::{ResourceQuota, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;

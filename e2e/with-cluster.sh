@@ -12,13 +12,12 @@ here="$here/controlplane"
 source "$here/lib.sh"
 source "$here/cluster.sh"
 cp_here="$here"
-if cluster_healthy; then
-  echo "==> using the running local control plane"
-  if [[ "${SIGNPOST_REAL_NODES:-0}" != 0 ]]; then "$repo/e2e/nodes/up.sh" "$SIGNPOST_REAL_NODES"; fi
-else
-  "$cp_here/up.sh"
-  trap '"$cp_here/down.sh"' EXIT
-fi
+# up.sh leaves a running control plane as it is (adding the real nodes asked for); only one
+# started here is stopped afterwards.
+was_running=0
+cluster_healthy && was_running=1
+"$cp_here/up.sh"
+[[ "$was_running" == 1 ]] || trap '"$cp_here/down.sh"' EXIT
 export KUBECONFIG="$KUBECONFIG_OUT"
 export PATH="$(bin_dir k8s):$PATH"
 "$@"

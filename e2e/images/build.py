@@ -336,6 +336,18 @@ class FinalStage:
     entrypoint: list[str] | None = None
     cmd: list[str] | None = None
     copies: list[Copy] = field(default_factory=list)
+    # (path, caps) of every `RUN ... setcap <caps> <path>` in any stage: the binary the final
+    # stage copies from a builder keeps the capabilities set on it there.
+    setcaps: list[tuple[str, str]] = field(default_factory=list)
+    source: str = "Dockerfile"
+
+    def setcap(self, path: str) -> str | None:
+        """The capabilities a `RUN ... setcap <caps> <path>` of any stage gives `path`; None
+        when none does."""
+        found = [caps for p, caps in self.setcaps if p == path]
+        if len(found) > 1:
+            raise BuildError(f"{self.source}: {len(found)} setcap of {path}; expected at most one")
+        return found[0] if found else None
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
@@ -402,7 +414,10 @@ def parse_final_stage(dockerfile: Path) -> FinalStage:
     if not froms:
         raise BuildError(f"{dockerfile}: no FROM instruction")
     base_args = instructions[froms[-1]][1].split()
-    stage = FinalStage(base=base_args[0] if base_args else "")
+    stage = FinalStage(base=base_args[0] if base_args else "", source=dockerfile.name)
+    for word, args in instructions:
+        if word == "RUN":
+            stage.setcaps += [(m.group(2), m.group(1)) for m in re.finditer(r"\bsetcap\s+(\S+)\s+(\S+)", args)]
     for word, args in instructions[froms[-1] + 1 :]:
         where = f"{dockerfile.name}, final stage: {word} {args}"
         if "$" in args and word not in ("ENTRYPOINT", "CMD"):
@@ -471,14 +486,9 @@ def file_capabilities(text: str) -> bytes:
 
 def dockerfile_setcap(dockerfile: Path, path: str) -> str | None:
     """The capabilities a `RUN ... setcap <caps> <path>` of any stage gives `path`, so that the
-    binary the final stage copies from there carries them here too; None when none does."""
-    found = []
-    for word, args in dockerfile_instructions(dockerfile.read_text()):
-        if word == "RUN":
-            found += [m.group(1) for m in re.finditer(r"\bsetcap\s+(\S+)\s+(\S+)", args) if m.group(2) == path]
-    if len(found) > 1:
-        raise BuildError(f"{dockerfile.name}: {len(found)} setcap of {path}; expected at most one")
-    return found[0] if found else None
+    binary the final stage copies from there carries them here too; None when none does.
+    For callers without the parsed stage (check.sh); the build reads `FinalStage.setcap`."""
+    return parse_final_stage(dockerfile).setcap(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,7 +591,7 @@ def image_signpost(out: Path) -> Built:
         env.append(f"SSL_CERT_FILE={certs}")
     # File capabilities the Dockerfile's builder stage sets on the binary it copies: the
     # permitted set that lets `signpost proxy` run as a non-root user (docs/proxy.md).
-    caps = dockerfile_setcap(REPO / "Dockerfile", copies[0].sources[0])
+    caps = stage.setcap(copies[0].sources[0])
     xattrs = (("security.capability", file_capabilities(caps)),) if caps else ()
     layer.binary(binary, dest, xattrs)
 

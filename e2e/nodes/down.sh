@@ -5,11 +5,7 @@
 # namespaces, the root namespace's veth and routes, and the Node objects. Safe to run twice,
 # and when nothing was started.
 set -uo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../controlplane" && pwd)"
-nodes_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$here/lib.sh"
-source "$here/cluster.sh"
-source "$nodes_here/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ "$(id -u)" == 0 ]] || exit 0   # nothing of this kind can exist without root
 

@@ -4,11 +4,7 @@
 # writes). Prints one line per node and image. Nothing to do when no real node runs.
 # Usage: import.sh [image.tar...]
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../controlplane" && pwd)"
-nodes_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$here/lib.sh"
-source "$here/cluster.sh"
-source "$nodes_here/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 tars=("$@")
 [[ ${#tars[@]} -gt 0 ]] || tars=("$repo"/target/images/*.tar)

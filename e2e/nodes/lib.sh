@@ -1,5 +1,6 @@
-# Settings of the real nodes; sourced by up.sh, down.sh and import-image.sh after
-# e2e/controlplane/lib.sh and cluster.sh (which give STATE, APISERVER_PORT, bin_dir).
+# Settings of the real nodes; sourced first by up.sh, down.sh and import.sh. Sources
+# e2e/controlplane/lib.sh and cluster.sh (which give STATE, APISERVER_PORT, bin_dir) and sets
+# `here` to that directory, as those expect.
 #
 # The wiring (docs/controlplane.md, "Real nodes"):
 #   root namespace   spfab0 10.124.0.1/24 ── veth ──┐   forward.py 10.124.0.1:<api port> → the
@@ -10,6 +11,9 @@
 #                                                     └── ...      containerd, kubelet, kube-proxy
 # The root namespace does not forward (ip_forward stays as it is): nodes and pods reach only each
 # other and the API server's forwarder.
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../controlplane" && pwd)"
+source "$here/lib.sh"
+source "$here/cluster.sh"
 
 REAL_NODE_PREFIX=sp-node-
 FABRIC_NETNS=sp-fabric

@@ -5,11 +5,7 @@
 # plane (e2e/controlplane/up.sh calls this when SIGNPOST_REAL_NODES is set).
 # Usage: up.sh <count>   (1-9). Undo with down.sh (cluster-down does).
 set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../controlplane" && pwd)"
-nodes_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-source "$here/lib.sh"
-source "$here/cluster.sh"
-source "$nodes_here/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 count="${1:-}"
 [[ "$count" =~ ^[1-9]$ ]] || { echo "nodes/up.sh: the node count must be 1 to 9, got '${count}'" >&2; exit 2; }

@@ -533,3 +533,44 @@ pub async fn claims_in_namespace(
         .await?
         .items)
 }
+
+/// Waits until the DNSRecord `name` (read through `records`) has an IPv4 address and returns
+/// it: the VIP a Service was given, as the reference consumers learn it.
+pub async fn wait_record_ipv4(
+    records: &Api<signpost_crds::DNSRecord>,
+    name: &str,
+    timeout: Duration,
+) -> anyhow::Result<std::net::IpAddr> {
+    wait_until("the DNSRecord's VIP", timeout, || async {
+        let record = records.get_opt(name).await.map_err(|e| e.to_string())?;
+        record
+            .as_ref()
+            .and_then(|r| r.spec.ipv4.first())
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("record: {:?}", record.map(|r| r.spec)))
+    })
+    .await
+}
+
+/// Waits until exactly `n` pods matching `selector` are ready with IPs and returns them by
+/// name: the pods a test or benchmark serves on their own addresses.
+pub async fn wait_ready_pods_by_name(
+    pods: &Api<Pod>,
+    selector: &str,
+    n: usize,
+    timeout: Duration,
+) -> anyhow::Result<std::collections::BTreeMap<String, std::net::IpAddr>> {
+    wait_until(
+        &format!("{n} ready pods with IPs"),
+        timeout,
+        || async {
+            let ready = ready_pod_ips(pods, selector).await?;
+            if ready.len() == n {
+                Ok(ready)
+            } else {
+                Err(format!("ready: {:?}", ready.keys().collect::<Vec<_>>()))
+            }
+        },
+    )
+    .await
+}

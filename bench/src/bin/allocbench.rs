@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 use serde_json::{Value, json};
+use signpost_bench::args;
 use signpost_core::ipam::{AllocError, Allocator, IpFamily};
 
 /// The PRNG both benchmark programs use, so the churn workload releases the same sequence
@@ -252,20 +253,27 @@ fn main() -> ExitCode {
     let mut seed = 0x5167_9057u64;
     let mut reps = 3usize;
     let mut only = String::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next();
-        match (arg.as_str(), value) {
-            ("--pairs", Some(v)) => pairs = v.parse().expect("--pairs takes a number"),
-            ("--seed", Some(v)) => seed = v.parse().expect("--seed takes a number"),
-            ("--reps", Some(v)) => reps = v.parse::<usize>().expect("--reps takes a number").max(1),
-            ("--only", Some(v)) => only = v,
-            _ => {
-                eprintln!(
-                    "usage: allocbench [--pairs N] [--seed S] [--reps R] [--only fill|churn|ipv6]"
-                );
-                return ExitCode::from(2);
+    let usage = || {
+        eprintln!("usage: allocbench [--pairs N] [--seed S] [--reps R] [--only fill|churn|ipv6]");
+        ExitCode::from(2)
+    };
+    let Ok(flags) = args::pairs(std::env::args().skip(1)) else {
+        return usage();
+    };
+    for (flag, value) in flags {
+        let parsed = match flag.as_str() {
+            "--pairs" => args::parse(&flag, &value).map(|v| pairs = v),
+            "--seed" => args::parse(&flag, &value).map(|v| seed = v),
+            "--reps" => args::parse::<usize>(&flag, &value).map(|v| reps = v.max(1)),
+            "--only" => {
+                only = value;
+                Ok(())
             }
+            _ => return usage(),
+        };
+        if let Err(e) = parsed {
+            eprintln!("allocbench: {e} takes a number");
+            return usage();
         }
     }
     emit(json!({

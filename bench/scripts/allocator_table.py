@@ -10,10 +10,11 @@ the machine description and the method. Called by bench/scripts/allocator.sh.
 
 import argparse
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
+
+from bench_doc import write_section
 
 SIDES = ("signpost", "kubernetes")
 TARGET_NEXT_NS = 250.0  # issue 14: allocate-next <= 0.25 us per address on a /12
@@ -269,15 +270,7 @@ benchmark, described in each section.
 
 
 def write_doc(path, body):
-    path = Path(path)
-    text = path.read_text() if path.exists() else DOC_HEADER
-    # The section runs from its heading to the next level-2 heading or the end of the file.
-    pattern = re.compile(r"^## Allocator\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text.rstrip("\n") + "\n")
+    write_section(path, "## Allocator", body, DOC_HEADER)
 
 
 def main():

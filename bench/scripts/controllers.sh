@@ -3,9 +3,10 @@
 # fixed rate; the same flips on pods drawn at random over all Services; a restart with nothing changed; a 100-pod Deployment rollout) against Signpost and
 # against kube-controller-manager running only its endpoint controllers, one after the other on
 # the same control plane, each twice (s, k, s, k), so the ratios and the run-to-run agreement
-# come from one run. Then, per round, the isolated flips once more with the two taking turns
-# batch by batch on one workload (`--controller alternating`), so both are measured under the
-# same load. For each size, prints a Markdown table and writes it into its own
+# come from one run. Then, per round, the flips once more with the two taking turns batch by
+# batch on one workload (`--controller alternating`; each batch isolated flips, then random
+# flips in the separate runs' orders), so both are measured under the same load: the p99
+# targets of both kinds of flips are judged there. For each size, prints a Markdown table and writes it into its own
 # "## Controllers: ..." section of docs/benchmarks.md.
 # Sizes: BENCH_SIZES (default "100x10 200x20": 1,000 and 4,000 pods; `just bench-large` sets
 # "1000x20"), BENCH_FLIPS, BENCH_BATCHES, BENCH_RATE (default 300 flips, 9 batches, 50/s),

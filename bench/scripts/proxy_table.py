@@ -11,10 +11,11 @@ Usage: proxy_table.py --results FILE --machine FILE --method FILE [--doc docs/be
 
 import argparse
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
+
+from bench_doc import write_section
 
 
 def load(path):
@@ -203,14 +204,7 @@ def section(table_md, machine, method, rounds):
 
 
 def write_doc(path, body):
-    path = Path(path)
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Proxy\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body.rstrip("\n") + "\n\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text.rstrip("\n") + "\n")
+    write_section(path, "## Proxy", body, "# Benchmarks\n\n")
 
 
 def main():

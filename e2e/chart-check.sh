@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Checks the Helm chart charts/signpost against the cluster KUBECONFIG names:
-#   1. helm lint (default values and a dual-stack override), --strict
+#   1. helm lint (default values, a dual-stack override, dns and proxy on), --strict
 #   2. the values schema rejects bad values (CIDRs, enums, ranges, unknown keys)
-#   3. helm template: default, dual-stack, single replica without leader election, ServiceMonitor
+#   3. helm template: default, dual-stack, single replica without leader election, ServiceMonitor,
+#      dns (two replicas, one replica, with its ServiceMonitor), proxy
 #   4. the CRDs applied server-side, then every rendered manifest applied with
-#      --dry-run=server into a throwaway namespace labelled for the restricted Pod Security
-#      Standard (a violation is a failure)
-#   5. least privilege: the ServiceAccount, ClusterRole, Role and bindings applied for real,
-#      `kubectl auth can-i --list` as the ServiceAccount: no Secrets, no `*`, the expected
-#      verbs present and nothing more; then removed again
+#      --dry-run=server: the controller's and dns's into a throwaway namespace labelled for the
+#      restricted Pod Security Standard (a violation is a failure), the proxy's into one at
+#      privileged
+#   5. Pod Security for real: a Pod from each pod template, dry-run where the level is
+#      enforced: controller and dns admitted under restricted; the proxy refused under
+#      baseline for exactly hostNetwork, its hostPort and NET_ADMIN, admitted under privileged
+#   6. least privilege: the ServiceAccounts, ClusterRoles, Role and bindings of the controller,
+#      dns and proxy applied for real, `kubectl auth can-i --list` as each ServiceAccount: no
+#      Secrets, no `*`, the expected verbs present and nothing more; then removed again
 # Exits non-zero on the first failure. Usage: e2e/with-cluster.sh e2e/chart-check.sh
 # (or `just chart-check`); needs KUBECONFIG.
 set -euo pipefail
@@ -40,15 +45,16 @@ echo "    kubectl $(kubectl version --client -o json | sed -n 's/.*"gitVersion":
 
 work="$(mktemp -d)"
 suffix="$(date +%s)-$$"
-ns="signpost-chart-check-$suffix"      # throwaway release namespace
+ns="signpost-chart-check-$suffix"      # throwaway release namespace (restricted)
+pns="$ns-node"                         # throwaway namespace for the proxy (privileged)
 release="sp-check-$suffix"             # unique: cluster-scoped names never meet a real install
-rbac_applied=""
+rbac_applied=()
 cleanup() {
-  local rc=$?
-  if [[ -n "$rbac_applied" && -f "$rbac_applied" ]]; then
-    kubectl delete -f "$rbac_applied" --ignore-not-found --wait=false >/dev/null 2>&1 || true
-  fi
-  kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  local rc=$? f
+  for f in "${rbac_applied[@]}"; do
+    kubectl delete -f "$f" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  done
+  kubectl delete namespace "$ns" "$pns" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   rm -rf "$work"
   if [[ $rc -eq 0 ]]; then echo $'\n==> chart-check: PASS'; else echo $'\n==> chart-check: FAILED' >&2; fi
 }
@@ -82,6 +88,9 @@ step "helm lint $chart (default values)"
 "$helm" lint "$chart" --strict
 step "helm lint $chart (dual-stack values)"
 "$helm" lint "$chart" --strict -f "$work/values-dual-stack.yaml"
+step "helm lint $chart (dns and proxy on, dns ServiceMonitor on)"
+"$helm" lint "$chart" --strict --set dns.enabled=true --set dns.serviceMonitor.enabled=true \
+  --set proxy.enabled=true
 
 # --- 2. the schema and the template checks refuse bad values ---
 step "values.schema.json and template checks reject bad values"
@@ -106,18 +115,32 @@ reject "repairInterval 1d" --set repairInterval=1d
 reject "metrics.port 70000" --set metrics.port=70000
 reject "an unknown top-level key" --set replicas=3
 reject "2 replicas without leader election" --set leaderElection.enabled=false
+reject "an unknown dns key" --set dns.enabled=true --set dns.replicas=3
+reject "an unknown dns.podDisruptionBudget key" --set dns.podDisruptionBudget.maxUnavailable=1
+reject "dns.podDisruptionBudget.minAvailable 150%" --set dns.podDisruptionBudget.minAvailable=150%
+reject "an unknown dns.serviceMonitor key" --set dns.serviceMonitor.port=metrics
+reject "dns.serviceMonitor.interval 1x" --set dns.serviceMonitor.interval=1x
+reject "dns.maxUdpSize 511" --set dns.maxUdpSize=511
+reject "dns.containerPort 53 (the pod is not root)" --set dns.containerPort=53
+reject "an unknown proxy key" --set proxy.privileged=true
+reject "a proxy interface name over 15 characters" --set proxy.interface=signpost0123456789
 
 # --- 3. render ---
-render() { # name, helm args...
+render() { # name, helm args... (namespace: $render_ns, else $ns)
   local name="$1"; shift
   step "helm template ($name)"
-  "$helm" template "$release" "$chart" --namespace "$ns" "$@" > "$work/$name.yaml"
+  "$helm" template "$release" "$chart" --namespace "${render_ns:-$ns}" "$@" > "$work/$name.yaml"
   echo "    $(grep -c '^kind:' "$work/$name.yaml") objects: $(grep '^kind:' "$work/$name.yaml" | awk '{print $2}' | sort | uniq -c | awk '{printf "%s%s×%s", sep, $2, $1; sep=", "}')"
 }
 render default
 render dual-stack -f "$work/values-dual-stack.yaml"
 render single -f "$work/values-single.yaml"
 render servicemonitor --set serviceMonitor.enabled=true
+render dns --set dns.enabled=true
+render dns-single --set dns.enabled=true --set dns.replicaCount=1
+render dns-servicemonitor --set dns.enabled=true --set dns.serviceMonitor.enabled=true
+# The proxy needs the privileged Pod Security level, so it is rendered for a namespace of its own.
+render_ns="$pns" render proxy --set proxy.enabled=true
 
 expect() { # file, fixed string, description
   grep -qF -- "$2" "$work/$1.yaml" || fail "$1: $3 (no '$2')"
@@ -126,6 +149,12 @@ expect() { # file, fixed string, description
 expect_not() {
   if grep -qF -- "$2" "$work/$1.yaml"; then fail "$1: $3 (found '$2')"; fi
   ok "$1: $3"
+}
+expect_kind() { # file, kind, count, description
+  local got
+  got="$(grep -c "^kind: $2\$" "$work/$1.yaml" || true)"
+  [[ "$got" == "$3" ]] || fail "$1: $4 ($got × $2, want $3)"
+  ok "$1: $4"
 }
 expect default "replicas: 2" "2 replicas"
 expect default "- --service-cidr=10.200.0.0/16" "the default service CIDR"
@@ -147,6 +176,31 @@ expect single "- --leader-elect=false" "leader election off"
 expect_not single "kind: PodDisruptionBudget" "no PDB for one replica"
 expect_not single "kind: Role" "no Lease Role without leader election"
 expect servicemonitor "kind: ServiceMonitor" "a ServiceMonitor when enabled"
+expect_not default "signpost-dns" "no dns objects by default"
+expect_not default "kind: DaemonSet" "no proxy by default"
+expect_kind dns Deployment 2 "the controller's and the dns Deployment"
+expect_kind dns PodDisruptionBudget 2 "a PodDisruptionBudget for each"
+expect_kind dns ClusterRole 2 "a ClusterRole for each"
+expect_kind dns ServiceMonitor 0 "no ServiceMonitor by default"
+expect dns "- --listen=0.0.0.0:5353" "dns listens on 5353 in the pod"
+expect dns "targetPort: dns-tcp" "the dns Service maps 53/TCP to it"
+expect dns "targetPort: dns-metrics" "the dns Service carries the metrics port"
+expect dns "- --metrics-addr=0.0.0.0:9153" "dns metrics on 9153"
+expect dns "- --max-udp-size=1232" "dns --max-udp-size"
+expect dns "- --max-upstream-in-flight=256" "dns --max-upstream-in-flight"
+expect_not dns "--upstream=" "no --upstream unless set"
+expect_not dns "NET_ADMIN" "no NET_ADMIN with dns"
+expect_kind dns-single PodDisruptionBudget 1 "no dns PDB for one dns replica (the controller's stays)"
+expect_kind dns-servicemonitor ServiceMonitor 1 "a dns ServiceMonitor when enabled"
+expect dns-servicemonitor "app.kubernetes.io/name: signpost-dns" "selecting the dns Service"
+expect dns-servicemonitor "- port: metrics" "on its metrics port"
+expect_kind proxy DaemonSet 1 "a proxy DaemonSet"
+expect_kind proxy ClusterRole 2 "a ClusterRole for the controller and one for the proxy"
+expect proxy "hostNetwork: true" "the proxy on the host's network"
+expect proxy 'add: ["NET_ADMIN", "NET_BIND_SERVICE"]' "with NET_ADMIN and NET_BIND_SERVICE only"
+expect proxy "- --interface=signpost0" "proxy --interface"
+expect proxy "- --max-connections=16384" "proxy --max-connections"
+expect proxy "namespace: $pns" "in its own namespace"
 
 # --- 4. the API server accepts the manifests ---
 step "kubectl apply --server-side -f $chart/crds/"
@@ -159,45 +213,115 @@ kubectl create namespace "$ns"
 kubectl label namespace "$ns" pod-security.kubernetes.io/warn=restricted \
   pod-security.kubernetes.io/audit=restricted >/dev/null
 
-for name in default dual-stack single; do
-  step "kubectl apply --dry-run=server ($name)"
+step "namespace $pns (throwaway, for the proxy; Pod Security: privileged)"
+kubectl create namespace "$pns"
+kubectl label namespace "$pns" pod-security.kubernetes.io/enforce=privileged \
+  pod-security.kubernetes.io/warn=privileged pod-security.kubernetes.io/audit=privileged >/dev/null
+
+for name in default dual-stack single dns dns-single proxy; do
+  level=restricted
+  [[ "$name" == proxy ]] && level=privileged
+  step "kubectl apply --dry-run=server ($name, Pod Security $level)"
   kubectl apply --dry-run=server -f - < "$work/$name.yaml" 2>"$work/apply.err" \
     || { cat "$work/apply.err" >&2; fail "the API server refused the $name manifests"; }
   cat "$work/apply.err" >&2
   if grep -qi 'podsecurity\|violate' "$work/apply.err"; then
-    fail "$name: the pod template violates the restricted Pod Security Standard"
+    fail "$name: a pod template violates the $level Pod Security Standard"
   fi
 done
 
-# --- 5. least privilege ---
+# --- 5. Pod Security for real, and 6. least privilege ---
 sa="$release-signpost"
-step "RBAC for real: ServiceAccount, ClusterRole, Role and bindings of release $release in $ns"
-"$helm" template "$release" "$chart" --namespace "$ns" \
+dns_sa="$release-signpost-dns"
+proxy_sa="$release-signpost-proxy"
+step "RBAC for real: ServiceAccounts, ClusterRoles, Role and bindings of release $release"
+"$helm" template "$release" "$chart" --namespace "$ns" --set dns.enabled=true \
   --show-only templates/serviceaccount.yaml \
   --show-only templates/clusterrole.yaml --show-only templates/clusterrolebinding.yaml \
-  --show-only templates/role.yaml --show-only templates/rolebinding.yaml > "$work/rbac.yaml"
-rbac_applied="$work/rbac.yaml"
+  --show-only templates/role.yaml --show-only templates/rolebinding.yaml \
+  --show-only templates/dns-rbac.yaml > "$work/rbac.yaml"
+"$helm" template "$release" "$chart" --namespace "$pns" --set proxy.enabled=true \
+  --show-only templates/proxy-rbac.yaml > "$work/proxy-rbac.yaml"
+rbac_applied=("$work/rbac.yaml" "$work/proxy-rbac.yaml")
 kubectl apply -f "$work/rbac.yaml"
-grep -q "^  name: $sa\$" "$work/rbac.yaml" || fail "no ServiceAccount named $sa in the rendering"
-as="system:serviceaccount:$ns:$sa"
-
-# The ServiceAccount exists now, so a Pod that uses it can be admitted.
-step "a Pod from the Deployment's template, dry-run in a namespace that enforces restricted"
-kubectl label namespace "$ns" pod-security.kubernetes.io/enforce=restricted >/dev/null
-"$helm" template "$release" "$chart" --namespace "$ns" --show-only templates/deployment.yaml \
-  > "$work/deployment.yaml"
-labels="$(kubectl create --dry-run=client -f "$work/deployment.yaml" -o jsonpath='{.spec.template.metadata.labels}')"
-spec="$(kubectl create --dry-run=client -f "$work/deployment.yaml" -o jsonpath='{.spec.template.spec}')"
-printf '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"signpost-psa-check","labels":%s},"spec":%s}\n' \
-  "$labels" "$spec" > "$work/pod.json"
-kubectl -n "$ns" create --dry-run=server -f "$work/pod.json" \
-  || fail "the pod template is refused under the restricted Pod Security Standard"
-
-# Wait until the authorizer sees the binding (the RBAC cache follows within moments).
-for _ in $(seq 40); do
-  [[ "$(kubectl auth can-i create endpointslices.discovery.k8s.io --as="$as" -n default 2>/dev/null || true)" == yes ]] && break
-  sleep 0.5
+kubectl apply -f "$work/proxy-rbac.yaml"
+for name in "$sa" "$dns_sa"; do
+  grep -q "^  name: $name\$" "$work/rbac.yaml" || fail "no ServiceAccount named $name in the rendering"
 done
+grep -q "^  name: $proxy_sa\$" "$work/proxy-rbac.yaml" || fail "no ServiceAccount named $proxy_sa in the rendering"
+as="system:serviceaccount:$ns:$sa"
+dns_as="system:serviceaccount:$ns:$dns_sa"
+proxy_as="system:serviceaccount:$pns:$proxy_sa"
+
+# The ServiceAccounts exist now, so Pods that use them can be admitted.
+pod_from() { # rendering, template, pod name -> $work/<pod name>.json
+  "$helm" template "$release" "$chart" --namespace "${render_ns:-$ns}" "${@:4}" \
+    --show-only "templates/$2" > "$work/$1-workload.yaml"
+  local labels spec
+  labels="$(kubectl create --dry-run=client -f "$work/$1-workload.yaml" -o jsonpath='{.spec.template.metadata.labels}')"
+  spec="$(kubectl create --dry-run=client -f "$work/$1-workload.yaml" -o jsonpath='{.spec.template.spec}')"
+  printf '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"%s","labels":%s},"spec":%s}\n' \
+    "$3" "$labels" "$spec" > "$work/$3.json"
+}
+enforce() { kubectl label --overwrite namespace "$1" "pod-security.kubernetes.io/enforce=$2" >/dev/null; }
+
+step "Pods from the controller's and dns's templates, dry-run where restricted is enforced"
+enforce "$ns" restricted
+pod_from controller deployment.yaml signpost-psa-check
+pod_from dns dns-deployment.yaml signpost-dns-psa-check --set dns.enabled=true
+for pod in signpost-psa-check signpost-dns-psa-check; do
+  kubectl -n "$ns" create --dry-run=server -f "$work/$pod.json" \
+    || fail "$pod: the pod template is refused under the restricted Pod Security Standard"
+done
+
+# The proxy needs the privileged level, and no other: baseline refuses it for exactly the host
+# network, the hostPort its metrics port becomes on the host network, and NET_ADMIN (baseline
+# allows NET_BIND_SERVICE). Anything else in the refusal is a new privilege to justify.
+step "a Pod from the proxy's template: refused under baseline (and why), admitted under privileged"
+render_ns="$pns" pod_from proxy proxy-daemonset.yaml signpost-proxy-psa-check --set proxy.enabled=true
+enforce "$pns" baseline
+if kubectl -n "$pns" create --dry-run=server -f "$work/signpost-proxy-psa-check.json" \
+  >/dev/null 2>"$work/psa.err"; then
+  fail "the proxy pod is admitted under baseline: then its namespace need not be privileged (docs/helm.md)"
+fi
+cat "$work/psa.err"
+grep -q 'violates PodSecurity "baseline' "$work/psa.err" || fail "the proxy pod was refused, but not by Pod Security"
+# The violations, one per line: "name (details)" items separated by ", " outside parentheses.
+sed -n 's/.*violates PodSecurity "baseline[^"]*": //p' "$work/psa.err" | awk '{
+  depth = 0; item = ""
+  for (i = 1; i <= length($0); i++) {
+    c = substr($0, i, 1)
+    if (c == "(") depth++
+    if (c == ")") depth--
+    if (c == "," && depth == 0) { print item; item = ""; i++; continue }
+    item = item c
+  }
+  if (item != "") print item
+}' | sed 's/ (.*//' | sort -u > "$work/psa-got.txt"
+printf '%s\n' "host namespaces" "hostPort" "non-default capabilities" | sort > "$work/psa-want.txt"
+if ! diff "$work/psa-want.txt" "$work/psa-got.txt"; then
+  fail "the proxy pod's baseline violations are not exactly host namespaces, hostPort, non-default capabilities"
+fi
+grep -q 'hostNetwork=true' "$work/psa.err" || fail "host namespaces: not hostNetwork"
+grep -q '"NET_ADMIN"' "$work/psa.err" || fail "non-default capabilities: not NET_ADMIN"
+if grep -q '"NET_BIND_SERVICE"' "$work/psa.err"; then fail "baseline should allow NET_BIND_SERVICE"; fi
+ok "baseline refuses exactly: $(paste -sd, "$work/psa-got.txt" | sed 's/,/, /g') (hostNetwork, NET_ADMIN)"
+enforce "$pns" privileged
+kubectl -n "$pns" create --dry-run=server -f "$work/signpost-proxy-psa-check.json" \
+  || fail "the proxy pod is refused even under privileged"
+ok "privileged admits the proxy pod"
+
+# Wait until the authorizer sees the bindings (the RBAC cache follows within moments).
+wait_can() { # identity, verb, resource
+  for _ in $(seq 40); do
+    [[ "$(kubectl auth can-i "$2" "$3" --as="$1" -n default 2>/dev/null || true)" == yes ]] && return 0
+    sleep 0.5
+  done
+  fail "$1 still cannot $2 $3 after 20 s"
+}
+wait_can "$as" create endpointslices.discovery.k8s.io
+wait_can "$dns_as" watch dnsrecords.signpost.dev
+wait_can "$proxy_as" watch serviceips.signpost.dev
 
 # `can-i --list` as "resource verb" lines, one per verb; non-resource URL rows are checked
 # for wildcard verbs here and left out (they come from system:discovery, not from the chart).
@@ -218,7 +342,7 @@ can_i_pairs() { # identity, namespace
 }
 # What the chart must grant (and nothing more), and what every authenticated identity may do.
 want_cluster() {
-  cat <<'EOF'
+  cat <<'WANT'
 services get list watch
 services/finalizers update
 pods list watch
@@ -230,17 +354,33 @@ dnsrecords.signpost.dev get list watch create update patch delete
 dnsrecords.signpost.dev/status get update patch
 events.events.k8s.io create patch
 customresourcedefinitions.apiextensions.k8s.io get
-EOF
+WANT
 }
 want_lease() { echo "leases.coordination.k8s.io get create update"; }
+# signpost dns: reads DNSRecords, publishes InvalidDNSRecord Warning Events.
+want_dns() {
+  cat <<'WANT'
+dnsrecords.signpost.dev get list watch
+events.events.k8s.io create patch
+WANT
+}
+# signpost proxy: reads its four inputs, writes nothing.
+want_proxy() {
+  cat <<'WANT'
+dnsrecords.signpost.dev get list watch
+serviceips.signpost.dev get list watch
+services get list watch
+endpointslices.discovery.k8s.io get list watch
+WANT
+}
 pairs() { awk '{ for (i = 2; i <= NF; i++) print $1, $i }' | sort -u; }
 
-check_can_i() { # namespace, label, want-function...
-  local n="$1" label="$2"; shift 2
-  # What any ServiceAccount of the namespace may do without the chart (system:basic-user,
-  # ClusterTrustBundle discovery, ...): can-i --list as one that no binding names.
-  can_i_pairs "system:serviceaccount:$ns:nobody-$suffix" "$n" > "$work/baseline.txt"
-  can_i_pairs "$as" "$n" > "$work/got.txt"
+check_can_i() { # identity, namespace, label, want-function...
+  local who="$1" n="$2" label="$3"; shift 3
+  # What any ServiceAccount may do without the chart (system:basic-user, ClusterTrustBundle
+  # discovery, ...): can-i --list as one that no binding names, in the same namespace.
+  can_i_pairs "system:serviceaccount:${who#system:serviceaccount:}-nobody-$suffix" "$n" > "$work/baseline.txt"
+  can_i_pairs "$who" "$n" > "$work/got.txt"
   cat "$work/can-i.txt"
   for f in "$@"; do "$f"; done | pairs > "$work/want.txt"
   sort -u "$work/want.txt" "$work/baseline.txt" > "$work/allowed.txt"
@@ -250,35 +390,55 @@ check_can_i() { # namespace, label, want-function...
   if grep -E '\*' "$work/got.txt"; then echo "    ^ a wildcard"; bad=1; fi
   if comm -23 "$work/got.txt" "$work/allowed.txt" | grep .; then echo "    ^ more than needed"; bad=1; fi
   if comm -13 "$work/got.txt" "$work/want.txt" | grep .; then echo "    ^ missing"; bad=1; fi
-  ((bad == 0)) || fail "can-i --list as $as ($label) is not the least privilege"
+  ((bad == 0)) || fail "can-i --list as $who ($label) is not the least privilege"
   ok "$label: $(wc -l < "$work/got.txt") resource verbs = the chart's $(wc -l < "$work/want.txt") + $(comm -12 "$work/got.txt" "$work/baseline.txt" | wc -l) that every ServiceAccount has; no Secrets, no '*'"
 }
 
 step "kubectl auth can-i --list --as=$as -n default (cluster-wide rules)"
-check_can_i default "cluster-wide" want_cluster
+check_can_i "$as" default "controller, cluster-wide" want_cluster
 step "kubectl auth can-i --list --as=$as -n $ns (plus the Lease Role)"
-check_can_i "$ns" "release namespace" want_cluster want_lease
+check_can_i "$as" "$ns" "controller, release namespace" want_cluster want_lease
+step "kubectl auth can-i --list --as=$dns_as -n default and -n $ns"
+check_can_i "$dns_as" default "dns, cluster-wide" want_dns
+check_can_i "$dns_as" "$ns" "dns, release namespace (no Lease)" want_dns
+step "kubectl auth can-i --list --as=$proxy_as -n default and -n $pns"
+check_can_i "$proxy_as" default "proxy, cluster-wide" want_proxy
+check_can_i "$proxy_as" "$pns" "proxy, its namespace" want_proxy
 
 step "spot checks with kubectl auth can-i"
-can() { # expected(yes|no) verb resource [namespace]
-  local want="$1" verb="$2" res="$3" n="${4:-default}" got
-  got="$(kubectl auth can-i "$verb" "$res" --as="$as" -n "$n" 2>/dev/null || true)"
-  [[ "$got" == "$want" ]] || fail "can-i $verb $res -n $n: got '$got', want '$want'"
-  ok "can-i $verb $res -n $n: $got"
+can() { # identity, expected(yes|no) verb resource [namespace]
+  local who="$1" want="$2" verb="$3" res="$4" n="${5:-default}" got
+  got="$(kubectl auth can-i "$verb" "$res" --as="$who" -n "$n" 2>/dev/null || true)"
+  [[ "$got" == "$want" ]] || fail "${who##*:}: can-i $verb $res -n $n: got '$got', want '$want'"
+  ok "${who##*:}: can-i $verb $res -n $n: $got"
 }
-can no get secrets
-can no list secrets "$ns"
-can no '*' '*'
-can no update serviceips.signpost.dev
-can no delete pods
-can no create services
-can yes create endpointslices.discovery.k8s.io
-can yes patch dnsrecords.signpost.dev/status
-can yes create events.events.k8s.io
-can yes update leases.coordination.k8s.io "$ns"
-can no update leases.coordination.k8s.io default
-can no delete leases.coordination.k8s.io "$ns"
+can "$as" no get secrets
+can "$as" no list secrets "$ns"
+can "$as" no '*' '*'
+can "$as" no update serviceips.signpost.dev
+can "$as" no delete pods
+can "$as" no create services
+can "$as" yes create endpointslices.discovery.k8s.io
+can "$as" yes patch dnsrecords.signpost.dev/status
+can "$as" yes create events.events.k8s.io
+can "$as" yes update leases.coordination.k8s.io "$ns"
+can "$as" no update leases.coordination.k8s.io default
+can "$as" no delete leases.coordination.k8s.io "$ns"
+can "$dns_as" yes watch dnsrecords.signpost.dev
+can "$dns_as" no update dnsrecords.signpost.dev
+can "$dns_as" no list services
+can "$dns_as" no list endpointslices.discovery.k8s.io
+can "$dns_as" no get secrets "$ns"
+can "$dns_as" no update leases.coordination.k8s.io "$ns"
+can "$proxy_as" yes watch endpointslices.discovery.k8s.io
+can "$proxy_as" no list endpoints
+can "$proxy_as" no list pods
+can "$proxy_as" no update services
+can "$proxy_as" no create events.events.k8s.io
+can "$proxy_as" no delete serviceips.signpost.dev
+can "$proxy_as" no get secrets "$pns"
 
-step "remove the RBAC objects and the namespace"
+step "remove the RBAC objects and the namespaces"
 kubectl delete -f "$work/rbac.yaml" --wait=false
-rbac_applied=""
+kubectl delete -f "$work/proxy-rbac.yaml" --wait=false
+rbac_applied=()

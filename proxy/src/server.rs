@@ -68,15 +68,31 @@ impl Dataplane {
 
     /// Makes the interface and listeners match the table. Returns `false` when something
     /// failed (logged and counted) and a retry is due.
+    ///
+    /// In this order: VIPs added first (a listener binds only an address on the interface),
+    /// then listeners opened and closed, then VIPs removed (after their listeners closed).
     pub async fn sync(&mut self) -> bool {
         let (wanted_addresses, frontends) = {
             let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
             forget_gone_backends(&table, &self.metrics);
             (table.addresses(), table.frontends())
         };
-        let mut ok = true;
+        let added = self.add_addresses(&wanted_addresses).await;
+        let listening = self.sync_listeners(&wanted_addresses, &frontends).await;
+        let removed = self.remove_addresses(&wanted_addresses).await;
 
-        for ip in wanted_addresses.difference(&self.addresses.clone()) {
+        self.metrics.vips.set(gauge(self.addresses.len()));
+        self.metrics.listeners.set(gauge(self.listeners.len()));
+        self.metrics
+            .backends
+            .set(gauge(frontends.values().copied().sum()));
+        added && listening && removed
+    }
+
+    /// Adds the wanted VIPs the interface lacks; `false` if one failed.
+    async fn add_addresses(&mut self, wanted: &BTreeSet<IpAddr>) -> bool {
+        let mut ok = true;
+        for ip in wanted.difference(&self.addresses.clone()) {
             match self.interface.add(*ip).await {
                 Ok(()) => {
                     tracing::info!(vip = %ip, interface = self.interface.name(), "VIP added");
@@ -89,8 +105,18 @@ impl Dataplane {
                 }
             }
         }
+        ok
+    }
 
-        let wanted_listeners: BTreeSet<Frontend> = frontends
+    /// Listens on each TCP frontend with a ready backend whose VIP is wanted and on the
+    /// interface, and closes every other listener (and any that stopped); `false` if a bind
+    /// failed.
+    async fn sync_listeners(
+        &mut self,
+        wanted_addresses: &BTreeSet<IpAddr>,
+        frontends: &BTreeMap<Frontend, usize>,
+    ) -> bool {
+        let wanted: BTreeSet<Frontend> = frontends
             .iter()
             .filter(|(frontend, ready)| {
                 **ready > 0
@@ -101,14 +127,15 @@ impl Dataplane {
             .map(|(frontend, _)| *frontend)
             .collect();
         self.listeners.retain(|frontend, task| {
-            let keep = wanted_listeners.contains(frontend) && !task.is_finished();
+            let keep = wanted.contains(frontend) && !task.is_finished();
             if !keep {
                 task.abort();
                 tracing::debug!(frontend = %frontend.addr, "listener closed");
             }
             keep
         });
-        for frontend in wanted_listeners {
+        let mut ok = true;
+        for frontend in wanted {
             if self.listeners.contains_key(&frontend) {
                 continue;
             }
@@ -131,10 +158,15 @@ impl Dataplane {
                 }
             }
         }
+        ok
+    }
 
+    /// Removes the VIPs on the interface that are no longer wanted; `false` if one failed.
+    async fn remove_addresses(&mut self, wanted: &BTreeSet<IpAddr>) -> bool {
+        let mut ok = true;
         for ip in self
             .addresses
-            .difference(&wanted_addresses)
+            .difference(wanted)
             .copied()
             .collect::<Vec<_>>()
         {
@@ -150,12 +182,6 @@ impl Dataplane {
                 }
             }
         }
-
-        self.metrics.vips.set(gauge(self.addresses.len()));
-        self.metrics.listeners.set(gauge(self.listeners.len()));
-        self.metrics
-            .backends
-            .set(gauge(frontends.values().copied().sum()));
         ok
     }
 

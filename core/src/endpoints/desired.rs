@@ -347,8 +347,6 @@ pub fn desired_endpoints<'a>(
     zones: &NodeZones,
 ) -> DesiredEndpoints {
     let spec = service.spec.as_ref();
-    let name = service.metadata.name.as_deref().unwrap_or("");
-    let namespace = service.metadata.namespace.as_deref().unwrap_or("");
     let publish_not_ready = spec
         .and_then(|s| s.publish_not_ready_addresses)
         .unwrap_or(false);
@@ -358,36 +356,7 @@ pub fn desired_endpoints<'a>(
         .flatten()
         .filter_map(|f| AddressType::parse(f))
         .collect();
-    let templates: Vec<PortTemplate> = spec
-        .and_then(|s| s.ports.as_ref())
-        .into_iter()
-        .flatten()
-        .map(PortTemplate::new)
-        .collect();
-    let selector = service_selector(service);
-
-    let mut groups: BTreeMap<(AddressType, Vec<ResolvedPort>), Vec<DesiredEndpoint>> =
-        BTreeMap::new();
-    let mut pod_families: Vec<AddressType> = Vec::new();
-    for pod in pods {
-        let selected = selector.is_some_and(|s| pod.matches_selector(s));
-        if !selected || &*pod.namespace != namespace || pod.phase.is_terminal() {
-            continue;
-        }
-        let mut ports: Vec<ResolvedPort> =
-            templates.iter().filter_map(|t| t.resolve(pod)).collect();
-        ports.sort();
-        ports.dedup();
-        for (family, endpoint) in pod_endpoints(pod, publish_not_ready, name, zones) {
-            if !pod_families.contains(&family) {
-                pod_families.push(family);
-            }
-            groups
-                .entry((family, ports.clone()))
-                .or_default()
-                .push(endpoint);
-        }
-    }
+    let (groups, pod_families) = group_pods(service, pods, zones);
 
     let mut address_types = if declared_families.is_empty() {
         pod_families
@@ -427,6 +396,55 @@ pub fn desired_endpoints<'a>(
         publish_not_ready_addresses: publish_not_ready,
         groups,
     }
+}
+
+/// The endpoints of the pods a Service selects, by (family, resolved ports), not yet sorted.
+type PodGroups = BTreeMap<(AddressType, Vec<ResolvedPort>), Vec<DesiredEndpoint>>;
+
+/// Groups the endpoints of the Service's live pods in its namespace, and lists the families
+/// they have addresses of in the order first seen: what [`desired_endpoints`] then narrows to
+/// the Service's families and sorts.
+fn group_pods<'a>(
+    service: &Service,
+    pods: impl IntoIterator<Item = &'a PodRecord>,
+    zones: &NodeZones,
+) -> (PodGroups, Vec<AddressType>) {
+    let spec = service.spec.as_ref();
+    let name = service.metadata.name.as_deref().unwrap_or("");
+    let namespace = service.metadata.namespace.as_deref().unwrap_or("");
+    let publish_not_ready = spec
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false);
+    let templates: Vec<PortTemplate> = spec
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .map(PortTemplate::new)
+        .collect();
+    let selector = service_selector(service);
+
+    let mut groups = PodGroups::new();
+    let mut pod_families: Vec<AddressType> = Vec::new();
+    for pod in pods {
+        let selected = selector.is_some_and(|s| pod.matches_selector(s));
+        if !selected || &*pod.namespace != namespace || pod.phase.is_terminal() {
+            continue;
+        }
+        let mut ports: Vec<ResolvedPort> =
+            templates.iter().filter_map(|t| t.resolve(pod)).collect();
+        ports.sort();
+        ports.dedup();
+        for (family, endpoint) in pod_endpoints(pod, publish_not_ready, name, zones) {
+            if !pod_families.contains(&family) {
+                pod_families.push(family);
+            }
+            groups
+                .entry((family, ports.clone()))
+                .or_default()
+                .push(endpoint);
+        }
+    }
+    (groups, pod_families)
 }
 
 /// The endpoints of a selected pod: one per address family it has an address of. Ready

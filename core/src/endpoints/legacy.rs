@@ -59,65 +59,96 @@ pub fn is_managed_by_signpost(endpoints: &Endpoints) -> bool {
 pub fn render_endpoints(service: &Service, desired: &DesiredEndpoints) -> Result<Endpoints, Error> {
     let meta = &service.metadata;
     let (name, namespace) = name_and_namespace(meta)?;
-    let spec = service.spec.as_ref();
     let headless = is_headless(service);
-    let has_ports = spec
+    let has_ports = service
+        .spec
+        .as_ref()
         .and_then(|s| s.ports.as_ref())
         .is_some_and(|p| !p.is_empty());
 
+    let mut subsets = repack(entries(desired, headless && !has_ports));
+    let truncated = truncate(&mut subsets);
+    let annotations = truncated.then(|| {
+        BTreeMap::from([(
+            ANNOTATION_OVER_CAPACITY.to_string(),
+            OVER_CAPACITY_TRUNCATED.to_string(),
+        )])
+    });
+    Ok(Endpoints {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(endpoints_labels(meta.labels.as_ref(), headless)),
+            annotations,
+            ..ObjectMeta::default()
+        },
+        subsets: Some(subsets),
+    })
+}
+
+/// One entry per (port, address) of the primary family's endpoints: what [`repack`] groups
+/// into subsets. Terminating endpoints are left out unless `publishNotReadyAddresses`.
+/// `portless_subsets`: a headless Service without ports, the only kind whose pods are listed
+/// without a port.
+fn entries(desired: &DesiredEndpoints, portless_subsets: bool) -> Vec<Entry> {
     let mut entries: Vec<Entry> = Vec::new();
-    if let Some(family) = desired.primary_address_type {
-        for group in desired.groups_of(family) {
-            // A pod none of whose ports resolve is in no subset; only a headless Service
-            // without ports has port-less subsets.
-            if group.ports.is_empty() && (has_ports || !headless) {
+    let Some(family) = desired.primary_address_type else {
+        return entries;
+    };
+    for group in desired.groups_of(family) {
+        // A pod none of whose ports resolve is in no subset.
+        if group.ports.is_empty() && !portless_subsets {
+            continue;
+        }
+        let ports: Vec<Option<PortKey>> = if group.ports.is_empty() {
+            vec![None]
+        } else {
+            group
+                .ports
+                .iter()
+                .map(|p| {
+                    Some(PortKey::new(
+                        Some(&p.name),
+                        p.port,
+                        Some(p.protocol.as_str()),
+                        p.app_protocol.as_deref(),
+                    ))
+                })
+                .collect()
+        };
+        for ep in &group.endpoints {
+            if ep.terminating && !desired.publish_not_ready_addresses {
                 continue;
             }
-            let ports: Vec<Option<PortKey>> = if group.ports.is_empty() {
-                vec![None]
-            } else {
-                group
-                    .ports
-                    .iter()
-                    .map(|p| {
-                        Some(PortKey::new(
-                            Some(&p.name),
-                            p.port,
-                            Some(p.protocol.as_str()),
-                            p.app_protocol.as_deref(),
-                        ))
-                    })
-                    .collect()
+            let Some(ip) = ep.addresses.first() else {
+                continue;
             };
-            for ep in &group.endpoints {
-                if ep.terminating && !desired.publish_not_ready_addresses {
-                    continue;
-                }
-                let Some(ip) = ep.addresses.first() else {
-                    continue;
-                };
-                let address = EndpointAddress {
-                    ip: ip.to_string(),
-                    hostname: ep.hostname.as_deref().map(str::to_string),
-                    node_name: ep.node_name.as_deref().map(str::to_string),
-                    target_ref: Some(ep.object_reference()),
-                };
-                for port in &ports {
-                    entries.push(Entry {
-                        port: port.clone(),
-                        address: address.clone(),
-                        ready: ep.ready,
-                    });
-                }
+            let address = EndpointAddress {
+                ip: ip.to_string(),
+                hostname: ep.hostname.as_deref().map(str::to_string),
+                node_name: ep.node_name.as_deref().map(str::to_string),
+                target_ref: Some(ep.object_reference()),
+            };
+            for port in &ports {
+                entries.push(Entry {
+                    port: port.clone(),
+                    address: address.clone(),
+                    ready: ep.ready,
+                });
             }
         }
     }
-    let mut subsets = repack(entries);
-    let truncated = truncate(&mut subsets);
+    entries
+}
 
-    let mut labels: BTreeMap<String, String> = meta
-        .labels
-        .iter()
+/// The Endpoints object's labels: the Service's, [`LABEL_HEADLESS`] exactly when headless,
+/// and the managed-by label that marks it as Signpost's (over a Service label of that key).
+fn endpoints_labels(
+    service_labels: Option<&BTreeMap<String, String>>,
+    headless: bool,
+) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = service_labels
+        .into_iter()
         .flatten()
         .filter(|(k, _)| *k != LABEL_HEADLESS)
         .map(|(k, v)| (k.clone(), v.clone()))
@@ -129,23 +160,7 @@ pub fn render_endpoints(service: &Service, desired: &DesiredEndpoints) -> Result
         LABEL_APP_MANAGED_BY.to_string(),
         MANAGED_BY_SIGNPOST.to_string(),
     );
-    let annotations = truncated.then(|| {
-        BTreeMap::from([(
-            ANNOTATION_OVER_CAPACITY.to_string(),
-            OVER_CAPACITY_TRUNCATED.to_string(),
-        )])
-    });
-
-    Ok(Endpoints {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels),
-            annotations,
-            ..ObjectMeta::default()
-        },
-        subsets: Some(subsets),
-    })
+    labels
 }
 
 /// Whether an existing Endpoints object already says what `desired` (from

@@ -307,55 +307,19 @@ fn pack_group<'a>(
     max: usize,
     template: &SliceTemplate,
 ) -> Packed<'a> {
-    let endpoints = &group.endpoints;
-    let mut taken = vec![false; endpoints.len()];
-    let mut updating: Vec<Work<'a>> = Vec::new();
-    let mut unchanged: Vec<Work<'a>> = Vec::new();
-    let mut emptied = Vec::new();
-
-    for slice in slices {
-        let mut members = Vec::new();
-        let mut dirty = false;
-        for ep in slice.endpoints.iter().flatten() {
-            match find_endpoint(group, ep, &taken) {
-                Some(i) => {
-                    taken[i] = true;
-                    members.push(i);
-                    dirty |= !endpoints[i].matches(ep);
-                }
-                None => dirty = true,
-            }
-        }
-        if members.len() > max {
-            for i in members.drain(max..) {
-                taken[i] = false;
-            }
-            dirty = true;
-        }
-        let work = Work {
-            existing: Some(slice),
-            members,
-        };
-        if dirty && work.members.is_empty() {
-            emptied.push(slice);
-        } else if dirty || !template.metadata_current(slice) {
-            updating.push(work);
-        } else {
-            unchanged.push(work);
-        }
-    }
-
-    let mut remaining = (0..endpoints.len()).filter(|&i| !taken[i]).peekable();
+    let Kept {
+        taken,
+        mut updating,
+        mut unchanged,
+        emptied,
+    } = keep_existing(group, slices, max, template);
+    let mut remaining = (0..group.endpoints.len()).filter(|&i| !taken[i]).peekable();
     let mut left = taken.iter().filter(|t| !**t).count();
 
     // Slices written anyway take new endpoints first, fullest first (Kubernetes' order).
     updating.sort_by_key(|w| std::cmp::Reverse(w.members.len()));
     for work in &mut updating {
-        while work.members.len() < max {
-            let Some(i) = remaining.next() else { break };
-            work.members.push(i);
-            left -= 1;
-        }
+        top_up(work, &mut remaining, &mut left, max);
     }
 
     while left > 0 {
@@ -378,11 +342,7 @@ fn pack_group<'a>(
                 members: Vec::new(),
             },
         };
-        while work.members.len() < max {
-            let Some(i) = remaining.next() else { break };
-            work.members.push(i);
-            left -= 1;
-        }
+        top_up(&mut work, &mut remaining, &mut left, max);
         updating.push(work);
     }
 
@@ -390,6 +350,78 @@ fn pack_group<'a>(
         written: updating,
         emptied,
         unchanged: unchanged.len(),
+    }
+}
+
+/// The existing slices of a group, each keeping the desired endpoints it already holds (at
+/// most `max`), sorted by what they need: a write, nothing, or deletion (emptied).
+struct Kept<'a> {
+    /// Which of the group's endpoints an existing slice keeps.
+    taken: Vec<bool>,
+    updating: Vec<Work<'a>>,
+    unchanged: Vec<Work<'a>>,
+    emptied: Vec<&'a EndpointSlice>,
+}
+
+fn keep_existing<'a>(
+    group: &EndpointGroup,
+    slices: Vec<&'a EndpointSlice>,
+    max: usize,
+    template: &SliceTemplate,
+) -> Kept<'a> {
+    let endpoints = &group.endpoints;
+    let mut kept = Kept {
+        taken: vec![false; endpoints.len()],
+        updating: Vec::new(),
+        unchanged: Vec::new(),
+        emptied: Vec::new(),
+    };
+    let taken = &mut kept.taken;
+    for slice in slices {
+        let mut members = Vec::new();
+        let mut dirty = false;
+        for ep in slice.endpoints.iter().flatten() {
+            match find_endpoint(group, ep, taken) {
+                Some(i) => {
+                    taken[i] = true;
+                    members.push(i);
+                    dirty |= !endpoints[i].matches(ep);
+                }
+                None => dirty = true,
+            }
+        }
+        if members.len() > max {
+            for i in members.drain(max..) {
+                taken[i] = false;
+            }
+            dirty = true;
+        }
+        let work = Work {
+            existing: Some(slice),
+            members,
+        };
+        if dirty && work.members.is_empty() {
+            kept.emptied.push(slice);
+        } else if dirty || !template.metadata_current(slice) {
+            kept.updating.push(work);
+        } else {
+            kept.unchanged.push(work);
+        }
+    }
+    kept
+}
+
+/// Adds endpoints not placed yet to `work` until it holds `max`, counting down `left`.
+fn top_up(
+    work: &mut Work<'_>,
+    remaining: &mut impl Iterator<Item = usize>,
+    left: &mut usize,
+    max: usize,
+) {
+    while work.members.len() < max {
+        let Some(i) = remaining.next() else { break };
+        work.members.push(i);
+        *left -= 1;
     }
 }
 

@@ -5,6 +5,7 @@
 //! next-fit with a quarantine of recent releases, exhaustion across several CIDRs) is tested
 //! in plain unit and property tests. `docs/ipam.md` describes the design and its costs.
 
+pub mod admission;
 mod allocator;
 mod bits;
 pub mod book;

@@ -9,13 +9,9 @@
 # Env:    BENCH_RUNS (default 2), BENCH_PAIRS (churn pairs, default 200000),
 #         BENCH_REPS (repetitions inside a run, fastest reported; default 3),
 #         BENCH_WRITE_DOC=0 to only print the table.
-set -Eeuo pipefail
-# A failing command stops the benchmark; say which, rather than exit with no word.
-trap 'echo "allocator.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 here="$root/e2e/controlplane"
 source "$here/lib.sh"
-cd "$root"
 
 runs="${BENCH_RUNS:-2}"
 pairs="${BENCH_PAIRS:-200000}"

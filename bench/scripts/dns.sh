@@ -12,16 +12,8 @@
 #       BENCH_DNS_SECONDS (default 10), BENCH_DNS_LARGE_SECONDS (default 5; 0 = memory only),
 #       BENCH_DNS_RUNS (default 2), BENCH_DNS_OUTSTANDING (default 100),
 #       BENCH_DNS_RATE (open-loop rate, default 5000 queries/s), BENCH_WRITE_DOC=0 to only print.
-set -Eeuo pipefail
-# A failing command stops the benchmark; say which, rather than exit with no word.
-trap 'echo "dns.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-
-if [[ -z "${KUBECONFIG:-}" ]]; then
-  # Needs a cluster: the local control plane (started for the run if it is not running).
-  exec e2e/with-cluster.sh "$0" "$@"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+needs_cluster "$@"
 
 here="$root/e2e/controlplane"
 source "$here/lib.sh"

@@ -15,16 +15,8 @@
 #      BENCH_PROXY_WARMUP (500), BENCH_PROXY_BLOCK (100), BENCH_PROXY_CLIENTS (16),
 #      BENCH_PROXY_SECONDS (throughput, per path per round; 5), BENCH_PROXY_NETNS
 #      (sp-bench-proxy), BENCH_PROXY_API_INDEX (251), BENCH_WRITE_DOC=0 to only print.
-set -Eeuo pipefail
-# A failing command stops the benchmark; say which, rather than exit with no word.
-trap 'echo "proxy.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?)" >&2' ERR
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$root"
-
-if [[ -z "${KUBECONFIG:-}" ]]; then
-  # Needs a cluster: the local control plane (started for the run if it is not running).
-  exec e2e/with-cluster.sh "$0" "$@"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+needs_cluster "$@"
 if [[ "$(id -u)" != 0 ]]; then
   echo "proxy.sh: needs root (it creates a network namespace); try: sudo -E just bench-proxy" >&2
   exit 2

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::api::core::v1::{ContainerPort, Node, Pod};
 
-use super::{Error, name_and_namespace, uid};
+use super::Error;
 
 pub use crate::labels::LABEL_TOPOLOGY_ZONE;
 
@@ -144,75 +144,53 @@ pub struct PodRecord {
 }
 
 impl PodRecord {
-    /// Extracts the record from a full `Pod`.
+    /// Extracts the record from a full `Pod`, through [`PodParts`] like the decoders that
+    /// read a pod off the wire.
     ///
     /// Fails only if `metadata.name`, `metadata.namespace` or `metadata.uid` is missing, which
     /// objects from the API server always have.
     pub fn from_pod(pod: &Pod) -> Result<Self, Error> {
         let meta = &pod.metadata;
-        let (name, namespace) = name_and_namespace(meta)?;
-        let uid = uid(meta)?;
-
-        let mut labels: Vec<(Box<str>, Box<str>)> = meta
-            .labels
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
-            .collect();
-        // BTreeMap iteration is sorted already; sort anyway so the invariant does not depend
-        // on the source map type.
-        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-
-        let status = pod.status.as_ref();
-        let mut ips: Vec<IpAddr> = Vec::new();
-        if let Some(status) = status {
-            match status.pod_ips.as_deref() {
-                Some(list) if !list.is_empty() => {
-                    for ip in list.iter().filter_map(|p| parse_ip_sloppy(&p.ip)) {
-                        if !ips.contains(&ip) {
-                            ips.push(ip);
-                        }
-                    }
-                }
-                _ => ips.extend(status.pod_ip.as_deref().and_then(parse_ip_sloppy)),
-            }
-        }
-
-        let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        let phase = PodPhase::parse(status.and_then(|s| s.phase.as_deref()));
-
-        let spec = pod.spec.as_ref();
-        let mut named_ports = Vec::new();
-        if let Some(spec) = spec {
-            let sidecars = spec
-                .init_containers
+        let mut parts = PodParts {
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            labels: meta
+                .labels
                 .iter()
                 .flatten()
-                .filter(|c| c.restart_policy.as_deref() == Some("Always"));
-            for container in spec.containers.iter().chain(sidecars) {
-                collect_named_ports(container, &mut named_ports);
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect(),
+            terminating: meta.deletion_timestamp.is_some(),
+            ..PodParts::default()
+        };
+        if let Some(spec) = &pod.spec {
+            parts.node_name = spec.node_name.clone();
+            parts.hostname = spec.hostname.clone();
+            parts.subdomain = spec.subdomain.clone();
+            for container in &spec.containers {
+                parts.container(false, None, container.ports.as_deref().unwrap_or_default());
+            }
+            for container in spec.init_containers.iter().flatten() {
+                let ports = container.ports.as_deref().unwrap_or_default();
+                parts.container(true, container.restart_policy.as_deref(), ports);
             }
         }
-
-        Ok(Self {
-            namespace: namespace.into(),
-            name: name.into(),
-            uid: uid.into(),
-            resource_version: meta.resource_version.as_deref().unwrap_or("").into(),
-            labels: labels.into_boxed_slice(),
-            ips: ips.into_boxed_slice(),
-            node_name: non_empty(spec.and_then(|s| s.node_name.as_ref())).map(Arc::from),
-            hostname: non_empty(spec.and_then(|s| s.hostname.as_ref())).map(Arc::from),
-            subdomain: non_empty(spec.and_then(|s| s.subdomain.as_ref())).map(Box::from),
-            phase,
-            ready,
-            terminating: meta.deletion_timestamp.is_some(),
-            named_ports: named_ports.into_boxed_slice(),
-        })
+        if let Some(status) = &pod.status {
+            parts.phase = status.phase.clone();
+            parts.pod_ip = status.pod_ip.clone();
+            parts.pod_ips = status
+                .pod_ips
+                .iter()
+                .flatten()
+                .map(|p| p.ip.clone())
+                .collect();
+            for condition in status.conditions.iter().flatten() {
+                parts.condition(&condition.type_, &condition.status);
+            }
+        }
+        parts.into_record()
     }
 
     /// The value of label `key`, if present.
@@ -276,20 +254,116 @@ impl PodRecord {
     }
 }
 
-fn non_empty(s: Option<&String>) -> Option<&str> {
-    s.map(String::as_str).filter(|s| !s.is_empty())
+/// The fields of a pod a [`PodRecord`] is made from, as a decoder reads them: JSON and
+/// protobuf decoders fill it straight off the wire (no `Pod` in between, so a pod costs only
+/// what its record keeps) and [`PodParts::into_record`] applies the rules every source
+/// shares. Fields are the API's, unparsed; absent is `None` or empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PodParts {
+    /// `metadata.name`.
+    pub name: Option<String>,
+    /// `metadata.namespace`.
+    pub namespace: Option<String>,
+    /// `metadata.uid`.
+    pub uid: Option<String>,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// `metadata.labels`, in any order.
+    pub labels: Vec<(Box<str>, Box<str>)>,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// `spec.nodeName`.
+    pub node_name: Option<String>,
+    /// `spec.hostname`.
+    pub hostname: Option<String>,
+    /// `spec.subdomain`.
+    pub subdomain: Option<String>,
+    /// `status.phase`.
+    pub phase: Option<String>,
+    /// `status.podIP`, used when `status.podIPs` is empty.
+    pub pod_ip: Option<String>,
+    /// `status.podIPs[].ip`, in status order.
+    pub pod_ips: Vec<String>,
+    /// Some `status.conditions` entry is `Ready: True` (see [`PodParts::condition`]).
+    pub ready: bool,
+    /// Named ports of the regular containers, in spec order.
+    container_ports: Vec<NamedPort>,
+    /// Named ports of the sidecars, in spec order: searched after the containers'.
+    sidecar_ports: Vec<NamedPort>,
 }
 
-fn collect_named_ports(container: &Container, out: &mut Vec<NamedPort>) {
-    for port in container.ports.iter().flatten() {
-        if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
-            out.push(NamedPort {
-                name: name.into(),
-                port: port.container_port,
-                protocol: Protocol::parse(port.protocol.as_deref()),
-            });
+impl PodParts {
+    /// Reads one `status.conditions` entry: only `Ready` with status `True` counts.
+    pub fn condition(&mut self, type_: &str, status: &str) {
+        self.ready |= type_ == "Ready" && status == "True";
+    }
+
+    /// Adds a container's named ports: every regular container's, and an init container's
+    /// only when it is a sidecar (`restartPolicy: Always`), whose ports Kubernetes searches
+    /// after all the regular containers'.
+    pub fn container(&mut self, init: bool, restart_policy: Option<&str>, ports: &[ContainerPort]) {
+        let out = match (init, restart_policy) {
+            (false, _) => &mut self.container_ports,
+            (true, Some("Always")) => &mut self.sidecar_ports,
+            (true, _) => return,
+        };
+        for port in ports {
+            if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push(NamedPort {
+                    name: name.into(),
+                    port: port.container_port,
+                    protocol: Protocol::parse(port.protocol.as_deref()),
+                });
+            }
         }
     }
+
+    /// The record: labels sorted, addresses parsed (`podIPs`, else `podIP`; unparsable ones
+    /// dropped, repeats once), empty strings as absent. Fails only if the name, namespace or
+    /// uid is missing.
+    pub fn into_record(self) -> Result<PodRecord, Error> {
+        let name = self.name.ok_or(Error::MissingField("metadata.name"))?;
+        let namespace = self
+            .namespace
+            .ok_or(Error::MissingField("metadata.namespace"))?;
+        let uid = self.uid.ok_or(Error::MissingField("metadata.uid"))?;
+
+        let mut labels = self.labels;
+        labels.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+        let mut ips: Vec<IpAddr> = Vec::new();
+        if self.pod_ips.is_empty() {
+            ips.extend(self.pod_ip.as_deref().and_then(parse_ip_sloppy));
+        } else {
+            for ip in self.pod_ips.iter().filter_map(|ip| parse_ip_sloppy(ip)) {
+                if !ips.contains(&ip) {
+                    ips.push(ip);
+                }
+            }
+        }
+
+        let mut named_ports = self.container_ports;
+        named_ports.extend(self.sidecar_ports);
+        Ok(PodRecord {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+            resource_version: self.resource_version.unwrap_or_default().into(),
+            labels: labels.into_boxed_slice(),
+            ips: ips.into_boxed_slice(),
+            node_name: non_empty(self.node_name.as_ref()).map(Arc::from),
+            hostname: non_empty(self.hostname.as_ref()).map(Arc::from),
+            subdomain: non_empty(self.subdomain.as_ref()).map(Box::from),
+            phase: PodPhase::parse(self.phase.as_deref()),
+            ready: self.ready,
+            terminating: self.terminating,
+            named_ports: named_ports.into_boxed_slice(),
+        })
+    }
+}
+
+fn non_empty(s: Option<&String>) -> Option<&str> {
+    s.map(String::as_str).filter(|s| !s.is_empty())
 }
 
 /// Parses an IP the way Kubernetes' `ParseIPSloppy` does: also accepts IPv4 octets with

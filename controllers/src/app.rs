@@ -19,13 +19,14 @@ use signpost_crds::{DNSRecord, ServiceIP};
 use crate::endpoints::controller::{
     EndpointsConfig, EndpointsController, EndpointsInformers, strip_node,
 };
-use crate::endpoints::slices::{LABEL_MANAGED_BY, MANAGED_BY};
+use crate::endpoints::slices::LABEL_MANAGED_BY;
 use crate::endpoints::{SlimPod, decode_slim_pod};
 use crate::ipam::{Allocator, Ipam, IpamConfig};
-use crate::mirroring::{MIRRORING_MANAGED_BY, MirroringConfig, MirroringController};
+use crate::mirroring::{MirroringConfig, MirroringController};
 use crate::records::controller::{RecordsConfig, RecordsController, RecordsInformers};
 use crate::runtime::health::{Liveness, Readiness};
 use crate::runtime::{EventSink, Informer, SharedMetrics, Start, strip_metadata};
+use signpost_core::labels::SliceManager;
 
 /// Settings shared by the controllers (the `signpost run` flags).
 #[derive(Clone, Debug)]
@@ -66,6 +67,9 @@ pub struct Settings {
     /// read, and the API server encodes them as protobuf in under half the time
     /// (docs/performance.md, "Pods as protobuf"). Ignored with streaming lists.
     pub pods_protobuf: bool,
+    /// Whose `endpointslice.kubernetes.io/managed-by` values the slices carry: Kubernetes'
+    /// (a drop-in replacement) or Signpost's own (beside kube-controller-manager's).
+    pub slice_manager: SliceManager,
 }
 
 /// Default of [`Settings::endpoint_batch_period`]: long enough to fold a rollout's events for
@@ -102,6 +106,7 @@ impl Settings {
             workers: 4,
             streaming_lists: false,
             pods_protobuf: true,
+            slice_manager: SliceManager::default(),
         }
     }
 
@@ -235,7 +240,7 @@ impl SharedInformers {
             pods,
             slices: Informer::new(
                 scoped(client, namespace),
-                slices_by(MANAGED_BY),
+                slices_by(settings.slice_manager.endpoints()),
                 strip_metadata,
             ),
             endpoints: Informer::new(scoped(client, namespace), config(), strip_metadata),
@@ -243,7 +248,7 @@ impl SharedInformers {
             records: Informer::new(scoped(client, namespace), config(), strip_metadata),
             mirrored_slices: Informer::new(
                 scoped(client, namespace),
-                slices_by(MIRRORING_MANAGED_BY),
+                slices_by(settings.slice_manager.mirroring()),
                 strip_metadata,
             ),
         }
@@ -308,6 +313,7 @@ impl Controllers {
                 batch_start: settings.endpoint_batch_start,
                 namespace: settings.namespace.clone(),
                 workers: settings.workers,
+                manager: settings.slice_manager.endpoints(),
             },
         );
         let records = RecordsController::new(
@@ -338,6 +344,7 @@ impl Controllers {
             MirroringConfig {
                 max_endpoints_per_slice: settings.max_endpoints_per_slice,
                 workers: settings.workers,
+                manager: settings.slice_manager.mirroring(),
             },
         );
         Ok(Self {

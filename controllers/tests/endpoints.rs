@@ -25,8 +25,7 @@ use signpost_e2e::{
     wait_for_count, wait_ready_pods, wait_until,
 };
 
-const MANAGED_BY: &str =
-    "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
+const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io";
 
 async fn start(client: &Client, ns: &str, cidr: &str) -> anyhow::Result<(Running, Arc<Metrics>)> {
     init_logs("warn");

@@ -21,8 +21,8 @@ use signpost_e2e::{
 };
 
 const MIRRORED: &str =
-    "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.signpost.dev";
-const OURS: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
+    "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io";
+const OURS: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io";
 
 async fn start(client: &Client, ns: &str) -> anyhow::Result<Running> {
     let (running, _) = start_controllers(client, scoped_settings(ns, &[&unique_cidr(24)])?).await?;

@@ -12,11 +12,49 @@ use std::collections::BTreeMap;
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 /// Label naming the controller that manages a slice; each controller only touches its own.
 pub const LABEL_MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
-/// Signpost's endpoints controller's value of [`LABEL_MANAGED_BY`].
+/// The endpoints controller's value of [`LABEL_MANAGED_BY`] with [`SliceManager::Signpost`].
 pub const MANAGED_BY: &str = "endpointslice-controller.signpost.dev";
-/// The mirroring controller's value of [`LABEL_MANAGED_BY`], so the two never touch each
-/// other's slices.
+/// The mirroring controller's value of [`LABEL_MANAGED_BY`] with [`SliceManager::Signpost`],
+/// so the two never touch each other's slices.
 pub const MIRRORING_MANAGED_BY: &str = "endpointslicemirroring-controller.signpost.dev";
+/// kube-controller-manager's endpointslice controller's value of [`LABEL_MANAGED_BY`].
+pub const KUBERNETES_MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// kube-controller-manager's mirroring controller's value of [`LABEL_MANAGED_BY`].
+pub const KUBERNETES_MIRRORING_MANAGED_BY: &str = "endpointslicemirroring-controller.k8s.io";
+
+/// Whose [`LABEL_MANAGED_BY`] values Signpost's slices carry (`--endpointslice-managed-by`).
+///
+/// Signpost replaces kube-controller-manager's controllers, so by default its slices carry
+/// their values: consumers that select on them and Kubernetes' conformance tests see no
+/// difference. Its own values are for running beside kube-controller-manager's endpoint
+/// controllers (the benchmarks do), where each must tell its slices from the other's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SliceManager {
+    /// `endpointslice-controller.k8s.io` and `endpointslicemirroring-controller.k8s.io`.
+    #[default]
+    Kubernetes,
+    /// `endpointslice-controller.signpost.dev` and
+    /// `endpointslicemirroring-controller.signpost.dev`.
+    Signpost,
+}
+
+impl SliceManager {
+    /// The value on the slices of selector Services (the endpoints controller's).
+    pub fn endpoints(self) -> &'static str {
+        match self {
+            Self::Kubernetes => KUBERNETES_MANAGED_BY,
+            Self::Signpost => MANAGED_BY,
+        }
+    }
+
+    /// The value on mirrored slices (the mirroring controller's).
+    pub fn mirroring(self) -> &'static str {
+        match self {
+            Self::Kubernetes => KUBERNETES_MIRRORING_MANAGED_BY,
+            Self::Signpost => MIRRORING_MANAGED_BY,
+        }
+    }
+}
 /// Label Kubernetes puts on the slices (and Endpoints) of headless Services, so proxies can
 /// skip them with a label selector.
 pub const LABEL_HEADLESS: &str = "service.kubernetes.io/headless";

@@ -469,9 +469,10 @@ pub async fn delete_namespace_and_claims_within(
 /// claims of its own namespace among the cluster-wide claims of every test.
 pub const SERVICE_NAMESPACE_LABEL: &str = "signpost.dev/service-namespace";
 
-/// Label selector of the EndpointSlices Signpost manages (not a mirror's or anyone else's).
+/// Label selector of the EndpointSlices Signpost's endpoints controller manages (not a
+/// mirror's), with its default `--endpointslice-managed-by kubernetes`.
 pub const SIGNPOST_SLICES: &str =
-    "endpointslice.kubernetes.io/managed-by=endpointslice-controller.signpost.dev";
+    "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io";
 
 /// A unique-local IPv6 /64 (`fd00:xxxx:xxxx:xxxx::/64`) no other test run is likely to use, for
 /// dual-stack tests: the IPv6 counterpart of [`unique_cidr`], for the same reason (claims are
@@ -560,17 +561,13 @@ pub async fn wait_ready_pods_by_name(
     n: usize,
     timeout: Duration,
 ) -> anyhow::Result<std::collections::BTreeMap<String, std::net::IpAddr>> {
-    wait_until(
-        &format!("{n} ready pods with IPs"),
-        timeout,
-        || async {
-            let ready = ready_pod_ips(pods, selector).await?;
-            if ready.len() == n {
-                Ok(ready)
-            } else {
-                Err(format!("ready: {:?}", ready.keys().collect::<Vec<_>>()))
-            }
-        },
-    )
+    wait_until(&format!("{n} ready pods with IPs"), timeout, || async {
+        let ready = ready_pod_ips(pods, selector).await?;
+        if ready.len() == n {
+            Ok(ready)
+        } else {
+            Err(format!("ready: {:?}", ready.keys().collect::<Vec<_>>()))
+        }
+    })
     .await
 }

@@ -176,7 +176,10 @@ mod tests {
         let failed: Result<(), ()> = Err(());
         let reported: Vec<bool> = (0..6).map(|_| streaks.record(&"web", &failed)).collect();
         assert_eq!(reported, [false, false, true, false, false, false]);
-        assert!(!streaks.record(&"api", &failed), "each key has its own streak");
+        assert!(
+            !streaks.record(&"api", &failed),
+            "each key has its own streak"
+        );
         // A success ends the streak; the next one is reported again.
         assert!(!streaks.record(&"web", &Ok::<(), ()>(())));
         let again: Vec<bool> = (0..3).map(|_| streaks.record(&"web", &failed)).collect();

@@ -82,6 +82,8 @@ impl Controller {
             "signpost" => {
                 let mut child = Command::new(&o.signpost_bin)
                     .args(["run", "--service-cidr", cidr, "--leader-elect=false"])
+                    // Beside kube-controller-manager's controllers, each keeps to its own slices.
+                    .args(["--endpointslice-managed-by", "signpost"])
                     .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
                     .args(["--log-format", "json"])
                     .args(&o.signpost_args)

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints};
 use super::pod::PodRecord;
-use super::slices::{SliceTemplate, is_managed_by_signpost, plan};
+use super::slices::{SliceTemplate, is_managed_by, plan};
 use super::{SlimPod, desired_endpoints, service_selector};
 use crate::runtime::events::REPORT_AFTER_FAILURES;
 use crate::runtime::{
@@ -55,6 +55,8 @@ pub struct EndpointsConfig {
     pub namespace: Option<String>,
     /// Concurrent reconciles.
     pub workers: usize,
+    /// The `managed-by` value of the slices it writes, and only touches.
+    pub manager: &'static str,
 }
 
 /// Shared state of the controller.
@@ -263,7 +265,10 @@ impl EndpointsController {
         let Some(service) = service.filter(|s| service_selector(s).is_some()) else {
             // Gone, or user-managed (no selector): remove what we wrote. Slices of a deleted
             // Service also go by garbage collection; deleting them here is just faster.
-            for slice in cached.iter().filter(|s| is_managed_by_signpost(s)) {
+            let ours = cached
+                .iter()
+                .filter(|s| is_managed_by(s, self.config.manager));
+            for slice in ours {
                 self.slice_writer(&key).delete(slice).await?;
             }
             self.delete_our_endpoints(&key).await?;
@@ -288,10 +293,11 @@ impl EndpointsController {
                 &state.zones,
             )
         };
-        let template = SliceTemplate::for_service(&service).map_err(malformed)?;
+        let template =
+            SliceTemplate::for_service(&service, self.config.manager).map_err(malformed)?;
         let ours: Vec<EndpointSlice> = cached
             .iter()
-            .filter(|s| is_managed_by_signpost(s))
+            .filter(|s| is_managed_by(s, self.config.manager))
             .map(|s| (**s).clone())
             .collect();
         let slice_plan = plan(

@@ -34,6 +34,8 @@ pub struct MirroringConfig {
     pub max_endpoints_per_slice: usize,
     /// Concurrent reconciles.
     pub workers: usize,
+    /// The `managed-by` value of the slices it writes, and only touches.
+    pub manager: &'static str,
 }
 
 /// Shared state of the controller.
@@ -169,7 +171,11 @@ impl MirroringController {
         let mirrored = mirror(&endpoints);
         self.report_skipped(&key, &endpoints, &mirrored.skipped)
             .await;
-        let template = MirrorTemplate::new(&endpoints, &service.uid().unwrap_or_default());
+        let template = MirrorTemplate::new(
+            &endpoints,
+            &service.uid().unwrap_or_default(),
+            self.config.manager,
+        );
         let plan = plan_mirror(
             &existing,
             &mirrored,

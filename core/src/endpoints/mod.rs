@@ -17,8 +17,8 @@
 //! ```ignore
 //! let Some(_) = service_selector(&svc) else { return /* user-managed */ };
 //! let desired = desired_endpoints(&svc, pods_in_namespace, &zones);
-//! let template = SliceTemplate::for_service(&svc)?;
-//! let ours: Vec<_> = slices_of_svc.into_iter().filter(is_managed_by_signpost).collect();
+//! let template = SliceTemplate::for_service(&svc, manager)?;
+//! let ours: Vec<_> = slices_of_svc.into_iter().filter(|s| is_managed_by(s, manager)).collect();
 //! let plan = plan(&ours, &desired, max_per_slice, &template); // creates, updates, deletes
 //! let want = render_endpoints(&svc, &desired)?;
 //! match existing_endpoints {
@@ -45,12 +45,10 @@ pub use legacy::{
     ANNOTATION_OVER_CAPACITY, LABEL_APP_MANAGED_BY, MANAGED_BY_SIGNPOST, MAX_ENDPOINTS_ADDRESSES,
     OVER_CAPACITY_TRUNCATED, endpoints_equivalent, prepare_update, render_endpoints,
 };
-pub use pod::{
-    LABEL_TOPOLOGY_ZONE, NamedPort, NodeZones, PodParts, PodPhase, PodRecord, Protocol,
-};
+pub use pod::{LABEL_TOPOLOGY_ZONE, NamedPort, NodeZones, PodParts, PodPhase, PodRecord, Protocol};
 pub use slices::{
     DEFAULT_MAX_ENDPOINTS_PER_SLICE, LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME,
-    MANAGED_BY, SlicePlan, SliceTemplate, is_managed_by_signpost, plan,
+    MANAGED_BY, SlicePlan, SliceTemplate, is_managed_by, plan,
 };
 
 /// The name and namespace of an object, which every object read from the API server has; an

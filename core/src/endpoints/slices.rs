@@ -7,7 +7,7 @@
 //!
 //! Ownership: [`plan`] treats every slice it is given as this Service's. The caller passes only
 //! slices labelled `kubernetes.io/service-name: <svc>` *and* managed by Signpost
-//! ([`is_managed_by_signpost`]); slices of another manager (say, the mirroring controller or a
+//! ([`is_managed_by`]); slices of another manager (say, the mirroring controller or a
 //! user) must be filtered out before, or they would be deleted. Among the slices given, those
 //! whose owner reference is not this Service (a previous Service of the same name) or whose
 //! address type is no longer wanted are deleted, never reused.
@@ -27,10 +27,10 @@ pub use crate::labels::{LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MA
 /// Default of `--max-endpoints-per-slice`, as in Kubernetes.
 pub const DEFAULT_MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
-/// Whether a slice is Signpost's to manage (its [`LABEL_MANAGED_BY`] is [`MANAGED_BY`]).
-/// The reconciler filters with this before calling [`plan`].
-pub fn is_managed_by_signpost(slice: &EndpointSlice) -> bool {
-    has_label(slice.metadata.labels.as_ref(), LABEL_MANAGED_BY, MANAGED_BY)
+/// Whether a slice is managed by `manager` (its [`LABEL_MANAGED_BY`] value; see
+/// [`crate::labels::SliceManager`]). The reconciler keeps only its own before calling [`plan`].
+pub fn is_managed_by(slice: &EndpointSlice, manager: &str) -> bool {
+    has_label(slice.metadata.labels.as_ref(), LABEL_MANAGED_BY, manager)
 }
 
 /// What every slice of one Service carries besides its endpoints: namespace, owner reference
@@ -46,7 +46,7 @@ pub struct SliceTemplate {
     pub service_uid: String,
     /// The complete label set of every slice: the Service's labels (minus the reserved keys),
     /// [`LABEL_HEADLESS`] for headless Services, [`LABEL_SERVICE_NAME`] and
-    /// [`LABEL_MANAGED_BY`].
+    /// [`LABEL_MANAGED_BY`] (the manager's value).
     pub labels: BTreeMap<String, String>,
 }
 
@@ -59,6 +59,7 @@ impl SliceTemplate {
         service_uid: &str,
         service_labels: &BTreeMap<String, String>,
         headless: bool,
+        manager: &str,
     ) -> Self {
         let reserved = [LABEL_SERVICE_NAME, LABEL_MANAGED_BY, LABEL_HEADLESS];
         let mut labels: BTreeMap<String, String> = service_labels
@@ -70,7 +71,7 @@ impl SliceTemplate {
             labels.insert(LABEL_HEADLESS.to_string(), String::new());
         }
         labels.insert(LABEL_SERVICE_NAME.to_string(), service_name.to_string());
-        labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string());
+        labels.insert(LABEL_MANAGED_BY.to_string(), manager.to_string());
         Self {
             service_name: service_name.to_string(),
             namespace: namespace.to_string(),
@@ -79,8 +80,9 @@ impl SliceTemplate {
         }
     }
 
-    /// Builds the template from a Service; headless means `clusterIP` is `None` or unset.
-    pub fn for_service(service: &Service) -> Result<Self, Error> {
+    /// Builds the template of `manager`'s slices from a Service; headless means `clusterIP` is
+    /// `None` or unset.
+    pub fn for_service(service: &Service, manager: &str) -> Result<Self, Error> {
         let meta = &service.metadata;
         let (name, namespace) = name_and_namespace(meta)?;
         let uid = uid(meta)?;
@@ -92,6 +94,7 @@ impl SliceTemplate {
             uid,
             labels,
             is_headless(service),
+            manager,
         ))
     }
 
@@ -509,7 +512,7 @@ mod tests {
     use serde_json::json;
 
     fn template() -> SliceTemplate {
-        SliceTemplate::for_service(&service(json!({}))).unwrap()
+        SliceTemplate::for_service(&service(json!({})), MANAGED_BY).unwrap()
     }
 
     /// Applies a plan the way the API server would, naming created slices `<svc>-<n>`.
@@ -628,7 +631,7 @@ mod tests {
             ("Service", "svc-uid", Some(true))
         );
         assert_eq!(owner.block_owner_deletion, Some(true));
-        assert!(is_managed_by_signpost(s));
+        assert!(is_managed_by(s, MANAGED_BY));
         let eps = s.endpoints.as_ref().unwrap();
         assert!(eps.windows(2).all(|w| {
             w[0].target_ref.as_ref().unwrap().name < w[1].target_ref.as_ref().unwrap().name

@@ -42,14 +42,15 @@ pub struct MirrorTemplate {
 }
 
 impl MirrorTemplate {
-    /// The template for `endpoints` of the Service with `service_uid`.
-    pub fn new(endpoints: &Endpoints, service_uid: &str) -> Self {
+    /// The template for `endpoints` of the Service with `service_uid`, its slices labelled as
+    /// `manager`'s.
+    pub fn new(endpoints: &Endpoints, service_uid: &str, manager: &str) -> Self {
         let mut labels = endpoints.metadata.labels.clone().unwrap_or_default();
         labels.insert(
             LABEL_SERVICE_NAME.into(),
             endpoints.metadata.name.clone().unwrap_or_default(),
         );
-        labels.insert(LABEL_MANAGED_BY.into(), MIRRORING_MANAGED_BY.into());
+        labels.insert(LABEL_MANAGED_BY.into(), manager.into());
         let mut annotations = endpoints.metadata.annotations.clone().unwrap_or_default();
         annotations.retain(|k, _| !NOT_MIRRORED_ANNOTATIONS.contains(&k.as_str()));
         Self {
@@ -227,7 +228,7 @@ mod tests {
             existing,
             &mirror(ep),
             max,
-            &MirrorTemplate::new(ep, "svc-uid"),
+            &MirrorTemplate::new(ep, "svc-uid", MIRRORING_MANAGED_BY),
         )
     }
 

@@ -11,6 +11,7 @@ use signpost_controllers::app::{self, Settings};
 use signpost_controllers::runtime::leader::{Elector, LeaseTiming};
 use signpost_controllers::runtime::server::{self, Health};
 use signpost_controllers::runtime::{Metrics, Start};
+use signpost_core::labels::SliceManager;
 
 use crate::{CommonArgs, block_on, client, hostname, init_logging, shutdown_signal};
 
@@ -76,6 +77,13 @@ pub struct RunArgs {
     /// uses JSON. Streaming lists always use JSON.
     #[arg(long, value_name = "BOOL", env = "SIGNPOST_PODS_PROTOBUF", default_value_t = true, action = clap::ArgAction::Set)]
     pub pods_protobuf: bool,
+
+    /// Whose `endpointslice.kubernetes.io/managed-by` values Signpost's EndpointSlices carry:
+    /// `kubernetes` (endpointslice-controller.k8s.io and endpointslicemirroring-controller.k8s.io,
+    /// as kube-controller-manager writes, so consumers see no difference) or `signpost`
+    /// (*.signpost.dev, to run beside kube-controller-manager's endpoint controllers).
+    #[arg(long, value_name = "WHOSE", env = "SIGNPOST_ENDPOINTSLICE_MANAGED_BY", default_value = "kubernetes", value_parser = parse_slice_manager)]
+    pub endpointslice_managed_by: SliceManager,
 
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(
@@ -220,6 +228,7 @@ fn settings(args: &RunArgs, identity: &str) -> Settings {
     settings.namespace = args.namespace.clone();
     settings.streaming_lists = args.streaming_lists;
     settings.pods_protobuf = args.pods_protobuf;
+    settings.slice_manager = args.endpointslice_managed_by;
     settings.instance = Some(identity.to_owned());
     settings
 }
@@ -424,5 +433,13 @@ mod tests {
         // 18446744073709551615 h would overflow a multiplication by 3600.
         assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
         assert!(parse_duration("5d").is_err());
+    }
+}
+
+fn parse_slice_manager(value: &str) -> Result<SliceManager, String> {
+    match value {
+        "kubernetes" => Ok(SliceManager::Kubernetes),
+        "signpost" => Ok(SliceManager::Signpost),
+        other => Err(format!("{other:?} is neither kubernetes nor signpost")),
     }
 }

@@ -73,6 +73,10 @@ chart-check:
 rbac-check: build
     e2e/with-cluster.sh e2e/rbac-check.sh
 
+# Kubernetes' own e2e specs for Endpoints and EndpointSlices (e2e.test of the same release, API objects only) with Signpost as the endpoint controllers; see docs/conformance.md.
+conformance: build
+    e2e/with-cluster.sh e2e/conformance.sh
+
 # Benchmarks: every part of bench/scripts/run.sh (allocator, controllers, dns, proxy), as Markdown tables also written to docs/benchmarks.md. The proxy part needs root.
 bench:
     bench/scripts/run.sh

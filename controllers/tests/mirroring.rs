@@ -24,9 +24,37 @@ const MIRRORED: &str =
     "endpointslice.kubernetes.io/managed-by=endpointslicemirroring-controller.k8s.io";
 const OURS: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io";
 
-async fn start(client: &Client, ns: &str) -> anyhow::Result<Running> {
-    let (running, _) = start_controllers(client, scoped_settings(ns, &[&unique_cidr(24)])?).await?;
-    Ok(running)
+/// Where every test here starts: a namespace of its own with the controllers running scoped
+/// to it, and the APIs of what mirroring reads and writes there.
+struct Scene {
+    client: Client,
+    ns: TestNamespace,
+    running: Running,
+    services: Api<Service>,
+    endpoints: Api<Endpoints>,
+    slice_api: Api<EndpointSlice>,
+}
+
+impl Scene {
+    async fn start(prefix: &str) -> anyhow::Result<Self> {
+        let client = client().await?;
+        let ns = TestNamespace::create(&client, prefix).await?;
+        let settings = scoped_settings(&ns.name, &[&unique_cidr(24)])?;
+        let (running, _) = start_controllers(&client, settings).await?;
+        Ok(Self {
+            services: ns.api(),
+            endpoints: ns.api(),
+            slice_api: ns.api(),
+            client,
+            ns,
+            running,
+        })
+    }
+
+    /// Stops the controllers and deletes the namespace.
+    async fn finish(self) -> anyhow::Result<()> {
+        finish(&self.client, self.ns, self.running).await
+    }
 }
 
 async fn slices(api: &Api<EndpointSlice>, selector: &str) -> Result<Vec<EndpointSlice>, String> {
@@ -66,12 +94,13 @@ fn db_endpoints(ips: &[&str]) -> Endpoints {
 
 #[tokio::test]
 async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "mirror").await?;
-    let running = start(&client, &ns.name).await?;
-    let services: Api<Service> = ns.api();
-    let endpoints: Api<Endpoints> = ns.api();
-    let slice_api: Api<EndpointSlice> = ns.api();
+    let scene = Scene::start("mirror").await?;
+    let Scene {
+        services,
+        endpoints,
+        slice_api,
+        ..
+    } = &scene;
 
     let t0 = Instant::now();
     services
@@ -87,7 +116,7 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
         "one mirrored slice with 2 ready endpoints",
         TIMEOUT,
         || async {
-            let list = slices(&slice_api, MIRRORED).await?;
+            let list = slices(slice_api, MIRRORED).await?;
             if list.len() == 1 && ready_ips(&list[0]).len() == 2 {
                 Ok(list[0].clone())
             } else {
@@ -111,7 +140,7 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
         "the Endpoints' labels are carried"
     );
     assert!(
-        slices(&slice_api, OURS)
+        slices(slice_api, OURS)
             .await
             .map_err(anyhow::Error::msg)?
             .is_empty(),
@@ -136,7 +165,7 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
         1,
         "an edit of the Endpoints is one slice write"
     );
-    let list = slices(&slice_api, MIRRORED)
+    let list = slices(slice_api, MIRRORED)
         .await
         .map_err(anyhow::Error::msg)?;
     assert_eq!(list.len(), 1);
@@ -146,7 +175,7 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
     // The Endpoints deleted: the slice goes.
     endpoints.delete("db", &DeleteParams::default()).await?;
     wait_for_count("mirrored slice gone", TIMEOUT, 0, "slices", || async {
-        Ok(slices(&slice_api, MIRRORED).await?.len())
+        Ok(slices(slice_api, MIRRORED).await?.len())
     })
     .await?;
 
@@ -158,26 +187,27 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
     );
     let created = endpoints.create(&PostParams::default(), &skipped).await?;
     let version = created.resource_version().unwrap_or_default();
-    let writes = count_writes_until_quiet(&slice_api, &version, Duration::from_secs(2)).await?;
+    let writes = count_writes_until_quiet(slice_api, &version, Duration::from_secs(2)).await?;
     assert_eq!(writes, 0, "skip-mirror: nothing written");
     assert!(
-        slices(&slice_api, MIRRORED)
+        slices(slice_api, MIRRORED)
             .await
             .map_err(anyhow::Error::msg)?
             .is_empty()
     );
 
-    finish(&client, ns, running).await
+    scene.finish().await
 }
 
 #[tokio::test]
 async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "mirror-ports").await?;
-    let running = start(&client, &ns.name).await?;
-    let services: Api<Service> = ns.api();
-    let endpoints: Api<Endpoints> = ns.api();
-    let slice_api: Api<EndpointSlice> = ns.api();
+    let scene = Scene::start("mirror-ports").await?;
+    let Scene {
+        services,
+        endpoints,
+        slice_api,
+        ..
+    } = &scene;
     services
         .create(&PostParams::default(), &db_service(None))
         .await?;
@@ -190,7 +220,7 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
     }))?;
     endpoints.create(&PostParams::default(), &two).await?;
     let list = wait_until("two mirrored slices", TIMEOUT, || async {
-        let list = slices(&slice_api, MIRRORED).await?;
+        let list = slices(slice_api, MIRRORED).await?;
         if list.len() == 2 {
             Ok(list)
         } else {
@@ -202,18 +232,20 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
     for slice in &list {
         assert_eq!(ready_ips(slice), BTreeSet::from(["10.1.0.1".to_string()]));
     }
-    finish(&client, ns, running).await
+    scene.finish().await
 }
 
 #[tokio::test]
 async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() -> anyhow::Result<()>
 {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "mirror-sel").await?;
-    let running = start(&client, &ns.name).await?;
-    let services: Api<Service> = ns.api();
-    let endpoints: Api<Endpoints> = ns.api();
-    let slice_api: Api<EndpointSlice> = ns.api();
+    let scene = Scene::start("mirror-sel").await?;
+    let Scene {
+        ns,
+        services,
+        endpoints,
+        slice_api,
+        ..
+    } = &scene;
     let deployments: Api<Deployment> = ns.api();
     let pods: Api<Pod> = ns.api();
     deployments
@@ -230,7 +262,7 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
         .create(&PostParams::default(), &db_endpoints(&["10.1.0.1"]))
         .await?;
     wait_for_count("mirrored slice", TIMEOUT, 1, "slices", || async {
-        Ok(slices(&slice_api, MIRRORED).await?.len())
+        Ok(slices(slice_api, MIRRORED).await?.len())
     })
     .await?;
 
@@ -245,8 +277,8 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
         "mirrored slices gone, the endpoints controller's slice with 2 pods",
         TIMEOUT,
         || async {
-            let mirrored = slices(&slice_api, MIRRORED).await?.len();
-            let ours = slices(&slice_api, OURS).await?;
+            let mirrored = slices(slice_api, MIRRORED).await?.len();
+            let ours = slices(slice_api, OURS).await?;
             let ready: usize = ours.iter().map(|s| ready_ips(s).len()).sum();
             if mirrored == 0 && ready == 2 {
                 Ok(())
@@ -268,8 +300,8 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
         "mirroring restored, the endpoints controller's slices gone",
         TIMEOUT,
         || async {
-            let mirrored = slices(&slice_api, MIRRORED).await?;
-            let ours = slices(&slice_api, OURS).await?.len();
+            let mirrored = slices(slice_api, MIRRORED).await?;
+            let ours = slices(slice_api, OURS).await?.len();
             if mirrored.len() == 1 && ready_ips(&mirrored[0]).contains("10.1.0.1") && ours == 0 {
                 Ok(())
             } else {
@@ -278,7 +310,7 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
         },
     )
     .await?;
-    finish(&client, ns, running).await
+    scene.finish().await
 }
 
 /// How many writes to mirrored slices a watch from `version` sees until `quiet` passes
@@ -299,12 +331,14 @@ async fn count_writes_until_quiet(
 /// reported, and what fits is still mirrored.
 #[tokio::test]
 async fn what_cannot_be_mirrored_is_reported_and_the_rest_mirrored() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "mirror-bad").await?;
-    let running = start(&client, &ns.name).await?;
-    let services: Api<Service> = ns.api();
-    let endpoints: Api<Endpoints> = ns.api();
-    let slice_api: Api<EndpointSlice> = ns.api();
+    let scene = Scene::start("mirror-bad").await?;
+    let Scene {
+        ns,
+        services,
+        endpoints,
+        slice_api,
+        ..
+    } = &scene;
     services
         .create(&PostParams::default(), &db_service(None))
         .await?;
@@ -316,7 +350,7 @@ async fn what_cannot_be_mirrored_is_reported_and_the_rest_mirrored() -> anyhow::
         .create(&PostParams::default(), &db_endpoints(&refs))
         .await?;
     let list = wait_until("1000 mirrored endpoints", TIMEOUT, || async {
-        let list = slices(&slice_api, MIRRORED).await?;
+        let list = slices(slice_api, MIRRORED).await?;
         let n: usize = list.iter().map(|s| ready_ips(s).len()).sum();
         if n == 1000 {
             Ok(list)
@@ -326,7 +360,14 @@ async fn what_cannot_be_mirrored_is_reported_and_the_rest_mirrored() -> anyhow::
     })
     .await?;
     assert_eq!(list.len(), 10, "1000 endpoints at 100 per slice");
-    let events = wait_events(&client, &ns.name, "db", "EndpointsNotMirrored", TIMEOUT).await?;
+    let events = wait_events(
+        &scene.client,
+        &ns.name,
+        "db",
+        "EndpointsNotMirrored",
+        TIMEOUT,
+    )
+    .await?;
     println!("Event: {}", events[0].note.clone().unwrap_or_default());
-    finish(&client, ns, running).await
+    scene.finish().await
 }

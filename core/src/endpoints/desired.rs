@@ -9,7 +9,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Service, ServicePort};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+use k8s_openapi::api::discovery::v1::{
+    Endpoint, EndpointConditions, EndpointHints, EndpointPort, ForNode, ForZone,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pod::{NodeZones, PodRecord, Protocol, parse_ip_sloppy};
@@ -122,8 +124,108 @@ pub struct DesiredEndpoint {
     pub zone: Option<Arc<str>>,
     /// The pod's `spec.hostname` when its `spec.subdomain` names this Service.
     pub hostname: Option<Arc<str>>,
+    /// The topology hints it carries (see [`Distribution`]).
+    pub hints: Option<Hints>,
     /// The pod.
     pub pod: PodRef,
+}
+
+/// How a Service asks for its traffic to be spread (`spec.trafficDistribution`), which decides
+/// the topology hints of its endpoints as Kubernetes' endpointslice controller writes them:
+/// proxies that honour hints keep a client's traffic in its zone (or on its node).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Distribution {
+    /// No preference (or a value this version does not know): no hints.
+    #[default]
+    Anywhere,
+    /// `PreferSameZone`, or the older `PreferClose`: each ready endpoint is hinted for its
+    /// zone.
+    SameZone,
+    /// `PreferSameNode`: each ready endpoint is hinted for its zone and its node.
+    SameNode,
+}
+
+impl Distribution {
+    /// The Service's distribution.
+    pub fn of(service: &Service) -> Self {
+        match service
+            .spec
+            .as_ref()
+            .and_then(|s| s.traffic_distribution.as_deref())
+        {
+            Some("PreferClose" | "PreferSameZone") => Self::SameZone,
+            Some("PreferSameNode") => Self::SameNode,
+            _ => Self::Anywhere,
+        }
+    }
+
+    /// The hints of an endpoint that is `ready`, in `zone`, on `node`: only ready endpoints
+    /// are hinted, and an endpoint with neither a zone nor (for same-node) a node gets none.
+    fn hints(self, ready: bool, zone: Option<&Arc<str>>, node: Option<&Arc<str>>) -> Option<Hints> {
+        if self == Self::Anywhere || !ready {
+            return None;
+        }
+        let hints = Hints {
+            zone: zone.cloned(),
+            node: node.filter(|_| self == Self::SameNode).cloned(),
+        };
+        (hints.zone.is_some() || hints.node.is_some()).then_some(hints)
+    }
+}
+
+/// An endpoint's topology hints: the zone and the node it is meant for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Hints {
+    /// `hints.forZones`: one zone, the endpoint's.
+    pub zone: Option<Arc<str>>,
+    /// `hints.forNodes`: one node, the endpoint's.
+    pub node: Option<Arc<str>>,
+}
+
+impl Hints {
+    fn to_api(&self) -> EndpointHints {
+        EndpointHints {
+            for_zones: self.zone.as_deref().map(|name| {
+                vec![ForZone {
+                    name: name.to_string(),
+                }]
+            }),
+            for_nodes: self.node.as_deref().map(|name| {
+                vec![ForNode {
+                    name: name.to_string(),
+                }]
+            }),
+        }
+    }
+
+    /// Whether `existing` (an endpoint's hints as written) says exactly this.
+    fn matches(hints: Option<&Self>, existing: Option<&EndpointHints>) -> bool {
+        let one = |names: Option<Vec<&str>>, want: Option<&str>| match (names, want) {
+            (None, None) => true,
+            (Some(names), None) => names.is_empty(),
+            (Some(names), Some(want)) => names == [want],
+            (None, Some(_)) => false,
+        };
+        match (hints, existing) {
+            (None, None) => true,
+            (None, Some(e)) => {
+                e.for_zones.as_ref().is_none_or(Vec::is_empty)
+                    && e.for_nodes.as_ref().is_none_or(Vec::is_empty)
+            }
+            (Some(_), None) => false,
+            (Some(h), Some(e)) => {
+                let zones = e
+                    .for_zones
+                    .as_ref()
+                    .map(|z| z.iter().map(|z| z.name.as_str()).collect());
+                let nodes = e
+                    .for_nodes
+                    .as_ref()
+                    .map(|n| n.iter().map(|n| n.name.as_str()).collect());
+                one(zones, h.zone.as_deref()) && one(nodes, h.node.as_deref())
+            }
+        }
+    }
 }
 
 impl DesiredEndpoint {
@@ -141,7 +243,7 @@ impl DesiredEndpoint {
             hostname: self.hostname.as_deref().map(str::to_string),
             target_ref: Some(self.object_reference()),
             deprecated_topology: None,
-            hints: None,
+            hints: self.hints.as_ref().map(Hints::to_api),
         }
     }
 
@@ -171,7 +273,7 @@ impl DesiredEndpoint {
     }
 
     /// Whether an existing slice endpoint says exactly what this one says: address set,
-    /// conditions, node, zone, hostname, target (ignoring the target's resourceVersion) and no
+    /// conditions, node, zone, hostname, target (ignoring the target's resourceVersion) and
     /// hints. Address order does not matter; nothing is allocated.
     pub fn matches(&self, existing: &Endpoint) -> bool {
         let conditions_match = existing.conditions.as_ref().is_some_and(|c| {
@@ -193,7 +295,7 @@ impl DesiredEndpoint {
             && existing.node_name.as_deref() == self.node_name.as_deref()
             && existing.zone.as_deref() == self.zone.as_deref()
             && existing.hostname.as_deref() == self.hostname.as_deref()
-            && existing.hints.is_none()
+            && Hints::matches(self.hints.as_ref(), existing.hints.as_ref())
             && existing
                 .deprecated_topology
                 .as_ref()
@@ -415,6 +517,7 @@ fn group_pods<'a>(
     let publish_not_ready = spec
         .and_then(|s| s.publish_not_ready_addresses)
         .unwrap_or(false);
+    let distribution = Distribution::of(service);
     let templates: Vec<PortTemplate> = spec
         .and_then(|s| s.ports.as_ref())
         .into_iter()
@@ -434,7 +537,7 @@ fn group_pods<'a>(
             templates.iter().filter_map(|t| t.resolve(pod)).collect();
         ports.sort();
         ports.dedup();
-        for (family, endpoint) in pod_endpoints(pod, publish_not_ready, name, zones) {
+        for (family, endpoint) in pod_endpoints(pod, publish_not_ready, name, zones, distribution) {
             if !pod_families.contains(&family) {
                 pod_families.push(family);
             }
@@ -455,6 +558,7 @@ fn pod_endpoints(
     publish_not_ready: bool,
     service_name: &str,
     zones: &NodeZones,
+    distribution: Distribution,
 ) -> Vec<(AddressType, DesiredEndpoint)> {
     let serving = publish_not_ready || pod.ready;
     let ready = publish_not_ready || (pod.ready && !pod.terminating);
@@ -462,6 +566,8 @@ fn pod_endpoints(
         .hostname
         .clone()
         .filter(|_| pod.subdomain.as_deref() == Some(service_name));
+    let zone = pod.node_name.as_deref().and_then(|n| zones.zone(n));
+    let hints = distribution.hints(ready, zone, pod.node_name.as_ref());
     let mut out = Vec::new();
     for family in [AddressType::IPv4, AddressType::IPv6] {
         let addresses: Box<[IpAddr]> = pod
@@ -479,12 +585,9 @@ fn pod_endpoints(
             serving,
             terminating: pod.terminating,
             node_name: pod.node_name.clone(),
-            zone: pod
-                .node_name
-                .as_deref()
-                .and_then(|n| zones.zone(n))
-                .cloned(),
+            zone: zone.cloned(),
             hostname: hostname.clone(),
+            hints: hints.clone(),
             pod: PodRef {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
@@ -756,6 +859,76 @@ pub(crate) mod tests {
             service_selector(&svc).unwrap(),
             &BTreeMap::new()
         ));
+    }
+
+    /// (zones, nodes) of each endpoint's hints, in endpoint order, as written to a slice.
+    fn hints_of(d: &DesiredEndpoints) -> Vec<(Vec<String>, Vec<String>)> {
+        d.groups[0]
+            .endpoints
+            .iter()
+            .map(|e| {
+                let hints = e.to_endpoint().hints.unwrap_or_default();
+                let zones = hints.for_zones.unwrap_or_default();
+                let nodes = hints.for_nodes.unwrap_or_default();
+                (
+                    zones.into_iter().map(|z| z.name).collect(),
+                    nodes.into_iter().map(|n| n.name).collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn traffic_distribution_hints_ready_endpoints_for_their_zone_and_node() {
+        let ready = pod_record("a", &["10.0.0.1"], true);
+        let unready = pod_record("b", &["10.0.0.2"], false);
+        let mut zoneless = pod_record("c", &["10.0.0.3"], true);
+        zoneless.node_name = Some("node-z".into());
+        let pods = [&ready, &unready, &zoneless];
+        let zone = || (vec!["zone-1".to_string()], vec![]);
+        let none = || (vec![], vec![]);
+        let cases = [
+            (None, vec![none(), none(), none()]),
+            (Some("PreferClose"), vec![zone(), none(), none()]),
+            (Some("PreferSameZone"), vec![zone(), none(), none()]),
+            (
+                Some("PreferSameNode"),
+                vec![
+                    (vec!["zone-1".to_string()], vec!["node-a".to_string()]),
+                    none(),
+                    (vec![], vec!["node-z".to_string()]),
+                ],
+            ),
+            (Some("SomethingNew"), vec![none(), none(), none()]),
+        ];
+        for (distribution, want) in cases {
+            let svc = service(json!({"trafficDistribution": distribution}));
+            let d = desired_endpoints(&svc, pods, &zones());
+            assert_eq!(hints_of(&d), want, "{distribution:?}");
+            // What was written is what is wanted: no rewrite of an unchanged endpoint.
+            for e in &d.groups[0].endpoints {
+                assert!(e.matches(&e.to_endpoint()), "{distribution:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_change_of_hints_alone_is_the_same_endpoint_in_another_state() {
+        let pod = pod_record("a", &["10.0.0.1"], true);
+        let plain = desired_endpoints(&service(json!({})), [&pod], &zones());
+        let close = desired_endpoints(
+            &service(json!({"trafficDistribution": "PreferSameZone"})),
+            [&pod],
+            &zones(),
+        );
+        let written = plain.groups[0].endpoints[0].to_endpoint();
+        let wanted = &close.groups[0].endpoints[0];
+        assert!(!wanted.matches(&written), "the hints differ");
+        assert!(
+            wanted.same_identity(&written),
+            "so the slice is updated in place"
+        );
+        assert!(!plain.groups[0].endpoints[0].matches(&wanted.to_endpoint()));
     }
 
     #[test]

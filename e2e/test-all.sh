@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test, against the cluster KUBECONFIG names: unit, integration and e2e tests (cargo), then
-# the Helm chart checks and the RBAC proof. Run through e2e/with-cluster.sh (`just test`).
+# the Helm chart checks, the RBAC proof and Kubernetes' own e2e specs for Endpoints and
+# EndpointSlices (e2e/conformance.sh). Run through e2e/with-cluster.sh (`just test`).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -8,4 +9,5 @@ start=$SECONDS
 cargo test --workspace --all-features -- --nocapture
 bash e2e/chart-check.sh
 bash e2e/rbac-check.sh
+bash e2e/conformance.sh
 echo "==> all tests passed in $((SECONDS - start)) s"

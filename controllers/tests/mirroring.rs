@@ -51,6 +51,13 @@ impl Scene {
         })
     }
 
+    /// Creates the selector-less `db` Service whose Endpoints the tests write by hand.
+    async fn create_db_service(&self) -> anyhow::Result<()> {
+        let db = db_service(None);
+        self.services.create(&PostParams::default(), &db).await?;
+        Ok(())
+    }
+
     /// Stops the controllers and deletes the namespace.
     async fn finish(self) -> anyhow::Result<()> {
         finish(&self.client, self.ns, self.running).await
@@ -95,17 +102,10 @@ fn db_endpoints(ips: &[&str]) -> Endpoints {
 #[tokio::test]
 async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> anyhow::Result<()> {
     let scene = Scene::start("mirror").await?;
-    let Scene {
-        services,
-        endpoints,
-        slice_api,
-        ..
-    } = &scene;
+    let (endpoints, slice_api) = (&scene.endpoints, &scene.slice_api);
 
     let t0 = Instant::now();
-    services
-        .create(&PostParams::default(), &db_service(None))
-        .await?;
+    scene.create_db_service().await?;
     endpoints
         .create(
             &PostParams::default(),
@@ -202,15 +202,8 @@ async fn hand_written_endpoints_are_mirrored_updated_in_place_and_removed() -> a
 #[tokio::test]
 async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
     let scene = Scene::start("mirror-ports").await?;
-    let Scene {
-        services,
-        endpoints,
-        slice_api,
-        ..
-    } = &scene;
-    services
-        .create(&PostParams::default(), &db_service(None))
-        .await?;
+    let (endpoints, slice_api) = (&scene.endpoints, &scene.slice_api);
+    scene.create_db_service().await?;
     let two: Endpoints = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "db"},
         "subsets": [
@@ -239,13 +232,8 @@ async fn one_ip_with_two_port_sets_gives_two_slices() -> anyhow::Result<()> {
 async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() -> anyhow::Result<()>
 {
     let scene = Scene::start("mirror-sel").await?;
-    let Scene {
-        ns,
-        services,
-        endpoints,
-        slice_api,
-        ..
-    } = &scene;
+    let (ns, services) = (&scene.ns, &scene.services);
+    let (endpoints, slice_api) = (&scene.endpoints, &scene.slice_api);
     let deployments: Api<Deployment> = ns.api();
     let pods: Api<Pod> = ns.api();
     deployments
@@ -255,9 +243,7 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
         )
         .await?;
     wait_ready_pods(&pods, "app=pg", 2, POD_READY_TIMEOUT).await?;
-    services
-        .create(&PostParams::default(), &db_service(None))
-        .await?;
+    scene.create_db_service().await?;
     endpoints
         .create(&PostParams::default(), &db_endpoints(&["10.1.0.1"]))
         .await?;
@@ -332,16 +318,8 @@ async fn count_writes_until_quiet(
 #[tokio::test]
 async fn what_cannot_be_mirrored_is_reported_and_the_rest_mirrored() -> anyhow::Result<()> {
     let scene = Scene::start("mirror-bad").await?;
-    let Scene {
-        ns,
-        services,
-        endpoints,
-        slice_api,
-        ..
-    } = &scene;
-    services
-        .create(&PostParams::default(), &db_service(None))
-        .await?;
+    let (ns, endpoints, slice_api) = (&scene.ns, &scene.endpoints, &scene.slice_api);
+    scene.create_db_service().await?;
     let ips: Vec<String> = (0..1001)
         .map(|i| format!("10.2.{}.{}", i / 250, i % 250 + 1))
         .collect();

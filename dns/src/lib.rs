@@ -22,6 +22,8 @@ pub mod watch;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_spec;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

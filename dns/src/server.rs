@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -262,6 +262,7 @@ pub fn query_type(rtype: RecordType) -> QueryType {
         RecordType::SRV => QueryType::Srv,
         RecordType::CNAME => QueryType::Cname,
         RecordType::SOA => QueryType::Soa,
+        RecordType::TXT => QueryType::Txt,
         RecordType::ANY => QueryType::Any,
         _ => QueryType::Other,
     }
@@ -315,6 +316,7 @@ fn to_record(answer: &Answer, query_key: &str, query_name: &Name) -> Option<Reco
             target,
         } => RData::SRV(SRV::new(*priority, *weight, *port, fqdn(target)?)),
         Data::Cname(target) => RData::CNAME(CNAME(fqdn(target)?)),
+        Data::Txt(text) => RData::TXT(TXT::new(vec![text.clone()])),
         Data::Soa {
             mname,
             rname,

@@ -26,6 +26,11 @@ const MAX_CNAME_CHAIN: usize = 8;
 /// TTL (and SOA minimum) of negative answers and of the SOA itself, in seconds: as short as
 /// the default record TTL, so a name that appears is not hidden by a cached NXDOMAIN for long.
 pub const NEGATIVE_TTL: u32 = 5;
+/// The version of the Kubernetes DNS-Based Service Discovery specification answered, served
+/// as `dns-version.<zone>. TXT` (specification §2.2).
+pub const SCHEMA_VERSION: &str = "1.1.0";
+/// TTL of the `dns-version` record: it changes only with the binary.
+pub const VERSION_TTL: u32 = 28800;
 
 /// Identifies the DNSRecord object an answer comes from: `(namespace, name)`.
 pub type RecordKey = (String, String);
@@ -43,6 +48,8 @@ pub enum QueryType {
     Cname,
     /// The zone's start of authority (only at the apex).
     Soa,
+    /// Text (only `dns-version.<zone>`).
+    Txt,
     /// Everything the name has (A, AAAA, SRV, CNAME).
     Any,
     /// Any other type: answered with NODATA when the name exists.
@@ -69,6 +76,8 @@ pub enum Data {
     },
     /// An alias, lowercase, without the trailing dot.
     Cname(String),
+    /// One character-string of text (the schema version).
+    Txt(String),
     /// The zone's SOA, synthesised: the table has no zone file.
     Soa {
         /// Primary name server: `ns.dns.<domain>`.
@@ -321,6 +330,11 @@ impl Table {
         node.owners.insert(at, (key.clone(), set));
     }
 
+    /// `dns-version.<zone>`, the name of the schema version's TXT record.
+    fn version_name(&self) -> String {
+        format!("dns-version.{}", self.domain)
+    }
+
     /// Whether `name` (any case, trailing dot or not) is the cluster domain or below it.
     pub fn in_zone(&self, name: &str) -> bool {
         let name = fold(name);
@@ -337,6 +351,17 @@ impl Table {
         };
         if !in_zone(&name, &self.domain) {
             lookup.status = Status::Outside;
+            return lookup;
+        }
+        if name == self.version_name() {
+            // No record can own this name: every record's names lie under `svc.<zone>`.
+            if matches!(qtype, QueryType::Txt | QueryType::Any) {
+                lookup.answers.push(Answer {
+                    name,
+                    ttl: VERSION_TTL,
+                    data: Data::Txt(SCHEMA_VERSION.to_owned()),
+                });
+            }
             return lookup;
         }
         let mut current = name;

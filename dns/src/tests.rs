@@ -499,7 +499,8 @@ fn dns_metric_labels_are_a_fixed_set() {
     assert_eq!(rcode_label(ResponseCode::NXDomain), "NXDOMAIN");
     assert_eq!(rcode_label(ResponseCode::BADVERS), "other");
     assert_eq!(query_type(RecordType::AAAA), QueryType::Aaaa);
-    assert_eq!(query_type(RecordType::TXT), QueryType::Other);
+    assert_eq!(query_type(RecordType::TXT), QueryType::Txt);
+    assert_eq!(query_type(RecordType::MX), QueryType::Other);
 }
 
 #[test]

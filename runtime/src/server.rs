@@ -177,6 +177,36 @@ pub const MAX_CONNECTIONS: usize = 128;
 /// [`CONNECTION_LIFETIME`] and at most [`MAX_CONNECTIONS`] at once. `axum::serve` has none of
 /// these: a client that never finished its request held a connection (and a task) forever.
 pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    serve_connections(listener, router, |stream| async move { Ok(stream) }).await
+}
+
+/// [`serve_router`] over TLS with `config` (for the admission webhook, which the API server
+/// only calls over HTTPS). The handshake counts against [`CONNECTION_LIFETIME`].
+pub async fn serve_router_tls(
+    listener: TcpListener,
+    router: Router,
+    config: Arc<rustls::ServerConfig>,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    serve_connections(listener, router, move |stream| {
+        let acceptor = acceptor.clone();
+        async move { acceptor.accept(stream).await }
+    })
+    .await
+}
+
+/// The connection loop of [`serve_router`] and [`serve_router_tls`]: `open` turns an accepted
+/// TCP stream into the stream HTTP is spoken over.
+async fn serve_connections<S, F, Fut>(
+    listener: TcpListener,
+    router: Router,
+    open: F,
+) -> std::io::Result<()>
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<S>> + Send,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -196,19 +226,63 @@ pub async fn serve_router(listener: TcpListener, router: Router) -> std::io::Res
             drop(stream);
             continue;
         };
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
+        let (http, router, open) = (http.clone(), router.clone(), open.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+            let served = async move {
+                let stream = open(stream).await?;
+                http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+                    .await
+                    .map_err(std::io::Error::other)
+            };
+            match tokio::time::timeout(CONNECTION_LIFETIME, served).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => tracing::debug!(%error, "HTTP connection ended"),
                 Err(_) => tracing::debug!("HTTP connection closed after its lifetime"),
             }
         });
     }
+}
+
+/// A TLS server configuration from a PEM certificate chain and a PEM private key (files a
+/// Secret or the chart provides), with the ring provider kube's client uses too.
+pub fn tls_config(
+    cert_chain: &std::path::Path,
+    private_key: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert_chain)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsConfigError::Pem(cert_chain.display().to_string(), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsConfigError::Pem(
+            cert_chain.display().to_string(),
+            "no certificate in it".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(private_key)
+        .map_err(|e| TlsConfigError::Pem(private_key.display().to_string(), e.to_string()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsConfigError::Rustls)?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(TlsConfigError::Rustls)?;
+    Ok(Arc::new(config))
+}
+
+/// Why [`tls_config`] could not build a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// A file is missing or holds no usable PEM.
+    #[error("{0}: {1}")]
+    Pem(String, String),
+    /// The certificate and key do not make a configuration (a key that does not match).
+    #[error("{0}")]
+    Rustls(#[source] rustls::Error),
 }
 
 /// Runs [`serve`] on a thread and runtime of its own. At start-up every controller queues all
@@ -273,6 +347,85 @@ mod tests {
             answer.starts_with("HTTP/1.0 503") && answer.ends_with("starting"),
             "a replica that has not started its controllers is not ready; got {answer:?}"
         );
+    }
+
+    /// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files into a
+    /// fresh directory: (directory, certificate path, key path, certificate DER).
+    fn self_signed() -> (
+        std::path::PathBuf,
+        std::path::PathBuf,
+        std::path::PathBuf,
+        Vec<u8>,
+    ) {
+        let generated =
+            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+                .expect("a certificate");
+        let dir = std::env::temp_dir().join(format!(
+            "signpost-tls-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, generated.cert.pem()).expect("the certificate");
+        std::fs::write(&key, generated.signing_key.serialize_pem()).expect("the key");
+        (dir, cert, key, generated.cert.der().to_vec())
+    }
+
+    /// The TLS server answers a client that trusts its certificate, over HTTP/1.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tls_server_answers_over_https() {
+        let (dir, cert, key, der) = self_signed();
+        let config = tls_config(&cert, &key).expect("a TLS configuration");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("its address");
+        let router = Router::new().route("/ping", get(|| async { "pong" }));
+        let server = tokio::spawn(serve_router_tls(listener, router, config));
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.into()).expect("the certificate as a root");
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+        let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(b"GET /ping HTTP/1.0\r\n\r\n")
+            .await
+            .expect("a request");
+        let mut answer = String::new();
+        tls.read_to_string(&mut answer).await.ok();
+        assert!(
+            answer.starts_with("HTTP/1.0 200") && answer.ends_with("pong"),
+            "{answer:?}"
+        );
+        server.abort();
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_missing_or_mismatched_certificate_is_refused_with_its_path() {
+        let (dir, cert, key, _) = self_signed();
+        let missing = dir.join("absent.crt");
+        let error = tls_config(&missing, &key).unwrap_err().to_string();
+        assert!(error.contains("absent.crt"), "{error}");
+        // The key of another certificate does not go with this one.
+        let other = rcgen::generate_simple_self_signed(vec!["other".into()]).unwrap();
+        let other_key = dir.join("other.key");
+        std::fs::write(&other_key, other.signing_key.serialize_pem()).unwrap();
+        assert!(
+            tls_config(&cert, &other_key).is_err(),
+            "a key that does not match"
+        );
+        std::fs::remove_dir_all(dir).ok();
     }
 
     /// The controller's HTTP server drops clients that connect and stall.

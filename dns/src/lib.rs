@@ -26,6 +26,7 @@ mod tests;
 mod tests_spec;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -49,6 +50,10 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// truncated with the TC bit, and the client asks again over TCP.
 pub const DEFAULT_MAX_UDP_SIZE: u16 = 1232;
 
+/// Default of `--startup-timeout`: how long names of the zone get SERVFAIL while the first
+/// list of DNSRecords is not in (CoreDNS's kubernetes plugin waits 5 s too).
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What `signpost dns` is configured with.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -68,6 +73,10 @@ pub struct Config {
     pub max_udp_size: u16,
     /// Forwarded queries allowed to wait on the upstream at once; beyond, SERVFAIL at once.
     pub max_upstream_in_flight: usize,
+    /// Until the first full list of DNSRecords is in, names of the zone get SERVFAIL (never
+    /// an NXDOMAIN that resolvers would cache); after this long without it, the server answers
+    /// from what it has. See [`DEFAULT_STARTUP_TIMEOUT`].
+    pub startup_timeout: Duration,
 }
 
 impl Config {
@@ -82,6 +91,7 @@ impl Config {
             instance: None,
             max_udp_size: DEFAULT_MAX_UDP_SIZE,
             max_upstream_in_flight: forward::DEFAULT_MAX_IN_FLIGHT,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
         }
     }
 }
@@ -102,6 +112,7 @@ pub struct Running {
     pub metrics: SharedMetrics,
     /// The lookup table, for inspection.
     pub table: Arc<RwLock<Table>>,
+    timed_out: Arc<AtomicBool>,
     synced: Synced,
     server: Server<server::Handler>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -117,6 +128,12 @@ impl Running {
     /// Whether the first full list of DNSRecords is in the table.
     pub fn is_ready(&self) -> bool {
         self.synced.is_synced()
+    }
+
+    /// Whether names of the zone are answered (the first list is in, or the start-up timeout
+    /// passed); before, they get SERVFAIL.
+    pub fn is_serving(&self) -> bool {
+        self.synced.is_synced() || self.timed_out.load(Ordering::Acquire)
     }
 
     /// Stops answering and watching.
@@ -139,8 +156,9 @@ impl Running {
     }
 }
 
-/// Binds the sockets, starts the watch and the server; answers come from the table at once
-/// (NXDOMAIN for everything until the first list is in, which `/readyz` reports).
+/// Binds the sockets, starts the watch and the server. Names of the zone get SERVFAIL until the
+/// first list is in (which `/readyz` reports) or `startup_timeout` has passed, then answers
+/// from the table.
 pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
     let table =
         Table::new(&config.cluster_domain).map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?;
@@ -172,7 +190,15 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
         spawn_metrics_listener(config.metrics_addr, &mut tasks, serve).await?
     };
 
+    let timed_out = Arc::new(AtomicBool::new(false));
+    tasks.push(tokio::spawn(startup_timeout(
+        synced.clone(),
+        config.startup_timeout,
+        timed_out.clone(),
+    )));
+
     let mut handler = server::Handler::new(table.clone(), config.upstream, dns_metrics);
+    handler.set_startup(synced.clone(), timed_out.clone());
     handler.set_max_udp_size(config.max_udp_size);
     handler.set_max_upstream_in_flight(config.max_upstream_in_flight);
     let mut server = Server::new(handler);
@@ -184,10 +210,23 @@ pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
         metrics_addr,
         metrics,
         table,
+        timed_out,
         synced,
         server,
         tasks,
     })
+}
+
+/// Sets `timed_out` when the first list is not in after `timeout`: from then on the zone is
+/// answered from what the table has.
+async fn startup_timeout(mut synced: Synced, timeout: Duration, timed_out: Arc<AtomicBool>) {
+    if tokio::time::timeout(timeout, synced.wait()).await.is_err() {
+        tracing::warn!(
+            ?timeout,
+            "DNSRecords not listed within the start-up timeout; answering from what is loaded"
+        );
+        timed_out.store(true, Ordering::Release);
+    }
 }
 
 /// A UDP socket and a TCP listener on the same address. With port 0 the UDP socket picks the

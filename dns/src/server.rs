@@ -8,6 +8,7 @@
 
 use std::iter;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
+use signpost_runtime::Synced;
 
 use super::forward;
 use super::metrics::DnsMetrics;
@@ -35,6 +37,7 @@ pub struct Handler {
     upstream: Option<forward::Forwarder>,
     metrics: DnsMetrics,
     max_udp_size: u16,
+    started: Option<(Synced, Arc<AtomicBool>)>,
 }
 
 impl Handler {
@@ -53,7 +56,23 @@ impl Handler {
             }),
             metrics,
             max_udp_size: super::DEFAULT_MAX_UDP_SIZE,
+            started: None,
         }
+    }
+
+    /// Answers names of the zone only once `synced` says the first full list of DNSRecords is
+    /// in, or `timed_out` is set; SERVFAIL before. Until the list is in an NXDOMAIN could be
+    /// wrong, and resolvers cache NXDOMAIN (for the SOA minimum) but not SERVFAIL, so they
+    /// ask again. Without this call the handler answers from the start.
+    pub fn set_startup(&mut self, synced: Synced, timed_out: Arc<AtomicBool>) {
+        self.started = Some((synced, timed_out));
+    }
+
+    /// Whether names of the zone are answered from the table yet.
+    pub fn is_serving(&self) -> bool {
+        self.started.as_ref().is_none_or(|(synced, timed_out)| {
+            synced.is_synced() || timed_out.load(Ordering::Acquire)
+        })
     }
 
     /// Lets at most `max` forwarded queries wait on the upstream at once; the ones beyond get
@@ -104,6 +123,9 @@ impl Handler {
         }
         if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
             return send_error(request, edns, ResponseCode::Refused, handle).await;
+        }
+        if !self.is_serving() {
+            return send_error(request, edns, ResponseCode::ServFail, handle).await;
         }
         let (lookup, soa) = {
             let table = self.read_table();

@@ -96,6 +96,18 @@ pub struct DnsArgs {
     )]
     pub max_upstream_in_flight: u32,
 
+    /// How long names of the cluster domain get SERVFAIL while the first list of DNSRecords is
+    /// not in (an NXDOMAIN then could be wrong, and resolvers cache it); after that the server
+    /// answers from what it has. `5s`, `500ms`, `1m`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "SIGNPOST_DNS_STARTUP_TIMEOUT",
+        default_value = "5s",
+        value_parser = parse_startup_timeout
+    )]
+    pub startup_timeout: std::time::Duration,
+
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -188,6 +200,7 @@ async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
     config.max_udp_size = args.max_udp_size;
     config.max_upstream_in_flight =
         usize::try_from(args.max_upstream_in_flight).unwrap_or(usize::MAX);
+    config.startup_timeout = args.startup_timeout;
     config.instance = std::env::var("POD_NAME").ok().or_else(hostname);
     let mut running = dns::start(client, config).await?;
     tokio::select! {
@@ -197,4 +210,25 @@ async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--startup-timeout`: `<n>ms`, `<n>s` (or a bare number of seconds), `<n>m`; at most an hour.
+fn parse_startup_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 5s or 500ms"))?;
+    let duration = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "" | "s" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{text:?} has an unknown unit (use ms, s or m)")),
+    };
+    if duration > std::time::Duration::from_secs(3600) {
+        return Err(format!("{text:?} is longer than an hour"));
+    }
+    Ok(duration)
 }

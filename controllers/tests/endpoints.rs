@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, finish, init_logs, scoped_settings, slice_ports,
-    start_controllers, wait_reported_and_untouched,
+    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, create_foreign, finish, init_logs,
+    scoped_settings, slice_ports, start_controllers, start_scoped, wait_reported_and_untouched,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -38,6 +38,31 @@ async fn our_slices(slices: &Api<EndpointSlice>) -> Result<Vec<EndpointSlice>, S
         .await
         .map(|l| l.items)
         .map_err(|e| e.to_string())
+}
+
+/// Waits until Signpost's slices are as `done` wants and returns them; until then, says how
+/// many there are and which addresses they hold, ready and all.
+async fn wait_our_slices(
+    slices: &Api<EndpointSlice>,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&[EndpointSlice]) -> bool,
+) -> anyhow::Result<Vec<EndpointSlice>> {
+    let done = &done;
+    wait_until(what, timeout, || async {
+        let list = our_slices(slices).await?;
+        if done(&list) {
+            Ok(list)
+        } else {
+            Err(format!(
+                "{} slices, ready {:?}, all {:?}",
+                list.len(),
+                ready_addresses(&list),
+                all_addresses(&list)
+            ))
+        }
+    })
+    .await
 }
 
 fn endpoints_of(slice: &EndpointSlice) -> &[k8s_openapi::api::discovery::v1::Endpoint] {
@@ -76,9 +101,7 @@ fn endpoints_counts(e: &Endpoints) -> (usize, usize) {
 
 #[tokio::test]
 async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "ep-seed").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("ep-seed").await?;
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
@@ -114,19 +137,9 @@ async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
             .all(|s| s.ports.iter().flatten().all(|p| p.port == 9376)),
         "port 9376: {subsets:?}"
     );
-    let slice = wait_until("one slice with 3 ready endpoints", TIMEOUT, || async {
-        let list = our_slices(&slices).await?;
-        if list.len() == 1 && ready_addresses(&list).len() == 3 {
-            Ok(list[0].clone())
-        } else {
-            Err(format!(
-                "{} slices, ready {:?}",
-                list.len(),
-                ready_addresses(&list)
-            ))
-        }
-    })
-    .await?;
+    let one = |l: &[EndpointSlice]| l.len() == 1 && ready_addresses(l).len() == 3;
+    let list = wait_our_slices(&slices, "one slice with 3 ready endpoints", TIMEOUT, one).await?;
+    let slice = &list[0];
     assert_eq!(
         slice
             .labels()
@@ -214,14 +227,13 @@ async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
         &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
     )
     .await?;
-    wait_until("terminated pod gone from the slices", TIMEOUT, || async {
-        let list = our_slices(&slices).await?;
-        if all_addresses(&list).contains(&held_ip) {
-            Err(format!("{:?}", all_addresses(&list)))
-        } else {
-            Ok(())
-        }
-    })
+    let gone = |l: &[EndpointSlice]| !all_addresses(l).contains(&held_ip);
+    wait_our_slices(
+        &slices,
+        "terminated pod gone from the slices",
+        TIMEOUT,
+        gone,
+    )
     .await?;
     finish(&client, ns, running).await
 }
@@ -236,9 +248,7 @@ fn bare_pod(name: &str, labels: serde_json::Value, port_name: &str, port: i32) -
 
 #[tokio::test]
 async fn named_target_port_resolves_per_pod() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "ep-named").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("ep-named").await?;
     let pods: Api<Pod> = ns.api();
     let services: Api<Service> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
@@ -258,15 +268,8 @@ async fn named_target_port_resolves_per_pod() -> anyhow::Result<()> {
     }))?;
     services.create(&PostParams::default(), &svc).await?;
     wait_ready_pods(&pods, "app=web", 2, POD_READY_TIMEOUT).await?;
-    let list = wait_until("two slices, one per port mapping", TIMEOUT, || async {
-        let list = our_slices(&slices).await?;
-        if list.len() == 2 && ready_addresses(&list).len() == 2 {
-            Ok(list)
-        } else {
-            Err(format!("{} slices", list.len()))
-        }
-    })
-    .await?;
+    let two = |l: &[EndpointSlice]| l.len() == 2 && ready_addresses(l).len() == 2;
+    let list = wait_our_slices(&slices, "two slices, one per port mapping", TIMEOUT, two).await?;
     assert_eq!(slice_ports(&list), vec![8080, 9090]);
     for slice in &list {
         assert_eq!(
@@ -294,29 +297,19 @@ async fn count_our_slice_writes_from_now(
 
 #[tokio::test]
 async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "ep-250").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("ep-250").await?;
     let deployments: Api<Deployment> = ns.api();
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     ns.create_app("big", 250).await?;
     let ready = wait_ready_pods(&pods, "app=big", 250, POD_READY_TIMEOUT).await?;
-    let list = wait_until(
+    let all_ready = |l: &[EndpointSlice]| ready_addresses(l).len() == 250;
+    let minute = Duration::from_secs(60);
+    let list = wait_our_slices(
+        &slices,
         "250 ready endpoints in 3 slices",
-        Duration::from_secs(60),
-        || async {
-            let list = our_slices(&slices).await?;
-            if ready_addresses(&list).len() == 250 {
-                Ok(list)
-            } else {
-                Err(format!(
-                    "{} slices, {} ready",
-                    list.len(),
-                    ready_addresses(&list).len()
-                ))
-            }
-        },
+        minute,
+        all_ready,
     )
     .await?;
     assert_eq!(list.len(), 3, "250 endpoints at 100 per slice");
@@ -334,37 +327,11 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
 
     // Scale to 0: Kubernetes keeps one empty slice per address type; Signpost does the same.
     scale_deployment(&deployments, "big", 0).await?;
-    wait_until("one empty slice", Duration::from_secs(60), || async {
-        let list = our_slices(&slices).await?;
-        if list.len() == 1 && endpoints_of(&list[0]).is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} slices, {} endpoints",
-                list.len(),
-                all_addresses(&list).len()
-            ))
-        }
-    })
-    .await?;
+    let empty = |l: &[EndpointSlice]| l.len() == 1 && endpoints_of(&l[0]).is_empty();
+    wait_our_slices(&slices, "one empty slice", minute, empty).await?;
     scale_deployment(&deployments, "big", 5).await?;
-    wait_until(
-        "5 ready endpoints again",
-        Duration::from_secs(60),
-        || async {
-            let list = our_slices(&slices).await?;
-            if list.len() == 1 && ready_addresses(&list).len() == 5 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} slices, {} ready",
-                    list.len(),
-                    ready_addresses(&list).len()
-                ))
-            }
-        },
-    )
-    .await?;
+    let five = |l: &[EndpointSlice]| l.len() == 1 && ready_addresses(l).len() == 5;
+    wait_our_slices(&slices, "5 ready endpoints again", minute, five).await?;
     finish(&client, ns, running).await
 }
 
@@ -373,9 +340,7 @@ async fn large_service_packs_slices_and_one_flip_is_one_slice_write() -> anyhow:
 #[tokio::test]
 async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current()
 -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "ep-burst").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("ep-burst").await?;
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     ns.create_app("burst", 10).await?;
@@ -431,9 +396,7 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
 
 #[tokio::test]
 async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "ep-misc").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("ep-misc").await?;
     let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
@@ -607,19 +570,12 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
     let client = client().await?;
     let ns = TestNamespace::create(&client, "ep-restart").await?;
     let endpoints: Api<Endpoints> = ns.api();
-    let services: Api<Service> = ns.api();
     // An Endpoints object some other controller wrote, for a Service with a selector.
     let foreign: Endpoints = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "theirs"},
         "subsets": [{"addresses": [{"ip": "192.0.2.20"}], "ports": [{"port": 80}]}]
     }))?;
-    let foreign = endpoints.create(&PostParams::default(), &foreign).await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("theirs", 80, 8080),
-        )
-        .await?;
+    let foreign = create_foreign(&ns, &endpoints, &foreign).await?;
 
     let cidr = unique_cidr(24);
     let (running, _) = start(&client, &ns.name, &cidr).await?;
@@ -692,9 +648,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
 /// addresses, and no slice of Signpost's names a Service that does not exist.
 #[tokio::test]
 async fn a_relabelled_or_edited_slice_of_ours_is_put_right() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "ep-relabel").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("ep-relabel").await?;
     let slices: Api<EndpointSlice> = ns.api();
     let pods: Api<Pod> = ns.api();
     ns.create_app("web", 3).await?;

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, create_web_and_ext, finish, init_logs,
-    scoped_settings, start_controllers, wait_reported_and_untouched,
+    POD_READY_TIMEOUT, TIMEOUT, api_writes_sample, create_foreign, create_web_and_ext, finish,
+    init_logs, scoped_settings, start_controllers, start_scoped, wait_reported_and_untouched,
 };
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -229,9 +229,7 @@ async fn seed_service_gets_a_ready_record_with_its_vip_and_srv() -> anyhow::Resu
 
 #[tokio::test]
 async fn headless_service_gets_host_records_and_external_name_a_cname() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "rec-headless").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("rec-headless").await?;
     let records: Api<DNSRecord> = ns.api();
 
     let t0 = Instant::now();
@@ -360,9 +358,7 @@ async fn deleting_the_service_removes_its_record_and_the_cluster_domain_is_honou
 
 #[tokio::test]
 async fn a_service_without_its_vip_is_not_ready_until_it_gets_one() -> anyhow::Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "rec-pending").await?;
-    let (running, _) = start(&client, &ns.name, &unique_cidr(24)).await?;
+    let (client, ns, running, _) = start_scoped("rec-pending").await?;
     let services: Api<Service> = ns.api();
     let records: Api<DNSRecord> = ns.api();
     // An address outside the CIDR is refused, never replaced: the Service has no VIP.
@@ -430,13 +426,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_records_are_lef
         "metadata": {"name": "theirs"},
         "spec": {"fqdn": "theirs.example.com", "type": "ClusterIP", "ttl": 30, "ipv4": ["192.0.2.30"]}
     }))?;
-    let foreign = records.create(&PostParams::default(), &foreign).await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("theirs", 80, 8080),
-        )
-        .await?;
+    let foreign = create_foreign(&ns, &records, &foreign).await?;
 
     let cidr = unique_cidr(24);
     let (running, _) = start(&client, &ns.name, &cidr).await?;

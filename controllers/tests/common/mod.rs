@@ -19,8 +19,8 @@ use signpost_controllers::app::{self, Running, Settings};
 use signpost_controllers::runtime::Metrics;
 use signpost_e2e::stateful::create_stateful_app;
 use signpost_e2e::{
-    TestNamespace, delete_namespace_and_claims, fixtures, install_crds, wait_events,
-    wait_ready_pod_ips,
+    TestNamespace, client, delete_namespace_and_claims, fixtures, install_crds, unique_cidr,
+    wait_events, wait_ready_pod_ips,
 };
 
 /// How long one step of a test may take: the controllers becoming ready, or one change
@@ -70,6 +70,20 @@ pub async fn start_controllers(
     Ok((running, metrics))
 }
 
+/// What most tests start from: a namespace of their own (named from `prefix`), and
+/// Signpost's controllers scoped to it over a CIDR no other test uses, ready, with their
+/// metrics for tests that count writes. Tests end with [`finish`].
+pub async fn start_scoped(
+    prefix: &str,
+) -> anyhow::Result<(Client, TestNamespace, Running, Arc<Metrics>)> {
+    init_logs("warn");
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    let settings = scoped_settings(&ns.name, &[&unique_cidr(24)])?;
+    let (running, metrics) = start_controllers(&client, settings).await?;
+    Ok((client, ns, running, metrics))
+}
+
 /// Ends a test: deletes its namespace and waits until every claim of it is released (while
 /// the controllers still run, so they are the ones releasing them), then stops the
 /// controllers.
@@ -77,6 +91,20 @@ pub async fn finish(client: &Client, ns: TestNamespace, running: Running) -> any
     delete_namespace_and_claims(client, ns).await?;
     running.shut_down().await;
     Ok(())
+}
+
+/// Creates `foreign` through `api`, an object someone other than Signpost wrote where
+/// Signpost would write its own, and the Service with a selector it is named after
+/// (`fixtures::app_service`); returns the object as stored, to compare with later.
+pub async fn create_foreign<K>(ns: &TestNamespace, api: &Api<K>, foreign: &K) -> anyhow::Result<K>
+where
+    K: Resource + Clone + DeserializeOwned + serde::Serialize + Debug,
+{
+    let foreign = api.create(&PostParams::default(), foreign).await?;
+    let services: Api<Service> = ns.api();
+    let service = fixtures::app_service(&foreign.name_any(), 80, 8080);
+    services.create(&PostParams::default(), &service).await?;
+    Ok(foreign)
 }
 
 /// Waits for the `reason` Event about `foreign`, an object of `namespace` that someone else

@@ -16,6 +16,7 @@
 mod compile;
 pub mod forward;
 pub mod metrics;
+pub mod rotate;
 pub mod server;
 pub mod table;
 pub mod watch;

@@ -8,7 +8,7 @@
 
 use std::iter;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,7 @@ use signpost_runtime::Synced;
 
 use super::forward;
 use super::metrics::DnsMetrics;
+use super::rotate::rotate;
 use super::table::{Answer, Data, QueryType, Status, Table};
 
 /// How long one forwarded query may take in all (UDP and a TCP retry) before the client gets
@@ -38,6 +39,8 @@ pub struct Handler {
     metrics: DnsMetrics,
     max_udp_size: u16,
     started: Option<(Synced, Arc<AtomicBool>)>,
+    /// Counts answers from the table: how far each one rotates its addresses.
+    rotation: AtomicUsize,
 }
 
 impl Handler {
@@ -57,6 +60,7 @@ impl Handler {
             metrics,
             max_udp_size: super::DEFAULT_MAX_UDP_SIZE,
             started: None,
+            rotation: AtomicUsize::new(0),
         }
     }
 
@@ -127,13 +131,17 @@ impl Handler {
         if !self.is_serving() {
             return send_error(request, edns, ResponseCode::ServFail, handle).await;
         }
-        let (lookup, soa) = {
+        let (mut lookup, soa) = {
             let table = self.read_table();
             (
                 table.lookup(&key, query_type(query.query_type())),
                 table.soa(),
             )
         };
+        rotate(
+            &mut lookup.answers,
+            self.rotation.fetch_add(1, Ordering::Relaxed),
+        );
         let folded = key.strip_suffix('.').unwrap_or(&key);
         let records = |answers: &[Answer]| -> Vec<Record> {
             answers

@@ -73,14 +73,8 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
         vec![9376],
         "slice port"
     );
-    let claims = wait_until("hostnames holds one VIP", CONVERGE, || async {
-        let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
-        claims
-            .get("hostnames")
-            .cloned()
-            .ok_or_else(|| "no claim".to_string())
-    })
-    .await?;
+    let what = "hostnames holds one VIP";
+    let claims = wait_vips(&client, &ns.name, &cidr_nets, "hostnames", what, CONVERGE).await?;
     println!(
         "[seed] VIP {claims:?} (inside {cidrs:?}) {:?} after creation",
         t0.elapsed()
@@ -303,15 +297,8 @@ async fn third_seed_two_services_get_distinct_vips_and_records() -> anyhow::Resu
             },
         )
         .await;
-        if failures
-            .check(&format!("DNSRecord {service}"), record)
-            .is_some()
-        {
-            println!(
-                "[seed3] DNSRecord {fqdn} → {vip} {:?} after creation",
-                t0.elapsed()
-            );
-        }
+        let done = format!("[seed3] DNSRecord {fqdn} → {vip}");
+        failures.check_after(&format!("DNSRecord {service}"), record, &done, t0);
     }
 
     finish(&client, ns, vec![signpost]).await?;
@@ -419,15 +406,8 @@ async fn headless_and_external_name_services_get_no_vip() -> anyhow::Result<()> 
         }
     })
     .await;
-    if failures
-        .check("DNSRecord search (ExternalName)", record)
-        .is_some()
-    {
-        println!(
-            "[novip] DNSRecord {fqdn} CNAME search.example.com {:?} after creation",
-            t0.elapsed()
-        );
-    }
+    let done = format!("[novip] DNSRecord {fqdn} CNAME search.example.com");
+    failures.check_after("DNSRecord search (ExternalName)", record, &done, t0);
 
     finish(&client, ns, vec![signpost]).await?;
     failures.finish()
@@ -459,14 +439,8 @@ async fn require_dual_stack_service_gets_one_vip_per_family() -> anyhow::Result<
         vec!["IPv4", "IPv6"],
         "the API server is dual-stack"
     );
-    let claims = wait_until("one VIP per family", CONVERGE, || async {
-        let claims = check_claims(&client, &ns.name, &cidr_nets).await?;
-        claims
-            .get("both")
-            .cloned()
-            .ok_or_else(|| "no claims".to_string())
-    })
-    .await?;
+    let what = "one VIP per family";
+    let claims = wait_vips(&client, &ns.name, &cidr_nets, "both", what, CONVERGE).await?;
     println!(
         "[ds] VIPs {claims:?} from {cidrs:?} {:?} after creation",
         t0.elapsed()
@@ -497,15 +471,8 @@ async fn require_dual_stack_service_gets_one_vip_per_family() -> anyhow::Result<
         }
     })
     .await;
-    if failures
-        .check("DNSRecord both (dual stack)", record)
-        .is_some()
-    {
-        println!(
-            "[ds] DNSRecord both → {v4}, {v6} {:?} after creation",
-            t0.elapsed()
-        );
-    }
+    let done = format!("[ds] DNSRecord both → {v4}, {v6}");
+    failures.check_after("DNSRecord both (dual stack)", record, &done, t0);
 
     finish(&client, ns, vec![signpost]).await?;
     failures.finish()

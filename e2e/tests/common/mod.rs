@@ -136,6 +136,20 @@ impl Failures {
         }
     }
 
+    /// [`Failures::check`], and on success prints `done` with the time since `since`: how a
+    /// journey reports how long each step took to show up.
+    pub fn check_after<T>(
+        &mut self,
+        what: &str,
+        result: anyhow::Result<T>,
+        done: &str,
+        since: Instant,
+    ) -> Option<T> {
+        let value = self.check(what, result)?;
+        println!("{done} {:?} after creation", since.elapsed());
+        Some(value)
+    }
+
     /// Fails with every recorded failure, or succeeds when there was none.
     pub fn finish(self) -> anyhow::Result<()> {
         if self.0.is_empty() {
@@ -173,6 +187,26 @@ pub async fn check_claims(
         .await
         .map_err(|e| e.to_string())?;
     claim_problems(&services, &claims, cidrs)
+}
+
+/// Waits until the claims of the namespace are consistent ([`check_claims`]) and `service`
+/// holds its VIPs; returns them, one per family.
+pub async fn wait_vips(
+    client: &Client,
+    namespace: &str,
+    cidrs: &[IpNet],
+    service: &str,
+    what: &str,
+    timeout: Duration,
+) -> anyhow::Result<Vec<IpAddr>> {
+    wait_until(what, timeout, || async {
+        let claims = check_claims(client, namespace, cidrs).await?;
+        claims
+            .get(service)
+            .cloned()
+            .ok_or_else(|| format!("no claim of {service}"))
+    })
+    .await
 }
 
 fn claim_problems(

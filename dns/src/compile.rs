@@ -4,7 +4,7 @@
 //! a record that names another namespace's Service, or fails any check, is rejected whole.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use signpost_crds::{DNSRecordSpec, RecordType};
@@ -78,11 +78,57 @@ fn check_under_fqdn(what: &str, name: &str, fqdn: &str, namespace: &str) -> Resu
     }
 }
 
+/// A record's answers: per name, and the reverse (PTR) entries: address → the name it
+/// points back to.
+#[derive(Debug, Default)]
+pub(crate) struct Compiled {
+    pub(crate) sets: BTreeMap<String, RrSet>,
+    pub(crate) ptrs: Vec<(IpAddr, String)>,
+}
+
 /// Turns a record's spec into its answers per name, or says why it cannot be served. All or
 /// nothing: serving part of a record would give answers that look complete and are not.
 /// `namespace` is the record's: every owner name must be its Service's (see
 /// [`check_own_fqdn`]).
+///
+/// PTR entries (specification §2.3.3, §2.4.3): a ClusterIP record's addresses point to its
+/// fqdn; every host's addresses to `<host>.<fqdn>`. A headless record's own addresses get
+/// none beyond its hosts' (its hosts are its ready endpoints). A headless record's names
+/// without data are dropped, so a headless Service without ready endpoints is NXDOMAIN
+/// (§2.4.1), not an empty name.
 pub(crate) fn compile(
+    spec: &DNSRecordSpec,
+    domain: &str,
+    namespace: &str,
+) -> Result<Compiled, String> {
+    let sets = compile_sets(spec, domain, namespace)?;
+    let fqdn = fold(&spec.fqdn);
+    let mut ptrs = Vec::new();
+    for (name, set) in &sets {
+        let points_back = match spec.record_type {
+            RecordType::ClusterIP => *name == fqdn,
+            RecordType::Headless => *name != fqdn,
+            RecordType::ExternalName => false,
+        };
+        if points_back {
+            let addresses = set
+                .a
+                .iter()
+                .map(|ip| IpAddr::V4(*ip))
+                .chain(set.aaaa.iter().map(|ip| IpAddr::V6(*ip)));
+            ptrs.extend(addresses.map(|ip| (ip, name.clone())));
+        }
+    }
+    ptrs.sort();
+    ptrs.dedup();
+    let mut sets = sets;
+    if spec.record_type == RecordType::Headless {
+        sets.retain(|_, set| !set.is_empty());
+    }
+    Ok(Compiled { sets, ptrs })
+}
+
+fn compile_sets(
     spec: &DNSRecordSpec,
     domain: &str,
     namespace: &str,

@@ -16,6 +16,7 @@
 mod compile;
 pub mod forward;
 pub mod metrics;
+pub mod reverse;
 pub mod rotate;
 pub mod server;
 pub mod table;
@@ -78,6 +79,10 @@ pub struct Config {
     /// an NXDOMAIN that resolvers would cache); after this long without it, the server answers
     /// from what it has. See [`DEFAULT_STARTUP_TIMEOUT`].
     pub startup_timeout: Duration,
+    /// The service and pod CIDRs: reverse names of addresses inside them are answered (PTR,
+    /// or NXDOMAIN when no record has the address); other reverse names are forwarded or
+    /// refused like any name outside the cluster domain.
+    pub reverse_cidrs: Vec<reverse::Cidr>,
 }
 
 impl Config {
@@ -93,6 +98,7 @@ impl Config {
             max_udp_size: DEFAULT_MAX_UDP_SIZE,
             max_upstream_in_flight: forward::DEFAULT_MAX_IN_FLIGHT,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            reverse_cidrs: Vec::new(),
         }
     }
 }
@@ -161,8 +167,9 @@ impl Running {
 /// first list is in (which `/readyz` reports) or `startup_timeout` has passed, then answers
 /// from the table.
 pub async fn start(client: Client, config: Config) -> anyhow::Result<Running> {
-    let table =
-        Table::new(&config.cluster_domain).map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?;
+    let table = Table::new(&config.cluster_domain)
+        .map_err(|e| anyhow::anyhow!("--cluster-domain: {e}"))?
+        .with_reverse_zones(config.reverse_cidrs.iter().copied());
     let table = Arc::new(RwLock::new(table));
     let mut metrics = Metrics::new();
     let dns_metrics = DnsMetrics::register(&mut metrics);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode,
 };
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -118,8 +118,8 @@ impl Handler {
         let query = info.query;
         let qname: Name = query.original().name().clone();
         let key = qname.to_ascii().to_ascii_lowercase();
-        let in_zone = self.read_table().in_zone(&key);
-        if !in_zone {
+        let ours = self.read_table().authoritative(&key);
+        if !ours {
             return match &self.upstream {
                 Some(forwarder) => self.forward(request, edns, forwarder, handle).await,
                 None => send_error(request, edns, ResponseCode::Refused, handle).await,
@@ -135,7 +135,7 @@ impl Handler {
             let table = self.read_table();
             (
                 table.lookup(&key, query_type(query.query_type())),
-                table.soa(),
+                table.soa_for(&key),
             )
         };
         rotate(
@@ -293,6 +293,7 @@ pub fn query_type(rtype: RecordType) -> QueryType {
         RecordType::CNAME => QueryType::Cname,
         RecordType::SOA => QueryType::Soa,
         RecordType::TXT => QueryType::Txt,
+        RecordType::PTR => QueryType::Ptr,
         RecordType::ANY => QueryType::Any,
         _ => QueryType::Other,
     }
@@ -347,6 +348,7 @@ fn to_record(answer: &Answer, query_key: &str, query_name: &Name) -> Option<Reco
         } => RData::SRV(SRV::new(*priority, *weight, *port, fqdn(target)?)),
         Data::Cname(target) => RData::CNAME(CNAME(fqdn(target)?)),
         Data::Txt(text) => RData::TXT(TXT::new(vec![text.clone()])),
+        Data::Ptr(target) => RData::PTR(PTR(fqdn(target)?)),
         Data::Soa {
             mname,
             rname,

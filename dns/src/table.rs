@@ -8,13 +8,14 @@
 //! Names are keys in lowercase without the trailing dot (`web.default.svc.cluster.local`); a
 //! query is looked up after the same folding, which makes lookups case-insensitive.
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use signpost_crds::DNSRecord;
 
 use crate::compile::compile;
+use crate::reverse::{self, Cidr, ReverseName};
 
 /// Longest name (without the trailing dot) that fits in a DNS message.
 pub(crate) const MAX_NAME_LEN: usize = 253;
@@ -50,6 +51,8 @@ pub enum QueryType {
     Soa,
     /// Text (only `dns-version.<zone>`).
     Txt,
+    /// The name of an address (reverse names inside the cluster's ranges).
+    Ptr,
     /// Everything the name has (A, AAAA, SRV, CNAME).
     Any,
     /// Any other type: answered with NODATA when the name exists.
@@ -78,6 +81,8 @@ pub enum Data {
     Cname(String),
     /// One character-string of text (the schema version).
     Txt(String),
+    /// The name an address points back to, lowercase, without the trailing dot.
+    Ptr(String),
     /// The zone's SOA, synthesised: the table has no zone file.
     Soa {
         /// Primary name server: `ns.dns.<domain>`.
@@ -146,6 +151,16 @@ pub(crate) struct RrSet {
     pub(crate) cname: Option<String>,
 }
 
+impl RrSet {
+    /// Whether the name has no data at all.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.a.is_empty() && self.aaaa.is_empty() && self.srv.is_empty() && self.cname.is_none()
+    }
+}
+
+/// One PTR answer an address has: the record it comes from, the name, the TTL.
+type PtrEntry = (RecordKey, String, u32);
+
 /// One name of the table.
 #[derive(Debug, Default)]
 struct Node {
@@ -162,6 +177,7 @@ struct Node {
 struct Entry {
     version: Option<String>,
     names: Vec<String>,
+    ptrs: Vec<IpAddr>,
     rejected: Option<String>,
 }
 
@@ -182,6 +198,10 @@ pub struct Table {
     domain: String,
     records: HashMap<RecordKey, Entry>,
     names: HashMap<String, Node>,
+    /// Address → its PTR answers, ordered so a reverse prefix is a range query.
+    ptrs: BTreeMap<IpAddr, Vec<PtrEntry>>,
+    /// The ranges whose reverse names are answered here.
+    reverse: Vec<Cidr>,
     rejected: usize,
     serial: u32,
 }
@@ -195,9 +215,19 @@ impl Table {
             domain,
             records: HashMap::new(),
             names: HashMap::new(),
+            ptrs: BTreeMap::new(),
+            reverse: Vec::new(),
             rejected: 0,
             serial: 1,
         })
+    }
+
+    /// Answers the reverse names (`in-addr.arpa`, `ip6.arpa`) of addresses in `ranges`
+    /// (the service and pod CIDRs): a PTR when a record has the address, NXDOMAIN when none
+    /// has. Reverse names outside them are not the table's ([`Status::Outside`]).
+    pub fn with_reverse_zones(mut self, ranges: impl IntoIterator<Item = Cidr>) -> Self {
+        self.reverse = ranges.into_iter().collect();
+        self
     }
 
     /// The cluster domain, lowercase, without the trailing dot.
@@ -259,16 +289,26 @@ impl Table {
         self.remove(&key);
         self.serial = self.serial.wrapping_add(1);
         match compiled {
-            Ok(sets) => {
-                let names: Vec<String> = sets.keys().cloned().collect();
-                for (name, set) in sets {
+            Ok(compiled) => {
+                let names: Vec<String> = compiled.sets.keys().cloned().collect();
+                for (name, set) in compiled.sets {
                     self.insert(&key, name, Arc::new(set));
                 }
+                let ttl = u32::try_from(record.spec.ttl).unwrap_or(0);
+                let mut ptrs = Vec::with_capacity(compiled.ptrs.len());
+                for (ip, name) in compiled.ptrs {
+                    let entries = self.ptrs.entry(ip).or_default();
+                    let at = entries.partition_point(|(owner, n, _)| (owner, n) < (&key, &name));
+                    entries.insert(at, (key.clone(), name, ttl));
+                    ptrs.push(ip);
+                }
+                ptrs.dedup();
                 self.records.insert(
                     key,
                     Entry {
                         version,
                         names,
+                        ptrs,
                         rejected: None,
                     },
                 );
@@ -281,6 +321,7 @@ impl Table {
                     Entry {
                         version,
                         names: Vec::new(),
+                        ptrs: Vec::new(),
                         rejected: Some(reason.clone()),
                     },
                 );
@@ -305,6 +346,14 @@ impl Table {
         };
         if entry.rejected.is_some() {
             self.rejected -= 1;
+        }
+        for ip in &entry.ptrs {
+            if let Some(entries) = self.ptrs.get_mut(ip) {
+                entries.retain(|(owner, _, _)| owner != key);
+                if entries.is_empty() {
+                    self.ptrs.remove(ip);
+                }
+            }
         }
         for name in &entry.names {
             if let Some(node) = self.names.get_mut(name) {
@@ -341,6 +390,64 @@ impl Table {
         in_zone(&name, &self.domain)
     }
 
+    /// Whether the table answers `name` (any case, trailing dot or not): the cluster domain
+    /// and below, and reverse names inside the configured ranges.
+    pub fn authoritative(&self, name: &str) -> bool {
+        let name = fold(name);
+        in_zone(&name, &self.domain) || self.reverse_range(&name).is_some()
+    }
+
+    /// The configured range a reverse name lies in, with what the name stands for.
+    fn reverse_range(&self, name: &str) -> Option<(Cidr, ReverseName)> {
+        let parsed = reverse::parse(name)?;
+        let range = parsed.range();
+        let cidr = self.reverse.iter().find(|c| c.covers(&range))?;
+        Some((*cidr, parsed))
+    }
+
+    fn lookup_reverse(&self, name: String, parsed: ReverseName, qtype: QueryType) -> Lookup {
+        let mut lookup = Lookup {
+            status: Status::NoError,
+            answers: Vec::new(),
+            additionals: Vec::new(),
+        };
+        match parsed {
+            ReverseName::Address(ip) => match self.ptrs.get(&ip) {
+                Some(entries) => {
+                    if matches!(qtype, QueryType::Ptr | QueryType::Any) {
+                        lookup
+                            .answers
+                            .extend(entries.iter().map(|(_, target, ttl)| Answer {
+                                name: name.clone(),
+                                ttl: *ttl,
+                                data: Data::Ptr(target.clone()),
+                            }));
+                    }
+                }
+                None => lookup.status = Status::NxDomain,
+            },
+            // An empty non-terminal while some address below it has a PTR.
+            ReverseName::Prefix(range) => {
+                let (first, last) = range.bounds();
+                if self.ptrs.range(first..=last).next().is_none() {
+                    lookup.status = Status::NxDomain;
+                }
+            }
+            ReverseName::Below(_) => lookup.status = Status::NxDomain,
+        }
+        lookup
+    }
+
+    /// The SOA for the authority section of a negative answer to `name`: the reverse zone's
+    /// for a reverse name inside the configured ranges, the cluster domain's otherwise.
+    pub fn soa_for(&self, name: &str) -> Answer {
+        let mut soa = self.soa();
+        if let Some((cidr, _)) = self.reverse_range(&fold(name)) {
+            soa.name = cidr.zone();
+        }
+        soa
+    }
+
     /// Answers a query for `name` (any case, trailing dot or not) and type `qtype`.
     pub fn lookup(&self, name: &str, qtype: QueryType) -> Lookup {
         let name = fold(name);
@@ -350,6 +457,9 @@ impl Table {
             additionals: Vec::new(),
         };
         if !in_zone(&name, &self.domain) {
+            if let Some((_, parsed)) = self.reverse_range(&name) {
+                return self.lookup_reverse(name, parsed, qtype);
+            }
             lookup.status = Status::Outside;
             return lookup;
         }

@@ -108,6 +108,27 @@ pub struct DnsArgs {
     )]
     pub startup_timeout: std::time::Duration,
 
+    /// A service CIDR (repeatable): reverse names (in-addr.arpa, ip6.arpa) of its addresses
+    /// are answered here (PTR, or NXDOMAIN when no DNSRecord has the address).
+    #[arg(
+        long = "service-cidr",
+        value_name = "CIDR",
+        env = "SIGNPOST_SERVICE_CIDRS",
+        value_delimiter = ','
+    )]
+    pub service_cidrs: Vec<signpost_dns::reverse::Cidr>,
+
+    /// A pod CIDR (repeatable): reverse names of its addresses are answered here too (PTR of
+    /// headless Services' endpoints). Reverse names outside every --service-cidr and
+    /// --pod-cidr go to --upstream, or are REFUSED.
+    #[arg(
+        long = "pod-cidr",
+        value_name = "CIDR",
+        env = "SIGNPOST_DNS_POD_CIDRS",
+        value_delimiter = ','
+    )]
+    pub pod_cidrs: Vec<signpost_dns::reverse::Cidr>,
+
     /// Address of the HTTP server for /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -201,6 +222,11 @@ async fn serve_dns(args: DnsArgs) -> anyhow::Result<()> {
     config.max_upstream_in_flight =
         usize::try_from(args.max_upstream_in_flight).unwrap_or(usize::MAX);
     config.startup_timeout = args.startup_timeout;
+    config.reverse_cidrs = args
+        .service_cidrs
+        .into_iter()
+        .chain(args.pod_cidrs)
+        .collect();
     config.instance = std::env::var("POD_NAME").ok().or_else(hostname);
     let mut running = dns::start(client, config).await?;
     tokio::select! {

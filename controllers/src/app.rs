@@ -70,6 +70,9 @@ pub struct Settings {
     /// Whose `endpointslice.kubernetes.io/managed-by` values the slices carry: Kubernetes'
     /// (a drop-in replacement) or Signpost's own (beside kube-controller-manager's).
     pub slice_manager: SliceManager,
+    /// ClusterIP mode (issue 30): Signpost's addresses are the Services' own ClusterIPs,
+    /// written at creation by its admission webhook; see [`crate::ipam::cluster_ip`].
+    pub cluster_ip_mode: bool,
 }
 
 /// Default of [`Settings::endpoint_batch_period`]: long enough to fold a rollout's events for
@@ -107,6 +110,7 @@ impl Settings {
             streaming_lists: false,
             pods_protobuf: true,
             slice_manager: SliceManager::default(),
+            cluster_ip_mode: false,
         }
     }
 
@@ -139,6 +143,11 @@ pub struct Running {
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Running {
+    /// The IPAM controller, for ClusterIP mode's admission webhook.
+    pub fn ipam(&self) -> Arc<Ipam> {
+        self.ipam.clone()
+    }
+
     /// Stops everything at once, reconciles in flight included: used when leadership is lost,
     /// because another replica may start writing as soon as the lease expires.
     pub fn abort(self) {
@@ -293,6 +302,7 @@ impl Controllers {
                 repair_interval: settings.repair_interval,
                 namespace: settings.namespace.clone(),
                 workers: settings.workers,
+                cluster_ip_mode: settings.cluster_ip_mode,
             },
         );
         let endpoints = EndpointsController::new(

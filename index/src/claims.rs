@@ -5,7 +5,9 @@
 //! The `ServiceIP` claims are the durable truth; the book is rebuilt from them after every
 //! relist, and each claim event is folded in here and answers which Services to sync.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Instant;
 
 use signpost_core::ipam::{Allocator, Claim, ClaimBook};
 use signpost_core::keys::ServiceKey;
@@ -22,6 +24,12 @@ pub struct ClaimsIndex {
     /// Only Services of this namespace are this controller's (tests scope one to a
     /// namespace); other claims only mark their addresses taken. `None`: every namespace.
     namespace: Option<String>,
+    /// ClusterIP mode: addresses the admission webhook wrote into Services being created, and
+    /// when each was given, until a claim takes it over or it runs out. Held addresses are
+    /// marked in the bitmaps, so they are never handed out twice; no Service key is kept, as
+    /// a Service may get its name only after admission (`generateName`) and the API server
+    /// lets one Service at most hold an address.
+    holds: HashMap<IpAddr, Instant>,
 }
 
 impl ClaimsIndex {
@@ -31,6 +39,7 @@ impl ClaimsIndex {
             book: ClaimBook::new(allocator),
             waiting: HashSet::new(),
             namespace,
+            holds: HashMap::new(),
         }
     }
 
@@ -86,6 +95,10 @@ impl ClaimsIndex {
         objects: impl IntoIterator<Item = &'a ServiceIP>,
     ) -> Vec<ServiceKey> {
         self.book.reset();
+        // Holds are not claims: they live only here and go on marking their addresses.
+        for address in self.holds.keys() {
+            let _ = self.book.reserve(*address);
+        }
         let mut keys = Vec::new();
         for claim in objects.into_iter().filter_map(Claim::of) {
             if self.in_scope(&claim.service.namespace) {
@@ -106,5 +119,40 @@ impl ClaimsIndex {
     /// An address was freed: the Services that were waiting for one, to sync (each once).
     pub fn address_freed(&mut self) -> Vec<ServiceKey> {
         self.waiting.drain().collect()
+    }
+
+    /// The admission webhook gave `addresses` (held in the bitmaps already) at `now`.
+    pub fn hold(&mut self, addresses: &[IpAddr], now: Instant) {
+        for address in addresses {
+            self.holds.insert(*address, now);
+        }
+    }
+
+    /// Whether `address` was held for a Service being created; the hold ends either way (the
+    /// caller claims the address now, its bit already set).
+    pub fn take_hold(&mut self, address: IpAddr) -> bool {
+        self.holds.remove(&address).is_some()
+    }
+
+    /// Ends the holds given before `deadline` whose Service never claimed them (its create
+    /// was refused after admission, or never sent): their addresses are free again. Returns
+    /// them.
+    pub fn expire_holds(&mut self, deadline: Instant) -> Vec<IpAddr> {
+        let expired: Vec<IpAddr> = self
+            .holds
+            .iter()
+            .filter(|(_, given)| **given < deadline)
+            .map(|(address, _)| *address)
+            .collect();
+        for address in &expired {
+            self.holds.remove(address);
+            self.book.unreserve(*address);
+        }
+        expired
+    }
+
+    /// Addresses held for Services being created.
+    pub fn held(&self) -> usize {
+        self.holds.len()
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use signpost_index::claims::ClaimsIndex;
 
+use super::admission::{AddressRefused, Admission, admit, request_from_cluster_ips};
 use super::book::{Claim, ServiceKey};
 use super::repair::Repair;
 use super::request::{FamilyRequest, request_of};
@@ -52,6 +53,10 @@ pub struct IpamConfig {
     pub namespace: Option<String>,
     /// Concurrent reconciles.
     pub workers: usize,
+    /// ClusterIP mode: the addresses are the Services' own `spec.clusterIPs`, given at
+    /// creation by the admission webhook ([`super::cluster_ip`]); this controller claims the
+    /// ones in its CIDRs rather than choosing addresses itself.
+    pub cluster_ip_mode: bool,
 }
 
 /// Shared state of the controller.
@@ -178,6 +183,30 @@ impl Ipam {
         repairer.abort();
     }
 
+    /// ClusterIP mode: the addresses to write into `service` as it is created, held in the
+    /// book until its claim takes them over (or a repair period passes). Before the first
+    /// repair pass the book may not know every address in use, so nothing is chosen then:
+    /// the API server allocates, and the Service is adopted like one created while Signpost
+    /// was down. A dry run holds nothing.
+    pub fn admit(&self, service: &Service, dry_run: bool) -> Result<Admission, AddressRefused> {
+        if !self.control.started() {
+            return Ok(Admission::default());
+        }
+        let mut index = self.lock();
+        let admission = admit(service, &mut index.book)?;
+        if dry_run {
+            admission
+                .held
+                .iter()
+                .for_each(|address| index.book.unreserve(*address));
+        } else {
+            index.hold(&admission.held, Instant::now());
+        }
+        drop(index);
+        self.publish_usage();
+        Ok(admission)
+    }
+
     /// Stops taking work.
     pub fn shut_down(&self) {
         self.control.shut_down();
@@ -193,8 +222,14 @@ impl Ipam {
             return Ok(Next::Done);
         };
         let uid = service.uid().unwrap_or_default();
-        let families = self.lock().book.allocator().families().to_vec();
-        let request = request_of(&service, &families);
+        let request = if self.config.cluster_ip_mode {
+            let index = self.lock();
+            let ours = |address| index.book.allocator().cidr_of(address).is_some();
+            request_from_cluster_ips(&service, ours)
+        } else {
+            let families = self.lock().book.allocator().families().to_vec();
+            request_of(&service, &families)
+        };
         let mut problems: Vec<(&'static str, String)> = request
             .problems
             .iter()
@@ -219,11 +254,19 @@ impl Ipam {
             }
         }
 
-        // Claims of families no longer wanted.
+        // Claims of families no longer wanted; in ClusterIP mode, of addresses the Service
+        // does not have (its spec is the record).
         let wanted: Vec<IpFamily> = request.families.iter().map(|f| f.family).collect();
+        let not_in_spec = |claim: &Claim| {
+            self.config.cluster_ip_mode
+                && !request
+                    .families
+                    .iter()
+                    .any(|f| f.requested == Some(claim.address))
+        };
         let mut by_family: BTreeMap<IpFamily, Vec<Claim>> = BTreeMap::new();
         for claim in existing {
-            if !wanted.contains(&IpFamily::of(claim.address)) {
+            if !wanted.contains(&IpFamily::of(claim.address)) || not_in_spec(&claim) {
                 self.delete_claim(&claim).await?;
             } else {
                 by_family
@@ -326,7 +369,18 @@ impl Ipam {
         want: FamilyRequest,
     ) -> Result<Option<(&'static str, String)>, SyncError> {
         if let Some(requested) = want.requested {
-            let reserved = self.lock().book.reserve(requested);
+            let reserved = {
+                let mut index = self.lock();
+                // Held by the webhook for the Service being created: its bit is set already.
+                match index.take_hold(requested) {
+                    true => index
+                        .book
+                        .allocator()
+                        .cidr_of(requested)
+                        .ok_or(AllocError::OutOfRange { address: requested }),
+                    false => index.book.reserve(requested),
+                }
+            };
             let taken = || {
                 // Tried again whenever an address is freed: the holder may let it go.
                 self.lock().wait_for_a_freed_address(key);
@@ -524,6 +578,14 @@ impl Ipam {
 
     /// One repair pass: deletes orphaned claims, reports the rest.
     async fn repair_pass(&self) {
+        // ClusterIP mode: an address the webhook gave to a Service whose create never
+        // happened (refused after admission, or a dry run that was not ours to tell) is
+        // free again after a repair period.
+        if let Some(deadline) = Instant::now().checked_sub(self.config.repair_interval) {
+            for address in self.lock().expire_holds(deadline) {
+                tracing::info!(%address, "repair: an address held at admission was never claimed; free again");
+            }
+        }
         let live: HashSet<String> = self
             .services
             .state()

@@ -141,6 +141,28 @@ fn request_with_user_families(
     request_of(&service, configured)
 }
 
+/// What a Service holds in ClusterIP mode: its `spec.clusterIPs` that lie in Signpost's CIDRs
+/// (`ours`), each the requested address of its family. Once a Service exists its addresses are
+/// the API server's record, whoever chose them (the webhook, or the API server itself while
+/// Signpost was down): the IPAM controller claims exactly those, and releases any other.
+pub fn request_from_cluster_ips(service: &Service, ours: impl Fn(IpAddr) -> bool) -> Request {
+    let mut request = Request::default();
+    if !wants_virtual_ip(service) {
+        return request;
+    }
+    for address in user_cluster_ips(service) {
+        let family = IpFamily::of(address);
+        let seen = request.families.iter().any(|f| f.family == family);
+        if ours(address) && !seen {
+            request.families.push(super::request::FamilyRequest {
+                family,
+                requested: Some(address),
+            });
+        }
+    }
+    request
+}
+
 impl AddressSource for super::ClaimBook {
     fn families(&self) -> Vec<IpFamily> {
         self.allocator().families().to_vec()
@@ -271,6 +293,28 @@ mod tests {
             Some(ips(&["fd00:200::9", "10.200.0.1"]))
         );
         assert_eq!(admitted.held, ips(&["fd00:200::9", "10.200.0.1"]));
+    }
+
+    #[test]
+    fn an_existing_service_holds_its_cluster_ips_in_our_cidrs() {
+        let book = book(&["10.200.0.0/24"]);
+        let ours = |a: IpAddr| book.contains(a);
+        let spec = serde_json::json!({"clusterIPs": ["10.200.0.7", "fd00:96::7"]});
+        let request = request_from_cluster_ips(&service(spec, None), ours);
+        let held: Vec<_> = request.families.iter().map(|f| f.requested).collect();
+        assert_eq!(held, vec![Some("10.200.0.7".parse().unwrap())]);
+        let outside = serde_json::json!({"clusterIPs": ["10.96.0.7"]});
+        assert!(
+            request_from_cluster_ips(&service(outside, None), ours)
+                .families
+                .is_empty()
+        );
+        let headless = serde_json::json!({"clusterIP": "None", "clusterIPs": ["None"]});
+        assert!(
+            request_from_cluster_ips(&service(headless, None), ours)
+                .families
+                .is_empty()
+        );
     }
 
     #[test]

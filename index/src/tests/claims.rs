@@ -120,3 +120,38 @@ fn a_claim_relist_rebuilds_the_book_from_the_claims() {
         "both addresses are held"
     );
 }
+
+#[test]
+fn a_hold_marks_its_address_until_claimed_or_expired_and_survives_a_relist() {
+    let mut index = index(None);
+    let given = std::time::Instant::now();
+    index.book.reserve(ip("10.96.0.1")).expect("free");
+    index.hold(&[ip("10.96.0.1")], given);
+    // A relist rebuilds the bitmaps from the claims: the hold still marks its address.
+    index.reset_claims([]);
+    assert!(index.book.allocator().is_allocated(ip("10.96.0.1")));
+    assert_eq!(
+        index
+            .book
+            .reserve_next(IpFamily::V4)
+            .expect("one left")
+            .address,
+        ip("10.96.0.2")
+    );
+    // Not expired yet.
+    assert!(index.expire_holds(given).is_empty());
+    // Expired: the address is free again.
+    let later = given + std::time::Duration::from_secs(1);
+    assert_eq!(index.expire_holds(later), vec![ip("10.96.0.1")]);
+    assert!(!index.book.allocator().is_allocated(ip("10.96.0.1")));
+    assert_eq!(index.held(), 0);
+
+    // Taken over by its Service's claim: the hold ends, the address stays marked.
+    index.book.reserve(ip("10.96.0.1")).expect("free");
+    index.hold(&[ip("10.96.0.1")], given);
+    assert!(index.take_hold(ip("10.96.0.1")));
+    assert!(!index.take_hold(ip("10.96.0.1")), "once");
+    index.apply_claim(&claim("10.96.0.1", "web", "ns", "c1"));
+    assert!(index.expire_holds(later).is_empty());
+    assert!(index.book.allocator().is_allocated(ip("10.96.0.1")));
+}

@@ -6,6 +6,7 @@
 
 mod consumers;
 mod run;
+mod webhook;
 
 use std::process::ExitCode;
 

@@ -13,6 +13,7 @@ use signpost_controllers::runtime::server::{self, Health};
 use signpost_controllers::runtime::{Metrics, Start};
 use signpost_core::labels::SliceManager;
 
+use crate::webhook::{ClusterIpArgs, Webhook};
 use crate::{CommonArgs, block_on, client, hostname, init_logging, shutdown_signal};
 
 #[derive(Args, Debug)]
@@ -128,6 +129,9 @@ pub struct RunArgs {
     pub leader_election_retry_period: Duration,
 
     #[command(flatten)]
+    pub cluster_ip: ClusterIpArgs,
+
+    #[command(flatten)]
     pub common: CommonArgs,
 }
 
@@ -229,6 +233,7 @@ fn settings(args: &RunArgs, identity: &str) -> Settings {
     settings.streaming_lists = args.streaming_lists;
     settings.pods_protobuf = args.pods_protobuf;
     settings.slice_manager = args.endpointslice_managed_by;
+    settings.cluster_ip_mode = args.cluster_ip.cluster_ip_mode;
     settings.instance = Some(identity.to_owned());
     settings
 }
@@ -244,6 +249,8 @@ struct Process {
     /// Becomes true at SIGTERM or Ctrl-C.
     stop: tokio::sync::watch::Receiver<bool>,
     started: std::time::Instant,
+    /// The admission webhook, in ClusterIP mode.
+    webhook: Option<Webhook>,
 }
 
 async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::Result<()> {
@@ -266,6 +273,7 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
     server::serve_on_own_thread(args.metrics_addr, metrics.clone(), health.clone())
         .context("starting the thread that serves /metrics, /healthz and /readyz")?;
     tracing::info!(cidrs = ?settings.service_cidrs, %identity, metrics = %args.metrics_addr, "starting signpost");
+    let webhook = Webhook::start(&args.cluster_ip, &client, &settings.service_cidrs).await?;
 
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -280,6 +288,7 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
         identity,
         stop,
         started,
+        webhook,
     };
     if args.leader_elect {
         run_leading(process, &args).await
@@ -305,6 +314,9 @@ async fn run_alone(mut process: Process) -> anyhow::Result<()> {
         return Err(error);
     }
     let _ = crds_checked.send(());
+    if let Some(webhook) = &process.webhook {
+        webhook.leading(&running).await?;
+    }
     let _ = process.stop.wait_for(|s| *s).await;
     running.shut_down().await;
     Ok(())
@@ -346,9 +358,13 @@ async fn run_leading(mut process: Process, args: &RunArgs) -> anyhow::Result<()>
     let running = app::start(process.client, process.settings, process.metrics)?;
     process.health.leading(running.readiness.clone());
     announce_ready(running.readiness.clone(), process.started);
+    if let Some(webhook) = &process.webhook {
+        webhook.leading(&running).await?;
+    }
     tokio::select! {
         _ = elector.hold() => {
             // Another replica may take the lease once it expires: stop writing now.
+            process.webhook.iter().for_each(Webhook::standing_by);
             running.abort();
             anyhow::bail!("lost leadership of Lease {lease}; exiting so a fresh start can stand by")
         }

@@ -397,22 +397,13 @@ async fn a_service_changing_for_seconds_is_written_a_few_times_and_ends_current(
 #[tokio::test]
 async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> anyhow::Result<()> {
     let (client, ns, running, _) = start_scoped("ep-misc").await?;
-    let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
     let slices: Api<EndpointSlice> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("a", 2, 8080),
-        )
+    ns.create_object(&fixtures::app_deployment("a", 2, 8080))
         .await?;
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("b", 3, 8080),
-        )
+    ns.create_object(&fixtures::app_deployment("b", 3, 8080))
         .await?;
     let a = wait_ready_pods(&pods, "app=a", 2, POD_READY_TIMEOUT).await?;
     wait_ready_pods(&pods, "app=b", 3, POD_READY_TIMEOUT).await?;

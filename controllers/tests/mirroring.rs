@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::{POD_READY_TIMEOUT, TIMEOUT, finish, scoped_settings, slice_ports, start_controllers};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
@@ -234,13 +233,8 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
     let scene = Scene::start("mirror-sel").await?;
     let (ns, services) = (&scene.ns, &scene.services);
     let (endpoints, slice_api) = (&scene.endpoints, &scene.slice_api);
-    let deployments: Api<Deployment> = ns.api();
     let pods: Api<Pod> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("pg", 2, 5432),
-        )
+    ns.create_object(&fixtures::app_deployment("pg", 2, 5432))
         .await?;
     wait_ready_pods(&pods, "app=pg", 2, POD_READY_TIMEOUT).await?;
     scene.create_db_service().await?;

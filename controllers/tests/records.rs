@@ -319,11 +319,7 @@ async fn deleting_the_service_removes_its_record_and_the_cluster_domain_is_honou
     let services: Api<Service> = ns.api();
     let records: Api<DNSRecord> = ns.api();
     let t0 = Instant::now();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("api", 443, 8443),
-        )
+    ns.create_object(&fixtures::app_service("api", 443, 8443))
         .await?;
     let record = wait_record(&records, "api", "api Ready", ready_true).await?;
     println!(

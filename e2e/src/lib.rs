@@ -93,6 +93,24 @@ impl TestNamespace {
         Api::namespaced(self.client.clone(), &self.name)
     }
 
+    /// Creates `object` in this namespace and returns it as stored: the one-line create that
+    /// most steps of a test are.
+    pub async fn create_object<K>(&self, object: &K) -> anyhow::Result<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let name = kube::ResourceExt::name_any(object);
+        self.api::<K>()
+            .create(&PostParams::default(), object)
+            .await
+            .with_context(|| format!("creating {name} in {}", self.name))
+    }
+
     /// A Deployment of `replicas` pods labelled `app=<name>` (container port 8080) and a
     /// ClusterIP Service selecting them on port 80: the usual workload behind a Service.
     /// Returns the Service as stored.

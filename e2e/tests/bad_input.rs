@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use signpost_e2e::process::metric_sum;
 use signpost_e2e::{
@@ -47,20 +47,14 @@ async fn invalid_requested_address_gets_a_warning_and_no_claim() -> anyhow::Resu
     let (client, ns) = setup("e2e-badip").await?;
     let cidrs = vec![unique_cidr(24)];
     let signpost = start_leader("badip", &ns, &cidrs).await?;
-    let services: Api<Service> = ns.api();
 
     let t0 = Instant::now();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::requesting_address(fixtures::app_service("garbage", 80, 8080), "not-an-ip"),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("fine", 80, 8080),
-        )
+    ns.create_object(&fixtures::requesting_address(
+        fixtures::app_service("garbage", 80, 8080),
+        "not-an-ip",
+    ))
+    .await?;
+    ns.create_object(&fixtures::app_service("fine", 80, 8080))
         .await?;
     let note = wait_warning(&client, &ns.name, "garbage", "ClusterIPInvalid").await?;
     println!(
@@ -86,14 +80,12 @@ async fn a_huge_annotation_still_gets_its_warning() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-huge").await?;
     let cidrs = vec![unique_cidr(24)];
     let signpost = start_leader("huge", &ns, &cidrs).await?;
-    let services: Api<Service> = ns.api();
     let huge = "9".repeat(60_000);
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::requesting_address(fixtures::app_service("huge", 80, 8080), &huge),
-        )
-        .await?;
+    ns.create_object(&fixtures::requesting_address(
+        fixtures::app_service("huge", 80, 8080),
+        &huge,
+    ))
+    .await?;
     let note = wait_warning(&client, &ns.name, "huge", "ClusterIPInvalid").await?;
     println!(
         "[huge] Warning ClusterIPInvalid, note of {} bytes: {:.80}…",
@@ -113,15 +105,10 @@ async fn exhausted_range_gets_a_warning() -> anyhow::Result<()> {
     let slash29 = unique_cidr(29);
     let cidrs = vec![slash29.replace("/29", "/30")];
     let signpost = start_leader("full", &ns, &cidrs).await?;
-    let services: Api<Service> = ns.api();
 
     let t0 = Instant::now();
     for name in ["one", "two", "three"] {
-        services
-            .create(
-                &PostParams::default(),
-                &fixtures::app_service(name, 80, 8080),
-            )
+        ns.create_object(&fixtures::app_service(name, 80, 8080))
             .await?;
     }
     let holders = wait_until("2 claims", CONVERGE, || async {
@@ -162,19 +149,14 @@ async fn a_requested_address_is_granted_when_its_holder_lets_go() -> anyhow::Res
     let cidrs = vec![unique_cidr(24)];
     let signpost = start_leader("pin", &ns, &cidrs).await?;
     let services: Api<Service> = ns.api();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("blue", 80, 8080),
-        )
+    ns.create_object(&fixtures::app_service("blue", 80, 8080))
         .await?;
     let pinned = wait_claimed_address(&client, &ns.name, "blue", "blue holds a VIP").await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::requesting_address(fixtures::app_service("green", 80, 8080), &pinned),
-        )
-        .await?;
+    ns.create_object(&fixtures::requesting_address(
+        fixtures::app_service("green", 80, 8080),
+        &pinned,
+    ))
+    .await?;
     let note = wait_warning(&client, &ns.name, "green", "ClusterIPTaken").await?;
     println!("[pin] green asks for {pinned}: Warning ClusterIPTaken: {note}");
 
@@ -217,15 +199,10 @@ async fn selector_matching_nothing_gets_empty_endpoints_and_one_empty_slice() ->
     let (client, ns) = setup("e2e-empty").await?;
     let cidrs = vec![unique_cidr(24)];
     let signpost = start_leader("empty", &ns, &cidrs).await?;
-    let services: Api<Service> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
 
     let t0 = Instant::now();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::service_selecting("lonely", "nobody", 8080),
-        )
+    ns.create_object(&fixtures::service_selecting("lonely", "nobody", 8080))
         .await?;
     let slices = wait_until(
         "Endpoints without addresses and one empty slice",
@@ -278,22 +255,13 @@ async fn five_thousand_pods_fill_fifty_slices_and_truncate_endpoints() -> anyhow
     let cidrs = vec![unique_cidr(24)];
     let signpost = start_leader("big", &ns, &cidrs).await?;
     let deployments: Api<Deployment> = ns.api();
-    let services: Api<Service> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
     let pods: Api<Pod> = ns.api();
 
     let t0 = Instant::now();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("big", 80, 8080),
-        )
+    ns.create_object(&fixtures::app_service("big", 80, 8080))
         .await?;
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("big", PODS, 8080),
-        )
+    ns.create_object(&fixtures::app_deployment("big", PODS, 8080))
         .await?;
     let result = async {
         let took = wait_deployment_ready(&deployments, "big", PODS, SLOW).await?;

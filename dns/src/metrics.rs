@@ -41,6 +41,13 @@ pub struct UpstreamLabels {
     pub result: String,
 }
 
+/// Labels of a programming-latency sample.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `cluster_ip`, `headless` or `external_name`.
+    pub service_kind: String,
+}
+
 /// The metrics `signpost dns` adds to the shared registry.
 #[derive(Clone)]
 pub struct DnsMetrics {
@@ -58,6 +65,9 @@ pub struct DnsMetrics {
     pub names: Gauge,
     /// Watch events applied to the table.
     pub updates: Counter,
+    /// From the change a DNSRecord carries (its `signpost.dev/last-change-trigger-time`) to
+    /// the moment its answers are served, by Service kind.
+    pub programming: Family<KindLabels, Histogram>,
 }
 
 impl DnsMetrics {
@@ -73,6 +83,10 @@ impl DnsMetrics {
             rejected: Gauge::default(),
             names: Gauge::default(),
             updates: Counter::default(),
+            // 1 ms to ~9 min, as CoreDNS's dns_programming_duration_seconds spans.
+            programming: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 20))
+            }),
         };
         metrics
             .registrar("dns")
@@ -102,6 +116,11 @@ impl DnsMetrics {
                 "table_updates",
                 "DNSRecord watch events applied to the lookup table",
                 &dns.updates,
+            )
+            .add(
+                "programming_duration_seconds",
+                "From the change a DNSRecord carries (Service, pods) to its answers being served",
+                &dns.programming,
             );
         dns
     }
@@ -117,6 +136,15 @@ impl DnsMetrics {
         self.duration
             .get_or_create(&ProtocolLabels {
                 protocol: protocol.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one programming latency of a record of `kind`.
+    pub fn programmed(&self, kind: &str, took: Duration) {
+        self.programming
+            .get_or_create(&KindLabels {
+                service_kind: kind.to_owned(),
             })
             .observe(took.as_secs_f64());
     }

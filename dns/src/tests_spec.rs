@@ -237,3 +237,24 @@ fn headless_service_without_ready_endpoints_is_nxdomain() {
     ));
     assert_eq!(t.lookup(&fqdn("web"), QueryType::A).answers.len(), 1);
 }
+
+#[test]
+fn programming_latency_is_now_minus_the_trigger_time() {
+    use crate::watch::latency_since;
+    use std::time::Duration;
+    let now: k8s_openapi::jiff::Timestamp = "2026-12-06T10:00:01.25Z".parse().unwrap();
+    assert_eq!(
+        latency_since("2026-12-06T10:00:00Z", now),
+        Some(Duration::from_millis(1250))
+    );
+    // A trigger in the future (clock skew between nodes) counts as zero, not as a panic.
+    assert_eq!(
+        latency_since("2026-12-06T10:00:02Z", now),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(latency_since("yesterday", now), None);
+    assert_eq!(
+        crate::watch::service_kind(signpost_crds::RecordType::Headless),
+        "headless"
+    );
+}

@@ -5,12 +5,15 @@
 //! go through a channel to a task, because handlers must never block on the API server.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
-use signpost_crds::DNSRecord;
+use signpost_core::records::trigger::ANNOTATION_TRIGGER_TIME;
+use signpost_crds::{DNSRecord, RecordType};
 use tokio::sync::mpsc;
 
 use super::metrics::DnsMetrics;
@@ -53,10 +56,18 @@ pub fn informer(
     };
     let mut informer = Informer::new(api, watcher::Config::default(), strip_metadata);
     let store = informer.store();
+    // Latency is measured for changes seen after the first list: what the list brings was
+    // changed before this server ran.
+    let listed = AtomicBool::new(false);
     informer.on_change(move |change| {
         let mut table = table.write().unwrap_or_else(|p| p.into_inner());
         match change {
-            Change::Applied { new, .. } => apply(&mut table, new, &metrics, &reports),
+            Change::Applied { old, new } => {
+                let served = apply(&mut table, new, &metrics, &reports);
+                if served && listed.load(Ordering::Relaxed) {
+                    observe_programming(&metrics, old.as_deref(), new);
+                }
+            }
             Change::Deleted(record) => {
                 metrics.updates.inc();
                 let key = key_of(record);
@@ -75,6 +86,7 @@ pub fn informer(
                 for record in store.state() {
                     apply(&mut table, &record, &metrics, &reports);
                 }
+                listed.store(true, Ordering::Relaxed);
             }
         }
         metrics.records.set(gauge(table.records()));
@@ -84,21 +96,69 @@ pub fn informer(
     informer
 }
 
+/// Applies `record` to the table; returns whether its answers are served now (a new version,
+/// not rejected).
 fn apply(
     table: &mut Table,
     record: &DNSRecord,
     metrics: &DnsMetrics,
     reports: &mpsc::UnboundedSender<Report>,
-) {
+) -> bool {
     metrics.updates.inc();
-    if let Applied::Rejected(reason) = table.apply(record) {
-        let _ = reports.send(Report::Rejected {
-            reference: Box::new(record.object_ref(&())),
-            key: key_of(record),
-            version: record.resource_version(),
-            reason,
-        });
+    match table.apply(record) {
+        Applied::Served => true,
+        Applied::Unchanged => false,
+        Applied::Rejected(reason) => {
+            let _ = reports.send(Report::Rejected {
+                reference: Box::new(record.object_ref(&())),
+                key: key_of(record),
+                version: record.resource_version(),
+                reason,
+            });
+            false
+        }
     }
+}
+
+/// The record's trigger time, when it has a readable one.
+fn trigger_time(record: &DNSRecord) -> Option<&str> {
+    record
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_TRIGGER_TIME)
+        .map(String::as_str)
+}
+
+/// The `service_kind` label of a record (CoreDNS's spelling).
+pub fn service_kind(record_type: RecordType) -> &'static str {
+    match record_type {
+        RecordType::ClusterIP => "cluster_ip",
+        RecordType::Headless => "headless",
+        RecordType::ExternalName => "external_name",
+    }
+}
+
+/// Records the programming latency of `new`, just served: from its trigger time to now. Only
+/// when the trigger time changed (a status write keeps it, and is not a new change).
+fn observe_programming(metrics: &DnsMetrics, old: Option<&DNSRecord>, new: &DNSRecord) {
+    let Some(trigger) = trigger_time(new) else {
+        return;
+    };
+    if old.and_then(trigger_time) == Some(trigger) {
+        return;
+    }
+    if let Some(took) = latency_since(trigger, k8s_openapi::jiff::Timestamp::now()) {
+        metrics.programmed(service_kind(new.spec.record_type), took);
+    }
+}
+
+/// `now - trigger` (an RFC 3339 time); zero when the clocks disagree the other way, `None`
+/// when `trigger` does not parse.
+pub fn latency_since(trigger: &str, now: k8s_openapi::jiff::Timestamp) -> Option<Duration> {
+    let trigger: k8s_openapi::jiff::Timestamp = trigger.parse().ok()?;
+    let took = now.duration_since(trigger);
+    Some(Duration::try_from(took).unwrap_or(Duration::ZERO))
 }
 
 fn gauge(n: usize) -> i64 {

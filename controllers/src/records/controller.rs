@@ -18,7 +18,7 @@ use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use tokio::sync::watch;
 
 use super::status::{LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST, Ownership, desired_status, ownership};
-use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render};
+use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render, trigger};
 use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
     on_change,
@@ -251,7 +251,7 @@ impl RecordsController {
             }
         }
 
-        let rendered = match self.render(key, &service, &uid) {
+        let (rendered, trigger) = match self.render(key, &service, &uid) {
             Ok(rendered) => rendered,
             Err(error) => {
                 self.report_invalid(key, &service, error).await;
@@ -261,7 +261,7 @@ impl RecordsController {
         let base_version = record.as_ref().and_then(|r| r.resource_version());
         let mut versions_behind = vec![base_version];
         let spec_written = self
-            .write_spec(key, &service, record.as_deref(), &rendered)
+            .write_spec(key, &service, record.as_deref(), &rendered, trigger)
             .await?;
         if let Some(written) = &spec_written {
             versions_behind.push(written.resource_version());
@@ -288,6 +288,7 @@ impl RecordsController {
         service: &Service,
         record: Option<&DNSRecord>,
         rendered: &Rendered,
+        trigger: String,
     ) -> Result<Option<DNSRecord>, SyncError> {
         let api: Api<DNSRecord> = Api::namespaced(self.client.clone(), &key.namespace);
         let params = PostParams {
@@ -296,7 +297,8 @@ impl RecordsController {
         };
         match record {
             None => {
-                let new = new_record(service, rendered);
+                let mut new = new_record(service, rendered);
+                set_trigger_time(&mut new, trigger);
                 self.metrics.wrote(CONTROLLER);
                 let created = api
                     .create(&params, &new)
@@ -309,6 +311,7 @@ impl RecordsController {
             Some(existing) => {
                 let mut update = existing.clone();
                 update.spec = rendered.spec.clone();
+                set_trigger_time(&mut update, trigger);
                 self.metrics.wrote(CONTROLLER);
                 let updated = api
                     .replace(&key.name, &params, &update)
@@ -357,7 +360,7 @@ impl RecordsController {
         key: &ServiceKey,
         service: &Service,
         uid: &str,
-    ) -> Result<Rendered, RenderError> {
+    ) -> Result<(Rendered, String), RenderError> {
         let (vips, slices) = {
             let state = self.lock();
             let vips = state.vips.vips_of(key, uid);
@@ -377,13 +380,15 @@ impl RecordsController {
             };
             (vips, slices)
         };
-        render(
+        let rendered = render(
             service,
             &vips,
             &slices,
             &self.config.cluster_domain,
             self.config.ttl,
-        )
+        )?;
+        let trigger = trigger::trigger_time(&slices, k8s_openapi::jiff::Timestamp::now());
+        Ok((rendered, trigger))
     }
 
     /// How long to wait before looking at `key` again, while the cache has not shown our last
@@ -508,6 +513,16 @@ impl RecordsController {
 
 /// A new record for `service`: same name and namespace, labelled as Signpost's, and owned by
 /// the Service so garbage collection removes it with the Service even if no controller runs.
+/// Stamps the record with the time of the change its spec carries (see
+/// [`trigger::ANNOTATION_TRIGGER_TIME`]), for DNS servers' programming-latency metrics.
+fn set_trigger_time(record: &mut DNSRecord, trigger: String) {
+    record
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(trigger::ANNOTATION_TRIGGER_TIME.into(), trigger);
+}
+
 fn new_record(service: &Service, rendered: &Rendered) -> DNSRecord {
     let owner = OwnerReference {
         api_version: "v1".into(),

@@ -11,6 +11,7 @@ mod render;
 mod spec_builder;
 pub mod status;
 mod summary;
+pub mod trigger;
 
 #[cfg(test)]
 mod tests;

@@ -256,7 +256,8 @@ fn plan_address_type(
 
     for group in desired.groups_of(address_type) {
         let slices = by_ports.remove(&group.ports).unwrap_or_default();
-        let packed = pack_group(group, slices, max, template);
+        let kept = keep_existing(group, slices, max, template);
+        let packed = pack_group(kept, group.endpoints.len(), max);
         for work in packed.written {
             let slice = render(group, &work, template);
             match work.existing {
@@ -302,21 +303,16 @@ struct Packed<'a> {
     unchanged: usize,
 }
 
-/// Packs one group's endpoints into its existing slices (those with its port list) and new
-/// ones; see [`plan`] for the rules.
-fn pack_group<'a>(
-    group: &EndpointGroup,
-    slices: Vec<&'a EndpointSlice>,
-    max: usize,
-    template: &SliceTemplate,
-) -> Packed<'a> {
+/// Packs one group's `endpoints` (how many) into the existing slices with its port list, as
+/// [`keep_existing`] left them, and new ones; see [`plan`] for the rules.
+fn pack_group(kept: Kept<'_>, endpoints: usize, max: usize) -> Packed<'_> {
     let Kept {
         taken,
         mut updating,
         mut unchanged,
         emptied,
-    } = keep_existing(group, slices, max, template);
-    let mut remaining = (0..group.endpoints.len()).filter(|&i| !taken[i]).peekable();
+    } = kept;
+    let mut remaining = (0..endpoints).filter(|&i| !taken[i]).peekable();
     let mut left = taken.iter().filter(|t| !**t).count();
 
     // Slices written anyway take new endpoints first, fullest first (Kubernetes' order).

@@ -15,12 +15,22 @@ fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
+fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+    list.iter().map(|a| addr(a)).collect()
+}
+
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
 }
 
 fn key(name: &str) -> ServiceKey {
     ("demo".into(), name.into())
+}
+
+/// Asserts the backends the TCP frontend `vip:port` reaches, in order.
+#[track_caller]
+fn assert_backends(table: &Table, vip: &str, port: u16, want: &[&str]) {
+    assert_eq!(table.backends(&tcp(vip, port)), addrs(want), "{vip}:{port}");
 }
 
 fn tcp(vip: &str, port: u16) -> Frontend {
@@ -107,11 +117,7 @@ fn empty_pool_picks_nothing() {
 
 #[test]
 fn pool_rotates_in_order() {
-    let mut pool = Pool::new(vec![
-        addr("10.0.0.3:1"),
-        addr("10.0.0.1:1"),
-        addr("10.0.0.2:1"),
-    ]);
+    let mut pool = Pool::new(addrs(&["10.0.0.3:1", "10.0.0.1:1", "10.0.0.2:1"]));
     let got: Vec<_> = (0..7).map(|_| pool.pick().unwrap().to_string()).collect();
     assert_eq!(
         got,
@@ -129,70 +135,58 @@ fn pool_rotates_in_order() {
 
 #[test]
 fn pool_dedups() {
-    let pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.1:1")]);
+    let pool = Pool::new(addrs(&["10.0.0.1:1", "10.0.0.1:1"]));
     assert_eq!(pool.backends().len(), 1);
 }
 
 #[test]
 fn update_keeps_the_rotation_going() {
-    let mut pool = Pool::new(vec![
-        addr("10.0.0.1:1"),
-        addr("10.0.0.2:1"),
-        addr("10.0.0.3:1"),
-    ]);
+    let mut pool = Pool::new(addrs(&["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]));
     assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
     // 10.0.0.2 was next; a new backend elsewhere does not restart the rotation.
-    assert!(pool.set(vec![
-        addr("10.0.0.1:1"),
-        addr("10.0.0.2:1"),
-        addr("10.0.0.3:1"),
-        addr("10.0.0.0:1"),
-    ]));
+    assert!(pool.set(addrs(&[
+        "10.0.0.1:1",
+        "10.0.0.2:1",
+        "10.0.0.3:1",
+        "10.0.0.0:1"
+    ])));
     assert_eq!(pool.pick(), Some(addr("10.0.0.2:1")));
 }
 
 #[test]
 fn removing_the_next_backend_moves_to_the_one_after_it() {
-    let mut pool = Pool::new(vec![
-        addr("10.0.0.1:1"),
-        addr("10.0.0.2:1"),
-        addr("10.0.0.3:1"),
-    ]);
+    let mut pool = Pool::new(addrs(&["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]));
     assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
-    pool.set(vec![addr("10.0.0.1:1"), addr("10.0.0.3:1")]);
+    pool.set(addrs(&["10.0.0.1:1", "10.0.0.3:1"]));
     assert_eq!(pool.pick(), Some(addr("10.0.0.3:1")));
     assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
 }
 
 #[test]
 fn removing_the_last_backend_in_order_wraps() {
-    let mut pool = Pool::new(vec![
-        addr("10.0.0.1:1"),
-        addr("10.0.0.2:1"),
-        addr("10.0.0.3:1"),
-    ]);
+    let mut pool = Pool::new(addrs(&["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]));
     pool.pick();
     pool.pick();
     assert_eq!(pool.peek(), Some(addr("10.0.0.3:1")));
-    pool.set(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
+    pool.set(addrs(&["10.0.0.1:1", "10.0.0.2:1"]));
     assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
 }
 
 #[test]
 fn unchanged_set_is_not_a_change() {
-    let mut pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
+    let mut pool = Pool::new(addrs(&["10.0.0.1:1", "10.0.0.2:1"]));
     pool.pick();
-    assert!(!pool.set(vec![addr("10.0.0.2:1"), addr("10.0.0.1:1")]));
+    assert!(!pool.set(addrs(&["10.0.0.2:1", "10.0.0.1:1"])));
     assert_eq!(pool.pick(), Some(addr("10.0.0.2:1")));
 }
 
 #[test]
 fn pool_emptied_and_refilled_starts_at_the_first() {
-    let mut pool = Pool::new(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")]);
+    let mut pool = Pool::new(addrs(&["10.0.0.1:1", "10.0.0.2:1"]));
     pool.pick();
     pool.set(vec![]);
     assert_eq!(pool.pick(), None);
-    pool.set(vec![addr("10.0.0.2:1"), addr("10.0.0.1:1")]);
+    pool.set(addrs(&["10.0.0.2:1", "10.0.0.1:1"]));
     assert_eq!(pool.pick(), Some(addr("10.0.0.1:1")));
 }
 
@@ -280,14 +274,8 @@ fn ports_are_matched_by_name_not_number() {
         "web-1",
         Some(slice(&[("metrics", 8081), ("http", 8080)], &["10.244.0.1"])),
     );
-    assert_eq!(
-        table.backends(&tcp("10.200.0.9", 80)),
-        [addr("10.244.0.1:8080")]
-    );
-    assert_eq!(
-        table.backends(&tcp("10.200.0.9", 9100)),
-        [addr("10.244.0.1:8081")]
-    );
+    assert_backends(&table, "10.200.0.9", 80, &["10.244.0.1:8080"]);
+    assert_backends(&table, "10.200.0.9", 9100, &["10.244.0.1:8081"]);
 }
 
 #[test]
@@ -297,10 +285,7 @@ fn unnamed_single_port_matches_the_unnamed_slice_port() {
     publish(&mut table, &svc, &["10.200.0.3"]);
     table.set_service(&svc, Some(vec![port("", 80)]));
     table.set_slice(&svc, "one-1", Some(slice(&[("", 8080)], &["10.244.0.1"])));
-    assert_eq!(
-        table.backends(&tcp("10.200.0.3", 80)),
-        [addr("10.244.0.1:8080")]
-    );
+    assert_backends(&table, "10.200.0.3", 80, &["10.244.0.1:8080"]);
 }
 
 #[test]
@@ -311,15 +296,14 @@ fn slices_of_a_service_are_merged_and_pods_differ_in_port() {
         "hostnames-def",
         Some(slice(&[("default", 9377)], &["10.244.0.5"])),
     );
-    assert_eq!(
-        table.backends(&tcp("10.200.0.7", 80)),
-        [addr("10.244.0.4:9376"), addr("10.244.0.5:9377")]
+    assert_backends(
+        &table,
+        "10.200.0.7",
+        80,
+        &["10.244.0.4:9376", "10.244.0.5:9377"],
     );
     table.set_slice(&key("hostnames"), "hostnames-abc", None);
-    assert_eq!(
-        table.backends(&tcp("10.200.0.7", 80)),
-        [addr("10.244.0.5:9377")]
-    );
+    assert_backends(&table, "10.200.0.7", 80, &["10.244.0.5:9377"]);
 }
 
 #[test]
@@ -355,10 +339,7 @@ fn protocols_are_kept_apart() {
         }),
     );
     assert_eq!(table.frontends().len(), 2);
-    assert_eq!(
-        table.backends(&tcp("10.200.0.10", 53)),
-        [addr("10.244.0.2:5353")]
-    );
+    assert_backends(&table, "10.200.0.10", 53, &["10.244.0.2:5353"]);
 }
 
 #[test]
@@ -377,10 +358,7 @@ fn dual_stack_vips_use_backends_of_their_family() {
         "dual-v6",
         Some(slice(&[("http", 8080)], &["fd00:244::1"])),
     );
-    assert_eq!(
-        table.backends(&tcp("10.200.0.5", 80)),
-        [addr("10.244.0.1:8080")]
-    );
+    assert_backends(&table, "10.200.0.5", 80, &["10.244.0.1:8080"]);
     assert_eq!(
         table.backends(&tcp("fd00:200::5", 80)),
         [addr("[fd00:244::1]:8080")]

@@ -79,12 +79,15 @@ fn hostnames(pods: &[&str]) -> Table {
     let mut table = Table::new();
     publish(&mut table, &key("hostnames"), &["10.200.0.7"]);
     table.set_service(&key("hostnames"), Some(vec![port("default", 80)]));
-    table.set_slice(
-        &key("hostnames"),
-        "hostnames-abc",
-        Some(slice(&[("default", 9376)], pods)),
-    );
+    set_hostnames_pods(&mut table, pods);
     table
+}
+
+/// Sets the `hostnames` slice to `pods` (ready, port `default` 9376); whether the table
+/// changed.
+fn set_hostnames_pods(table: &mut Table, pods: &[&str]) -> bool {
+    let slice = slice(&[("default", 9376)], pods);
+    table.set_slice(&key("hostnames"), "hostnames-abc", Some(slice))
 }
 
 fn picks(table: &mut Table, frontend: &Frontend, n: usize) -> Vec<String> {
@@ -211,11 +214,7 @@ fn a_pod_leaving_the_ready_set_is_never_picked_again() {
     let mut table = hostnames(&["10.244.0.4", "10.244.1.38", "10.244.2.20"]);
     let frontend = tcp("10.200.0.7", 80);
     picks(&mut table, &frontend, 1);
-    table.set_slice(
-        &key("hostnames"),
-        "hostnames-abc",
-        Some(slice(&[("default", 9376)], &["10.244.0.4", "10.244.2.20"])),
-    );
+    set_hostnames_pods(&mut table, &["10.244.0.4", "10.244.2.20"]);
     let got = counts(&picks(&mut table, &frontend, 100));
     assert_eq!(got.get("10.244.1.38:9376"), None);
     assert_eq!(got.values().sum::<usize>(), 100);
@@ -226,19 +225,15 @@ fn scaling_up_gives_every_new_pod_its_share() {
     let mut table = hostnames(&["10.244.0.4", "10.244.1.38", "10.244.2.20"]);
     let frontend = tcp("10.200.0.7", 80);
     picks(&mut table, &frontend, 2);
-    table.set_slice(
-        &key("hostnames"),
-        "hostnames-abc",
-        Some(slice(
-            &[("default", 9376)],
-            &[
-                "10.244.0.4",
-                "10.244.1.38",
-                "10.244.2.20",
-                "10.244.0.9",
-                "10.244.3.1",
-            ],
-        )),
+    set_hostnames_pods(
+        &mut table,
+        &[
+            "10.244.0.4",
+            "10.244.1.38",
+            "10.244.2.20",
+            "10.244.0.9",
+            "10.244.3.1",
+        ],
     );
     let got = counts(&picks(&mut table, &frontend, 100));
     assert_eq!(got.len(), 5);
@@ -405,13 +400,9 @@ fn cursor_survives_unrelated_changes() {
     publish(&mut table, &key("other"), &["10.200.0.8"]);
     table.set_service(&key("other"), Some(vec![port("default", 80)]));
     // The same slice again (a relist) is not a change.
-    assert!(!table.set_slice(
-        &key("hostnames"),
-        "hostnames-abc",
-        Some(slice(
-            &[("default", 9376)],
-            &["10.244.0.4", "10.244.1.38", "10.244.2.20"]
-        )),
+    assert!(!set_hostnames_pods(
+        &mut table,
+        &["10.244.0.4", "10.244.1.38", "10.244.2.20"]
     ));
     assert_eq!(picks(&mut table, &frontend, 1), ["10.244.1.38:9376"]);
 }
@@ -774,11 +765,7 @@ fn backend_series_go_from_metrics_when_the_backend_leaves() {
     assert!(text.contains("backend=\"10.244.0.4:9376\""), "{text}");
     assert!(text.contains("backend=\"10.244.1.38:9376\""), "{text}");
 
-    table.set_slice(
-        &key("hostnames"),
-        "hostnames-abc",
-        Some(slice(&[("default", 9376)], &["10.244.0.4"])),
-    );
+    set_hostnames_pods(&mut table, &["10.244.0.4"]);
     super::server::forget_gone_backends(&table, &metrics);
     let text = registry.encode();
     assert!(text.contains("backend=\"10.244.0.4:9376\""), "{text}");

@@ -220,7 +220,7 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
         short(at, &[&hostnames.to_uppercase(), "A"])
             .await
             .map_err(anyhow::Error::msg)?,
-        [vip.clone()]
+        [vip.as_str()]
     );
     assert_eq!(
         short(at, &[&format!("_default._tcp.{hostnames}"), "SRV"])
@@ -285,7 +285,7 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
         let host = format!("{}.{anon}", ip.replace('.', "-"));
         assert_eq!(
             short(at, &[&host, "A"]).await.map_err(anyhow::Error::msg)?,
-            [ip.clone()]
+            [ip.as_str()]
         );
         assert_eq!(
             short(at, &["-x", ip]).await.map_err(anyhow::Error::msg)?,

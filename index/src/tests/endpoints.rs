@@ -8,13 +8,18 @@ fn index_with_web() -> EndpointsIndex {
     let mut index = EndpointsIndex::new();
     index.apply_service(&service("web", json!({"app": "web"})));
     index.apply_service(&service("all", json!({"tier": "front"})));
-    index.apply_pod(
+    apply(
+        &mut index,
         pod("web-1", json!({"app": "web"}), "10.0.0.1", true),
-        true,
-        now(),
     );
     index.triggers.clear();
     index
+}
+
+/// Applies a pod event once the controller has started (so only the Services it concerns are
+/// synced), at [`now`].
+fn apply(index: &mut EndpointsIndex, pod: PodRecord) -> std::collections::HashSet<ServiceKey> {
+    index.apply_pod(pod, true, now())
 }
 
 #[test]
@@ -41,15 +46,14 @@ fn a_service_relist_syncs_the_current_and_the_removed() {
 #[test]
 fn a_new_pod_syncs_the_services_selecting_it_and_notes_when() {
     let mut index = index_with_web();
-    let affected = index.apply_pod(
+    let affected = apply(
+        &mut index,
         pod(
             "web-2",
             json!({"app": "web", "tier": "front"}),
             "10.0.0.2",
             true,
         ),
-        true,
-        now(),
     );
     assert_eq!(sorted(affected), vec![key("all"), key("web")]);
     assert_eq!(index.triggers.get(&key("web")), Some(&now()));
@@ -60,10 +64,9 @@ fn a_new_pod_syncs_the_services_selecting_it_and_notes_when() {
 fn a_pod_change_that_no_endpoint_shows_syncs_nothing() {
     let mut index = index_with_web();
     // Same IP, readiness and labels: an annotation or a status timestamp changed.
-    let affected = index.apply_pod(
+    let affected = apply(
+        &mut index,
         pod("web-1", json!({"app": "web"}), "10.0.0.1", true),
-        true,
-        now(),
     );
     assert!(affected.is_empty(), "{affected:?}");
     assert!(index.triggers.is_empty());
@@ -72,10 +75,9 @@ fn a_pod_change_that_no_endpoint_shows_syncs_nothing() {
 #[test]
 fn a_readiness_flip_syncs_the_service() {
     let mut index = index_with_web();
-    let affected = index.apply_pod(
+    let affected = apply(
+        &mut index,
         pod("web-1", json!({"app": "web"}), "10.0.0.1", false),
-        true,
-        now(),
     );
     assert_eq!(sorted(affected), vec![key("web")]);
 }
@@ -83,10 +85,9 @@ fn a_readiness_flip_syncs_the_service() {
 #[test]
 fn a_relabelled_pod_syncs_the_services_it_left_and_joined() {
     let mut index = index_with_web();
-    let affected = index.apply_pod(
+    let affected = apply(
+        &mut index,
         pod("web-1", json!({"tier": "front"}), "10.0.0.1", true),
-        true,
-        now(),
     );
     assert_eq!(sorted(affected), vec![key("all"), key("web")]);
 }
@@ -125,18 +126,16 @@ fn a_deleted_pod_syncs_the_services_that_selected_it() {
 #[test]
 fn pods_that_vanished_during_a_relist_sync_their_services() {
     let mut index = index_with_web();
-    index.apply_pod(
+    apply(
+        &mut index,
         pod("web-2", json!({"app": "web"}), "10.0.0.2", true),
-        true,
-        now(),
     );
     index.triggers.clear();
     index.begin_pod_relist();
     // The relist shows web-2 again, not web-1.
-    index.apply_pod(
+    apply(
+        &mut index,
         pod("web-2", json!({"app": "web"}), "10.0.0.2", true),
-        true,
-        now(),
     );
     let affected = index.finish_pod_relist(now());
     assert_eq!(sorted(affected), vec![key("web")]);

@@ -131,22 +131,34 @@ impl Handler {
         if !self.is_serving() {
             return send_error(request, edns, ResponseCode::ServFail, handle).await;
         }
+        let qtype = query_type(query.query_type());
+        self.answer(request, edns, (&key, &qname, qtype), handle)
+            .await
+    }
+
+    /// The authoritative answer to a query for `key` (the lowercase `qname`) of `qtype` in the
+    /// zones, from the table: answers rotated per query, additionals, and the SOA on negative
+    /// answers.
+    async fn answer<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        edns: Option<&Edns>,
+        (key, qname, qtype): (&str, &Name, QueryType),
+        handle: R,
+    ) -> ResponseInfo {
         let (mut lookup, soa) = {
             let table = self.read_table();
-            (
-                table.lookup(&key, query_type(query.query_type())),
-                table.soa_for(&key),
-            )
+            (table.lookup(key, qtype), table.soa_for(key))
         };
         rotate(
             &mut lookup.answers,
             self.rotation.fetch_add(1, Ordering::Relaxed),
         );
-        let folded = key.strip_suffix('.').unwrap_or(&key);
+        let folded = key.strip_suffix('.').unwrap_or(key);
         let records = |answers: &[Answer]| -> Vec<Record> {
             answers
                 .iter()
-                .filter_map(|a| to_record(a, folded, &qname))
+                .filter_map(|a| to_record(a, folded, qname))
                 .collect()
         };
         let answers = records(&lookup.answers);
@@ -164,7 +176,7 @@ impl Handler {
         // SOA, which tells resolvers how long to cache them (RFC 2308).
         let negative = lookup.status == Status::NxDomain || answers.is_empty();
         let authorities: Vec<Record> = if negative {
-            to_record(&soa, folded, &qname).into_iter().collect()
+            to_record(&soa, folded, qname).into_iter().collect()
         } else {
             Vec::new()
         };

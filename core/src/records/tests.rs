@@ -53,6 +53,44 @@ fn headless(mut s: Service) -> Service {
     s
 }
 
+/// The ClusterIP record of `hostnames` with these VIPs, and its `default` SRV record when
+/// `with_srv` (the Service names its port).
+fn hostnames_record(ipv4: &[&str], ipv6: &[&str], with_srv: bool) -> DNSRecordSpec {
+    DNSRecordSpec {
+        ipv4: strings(ipv4),
+        ipv6: strings(ipv6),
+        srv: if with_srv {
+            vec![srv(SRV, "default", &[(FQDN, 80)])]
+        } else {
+            vec![]
+        },
+        ..record(FQDN, RecordType::ClusterIP)
+    }
+}
+
+/// A headless `web` Service, port `http` 80, as a StatefulSet's governing Service.
+fn web() -> Service {
+    headless(with_port(svc("web"), Some("http"), 80, "TCP"))
+}
+
+/// The record of [`web`] with pods `web-0` (10.244.0.5, `http` on 8080) and `web-1`
+/// (10.244.1.9, `http` on `web1_port`).
+fn web_record(web1_port: i32) -> DNSRecordSpec {
+    DNSRecordSpec {
+        ipv4: strings(&["10.244.0.5", "10.244.1.9"]),
+        hosts: vec![
+            host("web-0", &["10.244.0.5"], &[]),
+            host("web-1", &["10.244.1.9"], &[]),
+        ],
+        srv: vec![pod_srv(
+            "web",
+            "http",
+            &[("web-0", 8080), ("web-1", web1_port)],
+        )],
+        ..record("web.demo.svc.cluster.local", RecordType::Headless)
+    }
+}
+
 /// The first seed's `hostnames` Service: port `default` 80 → 9376.
 fn hostnames() -> Service {
     with_port(svc("hostnames"), Some("default"), 80, "TCP")
@@ -240,54 +278,25 @@ fn cases() -> Vec<Case> {
         case("seed hostnames ClusterIP", hostnames())
             .vips(ips(&["10.200.0.7"]))
             .slices(vec![slice("IPv4", &[("default", 9376)], seed_pods())])
-            .want(
-                DNSRecordSpec {
-                    ipv4: strings(&["10.200.0.7"]),
-                    srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
-                    ..record(FQDN, RecordType::ClusterIP)
-                },
-                "10.200.0.7",
-            ),
+            .want(hostnames_record(&["10.200.0.7"], &[], true), "10.200.0.7"),
         case(
             "no named ports, no SRV",
             with_port(svc("hostnames"), None, 80, "TCP"),
         )
         .vips(ips(&["10.200.0.7"]))
-        .want(
-            DNSRecordSpec {
-                ipv4: strings(&["10.200.0.7"]),
-                ..record(FQDN, RecordType::ClusterIP)
-            },
-            "10.200.0.7",
-        ),
-        case("IPv6 only", hostnames()).vips(ips(&["fd00::7"])).want(
-            DNSRecordSpec {
-                ipv6: strings(&["fd00::7"]),
-                srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
-                ..record(FQDN, RecordType::ClusterIP)
-            },
-            "fd00::7",
-        ),
+        .want(hostnames_record(&["10.200.0.7"], &[], false), "10.200.0.7"),
+        case("IPv6 only", hostnames())
+            .vips(ips(&["fd00::7"]))
+            .want(hostnames_record(&[], &["fd00::7"], true), "fd00::7"),
         case("dual stack, VIPs in any order and repeated", hostnames())
             .vips(ips(&["fd00::7", "10.200.0.7", "fd00:0::7"]))
             .want(
-                DNSRecordSpec {
-                    ipv4: strings(&["10.200.0.7"]),
-                    ipv6: strings(&["fd00::7"]),
-                    srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
-                    ..record(FQDN, RecordType::ClusterIP)
-                },
+                hostnames_record(&["10.200.0.7"], &["fd00::7"], true),
                 "10.200.0.7,fd00::7",
             ),
         case("ClusterIP without VIP yet", hostnames())
             .state(RecordState::AddressPending { have: 0, want: 1 })
-            .want(
-                DNSRecordSpec {
-                    srv: vec![srv(SRV, "default", &[(FQDN, 80)])],
-                    ..record(FQDN, RecordType::ClusterIP)
-                },
-                "<pending>",
-            ),
+            .want(hostnames_record(&[], &[], true), "<pending>"),
         case("RequireDualStack with one family", {
             let mut s = svc("hostnames");
             spec_mut(&mut s).ip_family_policy = Some("RequireDualStack".into());
@@ -295,26 +304,14 @@ fn cases() -> Vec<Case> {
         })
         .vips(ips(&["10.200.0.7"]))
         .state(RecordState::AddressPending { have: 1, want: 2 })
-        .want(
-            DNSRecordSpec {
-                ipv4: strings(&["10.200.0.7"]),
-                ..record(FQDN, RecordType::ClusterIP)
-            },
-            "10.200.0.7",
-        ),
+        .want(hostnames_record(&["10.200.0.7"], &[], false), "10.200.0.7"),
         case("NodePort and LoadBalancer get VIPs like ClusterIP", {
             let mut s = svc("hostnames");
             spec_mut(&mut s).type_ = Some("LoadBalancer".into());
             s
         })
         .vips(ips(&["10.200.0.7"]))
-        .want(
-            DNSRecordSpec {
-                ipv4: strings(&["10.200.0.7"]),
-                ..record(FQDN, RecordType::ClusterIP)
-            },
-            "10.200.0.7",
-        ),
+        .want(hostnames_record(&["10.200.0.7"], &[], false), "10.200.0.7"),
         case("custom cluster domain, trailing dot tolerated", hostnames())
             .vips(ips(&["10.200.0.7"]))
             .domain("Example.Internal.")
@@ -399,33 +396,19 @@ fn cases() -> Vec<Case> {
             },
             "10.244.0.4 +2 more",
         ),
-        case(
-            "headless, pods with hostname + subdomain",
-            headless(with_port(svc("web"), Some("http"), 80, "TCP")),
-        )
-        .slices(vec![slice(
-            "IPv4",
-            &[("http", 8080)],
-            vec![
-                named(pod(ep("10.244.1.9"), "w1"), "web-1"),
-                named(pod(ep("10.244.0.5"), "w0"), "web-0"),
-            ],
-        )])
-        .want(
-            DNSRecordSpec {
-                ipv4: strings(&["10.244.0.5", "10.244.1.9"]),
-                hosts: vec![
-                    host("web-0", &["10.244.0.5"], &[]),
-                    host("web-1", &["10.244.1.9"], &[]),
+        case("headless, pods with hostname + subdomain", web())
+            .slices(vec![slice(
+                "IPv4",
+                &[("http", 8080)],
+                vec![
+                    named(pod(ep("10.244.1.9"), "w1"), "web-1"),
+                    named(pod(ep("10.244.0.5"), "w0"), "web-0"),
                 ],
-                srv: vec![pod_srv("web", "http", &[("web-0", 8080), ("web-1", 8080)])],
-                ..record("web.demo.svc.cluster.local", RecordType::Headless)
-            },
-            "10.244.0.5,10.244.1.9",
-        ),
+            )])
+            .want(web_record(8080), "10.244.0.5,10.244.1.9"),
         case(
             "headless dual stack: one host per pod, by hostname or by UID",
-            headless(with_port(svc("web"), Some("http"), 80, "TCP")),
+            web(),
         )
         .slices(vec![
             slice(
@@ -541,34 +524,20 @@ fn cases() -> Vec<Case> {
             },
             "10.244.0.4",
         ),
-        case(
-            "headless: pods differ in the named port's number",
-            headless(with_port(svc("web"), Some("http"), 80, "TCP")),
-        )
-        .slices(vec![
-            slice(
-                "IPv4",
-                &[("http", 8080)],
-                vec![named(ep("10.244.0.5"), "web-0")],
-            ),
-            slice(
-                "IPv4",
-                &[("http", 9090)],
-                vec![named(ep("10.244.1.9"), "web-1")],
-            ),
-        ])
-        .want(
-            DNSRecordSpec {
-                ipv4: strings(&["10.244.0.5", "10.244.1.9"]),
-                hosts: vec![
-                    host("web-0", &["10.244.0.5"], &[]),
-                    host("web-1", &["10.244.1.9"], &[]),
-                ],
-                srv: vec![pod_srv("web", "http", &[("web-0", 8080), ("web-1", 9090)])],
-                ..record("web.demo.svc.cluster.local", RecordType::Headless)
-            },
-            "10.244.0.5,10.244.1.9",
-        ),
+        case("headless: pods differ in the named port's number", web())
+            .slices(vec![
+                slice(
+                    "IPv4",
+                    &[("http", 8080)],
+                    vec![named(ep("10.244.0.5"), "web-0")],
+                ),
+                slice(
+                    "IPv4",
+                    &[("http", 9090)],
+                    vec![named(ep("10.244.1.9"), "web-1")],
+                ),
+            ])
+            .want(web_record(9090), "10.244.0.5,10.244.1.9"),
         case(
             "headless without ready endpoints is complete and empty",
             headless(hostnames()),
@@ -824,7 +793,7 @@ proptest! {
     /// one the CRD schema admits.
     #[test]
     fn order_does_not_matter(endpoints in proptest::collection::vec(arb_endpoint(), 0..24), pnr in any::<bool>()) {
-        let mut service = headless(with_port(svc("web"), Some("http"), 80, "TCP"));
+        let mut service = web();
         spec_mut(&mut service).publish_not_ready_addresses = Some(pnr);
         let (a, b): (Vec<_>, Vec<_>) = endpoints.into_iter().partition(|(_, second)| *second);
         let a: Vec<Endpoint> = a.into_iter().map(|(e, _)| e).collect();

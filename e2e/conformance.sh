@@ -13,9 +13,22 @@
 # their results. Usage: e2e/with-cluster.sh e2e/conformance.sh (or `just conformance`); needs
 # KUBECONFIG. Exits with e2e.test's status.
 #
-# Environment: SIGNPOST_BIN (default target/debug/signpost), SIGNPOST_CONFORMANCE_METRICS_PORT
-# (default: the first free port from 18092), SIGNPOST_CONFORMANCE_FOCUS (a regex that narrows
-# the run further, e.g. 'Mirroring'), SIGNPOST_CONFORMANCE_REPORT (default target/conformance).
+# With SIGNPOST_CONFORMANCE_MODE=cluster-ip, Signpost runs in ClusterIP mode (issue 30): the
+# script makes a self-signed certificate for 127.0.0.1, starts Signpost with its admission
+# webhook on a loopback port and its own CIDRs (10.201.0.0/16, fd00:10:201::/64, apart from the
+# API server's 10.96.0.0/16), registers a cluster-wide MutatingWebhookConfiguration for
+# Services (removed again when the script exits, however it exits), checks that a probe
+# Service gets an address from Signpost's CIDRs, and runs the endpoint specs plus Kubernetes'
+# specs for the ServiceCIDR and IPAddress API, Services' type changes and ClusterIP allocation.
+# Every Service address the API server records (IPAddress objects, watched during the run) must
+# be in Signpost's CIDRs, or the run fails.
+#
+# Environment: SIGNPOST_BIN (default target/debug/signpost), SIGNPOST_CONFORMANCE_MODE
+# (endpoints, the default, or cluster-ip), SIGNPOST_CONFORMANCE_METRICS_PORT (default: the first
+# free port from 18092), SIGNPOST_CONFORMANCE_WEBHOOK_PORT (cluster-ip; default: the first free
+# port from 19443), SIGNPOST_CONFORMANCE_FOCUS (a regex that narrows the run further, e.g.
+# 'Mirroring'), SIGNPOST_CONFORMANCE_SKIPS=0 (run the skipped specs too, to see how they fail),
+# SIGNPOST_CONFORMANCE_REPORT (default target/conformance, target/conformance-cluster-ip).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -24,6 +37,11 @@ here=e2e/controlplane
 # shellcheck source=controlplane/lib.sh
 source "$here/lib.sh"
 command -v kubectl >/dev/null || PATH="$(bin_dir k8s):$PATH"
+mode="${SIGNPOST_CONFORMANCE_MODE:-endpoints}"
+case "$mode" in
+  endpoints | cluster-ip) ;;
+  *) echo "SIGNPOST_CONFORMANCE_MODE must be endpoints or cluster-ip, got '$mode'" >&2; exit 2 ;;
+esac
 
 # --- the specs: every one in these Describe blocks of test/e2e/network (plus the two below),
 # except the skips. The names are matched against "[sig-network] <Describe> <It>". ---
@@ -47,6 +65,34 @@ skips=(
   'EndpointSliceMirroring should mirror a custom Endpoint with multiple subsets and same IP address|connects to the ClusterIP from a pod (exec, kube-proxy): kwok pods run nothing'
 )
 
+# --- ClusterIP mode: the specs about Service addresses, as the API server records them ---
+if [[ "$mode" == cluster-ip ]]; then
+  focus+=(
+    # service_cidrs.go: the two APIs the API server's allocator keeps (Signpost publishes a
+    # ServiceCIDR; every ClusterIP it writes becomes an IPAddress)
+    '\[sig-network\] ServiceCIDR and IPAddress API '
+    # service.go: Services created, updated, patched and deleted through the webhook
+    '\[sig-network\] Services should find a service from listing all namespaces'
+    '\[sig-network\] Services should complete a service status lifecycle'
+    '\[sig-network\] Services should delete a collection of services'
+    '\[sig-network\] Services should prevent NodePort collisions'
+    '\[sig-network\] Services should check NodePort out-of-range'
+    # service.go: type changes ClusterIP/NodePort <-> ExternalName (skipped below)
+    '\[sig-network\] Services should be able to change the type from '
+    # dual_stack.go: the families and addresses of single- and dual-stack ClusterIPs
+    '\[sig-network\] \[Feature:IPv6DualStack\] should create a single stack service with cluster ip from primary service range'
+    '\[sig-network\] \[Feature:IPv6DualStack\] should create service with ipv'
+  )
+  # The type changes themselves pass (the update succeeds, the ClusterIP is set or cleared, the
+  # NodePort allocated); each spec then execs into a pod to reach the Service.
+  skips+=(
+    'Services should be able to change the type from ExternalName to ClusterIP|after the change, execs into a pod to reach the Service (kubectl exec): kwok pods run nothing'
+    'Services should be able to change the type from ExternalName to NodePort|after the change, execs into a pod to reach the Service (kubectl exec): kwok pods run nothing'
+    'Services should be able to change the type from ClusterIP to ExternalName|after the change, execs into a pod to resolve the name (kubectl exec): kwok pods run nothing'
+    'Services should be able to change the type from NodePort to ExternalName|after the change, execs into a pod to resolve the name (kubectl exec): kwok pods run nothing'
+  )
+fi
+
 # default/kubernetes' Endpoints and EndpointSlice are written by the API server's own endpoint
 # reconciler, not by the endpoint controllers; the local API server runs with
 # --endpoint-reconciler-type=none (it refuses a loopback address otherwise), so there is
@@ -60,6 +106,10 @@ focus_re="$(join "${focus[@]}")"
 skip_res=()
 for s in "${skips[@]}"; do skip_res+=("${s%%|*}"); done
 skip_re="$(join "${skip_res[@]}")"
+if [[ "${SIGNPOST_CONFORMANCE_SKIPS:-1}" == 0 ]]; then
+  skips=()
+  skip_re='^$'
+fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -68,23 +118,46 @@ step "e2e.test: build.sh e2e-test (cached after the first build)"
 e2e_test="$(bin_dir k8s)/e2e.test"
 bin="${SIGNPOST_BIN:-$root/target/debug/signpost}"
 [[ -x "$bin" ]] || { echo "FAIL: no signpost binary at $bin (cargo build -p signpost-controllers --bin signpost)" >&2; exit 1; }
-report="${SIGNPOST_CONFORMANCE_REPORT:-$root/target/conformance}"
+default_report="$root/target/conformance"
+[[ "$mode" == cluster-ip ]] && default_report="$root/target/conformance-cluster-ip"
+report="${SIGNPOST_CONFORMANCE_REPORT:-$default_report}"
 rm -rf "$report"
 mkdir -p "$report"
 
-port="${SIGNPOST_CONFORMANCE_METRICS_PORT:-}"
-if [[ -z "$port" ]]; then
-  port=18092
-  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
-fi
+free_port() { # first port from $1 nobody listens on
+  local p="$1"
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+port="${SIGNPOST_CONFORMANCE_METRICS_PORT:-$(free_port 18092)}"
 lease=signpost-conformance
+# ClusterIP mode: Signpost's CIDRs, the ServiceCIDR it publishes for them, and the webhook.
+cluster_ip_cidrs=(10.201.0.0/16 fd00:10:201::/64)
+service_cidr_name=signpost-conformance
+webhook_name=signpost-conformance
+probe=signpost-conformance-probe
 pid=
+watch_pid=
 cleanup() {
+  if [[ "$mode" == cluster-ip ]]; then
+    # The webhook first: no Service of anyone else may meet it once this run is over.
+    kubectl delete mutatingwebhookconfiguration "$webhook_name" --ignore-not-found >/dev/null 2>&1 || true
+  fi
+  if [[ -n "$watch_pid" ]]; then kill -TERM "$watch_pid" 2>/dev/null || true; fi
   if [[ -n "$pid" ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   fi
   kubectl -n default delete lease "$lease" --ignore-not-found >/dev/null 2>&1 || true
+  if [[ "$mode" == cluster-ip ]]; then
+    # The ServiceCIDR goes once the specs' namespaces (and their Services' addresses) have.
+    kubectl delete servicecidr "$service_cidr_name" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    kubectl -n default delete service "$probe" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    kubectl wait --for=delete "servicecidr/$service_cidr_name" --timeout=90s >/dev/null 2>&1 || true
+    if kubectl get servicecidr "$service_cidr_name" >/dev/null 2>&1; then
+      echo "note: ServiceCIDR $service_cidr_name is still being deleted (addresses of it in use)" >&2
+    fi
+  fi
 }
 trap cleanup EXIT
 
@@ -92,8 +165,24 @@ step "Signpost's CRDs"
 kubectl apply --server-side -f charts/signpost/crds/ >/dev/null
 kubectl wait --for condition=Established --timeout=60s -f charts/signpost/crds/ >/dev/null
 
+mode_args=(--service-cidr 10.198.0.0/16)
+if [[ "$mode" == cluster-ip ]]; then
+  step "ClusterIP mode: a certificate for 127.0.0.1, the webhook's port"
+  # A ServiceCIDR of this name left terminating by a run just before cannot take addresses.
+  kubectl wait --for=delete "servicecidr/$service_cidr_name" --timeout=90s >/dev/null 2>&1 || true
+  webhook_port="${SIGNPOST_CONFORMANCE_WEBHOOK_PORT:-$(free_port 19443)}"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=signpost-conformance-webhook" \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$report/webhook.key" -out "$report/webhook.crt" \
+    2>/dev/null
+  echo "    https://127.0.0.1:$webhook_port/mutate-services; CIDRs ${cluster_ip_cidrs[*]}"
+  mode_args=(--cluster-ip-mode=true --webhook-addr "127.0.0.1:$webhook_port"
+    --webhook-cert-file "$report/webhook.crt" --webhook-key-file "$report/webhook.key"
+    --service-cidr-name "$service_cidr_name")
+  for c in "${cluster_ip_cidrs[@]}"; do mode_args+=(--service-cidr "$c"); done
+fi
+
 step "signpost run ($bin; log in $report/signpost.log)"
-"$bin" run --kubeconfig "$KUBECONFIG" --service-cidr 10.198.0.0/16 \
+"$bin" run --kubeconfig "$KUBECONFIG" "${mode_args[@]}" \
   --leader-election-namespace default --leader-election-name "$lease" \
   --metrics-addr "127.0.0.1:$port" >"$report/signpost.log" 2>&1 &
 pid=$!
@@ -107,6 +196,59 @@ until curl -fsS "http://127.0.0.1:$port/readyz" 2>/dev/null | grep -q leading; d
   sleep 0.2
 done
 echo "    leading (metrics on 127.0.0.1:$port)"
+
+# The addresses of $@ that are not in Signpost's CIDRs (ClusterIP mode), one a line.
+outside() {
+  python3 -c '
+import ipaddress, sys
+nets = [ipaddress.ip_network(c) for c in sys.argv[1].split()]
+for a in sys.argv[2:]:
+    if not any(ipaddress.ip_address(a) in n for n in nets):
+        print(a)' "${cluster_ip_cidrs[*]}" "$@"
+}
+
+if [[ "$mode" == cluster-ip ]]; then
+  step "ClusterIP mode: MutatingWebhookConfiguration $webhook_name (removed on exit)"
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: $webhook_name
+webhooks:
+- name: services.signpost.dev
+  clientConfig:
+    url: https://127.0.0.1:$webhook_port/mutate-services
+    caBundle: $(base64 -w0 "$report/webhook.crt")
+  rules:
+  - apiGroups: [""]
+    apiVersions: [v1]
+    operations: [CREATE, UPDATE]
+    resources: [services]
+  failurePolicy: Ignore
+  timeoutSeconds: 5
+  sideEffects: NoneOnDryRun
+  admissionReviewVersions: [v1]
+EOF
+  # The API server calls a new webhook once its informer has it: retry the probe briefly.
+  deadline=$((SECONDS + 30))
+  while :; do
+    kubectl -n default create service clusterip "$probe" --tcp=80 >/dev/null
+    ip="$(kubectl -n default get service "$probe" -o jsonpath='{.spec.clusterIP}')"
+    kubectl -n default delete service "$probe" >/dev/null
+    [[ -z "$(outside "$ip")" ]] && break
+    if ((SECONDS >= deadline)); then
+      echo "FAIL: the probe Service got $ip, not an address in ${cluster_ip_cidrs[*]}" >&2
+      tail -n 30 "$report/signpost.log" >&2
+      exit 1
+    fi
+    sleep 1
+  done
+  echo "    a probe Service got $ip"
+  # Every Service address the API server records during the run (IPAddress objects).
+  kubectl get ipaddresses --watch-only -o jsonpath='{.metadata.name} {.spec.parentRef.resource}/{.spec.parentRef.namespace}/{.spec.parentRef.name}{"\n"}' \
+    >"$report/ipaddresses.txt" 2>"$report/ipaddresses.err" &
+  watch_pid=$!
+fi
 
 step "e2e.test $("$e2e_test" --version)"
 echo "    focus: ${focus[*]}"
@@ -142,5 +284,19 @@ if [[ -f "$report/junit_01.xml" ]]; then
       if (name ~ /^\[It\] / && state != "SKIP") print "    " state "  " substr(name, 6)
       name = ""; open = 0
     }' "$report/junit_01.xml"
+fi
+if [[ "$mode" == cluster-ip ]]; then
+  kill -TERM "$watch_pid" 2>/dev/null || true
+  wait "$watch_pid" 2>/dev/null || true
+  watch_pid=
+  mapfile -t addresses < <(awk '$2 ~ /^services\// && $2 != "services/default/kubernetes" { print $1 }' \
+    "$report/ipaddresses.txt" | sort -u)
+  mapfile -t strays < <(outside "${addresses[@]}")
+  echo "    ClusterIPs given to the run's Services: ${#addresses[@]}, outside ${cluster_ip_cidrs[*]}: ${#strays[@]}"
+  if ((${#strays[@]} > 0)); then
+    echo "FAIL: Services got addresses Signpost did not choose (was the webhook called?):" >&2
+    grep -Fw -f <(printf '%s\n' "${strays[@]}") "$report/ipaddresses.txt" | sort -u | head -n 20 >&2
+    [[ "$status" != 0 ]] || status=1
+  fi
 fi
 exit "$status"

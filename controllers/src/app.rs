@@ -12,6 +12,7 @@ use futures::FutureExt;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::IPAddress;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use signpost_crds::{DNSRecord, ServiceIP};
@@ -228,6 +229,8 @@ struct SharedInformers {
     /// Mirrored slices are a different set from the endpoints controller's: a watch of
     /// their own.
     mirrored_slices: Informer<EndpointSlice>,
+    /// ClusterIP mode only: the API server's record of every address in use.
+    ip_addresses: Option<Informer<IPAddress>>,
 }
 
 impl SharedInformers {
@@ -260,6 +263,9 @@ impl SharedInformers {
                 slices_by(settings.slice_manager.mirroring()),
                 strip_metadata,
             ),
+            ip_addresses: settings
+                .cluster_ip_mode
+                .then(|| Informer::new(Api::all(client.clone()), config(), strip_metadata)),
         }
     }
 }
@@ -295,6 +301,7 @@ impl Controllers {
             client.clone(),
             &mut informers.services,
             &mut informers.claims,
+            informers.ip_addresses.as_mut(),
             events(crate::ipam::CONTROLLER),
             metrics.clone(),
             IpamConfig {
@@ -394,8 +401,9 @@ fn spawn(
         nodes,
         records,
         mirrored_slices,
+        ip_addresses,
     } = informers;
-    let informers = vec![
+    let mut informers = vec![
         task("services watch", services.run().boxed()),
         task("claims watch", after(go.clone(), claims.run()).boxed()),
         task("pods watch", pods.run().boxed()),
@@ -405,6 +413,9 @@ fn spawn(
         task("records watch", after(go.clone(), records.run()).boxed()),
         task("mirrored slices watch", mirrored_slices.run().boxed()),
     ];
+    if let Some(ip_addresses) = ip_addresses {
+        informers.push(task("IP addresses watch", ip_addresses.run().boxed()));
+    }
     let Controllers {
         ipam,
         endpoints,

@@ -15,7 +15,7 @@ use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
 use ipnet::IpNet;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::ServiceCIDR;
+use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::ipam::cluster_ip::{
@@ -27,9 +27,11 @@ use signpost_e2e::{
     TestNamespace, claims_in_namespace, client, fixtures, unique_cidr, unique_cidr_v6, wait_until,
 };
 
-/// The webhook on a loopback port with a fresh self-signed certificate; returns its URL and
-/// the certificate (PEM) the API server is told to trust.
-async fn serve_webhook(leader: Leader) -> anyhow::Result<(String, String)> {
+/// The webhook on a loopback port with a fresh self-signed certificate; returns its URL, the
+/// certificate (PEM) the API server is told to trust, and the server's task.
+async fn serve_webhook(
+    leader: Leader,
+) -> anyhow::Result<(String, String, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])?;
     let dir = PathBuf::from(format!("target/cluster-ip-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -39,8 +41,8 @@ async fn serve_webhook(leader: Leader) -> anyhow::Result<(String, String)> {
     let config = tls_config(&cert, &key)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://{}{WEBHOOK_PATH}", listener.local_addr()?);
-    tokio::spawn(serve_router_tls(listener, webhook_router(leader), config));
-    Ok((url, generated.cert.pem()))
+    let task = tokio::spawn(serve_router_tls(listener, webhook_router(leader), config));
+    Ok((url, generated.cert.pem(), task))
 }
 
 /// Registers the webhook for Services of `namespace` only, so the tests that run beside this
@@ -166,7 +168,7 @@ async fn services_get_signposts_addresses_as_their_cluster_ips() -> anyhow::Resu
     publish_service_cidr(&client, &cidr_name, &cidrs).await?;
     let leader = Leader::default();
     leader.set(Some(running.ipam()));
-    let (url, ca) = serve_webhook(leader).await?;
+    let (url, ca, _webhook) = serve_webhook(leader).await?;
     register_webhook(&client, &ns.name, &ns.name, &url, &ca).await?;
 
     let services: Api<Service> = ns.api();
@@ -240,4 +242,192 @@ async fn services_get_signposts_addresses_as_their_cluster_ips() -> anyhow::Resu
         .delete(&format!("signpost-{name}"), &DeleteParams::default())
         .await?;
     Ok(())
+}
+
+/// Signpost in ClusterIP mode over `cidrs` for the Services of `ns`: controllers, ServiceCIDR,
+/// webhook; returns the controllers and the webhook's task.
+async fn start_cluster_ip_mode(
+    client: &Client,
+    ns: &TestNamespace,
+    cidrs: &[&str],
+) -> anyhow::Result<(
+    signpost_controllers::app::Running,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    String,
+)> {
+    let mut settings = scoped_settings(&ns.name, cidrs)?;
+    settings.cluster_ip_mode = true;
+    let nets: Vec<IpNet> = cidrs.iter().map(|c| c.parse()).collect::<Result<_, _>>()?;
+    let (running, _) = start_controllers(client, settings).await?;
+    publish_service_cidr(client, &format!("signpost-{}", ns.name), &nets).await?;
+    let leader = Leader::default();
+    leader.set(Some(running.ipam()));
+    let (url, ca, webhook) = serve_webhook(leader).await?;
+    Ok((running, webhook, format!("{url}\n{ca}")))
+}
+
+async fn end_cluster_ip_mode(
+    client: &Client,
+    ns: TestNamespace,
+    running: signpost_controllers::app::Running,
+) -> anyhow::Result<()> {
+    let _ = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .delete(&ns.name, &DeleteParams::default())
+        .await;
+    let name = ns.name.clone();
+    finish(client, ns, running).await?;
+    Api::<ServiceCIDR>::all(client.clone())
+        .delete(&format!("signpost-{name}"), &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+async fn create_ip_address(client: &Client, address: &str) -> anyhow::Result<()> {
+    let api: Api<IPAddress> = Api::all(client.clone());
+    let object: IPAddress = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": address},
+        "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "reserved-by-hand"}},
+    }))?;
+    api.create(&PostParams::default(), &object).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::Result<()> {
+    init_logs("signpost=info,warn");
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "cluster-ip-held").await?;
+    // A /29: six usable addresses, three of them held by IPAddress objects made by hand.
+    let cidr = unique_cidr(29);
+    let net: IpNet = cidr.parse()?;
+    let hosts: Vec<IpAddr> = net.hosts().collect();
+    let (running, _webhook, registration) = start_cluster_ip_mode(&client, &ns, &[&cidr]).await?;
+    let (url, ca) = registration.split_once('\n').expect("url and CA");
+    let by_hand: Vec<String> = hosts[..3].iter().map(ToString::to_string).collect();
+    for address in &by_hand {
+        create_ip_address(&client, address).await?;
+    }
+    // The IPAM controller has seen them before the webhook is asked.
+    wait_until("the IPAddress objects are seen", TIMEOUT, || async {
+        let used = running.ipam().usage().iter().map(|u| u.used).sum::<u64>();
+        if used >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{used} used"))
+        }
+    })
+    .await?;
+    register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
+
+    let services: Api<Service> = ns.api();
+    let mut given = BTreeSet::new();
+    for i in 0..3 {
+        let name = format!("s{i}");
+        let created = services
+            .create(
+                &PostParams::default(),
+                &fixtures::service_selecting(&name, "web", 8080),
+            )
+            .await?;
+        given.extend(cluster_ips(&created));
+    }
+    let rest: BTreeSet<IpAddr> = hosts[3..].iter().copied().collect();
+    assert_eq!(
+        given, rest,
+        "the three addresses nobody holds, and only those"
+    );
+    // Full: the API server allocates from its own range, and the create still succeeds.
+    let overflow = services
+        .create(
+            &PostParams::default(),
+            &fixtures::service_selecting("s3", "web", 8080),
+        )
+        .await?;
+    assert!(
+        cluster_ips(&overflow).iter().all(|a| !net.contains(a)),
+        "{:?}",
+        cluster_ips(&overflow)
+    );
+
+    let api: Api<IPAddress> = Api::all(client.clone());
+    for address in &by_hand {
+        api.delete(address, &DeleteParams::default()).await?;
+    }
+    end_cluster_ip_mode(&client, ns, running).await
+}
+
+#[tokio::test]
+async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result<()> {
+    init_logs("signpost=info,warn");
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "cluster-ip-down").await?;
+    let cidr = unique_cidr(24);
+    let net: IpNet = cidr.parse()?;
+    let (running, webhook, registration) = start_cluster_ip_mode(&client, &ns, &[&cidr]).await?;
+    let (url, ca) = registration.split_once('\n').expect("url and CA");
+    register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
+    let services: Api<Service> = ns.api();
+    let before = services
+        .create(
+            &PostParams::default(),
+            &fixtures::service_selecting("before", "web", 8080),
+        )
+        .await?;
+    wait_consistent(&client, &ns, std::slice::from_ref(&before), &[net]).await?;
+
+    // Every replica stopped: the webhook does not answer, Services are still created.
+    webhook.abort();
+    running.shut_down().await;
+    let chosen: IpAddr = net.hosts().nth(100).expect("a host");
+    let while_down = services
+        .create(
+            &PostParams::default(),
+            &fixtures::service_with_spec(
+                "while-down",
+                serde_json::json!({"clusterIP": chosen.to_string(), "ports": [{"port": 80}]}),
+            ),
+        )
+        .await?;
+    let plain = services
+        .create(
+            &PostParams::default(),
+            &fixtures::service_selecting("plain", "web", 8080),
+        )
+        .await?;
+    assert_eq!(cluster_ips(&while_down), vec![chosen]);
+    // The API server chose `plain`'s address from any ServiceCIDR, Signpost's included.
+    let plain_in_cidr = cluster_ips(&plain).iter().all(|a| net.contains(a));
+
+    // Signpost returns: the Services with an address in its CIDR are adopted (claimed, in
+    // their DNSRecords), nothing gets a second address, and new Services get Signpost's again.
+    let (running, _webhook, registration) = start_cluster_ip_mode(&client, &ns, &[&cidr]).await?;
+    let (url, ca) = registration.split_once('\n').expect("url and CA");
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .delete(&ns.name, &DeleteParams::default())
+        .await?;
+    register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
+    let after = services
+        .create(
+            &PostParams::default(),
+            &fixtures::service_selecting("after", "web", 8080),
+        )
+        .await?;
+    let mut ours = vec![before, while_down, after];
+    if plain_in_cidr {
+        ours.push(plain.clone());
+    }
+    wait_consistent(&client, &ns, &ours, &[net]).await?;
+    let claims = claims_in_namespace(&client, &ns.name).await?;
+    assert_eq!(
+        claims.len(),
+        ours.len(),
+        "one claim per Service with an address in the CIDR, no second address"
+    );
+    let now = services.get("plain").await?;
+    assert_eq!(
+        cluster_ips(&now),
+        cluster_ips(&plain),
+        "a Service keeps its address"
+    );
+    end_cluster_ip_mode(&client, ns, running).await
 }

@@ -30,6 +30,11 @@ pub struct ClaimsIndex {
     /// a Service may get its name only after admission (`generateName`) and the API server
     /// lets one Service at most hold an address.
     holds: HashMap<IpAddr, Instant>,
+    /// ClusterIP mode: addresses in the CIDRs that the API server's `IPAddress` objects hold.
+    /// Every Service's ClusterIP has one, and so may an address someone reserved by hand:
+    /// those stay marked whatever the claims say, so the webhook never offers an address the
+    /// API server would refuse.
+    ip_objects: HashMap<IpAddr, Option<ServiceKey>>,
 }
 
 impl ClaimsIndex {
@@ -40,6 +45,7 @@ impl ClaimsIndex {
             waiting: HashSet::new(),
             namespace,
             holds: HashMap::new(),
+            ip_objects: HashMap::new(),
         }
     }
 
@@ -79,7 +85,7 @@ impl ClaimsIndex {
             Some(current) => current.claim_uid == claim.claim_uid || current.claim_uid.is_none(),
         };
         if this_claim {
-            self.book.forget(claim.address);
+            self.forget_claim(claim.address);
             keys.extend(self.address_freed());
         }
         if self.in_scope(&claim.service.namespace) {
@@ -95,9 +101,10 @@ impl ClaimsIndex {
         objects: impl IntoIterator<Item = &'a ServiceIP>,
     ) -> Vec<ServiceKey> {
         self.book.reset();
-        // Holds are not claims: they live only here and go on marking their addresses.
-        for address in self.holds.keys() {
-            let _ = self.book.reserve(*address);
+        // Holds and IPAddress objects are not claims: they live only here and go on marking
+        // their addresses.
+        for address in self.holds.keys().chain(self.ip_objects.keys()) {
+            self.book.mark_foreign(*address);
         }
         let mut keys = Vec::new();
         for claim in objects.into_iter().filter_map(Claim::of) {
@@ -128,12 +135,6 @@ impl ClaimsIndex {
         }
     }
 
-    /// Whether `address` was held for a Service being created; the hold ends either way (the
-    /// caller claims the address now, its bit already set).
-    pub fn take_hold(&mut self, address: IpAddr) -> bool {
-        self.holds.remove(&address).is_some()
-    }
-
     /// Ends the holds given before `deadline` whose Service never claimed them (its create
     /// was refused after admission, or never sent): their addresses are free again. Returns
     /// them.
@@ -146,7 +147,9 @@ impl ClaimsIndex {
             .collect();
         for address in &expired {
             self.holds.remove(address);
-            self.book.unreserve(*address);
+            if !self.ip_objects.contains_key(address) {
+                self.book.unreserve(*address);
+            }
         }
         expired
     }
@@ -154,5 +157,69 @@ impl ClaimsIndex {
     /// Addresses held for Services being created.
     pub fn held(&self) -> usize {
         self.holds.len()
+    }
+
+    /// Forgets the claim on `address` (released, or deleted in the API); the address stays
+    /// marked while an `IPAddress` object or a hold still holds it.
+    pub fn forget_claim(&mut self, address: IpAddr) {
+        self.book.forget(address);
+        if self.ip_objects.contains_key(&address) || self.holds.contains_key(&address) {
+            self.book.mark_foreign(address);
+        }
+    }
+
+    /// An `IPAddress` object holds `address` for `parent` (the Service it names, if any):
+    /// marked when it lies in the CIDRs.
+    pub fn apply_ip_address(&mut self, address: IpAddr, parent: Option<ServiceKey>) {
+        if self.book.allocator().cidr_of(address).is_some() {
+            self.ip_objects.insert(address, parent);
+            self.book.mark_foreign(address);
+        }
+    }
+
+    /// Whether `key` may claim `address` although its bit is set: the webhook held it for a
+    /// Service being created (the hold ends), or the API server's `IPAddress` object gives it
+    /// to this very Service and no claim has it (a Service created while Signpost was down,
+    /// adopted now).
+    pub fn take_for(&mut self, address: IpAddr, key: &ServiceKey) -> bool {
+        if self.holds.remove(&address).is_some() {
+            return true;
+        }
+        self.book.claim_at(address).is_none()
+            && self.ip_objects.get(&address) == Some(&Some(key.clone()))
+    }
+
+    /// The `IPAddress` object of `address` was deleted: the address is free unless a claim or
+    /// a hold has it. Returns the Services waiting for a free address when it is.
+    pub fn delete_ip_address(&mut self, address: IpAddr) -> Vec<ServiceKey> {
+        let held = self.book.claim_at(address).is_some() || self.holds.contains_key(&address);
+        if self.ip_objects.remove(&address).is_some() && !held {
+            self.book.unreserve(address);
+            return self.address_freed();
+        }
+        Vec::new()
+    }
+
+    /// The `IPAddress` watch relisted and holds `addresses`. Returns the Services waiting for
+    /// a free address when one was freed.
+    pub fn reset_ip_addresses(
+        &mut self,
+        addresses: impl IntoIterator<Item = (IpAddr, Option<ServiceKey>)>,
+    ) -> Vec<ServiceKey> {
+        let now: HashMap<IpAddr, Option<ServiceKey>> = addresses.into_iter().collect();
+        let gone: Vec<IpAddr> = self
+            .ip_objects
+            .keys()
+            .filter(|a| !now.contains_key(a))
+            .copied()
+            .collect();
+        let mut keys = Vec::new();
+        for address in gone {
+            keys.extend(self.delete_ip_address(address));
+        }
+        for (address, parent) in now {
+            self.apply_ip_address(address, parent);
+        }
+        keys
     }
 }

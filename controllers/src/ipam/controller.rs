@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::IPAddress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -30,6 +31,13 @@ use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
     on_change,
 };
+
+/// The Service an `IPAddress` object was made for, if it names one.
+fn ip_address_parent(object: &IPAddress) -> Option<ServiceKey> {
+    let parent = &object.spec.parent_ref;
+    (parent.resource == "services" && parent.group.as_deref().unwrap_or("").is_empty())
+        .then(|| ServiceKey::new(parent.namespace.as_deref().unwrap_or(""), &parent.name))
+}
 
 /// Name of this controller in metrics, logs and Events.
 pub const CONTROLLER: &str = "ipam";
@@ -64,6 +72,8 @@ pub struct Ipam {
     client: Client,
     services: Store<Service>,
     claims: Store<ServiceIP>,
+    /// ClusterIP mode: the API server's `IPAddress` objects.
+    ip_addresses: Option<Store<IPAddress>>,
     index: Mutex<ClaimsIndex>,
     control: ControlLoop<ServiceKey>,
     events: EventSink,
@@ -81,14 +91,18 @@ impl Ipam {
         client: Client,
         services: &mut Informer<Service>,
         claims: &mut Informer<ServiceIP>,
+        mut ip_addresses: Option<&mut Informer<IPAddress>>,
         events: EventSink,
         metrics: SharedMetrics,
         config: IpamConfig,
     ) -> Arc<Self> {
+        let mut synced = vec![services.synced(), claims.synced()];
+        synced.extend(ip_addresses.as_ref().map(|i| i.synced()));
         let this = Arc::new(Self {
             client,
             services: services.store(),
             claims: claims.store(),
+            ip_addresses: ip_addresses.as_ref().map(|i| i.store()),
             index: Mutex::new(ClaimsIndex::new(
                 config.allocator.clone(),
                 config.namespace.clone(),
@@ -96,7 +110,7 @@ impl Ipam {
             control: ControlLoop::new(
                 CONTROLLER,
                 WorkQueue::new(),
-                vec![services.synced(), claims.synced()],
+                synced,
                 config.workers,
                 metrics.clone(),
             ),
@@ -108,6 +122,9 @@ impl Ipam {
         });
         on_change(services, &this, Self::on_service);
         on_change(claims, &this, Self::on_claim_change);
+        if let Some(ip_addresses) = ip_addresses.as_mut() {
+            on_change(ip_addresses, &this, Self::on_ip_address);
+        }
         this
     }
 
@@ -131,6 +148,37 @@ impl Ipam {
             Change::Deleted(old) => self.lock().delete_claim(old),
             Change::Relisting => return,
             Change::Resynced { .. } => self.rebuild(),
+        };
+        keys.into_iter().for_each(|key| self.control.add(key));
+    }
+
+    /// ClusterIP mode: an `IPAddress` object (named after its address) came or went.
+    fn on_ip_address(&self, change: &Change<'_, IPAddress>) {
+        let address = |object: &IPAddress| object.metadata.name.as_deref()?.parse().ok();
+        let keys = match change {
+            Change::Applied { new, .. } => {
+                if let Some(a) = address(new) {
+                    self.lock().apply_ip_address(a, ip_address_parent(new));
+                }
+                Vec::new()
+            }
+            Change::Deleted(old) => match address(old) {
+                Some(a) => self.lock().delete_ip_address(a),
+                None => Vec::new(),
+            },
+            Change::Relisting => return,
+            Change::Resynced { .. } => {
+                let objects = self
+                    .ip_addresses
+                    .as_ref()
+                    .map(|s| s.state())
+                    .unwrap_or_default();
+                let addresses: Vec<(IpAddr, Option<ServiceKey>)> = objects
+                    .iter()
+                    .filter_map(|o| Some((address(o)?, ip_address_parent(o))))
+                    .collect();
+                self.lock().reset_ip_addresses(addresses)
+            }
         };
         keys.into_iter().for_each(|key| self.control.add(key));
     }
@@ -371,8 +419,9 @@ impl Ipam {
         if let Some(requested) = want.requested {
             let reserved = {
                 let mut index = self.lock();
-                // Held by the webhook for the Service being created: its bit is set already.
-                match index.take_hold(requested) {
+                // Held by the webhook for the Service being created, or given to it by the API
+                // server while Signpost was down: its bit is set already.
+                match index.take_for(requested, key) {
                     true => index
                         .book
                         .allocator()
@@ -518,7 +567,7 @@ impl Ipam {
             .claim_at(claim.address)
             .is_some_and(|c| c.claim_uid == claim.claim_uid)
         {
-            index.book.forget(claim.address);
+            index.forget_claim(claim.address);
         }
         drop(index);
         self.address_freed();
@@ -557,6 +606,11 @@ impl Ipam {
                 .warn(&reference, reason, "AllocateClusterIP", message)
                 .await;
         }
+    }
+
+    /// How full each CIDR is now (what the usage metrics say).
+    pub fn usage(&self) -> Vec<super::RangeUsage> {
+        self.lock().book.allocator().usage()
     }
 
     fn publish_usage(&self) {

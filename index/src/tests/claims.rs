@@ -149,9 +149,37 @@ fn a_hold_marks_its_address_until_claimed_or_expired_and_survives_a_relist() {
     // Taken over by its Service's claim: the hold ends, the address stays marked.
     index.book.reserve(ip("10.96.0.1")).expect("free");
     index.hold(&[ip("10.96.0.1")], given);
-    assert!(index.take_hold(ip("10.96.0.1")));
-    assert!(!index.take_hold(ip("10.96.0.1")), "once");
+    assert!(index.take_for(ip("10.96.0.1"), &key("web")));
+    assert!(!index.take_for(ip("10.96.0.1"), &key("web")), "once");
     index.apply_claim(&claim("10.96.0.1", "web", "ns", "c1"));
     assert!(index.expire_holds(later).is_empty());
     assert!(index.book.allocator().is_allocated(ip("10.96.0.1")));
+}
+
+#[test]
+fn an_ip_address_object_keeps_its_address_marked_whatever_the_claims_say() {
+    let mut index = index(None);
+    // Outside the CIDRs: not ours to mark.
+    index.apply_ip_address(ip("10.97.0.1"), None);
+    index.apply_ip_address(ip("10.96.0.1"), Some(key("web")));
+    assert!(index.book.allocator().is_allocated(ip("10.96.0.1")));
+    // Its own Service may claim it although its bit is set; no other may.
+    assert!(!index.take_for(ip("10.96.0.1"), &key("api")));
+    assert!(index.take_for(ip("10.96.0.1"), &key("web")));
+    // Its Service's claim comes and goes: the IPAddress object still holds the address.
+    index.apply_claim(&claim("10.96.0.1", "web", "ns", "c1"));
+    index.delete_claim(&claim("10.96.0.1", "web", "ns", "c1"));
+    assert!(index.book.allocator().is_allocated(ip("10.96.0.1")));
+    // A relist of the claims rebuilds the bitmaps: still marked.
+    index.reset_claims([]);
+    assert!(index.book.allocator().is_allocated(ip("10.96.0.1")));
+    // A Service waiting for an address is synced once the object goes.
+    index.wait_for_a_freed_address(&key("api"));
+    assert_eq!(index.delete_ip_address(ip("10.96.0.1")), vec![key("api")]);
+    assert!(!index.book.allocator().is_allocated(ip("10.96.0.1")));
+    // A relist of the objects drops the ones gone and marks the ones there.
+    index.apply_ip_address(ip("10.96.0.1"), None);
+    index.reset_ip_addresses([(ip("10.96.0.2"), None)]);
+    assert!(!index.book.allocator().is_allocated(ip("10.96.0.1")));
+    assert!(index.book.allocator().is_allocated(ip("10.96.0.2")));
 }

@@ -135,6 +135,15 @@ pub struct RunArgs {
     pub common: CommonArgs,
 }
 
+/// Whose managed-by values the slices carry: `kubernetes` or `signpost`.
+fn parse_slice_manager(value: &str) -> Result<SliceManager, String> {
+    match value {
+        "kubernetes" => Ok(SliceManager::Kubernetes),
+        "signpost" => Ok(SliceManager::Signpost),
+        other => Err(format!("{other:?} is neither kubernetes nor signpost")),
+    }
+}
+
 /// When batching starts: a number of syncs at once, or `refill`.
 fn parse_batch_start(text: &str) -> Result<Start, String> {
     if text == "refill" {
@@ -449,13 +458,5 @@ mod tests {
         // 18446744073709551615 h would overflow a multiplication by 3600.
         assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
         assert!(parse_duration("5d").is_err());
-    }
-}
-
-fn parse_slice_manager(value: &str) -> Result<SliceManager, String> {
-    match value {
-        "kubernetes" => Ok(SliceManager::Kubernetes),
-        "signpost" => Ok(SliceManager::Signpost),
-        other => Err(format!("{other:?} is neither kubernetes nor signpost")),
     }
 }

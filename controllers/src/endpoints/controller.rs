@@ -1,6 +1,6 @@
 //! The endpoints reconciler: Services + Pods + Nodes in, EndpointSlices and Endpoints out.
 //!
-//! Pods are never cached whole: a handler-only watch turns each into a [`PodRecord`], and
+//! Pods are never cached whole: a handler-only watch turns each into a [`super::PodRecord`], and
 //! every watch event is folded into the [`EndpointsIndex`], which says which Services to
 //! sync. The slice plan and the Endpoints rendering are the pure functions of
 //! `signpost_core::endpoints`; this file only reads caches, calls them, and writes what they
@@ -18,7 +18,6 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints};
-use super::pod::PodRecord;
 use super::slices::{SliceTemplate, is_managed_by, plan};
 use super::{SlimPod, desired_endpoints, service_selector};
 use crate::runtime::events::REPORT_AFTER_FAILURES;
@@ -178,7 +177,7 @@ impl EndpointsController {
         let now = k8s_openapi::jiff::Timestamp::now();
         let affected = match change {
             Change::Applied { new, .. } => {
-                let Ok(record) = PodRecord::from_pod(&new.0) else {
+                let Some(record) = new.record.clone() else {
                     return;
                 };
                 // Before the first pass every Service is synced anyway (see apply_pod).

@@ -1,54 +1,50 @@
 //! [`SlimPod`] read from the API server's protobuf encoding.
 //!
-//! Reads the same fields as the JSON decode in [`super::slim_pod`] (the ones
-//! [`super::PodRecord::from_pod`] uses) and skips every other field by its length. Go's empty
-//! strings and zero ports are written to protobuf but left out of JSON, so they read as absent
-//! here, and both decodes give the same `SlimPod` for the same pod (tested against a pod
-//! captured both ways from the API server).
+//! Reads the same fields as the JSON decode in [`super::slim_pod`] (the ones a
+//! [`super::PodRecord`] is made of) into [`PodParts`], and skips every other field by its
+//! length. Go's empty strings and zero ports are written to protobuf but left out of JSON, so
+//! they read as absent here, and both decodes give the same `SlimPod` for the same pod
+//! (tested against a pod captured both ways from the API server).
 
-use std::collections::BTreeMap;
+use k8s_openapi::api::core::v1::ContainerPort;
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Pod, PodCondition, PodIP, PodSpec, PodStatus,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-
-use super::SlimPod;
+use super::{PodParts, SlimPod};
 use crate::runtime::protobuf::{Value, WireError, fields};
 
-/// Decodes a `Pod` message (out of its envelope) into the fields endpoints are made from.
+/// Decodes a `Pod` message (out of its envelope) into its record.
 pub fn decode_slim_pod(message: &[u8]) -> Result<SlimPod, WireError> {
-    let mut pod = Pod::default();
+    let mut parts = PodParts::default();
     for field in fields(message) {
         match field? {
-            (1, value) => pod.metadata = object_meta(value.bytes(1)?)?,
-            (2, value) => pod.spec = Some(spec(value.bytes(2)?)?),
-            (3, value) => pod.status = Some(status(value.bytes(3)?)?),
+            (1, value) => object_meta(value.bytes(1)?, &mut parts)?,
+            (2, value) => spec(value.bytes(2)?, &mut parts)?,
+            (3, value) => status(value.bytes(3)?, &mut parts)?,
             _ => {}
         }
     }
-    Ok(SlimPod(pod))
+    Ok(SlimPod::from_parts(parts))
 }
 
-fn object_meta(message: &[u8]) -> Result<ObjectMeta, WireError> {
-    let mut meta = ObjectMeta::default();
+fn object_meta(message: &[u8], parts: &mut PodParts) -> Result<(), WireError> {
     for field in fields(message) {
         match field? {
-            (1, value) => meta.name = value.non_empty_string(1)?,
-            (3, value) => meta.namespace = value.non_empty_string(3)?,
-            (5, value) => meta.uid = value.non_empty_string(5)?,
-            (6, value) => meta.resource_version = value.non_empty_string(6)?,
-            (9, value) => meta.deletion_timestamp = Some(time(value.bytes(9)?)?),
+            (1, value) => parts.name = value.non_empty_string(1)?,
+            (3, value) => parts.namespace = value.non_empty_string(3)?,
+            (5, value) => parts.uid = value.non_empty_string(5)?,
+            (6, value) => parts.resource_version = value.non_empty_string(6)?,
+            // deletionTimestamp: only whether it is set matters.
+            (9, value) => {
+                value.bytes(9)?;
+                parts.terminating = true;
+            }
             (11, value) => {
                 let (key, label) = map_entry(value.bytes(11)?)?;
-                meta.labels
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(key, label);
+                parts.labels.push((key.into(), label.into()));
             }
             _ => {}
         }
     }
-    Ok(meta)
+    Ok(())
 }
 
 /// A `map<string, string>` entry: key in field 1, value in field 2.
@@ -64,51 +60,34 @@ fn map_entry(message: &[u8]) -> Result<(String, String), WireError> {
     Ok((key, value))
 }
 
-/// `metav1.Time`: seconds and nanoseconds since the epoch. JSON carries whole seconds.
-fn time(message: &[u8]) -> Result<Time, WireError> {
-    let mut seconds = 0;
-    for field in fields(message) {
-        if let (1, value) = field? {
-            seconds = value.int64(1)?;
-        }
-    }
-    let timestamp =
-        k8s_openapi::jiff::Timestamp::from_second(seconds).map_err(|_| WireError::FieldType(1))?;
-    Ok(Time(timestamp))
-}
-
-fn spec(message: &[u8]) -> Result<PodSpec, WireError> {
-    let mut spec = PodSpec::default();
+fn spec(message: &[u8], parts: &mut PodParts) -> Result<(), WireError> {
     for field in fields(message) {
         match field? {
-            (2, value) => spec.containers.push(container(value.bytes(2)?)?),
-            (10, value) => spec.node_name = value.non_empty_string(10)?,
-            (16, value) => spec.hostname = value.non_empty_string(16)?,
-            (17, value) => spec.subdomain = value.non_empty_string(17)?,
-            (20, value) => spec
-                .init_containers
-                .get_or_insert_with(Vec::new)
-                .push(container(value.bytes(20)?)?),
+            (2, value) => container(value.bytes(2)?, false, parts)?,
+            (10, value) => parts.node_name = value.non_empty_string(10)?,
+            (16, value) => parts.hostname = value.non_empty_string(16)?,
+            (17, value) => parts.subdomain = value.non_empty_string(17)?,
+            (20, value) => container(value.bytes(20)?, true, parts)?,
             _ => {}
         }
     }
-    Ok(spec)
+    Ok(())
 }
 
-fn container(message: &[u8]) -> Result<Container, WireError> {
-    let mut container = Container::default();
+/// A container's ports and restart policy (which may follow the ports on the wire), added to
+/// `parts` once the container is read.
+fn container(message: &[u8], init: bool, parts: &mut PodParts) -> Result<(), WireError> {
+    let mut ports = Vec::new();
+    let mut restart_policy = None;
     for field in fields(message) {
         match field? {
-            (1, value) => container.name = value.string(1)?,
-            (6, value) => container
-                .ports
-                .get_or_insert_with(Vec::new)
-                .push(container_port(value.bytes(6)?)?),
-            (24, value) => container.restart_policy = value.non_empty_string(24)?,
+            (6, value) => ports.push(container_port(value.bytes(6)?)?),
+            (24, value) => restart_policy = value.non_empty_string(24)?,
             _ => {}
         }
     }
-    Ok(container)
+    parts.container(init, restart_policy.as_deref(), &ports);
+    Ok(())
 }
 
 fn container_port(message: &[u8]) -> Result<ContainerPort, WireError> {
@@ -132,43 +111,40 @@ fn non_zero(value: Value<'_>, field: u32) -> Result<Option<i32>, WireError> {
     Ok((number != 0).then_some(number))
 }
 
-fn status(message: &[u8]) -> Result<PodStatus, WireError> {
-    let mut status = PodStatus::default();
+fn status(message: &[u8], parts: &mut PodParts) -> Result<(), WireError> {
     for field in fields(message) {
         match field? {
-            (1, value) => status.phase = value.non_empty_string(1)?,
-            (2, value) => status
-                .conditions
-                .get_or_insert_with(Vec::new)
-                .push(condition(value.bytes(2)?)?),
-            (6, value) => status.pod_ip = value.non_empty_string(6)?,
-            (12, value) => status
-                .pod_ips
-                .get_or_insert_with(Vec::new)
-                .push(pod_ip(value.bytes(12)?)?),
+            (1, value) => parts.phase = value.non_empty_string(1)?,
+            (2, value) => {
+                let (type_, status) = condition(value.bytes(2)?)?;
+                parts.condition(type_, status);
+            }
+            (6, value) => parts.pod_ip = value.non_empty_string(6)?,
+            (12, value) => parts.pod_ips.push(pod_ip(value.bytes(12)?)?),
             _ => {}
         }
     }
-    Ok(status)
+    Ok(())
 }
 
-fn condition(message: &[u8]) -> Result<PodCondition, WireError> {
-    let mut condition = PodCondition::default();
+/// A condition's type and status.
+fn condition(message: &[u8]) -> Result<(&str, &str), WireError> {
+    let (mut type_, mut status) = ("", "");
     for field in fields(message) {
         match field? {
-            (1, value) => condition.type_ = value.string(1)?,
-            (2, value) => condition.status = value.string(2)?,
+            (1, value) => type_ = value.str(1)?,
+            (2, value) => status = value.str(2)?,
             _ => {}
         }
     }
-    Ok(condition)
+    Ok((type_, status))
 }
 
-fn pod_ip(message: &[u8]) -> Result<PodIP, WireError> {
-    let mut ip = PodIP::default();
+fn pod_ip(message: &[u8]) -> Result<String, WireError> {
+    let mut ip = String::new();
     for field in fields(message) {
         if let (1, value) = field? {
-            ip.ip = value.string(1)?;
+            ip = value.string(1)?;
         }
     }
     Ok(ip)
@@ -177,7 +153,7 @@ fn pod_ip(message: &[u8]) -> Result<PodIP, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::PodRecord;
+    use crate::endpoints::{NamedPort, Protocol};
     use crate::runtime::protobuf::{decode_list, open_envelope};
     use crate::runtime::testing::{bytes_field, envelope, varint_field};
 
@@ -195,12 +171,24 @@ mod tests {
         let from_protobuf =
             decode_slim_pod(pod_message(include_bytes!("testdata/pod.pb"))).unwrap();
         assert_eq!(from_protobuf, from_json);
-        let record = PodRecord::from_pod(&from_protobuf.0).unwrap();
+        let record = from_protobuf.record.unwrap();
         assert!(record.terminating);
         assert!(record.ready);
-        let spec = from_protobuf.0.spec.as_ref().unwrap();
-        assert_eq!(spec.containers[0].ports.as_ref().unwrap().len(), 3);
-        assert_eq!(spec.init_containers.as_ref().unwrap().len(), 2);
+        // The container's two named ports (the unnamed one is not kept), then the sidecar's;
+        // the plain init container's port is not searched.
+        let port = |name: &str, port, protocol| NamedPort {
+            name: name.into(),
+            port,
+            protocol,
+        };
+        assert_eq!(
+            &*record.named_ports,
+            [
+                port("http", 8080, Protocol::Tcp),
+                port("dns", 53, Protocol::Udp),
+                port("admin", 9901, Protocol::Tcp),
+            ]
+        );
     }
 
     #[test]
@@ -236,21 +224,18 @@ mod tests {
         let mut message = bytes_field(1, &meta);
         message.extend(bytes_field(3, &status));
         let pod = decode_slim_pod(&message).unwrap();
-        assert_eq!(pod.0.spec, None);
-        assert_eq!(pod.0.metadata.labels, None);
-        let ips: Vec<_> = pod
-            .0
-            .status
-            .as_ref()
-            .unwrap()
-            .pod_ips
-            .iter()
-            .flatten()
-            .collect();
-        assert_eq!(ips.len(), 2);
-        let record = PodRecord::from_pod(&pod.0).unwrap();
+        let record = pod.record.clone().unwrap();
+        assert_eq!(record.node_name, None);
+        assert!(record.named_ports.is_empty());
+        assert!(record.labels.is_empty());
         assert!(!record.ready);
-        assert_eq!(record.ips.len(), 2);
+        assert_eq!(
+            *record.ips,
+            [
+                "10.0.0.5".parse::<std::net::IpAddr>().unwrap(),
+                "fd00::5".parse().unwrap()
+            ]
+        );
         // The envelope helper builds what open_envelope reads back.
         let wrapped = envelope("v1", "Pod", &message);
         assert_eq!(decode_slim_pod(pod_message(&wrapped)).unwrap(), pod);

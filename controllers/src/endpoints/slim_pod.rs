@@ -1,23 +1,49 @@
-//! The Pod as the endpoints controller reads it off the wire.
+//! The Pod as the endpoints controller reads it off the wire: straight into the
+//! [`PodRecord`] its index keeps.
 //!
 //! A full `Pod` decodes managed fields (a `serde_json::Value` tree per field manager),
 //! annotations, volumes, every container's image, env and probes, and every condition's
 //! message: about 30 KB of heap per pod, for a dozen fields. The initial list arrives in pages
 //! of 500, so decoding whole Pods made that list the largest allocation of the process (16 MB
-//! of a 22 MB heap peak at 1,000 pods, measured with heaptrack). [`SlimPod`] decodes only what
-//! [`super::PodRecord::from_pod`] reads; serde skips the rest without allocating for it.
+//! of a 22 MB heap peak at 1,000 pods, measured with heaptrack). The JSON decode here and the
+//! protobuf one ([`super::pod_protobuf`]) read only what a record is made of into
+//! [`PodParts`]; serde skips the rest without allocating for it, and no `Pod` is built.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::PodStatus;
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodCondition, PodIP, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{ContainerPort, Pod, PodIP};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-/// A `Pod` holding only the fields endpoints are made from. Watched and listed in place of
-/// `Pod` (same API path and kind); the inner `Pod` has every other field unset.
+use super::{PodParts, PodRecord};
+
+/// A pod as the pod informer delivers it: the [`PodRecord`] the index keeps, and the metadata
+/// the watch itself reads (name, namespace, resourceVersion). Watched and listed in place of
+/// `Pod` (same API path and kind).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct SlimPod(pub Pod);
+pub struct SlimPod {
+    metadata: ObjectMeta,
+    /// The pod's record; `None` for an object without a name, namespace or uid, which the API
+    /// server never sends and the controller ignores.
+    pub record: Option<PodRecord>,
+}
+
+impl SlimPod {
+    /// The pod a decoder read: its record, and the metadata the watch needs.
+    pub fn from_parts(parts: PodParts) -> Self {
+        let metadata = ObjectMeta {
+            name: parts.name.clone(),
+            namespace: parts.namespace.clone(),
+            resource_version: parts.resource_version.clone(),
+            ..ObjectMeta::default()
+        };
+        Self {
+            metadata,
+            record: parts.into_record().ok(),
+        }
+    }
+}
 
 impl k8s_openapi::Resource for SlimPod {
     const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
@@ -32,11 +58,11 @@ impl k8s_openapi::Metadata for SlimPod {
     type Ty = ObjectMeta;
 
     fn metadata(&self) -> &ObjectMeta {
-        &self.0.metadata
+        &self.metadata
     }
 
     fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
+        &mut self.metadata
     }
 }
 
@@ -57,7 +83,8 @@ struct WireMeta {
     uid: Option<String>,
     resource_version: Option<String>,
     labels: Option<BTreeMap<String, String>>,
-    deletion_timestamp: Option<Time>,
+    /// Only whether it is set matters.
+    deletion_timestamp: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -74,8 +101,6 @@ struct WireSpec {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct WireContainer {
-    #[serde(default)]
-    name: String,
     ports: Option<Vec<ContainerPort>>,
     restart_policy: Option<String>,
 }
@@ -99,62 +124,48 @@ struct WireCondition {
     status: String,
 }
 
-fn container(c: WireContainer) -> Container {
-    Container {
-        name: c.name,
-        ports: c.ports,
-        restart_policy: c.restart_policy,
-        ..Default::default()
-    }
-}
-
 impl<'de> Deserialize<'de> for SlimPod {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
         let meta = wire.metadata;
-        Ok(Self(Pod {
-            metadata: ObjectMeta {
-                name: meta.name,
-                namespace: meta.namespace,
-                uid: meta.uid,
-                resource_version: meta.resource_version,
-                labels: meta.labels,
-                deletion_timestamp: meta.deletion_timestamp,
-                ..Default::default()
-            },
-            spec: wire.spec.map(|s| PodSpec {
-                node_name: s.node_name,
-                hostname: s.hostname,
-                subdomain: s.subdomain,
-                containers: s.containers.into_iter().map(container).collect(),
-                init_containers: s
-                    .init_containers
-                    .map(|list| list.into_iter().map(container).collect()),
-                ..Default::default()
-            }),
-            status: wire.status.map(|s| PodStatus {
-                phase: s.phase,
-                pod_ip: s.pod_ip,
-                pod_ips: s.pod_ips,
-                conditions: s.conditions.map(|list| {
-                    list.into_iter()
-                        .map(|c| PodCondition {
-                            type_: c.type_,
-                            status: c.status,
-                            ..Default::default()
-                        })
-                        .collect()
-                }),
-                ..Default::default()
-            }),
-        }))
+        let mut parts = PodParts::default();
+        parts.name = meta.name;
+        parts.namespace = meta.namespace;
+        parts.uid = meta.uid;
+        parts.resource_version = meta.resource_version;
+        parts.labels = meta
+            .labels
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+            .collect();
+        parts.terminating = meta.deletion_timestamp.is_some();
+        if let Some(spec) = wire.spec {
+            parts.node_name = spec.node_name;
+            parts.hostname = spec.hostname;
+            parts.subdomain = spec.subdomain;
+            let init = spec.init_containers.iter().flatten();
+            let all = spec.containers.iter().map(|c| (false, c));
+            for (init, c) in all.chain(init.map(|c| (true, c))) {
+                let ports = c.ports.as_deref().unwrap_or_default();
+                parts.container(init, c.restart_policy.as_deref(), ports);
+            }
+        }
+        if let Some(status) = wire.status {
+            parts.phase = status.phase;
+            parts.pod_ip = status.pod_ip;
+            parts.pod_ips = status.pod_ips.into_iter().flatten().map(|p| p.ip).collect();
+            for c in status.conditions.iter().flatten() {
+                parts.condition(&c.type_, &c.status);
+            }
+        }
+        Ok(Self::from_parts(parts))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoints::PodRecord;
 
     /// A pod as the API server sends it, with the fields a slim decode must drop.
     fn full_pod() -> serde_json::Value {
@@ -196,20 +207,17 @@ mod tests {
     fn a_slim_pod_gives_the_same_record_as_the_full_pod() {
         let full: Pod = serde_json::from_value(full_pod()).unwrap();
         let slim: SlimPod = serde_json::from_value(full_pod()).unwrap();
+        assert_eq!(slim.record, Some(PodRecord::from_pod(&full).unwrap()));
+        // And it holds nothing else: the metadata only what the watch reads.
         assert_eq!(
-            PodRecord::from_pod(&slim.0).unwrap(),
-            PodRecord::from_pod(&full).unwrap()
+            slim.metadata,
+            ObjectMeta {
+                name: Some("web-0".into()),
+                namespace: Some("demo".into()),
+                resource_version: Some("42".into()),
+                ..ObjectMeta::default()
+            }
         );
-        // And it holds nothing else.
-        assert!(slim.0.metadata.annotations.is_none());
-        assert!(slim.0.metadata.managed_fields.is_none());
-        assert!(slim.0.metadata.owner_references.is_none());
-        let spec = slim.0.spec.as_ref().unwrap();
-        assert!(spec.volumes.is_none());
-        assert!(spec.containers[0].image.is_none());
-        let status = slim.0.status.as_ref().unwrap();
-        assert!(status.container_statuses.is_none());
-        assert!(status.conditions.as_ref().unwrap()[0].message.is_none());
     }
 
     #[test]
@@ -218,7 +226,7 @@ mod tests {
             "metadata": {"name": "p", "namespace": "n", "uid": "u"}
         }))
         .unwrap();
-        let record = PodRecord::from_pod(&slim.0).unwrap();
+        let record = slim.record.unwrap();
         assert!(record.ips.is_empty());
         assert!(!record.ready);
     }

@@ -1,8 +1,8 @@
 // Command ipallocbench measures Kubernetes' bitmap ClusterIP allocator
 // (k8s.io/kubernetes/pkg/registry/core/service/ipallocator, NewInMemory) on the same
-// workloads as Signpost's `allocbench` (controllers/src/bin/allocbench.rs), so that
+// workloads as Signpost's `allocbench` (bench/src/bin/allocbench.rs), so that
 // `just bench-allocator` can put the two side by side. It prints one JSON line per
-// measurement on stdout; e2e/bench/allocator.sh turns them into a Markdown table.
+// measurement on stdout; bench/scripts/allocator.sh turns them into a Markdown table.
 //
 // The harness is identical on both sides: the same CIDRs, the same fill levels, and the
 // same SplitMix64 sequence choosing which held address to release in the churn workload.

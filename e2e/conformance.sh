@@ -244,8 +244,10 @@ EOF
     sleep 1
   done
   echo "    a probe Service got $ip"
-  # Every Service address the API server records during the run (IPAddress objects).
-  kubectl get ipaddresses --watch-only -o jsonpath='{.metadata.name} {.spec.parentRef.resource}/{.spec.parentRef.namespace}/{.spec.parentRef.name}{"\n"}' \
+  # Every Service address the API server records during the run (IPAddress objects created;
+  # deletions of an earlier run's addresses may show up too, and are left out below).
+  kubectl get ipaddresses --watch-only --output-watch-events \
+    -o jsonpath='{.type} {.object.metadata.name} {.object.spec.parentRef.resource}/{.object.spec.parentRef.namespace}/{.object.spec.parentRef.name}{"\n"}' \
     >"$report/ipaddresses.txt" 2>"$report/ipaddresses.err" &
   watch_pid=$!
 fi
@@ -257,8 +259,14 @@ focus_args=(--ginkgo.focus="$focus_re")
 if [[ -n "${SIGNPOST_CONFORMANCE_FOCUS:-}" ]]; then
   # Repeated --ginkgo.focus flags are OR-ed: narrow with one regex that needs both.
   echo "    narrowed to: $SIGNPOST_CONFORMANCE_FOCUS"
+  # A focus entry whose own text matches it is kept whole (the text is part of every name
+  # the entry matches); the others need it before or after them.
   n="$SIGNPOST_CONFORMANCE_FOCUS"
-  focus_args=(--ginkgo.focus="($focus_re).*($n)|($n).*($focus_re)")
+  narrowed=()
+  for f in "${focus[@]}"; do
+    if grep -qE -- "$n" <<<"${f//\\/}"; then narrowed+=("$f"); else narrowed+=("($f).*($n)" "($n).*($f)"); fi
+  done
+  focus_args=(--ginkgo.focus="$(join "${narrowed[@]}")")
 fi
 start=$SECONDS
 set +e
@@ -289,7 +297,7 @@ if [[ "$mode" == cluster-ip ]]; then
   kill -TERM "$watch_pid" 2>/dev/null || true
   wait "$watch_pid" 2>/dev/null || true
   watch_pid=
-  mapfile -t addresses < <(awk '$2 ~ /^services\// && $2 != "services/default/kubernetes" { print $1 }' \
+  mapfile -t addresses < <(awk '$1 == "ADDED" && $3 ~ /^services\// { print $2 }' \
     "$report/ipaddresses.txt" | sort -u)
   mapfile -t strays < <(outside "${addresses[@]}")
   echo "    ClusterIPs given to the run's Services: ${#addresses[@]}, outside ${cluster_ip_cidrs[*]}: ${#strays[@]}"

@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::IPAddress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, Client, Resource, ResourceExt};
-use signpost_crds::{ServiceIP, ServiceIPSpec, ServiceRef, claim_name};
+use kube::{Client, Resource, ResourceExt};
+use signpost_crds::ServiceIP;
 use tokio::sync::watch;
 
 use signpost_index::claims::ClaimsIndex;
@@ -24,8 +22,8 @@ use signpost_index::claims::ClaimsIndex;
 use super::admission::{AddressRefused, Admission, admit, request_from_cluster_ips};
 use super::book::{Claim, ServiceKey};
 use super::repair::Repair;
-use super::request::{FamilyRequest, request_of};
-use super::{AllocError, Allocator, IpFamily};
+use super::request::{Request, request_of};
+use super::{Allocator, IpFamily};
 use crate::runtime::metrics::{CidrLabels, ErrorLabels};
 use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
@@ -48,7 +46,7 @@ pub const SERVICE_NAMESPACE_LABEL: &str = "signpost.dev/service-namespace";
 /// See [`SERVICE_NAMESPACE_LABEL`].
 pub const SERVICE_NAME_LABEL: &str = "signpost.dev/service-name";
 /// How many taken addresses allocate-next skips before giving up for this round.
-const MAX_CREATE_ATTEMPTS: usize = 16;
+pub(super) const MAX_CREATE_ATTEMPTS: usize = 16;
 
 /// Settings of the IPAM controller.
 #[derive(Clone, Debug)]
@@ -69,19 +67,19 @@ pub struct IpamConfig {
 
 /// Shared state of the controller.
 pub struct Ipam {
-    client: Client,
-    services: Store<Service>,
+    pub(super) client: Client,
+    pub(super) services: Store<Service>,
     claims: Store<ServiceIP>,
     /// ClusterIP mode: the API server's `IPAddress` objects.
     ip_addresses: Option<Store<IPAddress>>,
-    index: Mutex<ClaimsIndex>,
+    pub(super) index: Mutex<ClaimsIndex>,
     control: ControlLoop<ServiceKey>,
     events: EventSink,
-    metrics: SharedMetrics,
+    pub(super) metrics: SharedMetrics,
     config: IpamConfig,
     /// Last problems reported per Service (by resourceVersion), so Events are not repeated on
     /// every reconcile of an unchanged Service.
-    reported: Mutex<HashMap<ServiceKey, (String, Vec<String>)>>,
+    pub(super) reported: Mutex<HashMap<ServiceKey, (String, Vec<String>)>>,
     repair: Mutex<Repair>,
 }
 
@@ -138,7 +136,7 @@ impl Ipam {
         keys.into_iter().for_each(|key| self.control.add(key));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ClaimsIndex> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ClaimsIndex> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -189,7 +187,7 @@ impl Ipam {
         self.lock().reset_claims(claims.iter().map(|c| c.as_ref()))
     }
 
-    fn address_freed(&self) {
+    pub(super) fn address_freed(&self) {
         let waiting = self.lock().address_freed();
         waiting.into_iter().for_each(|key| self.control.add(key));
     }
@@ -260,6 +258,18 @@ impl Ipam {
         self.control.shut_down();
     }
 
+    /// What `service` should hold: what it asks for, or in ClusterIP mode its own
+    /// `spec.clusterIPs` in the CIDRs.
+    fn request_of(&self, service: &Service) -> Request {
+        let index = self.lock();
+        if self.config.cluster_ip_mode {
+            let ours = |address| index.book.allocator().cidr_of(address).is_some();
+            request_from_cluster_ips(service, ours)
+        } else {
+            request_of(service, index.book.allocator().families())
+        }
+    }
+
     async fn reconcile(&self, key: ServiceKey) -> Result<Next, SyncError> {
         let service = self
             .services
@@ -270,14 +280,7 @@ impl Ipam {
             return Ok(Next::Done);
         };
         let uid = service.uid().unwrap_or_default();
-        let request = if self.config.cluster_ip_mode {
-            let index = self.lock();
-            let ours = |address| index.book.allocator().cidr_of(address).is_some();
-            request_from_cluster_ips(&service, ours)
-        } else {
-            let families = self.lock().book.allocator().families().to_vec();
-            request_of(&service, &families)
-        };
+        let request = self.request_of(&service);
         let mut problems: Vec<(&'static str, String)> = request
             .problems
             .iter()
@@ -342,239 +345,7 @@ impl Ipam {
         Ok(Next::Done)
     }
 
-    /// Of the claims a Service holds in one family, keeps the requested address if held, else
-    /// the lowest, and releases any other; returns the problems to report.
-    async fn keep_one_claim(
-        &self,
-        want: &FamilyRequest,
-        mut held: Vec<Claim>,
-    ) -> Result<Vec<(&'static str, String)>, SyncError> {
-        let mut problems = Vec::new();
-        held.sort_by_key(|c| (Some(c.address) != want.requested, c.address));
-        let kept = held.remove(0);
-        for extra in held {
-            problems.push((
-                "DuplicateClusterIP",
-                format!(
-                    "released {} because the Service also holds {}",
-                    extra.address, kept.address
-                ),
-            ));
-            self.delete_claim(&extra).await?;
-        }
-        if let Some(requested) = want.requested.filter(|r| *r != kept.address) {
-            problems.push((
-                "ClusterIPImmutable",
-                format!(
-                    "the Service holds {} and keeps it; requested {requested} is ignored (recreate the Service to change its address)",
-                    kept.address
-                ),
-            ));
-        }
-        Ok(problems)
-    }
-
-    async fn release_all_of_gone_service(
-        &self,
-        key: &ServiceKey,
-        existing: Vec<Claim>,
-    ) -> Result<(), SyncError> {
-        if existing.is_empty() {
-            self.reported
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(key);
-            return Ok(());
-        }
-        // The cache may lag behind a Service created a moment ago (for example by the
-        // previous leader's claim): confirm with a live read before releasing anything.
-        let live_uid = self.live_uid(key).await?;
-        for claim in existing {
-            if live_uid.as_deref() != Some(claim.service_uid.as_str()) {
-                self.delete_claim(&claim).await?;
-            }
-        }
-        self.publish_usage();
-        Ok(())
-    }
-
-    /// The UID of the Service as the API server has it now (`None`: there is none).
-    async fn live_uid(&self, key: &ServiceKey) -> Result<Option<String>, SyncError> {
-        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let live = api
-            .get_opt(&key.name)
-            .await
-            .map_err(SyncError::api(format!("reading Service {key}")))?;
-        Ok(live.and_then(|s| s.uid()))
-    }
-
-    /// Allocates and claims one address; returns a problem to report instead of an address
-    /// when there is none to be had.
-    async fn allocate(
-        &self,
-        key: &ServiceKey,
-        uid: &str,
-        want: FamilyRequest,
-    ) -> Result<Option<(&'static str, String)>, SyncError> {
-        if let Some(requested) = want.requested {
-            let reserved = {
-                let mut index = self.lock();
-                // Held by the webhook for the Service being created, or given to it by the API
-                // server while Signpost was down: its bit is set already.
-                match index.take_for(requested, key) {
-                    true => index
-                        .book
-                        .allocator()
-                        .cidr_of(requested)
-                        .ok_or(AllocError::OutOfRange { address: requested }),
-                    false => index.book.reserve(requested),
-                }
-            };
-            let taken = || {
-                // Tried again whenever an address is freed: the holder may let it go.
-                self.lock().wait_for_a_freed_address(key);
-                self.failure("taken");
-                Some((
-                    "ClusterIPTaken",
-                    format!("requested address {requested} is already allocated"),
-                ))
-            };
-            return match reserved {
-                Ok(cidr) => match self.create_claim(key, uid, requested, cidr).await? {
-                    true => Ok(None),
-                    false => Ok(taken()),
-                },
-                Err(AllocError::AlreadyAllocated { .. }) => Ok(taken()),
-                Err(error) => {
-                    self.failure("invalid");
-                    Ok(Some((
-                        "ClusterIPInvalid",
-                        format!("requested address cannot be used: {error}"),
-                    )))
-                }
-            };
-        }
-        for _ in 0..MAX_CREATE_ATTEMPTS {
-            let next = self.lock().book.reserve_next(want.family);
-            match next {
-                Ok(allocation) => {
-                    if self
-                        .create_claim(key, uid, allocation.address, allocation.cidr)
-                        .await?
-                    {
-                        return Ok(None);
-                    }
-                    // Someone holds it already: it stays marked, try the next one.
-                }
-                Err(error @ AllocError::Exhausted { .. }) => {
-                    self.lock().wait_for_a_freed_address(key);
-                    self.failure("exhausted");
-                    return Ok(Some(("ClusterIPExhausted", error.to_string())));
-                }
-                Err(error) => {
-                    self.failure("invalid");
-                    return Ok(Some(("ClusterIPInvalid", error.to_string())));
-                }
-            }
-        }
-        Err(SyncError::Api {
-            action: format!("claiming a {} address for {key}", want.family),
-            source: kube::Error::Service(
-                format!("{MAX_CREATE_ATTEMPTS} addresses in a row were already claimed").into(),
-            ),
-        })
-    }
-
-    /// Creates the claim for `address`; `false` when another claim of that address exists.
-    async fn create_claim(
-        &self,
-        key: &ServiceKey,
-        uid: &str,
-        address: IpAddr,
-        cidr: ipnet::IpNet,
-    ) -> Result<bool, SyncError> {
-        let claim = ServiceIP {
-            metadata: ObjectMeta {
-                name: Some(claim_name(address)),
-                labels: Some(
-                    [
-                        (SERVICE_NAMESPACE_LABEL.to_string(), key.namespace.clone()),
-                        (SERVICE_NAME_LABEL.to_string(), key.name.clone()),
-                    ]
-                    .into(),
-                ),
-                ..Default::default()
-            },
-            spec: ServiceIPSpec {
-                address: address.to_string(),
-                cidr: cidr.to_string(),
-                service_ref: ServiceRef {
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
-                    uid: uid.to_string(),
-                },
-            },
-        };
-        let api: Api<ServiceIP> = Api::all(self.client.clone());
-        let params = PostParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        self.metrics.wrote(CONTROLLER);
-        match api.create(&params, &claim).await {
-            Ok(created) => {
-                if let Some(claim) = Claim::of(&created) {
-                    self.lock().book.observe(claim);
-                }
-                tracing::info!(service = %key, %address, "claimed address");
-                Ok(true)
-            }
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(error) => {
-                self.lock().book.unreserve(address);
-                Err(SyncError::api(format!(
-                    "creating ServiceIP {address} for {key}"
-                ))(error))
-            }
-        }
-    }
-
-    async fn delete_claim(&self, claim: &Claim) -> Result<(), SyncError> {
-        let api: Api<ServiceIP> = Api::all(self.client.clone());
-        let params = DeleteParams {
-            preconditions: claim.claim_uid.clone().map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        self.metrics.wrote(CONTROLLER);
-        match api.delete(&claim_name(claim.address), &params).await {
-            Ok(_) => {}
-            // Already gone, or replaced by a newer claim: nothing of ours to delete.
-            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-            Err(error) => {
-                return Err(SyncError::api(format!(
-                    "deleting ServiceIP {}",
-                    claim.address
-                ))(error));
-            }
-        }
-        tracing::info!(service = %claim.service, address = %claim.address, "released address");
-        let mut index = self.lock();
-        if index
-            .book
-            .claim_at(claim.address)
-            .is_some_and(|c| c.claim_uid == claim.claim_uid)
-        {
-            index.forget_claim(claim.address);
-        }
-        drop(index);
-        self.address_freed();
-        Ok(())
-    }
-
-    fn failure(&self, reason: &str) {
+    pub(super) fn failure(&self, reason: &str) {
         self.metrics
             .ipam_allocation_failures
             .get_or_create(&ErrorLabels {
@@ -613,7 +384,7 @@ impl Ipam {
         self.lock().book.allocator().usage()
     }
 
-    fn publish_usage(&self) {
+    pub(super) fn publish_usage(&self) {
         let usage = self.lock().book.allocator().usage();
         for range in usage {
             let labels = CidrLabels {

@@ -73,7 +73,7 @@ chart-check:
 rbac-check: build
     e2e/with-cluster.sh e2e/rbac-check.sh
 
-# Kubernetes' own e2e specs for Endpoints and EndpointSlices (e2e.test of the same release, API objects only) with Signpost as the endpoint controllers; see docs/conformance.md.
+# Kubernetes' own e2e specs for Endpoints and EndpointSlices (e2e.test of the same release, API objects only) with Signpost as the endpoint controllers; SIGNPOST_CONFORMANCE_MODE=cluster-ip adds ClusterIP mode's specs; see docs/conformance.md.
 conformance: build
     e2e/with-cluster.sh e2e/conformance.sh
 

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, create_web_and_ext, init_logs, scoped_settings, start_controllers};
+use common::{TIMEOUT, create_web_and_ext, dig, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -70,26 +70,6 @@ async fn start_dns_alone(prefix: &str) -> anyhow::Result<(Client, TestNamespace,
     Ok((client, ns, server))
 }
 
-/// Runs `dig @127.0.0.1 -p <port> <args>` (one try, 2 s) and returns its standard output.
-async fn dig(server: SocketAddr, args: &[&str]) -> Result<String, String> {
-    let mut command = std::process::Command::new("dig");
-    command
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+tries=1", "+time=2"])
-        .args(args);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot run dig: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        return Err(format!(
-            "dig {args:?} failed: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(stdout)
-}
 
 /// `dig +short <name> <type> [extra]`: the answer data, one per line, sorted.
 async fn short(

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, create_web_and_ext, init_logs, scoped_settings, start_controllers};
+use common::{TIMEOUT, create_web_and_ext, dig, init_logs, scoped_settings, start_controllers};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
@@ -26,23 +26,6 @@ const LOG_FILTER: &str = "warn,hickory_server=error";
 const V6_SERVICES: &str = "fd00:96::/108";
 const V6_PODS: &str = "fd00:244::/64";
 
-/// Runs `dig @ip -p port <args>` (one try, 2 s) and returns its standard output.
-async fn dig(server: SocketAddr, args: &[&str]) -> Result<String, String> {
-    let mut command = std::process::Command::new("dig");
-    command
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+tries=1", "+time=2"])
-        .args(args);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot run dig: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        return Err(format!("dig {args:?} failed: {stdout}"));
-    }
-    Ok(stdout)
-}
 
 /// `dig +short`: the answer data in the order served.
 async fn short_unsorted(server: SocketAddr, args: &[&str]) -> Result<Vec<String>, String> {

@@ -8,9 +8,9 @@ use signpost_crds::DNSRecord;
 use super::server::{query_type, rcode_label, type_label};
 use super::table::{Answer, Applied, Data, Lookup, QueryType, Status, Table};
 
-const NS: &str = "demo";
+pub(crate) const NS: &str = "demo";
 
-fn record(name: &str, version: &str, spec: serde_json::Value) -> DNSRecord {
+pub(crate) fn record(name: &str, version: &str, spec: serde_json::Value) -> DNSRecord {
     serde_json::from_value(json!({
         "apiVersion": "signpost.dev/v1alpha1",
         "kind": "DNSRecord",
@@ -20,7 +20,7 @@ fn record(name: &str, version: &str, spec: serde_json::Value) -> DNSRecord {
     .expect("a DNSRecord")
 }
 
-fn fqdn(service: &str) -> String {
+pub(crate) fn fqdn(service: &str) -> String {
     format!("{service}.{NS}.svc.cluster.local")
 }
 
@@ -574,21 +574,9 @@ fn dns_a_record_answers_only_for_names_of_its_own_namespace() {
 /// `signpost dns`'s HTTP server drops clients that connect and stall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_http_server_disconnects_stalled_clients() {
-    use std::sync::Arc;
-    use std::time::Duration;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let metrics = Arc::new(signpost_runtime::Metrics::new());
-    let server = tokio::spawn(super::metrics::serve(
-        listener,
-        metrics,
-        signpost_runtime::Synced::done(),
-    ));
-    let took = tokio::task::spawn_blocking(move || {
-        signpost_runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
+    let metrics = std::sync::Arc::new(signpost_runtime::Metrics::new());
+    signpost_runtime::testing::assert_server_drops_stalled_clients("dns HTTP server", |l| {
+        super::metrics::serve(l, metrics, signpost_runtime::Synced::done())
     })
-    .await
-    .unwrap();
-    println!("dns HTTP server: stalled clients closed after {took:?}");
-    server.abort();
+    .await;
 }

@@ -6,21 +6,7 @@ use signpost_crds::DNSRecord;
 
 use super::table::{Data, QueryType, SCHEMA_VERSION, Status, Table, VERSION_TTL};
 
-const NS: &str = "demo";
-
-fn record(name: &str, version: &str, spec: serde_json::Value) -> DNSRecord {
-    serde_json::from_value(json!({
-        "apiVersion": "signpost.dev/v1alpha1",
-        "kind": "DNSRecord",
-        "metadata": {"name": name, "namespace": NS, "resourceVersion": version},
-        "spec": spec,
-    }))
-    .expect("a DNSRecord")
-}
-
-fn fqdn(service: &str) -> String {
-    format!("{service}.{NS}.svc.cluster.local")
-}
+use super::tests::{NS, fqdn, record};
 
 fn table() -> Table {
     Table::new("cluster.local").expect("a valid domain")

@@ -576,22 +576,12 @@ fn slice_without_service_label_is_ignored_and_fqdn_gives_none() {
 async fn proxy_http_server_disconnects_stalled_clients() {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
-    use std::time::Duration;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let metrics = Arc::new(signpost_runtime::Metrics::new());
-    let server = tokio::spawn(super::metrics::serve(
-        listener,
-        metrics,
-        Arc::new(AtomicBool::new(true)),
-    ));
-    let took = tokio::task::spawn_blocking(move || {
-        signpost_runtime::testing::assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
+    let ready = Arc::new(AtomicBool::new(true));
+    signpost_runtime::testing::assert_server_drops_stalled_clients("proxy HTTP server", |l| {
+        super::metrics::serve(l, metrics, ready)
     })
-    .await
-    .unwrap();
-    println!("proxy HTTP server: stalled clients closed after {took:?}");
-    server.abort();
+    .await;
 }
 
 #[test]

@@ -99,3 +99,26 @@ pub fn assert_stalled_clients_are_dropped(addr: SocketAddr, within: Duration) ->
     }
     took
 }
+
+/// Starts `serve` on a fresh loopback listener and asserts (with
+/// [`assert_stalled_clients_are_dropped`], 8 s) that it drops stalled clients: the test every
+/// process's HTTP server gets. Prints how long it took, under `name`.
+pub async fn assert_server_drops_stalled_clients<F, Fut>(name: &str, serve: F)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    let server = tokio::spawn(serve(listener));
+    let took = tokio::task::spawn_blocking(move || {
+        assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
+    })
+    .await
+    .expect("the clients");
+    println!("{name}: stalled clients closed after {took:?}");
+    server.abort();
+}

@@ -172,3 +172,24 @@ pub fn slice_ports(slices: &[EndpointSlice]) -> Vec<i32> {
     ports.sort();
     ports
 }
+
+/// Runs `dig @<ip> -p <port> <args>` (one try, 2 s) and returns its standard output.
+pub async fn dig(server: std::net::SocketAddr, args: &[&str]) -> Result<String, String> {
+    let mut command = std::process::Command::new("dig");
+    command
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+tries=1", "+time=2"])
+        .args(args);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot run dig: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "dig {args:?} failed: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(stdout)
+}

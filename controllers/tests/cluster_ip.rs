@@ -266,6 +266,25 @@ async fn start_cluster_ip_mode(
     Ok((running, webhook, format!("{url}\n{ca}")))
 }
 
+/// A test's start: its namespace (named from `prefix`) and Signpost in ClusterIP mode over
+/// `cidr` (see [`start_cluster_ip_mode`]).
+async fn begin(
+    prefix: &str,
+    cidr: &str,
+) -> anyhow::Result<(
+    Client,
+    TestNamespace,
+    signpost_controllers::app::Running,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+    String,
+)> {
+    init_logs("signpost=info,warn");
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    let (running, webhook, registration) = start_cluster_ip_mode(&client, &ns, &[cidr]).await?;
+    Ok((client, ns, running, webhook, registration))
+}
+
 async fn end_cluster_ip_mode(
     client: &Client,
     ns: TestNamespace,
@@ -294,14 +313,11 @@ async fn create_ip_address(client: &Client, address: &str) -> anyhow::Result<()>
 
 #[tokio::test]
 async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::Result<()> {
-    init_logs("signpost=info,warn");
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "cluster-ip-held").await?;
     // A /29: six usable addresses, three of them held by IPAddress objects made by hand.
     let cidr = unique_cidr(29);
+    let (client, ns, running, _webhook, registration) = begin("cluster-ip-held", &cidr).await?;
     let net: IpNet = cidr.parse()?;
     let hosts: Vec<IpAddr> = net.hosts().collect();
-    let (running, _webhook, registration) = start_cluster_ip_mode(&client, &ns, &[&cidr]).await?;
     let (url, ca) = registration.split_once('\n').expect("url and CA");
     let by_hand: Vec<String> = hosts[..3].iter().map(ToString::to_string).collect();
     for address in &by_hand {
@@ -358,12 +374,9 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
 
 #[tokio::test]
 async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result<()> {
-    init_logs("signpost=info,warn");
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "cluster-ip-down").await?;
     let cidr = unique_cidr(24);
+    let (client, ns, running, webhook, registration) = begin("cluster-ip-down", &cidr).await?;
     let net: IpNet = cidr.parse()?;
-    let (running, webhook, registration) = start_cluster_ip_mode(&client, &ns, &[&cidr]).await?;
     let (url, ca) = registration.split_once('\n').expect("url and CA");
     register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
     let services: Api<Service> = ns.api();

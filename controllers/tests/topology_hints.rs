@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::{POD_READY_TIMEOUT, TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
+use common::{POD_READY_TIMEOUT, TIMEOUT, finish, start_scoped};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::{Api, ResourceExt};
 use signpost_e2e::watch::writes_until_quiet;
-use signpost_e2e::{TestNamespace, client, fixtures, unique_cidr, wait_ready_pods, wait_until};
+use signpost_e2e::{fixtures, wait_ready_pods, wait_until};
 
 /// An endpoint's hints as (zones, nodes).
 fn hints(endpoint: &Endpoint) -> (Vec<String>, Vec<String>) {
@@ -97,11 +97,7 @@ async fn distribute(
 
 #[tokio::test]
 async fn traffic_distribution_sets_and_removes_hints_one_write_each() -> anyhow::Result<()> {
-    init_logs("warn");
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "hints").await?;
-    let settings = scoped_settings(&ns.name, &[&unique_cidr(24)])?;
-    let (running, _) = start_controllers(&client, settings).await?;
+    let (client, ns, running, _) = start_scoped("hints").await?;
 
     let deployments: Api<Deployment> = ns.api();
     deployments

@@ -5,13 +5,13 @@
 
 mod common;
 
-use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
+use common::{TIMEOUT, finish, start_scoped};
 use k8s_openapi::api::core::v1::{ResourceQuota, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use signpost_controllers::runtime::Metrics;
-use signpost_e2e::{TestNamespace, client, events_about, fixtures, unique_cidr, wait_until};
+use signpost_e2e::{TestNamespace, events_about, fixtures, wait_until};
 
 /// A quota that lets no EndpointSlice and no Endpoints be created in the namespace, once the
 /// quota controller has counted what is there (until then the API server refuses every create
@@ -65,12 +65,8 @@ fn failed_syncs(metrics: &Metrics) -> u64 {
 
 #[tokio::test]
 async fn refused_writes_are_reported_once_per_failure_streak() -> anyhow::Result<()> {
-    init_logs("signpost=info,warn");
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "write-failures").await?;
+    let (client, ns, running, metrics) = start_scoped("write-failures").await?;
     let quotas = refuse_creates(&ns).await?;
-    let settings = scoped_settings(&ns.name, &[&unique_cidr(24)])?;
-    let (running, metrics) = start_controllers(&client, settings).await?;
 
     // A selector Service gets a slice and an Endpoints object even with no pods: both are
     // refused by the quota.

@@ -20,4 +20,5 @@ pub mod ipam;
 pub mod keys;
 pub mod labels;
 pub mod mirroring;
+pub mod random;
 pub mod records;

@@ -23,25 +23,9 @@ use serde_json::{Value, json};
 use signpost_bench::args;
 use signpost_core::ipam::{AllocError, Allocator, IpFamily};
 
-/// The PRNG both benchmark programs use, so the churn workload releases the same sequence
-/// of held slots on both sides.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// The next 64 random bits.
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A random index below `len` (same reduction as the Go side: modulo).
-    fn below(&mut self, len: usize) -> usize {
-        (self.next() % len as u64) as usize
-    }
-}
+// The PRNG both benchmark programs use, so the churn workload releases the same sequence of
+// held slots on both sides.
+use signpost_core::random::SplitMix64;
 
 /// Prints one measurement, tagged with this side.
 fn emit(mut value: Value) {

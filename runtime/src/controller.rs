@@ -120,6 +120,11 @@ where
         self.queue.add(key);
     }
 
+    /// Queues each of `keys` (what a handler's fold of a change returns) for a sync.
+    pub fn add_all(&self, keys: impl IntoIterator<Item = K>) {
+        keys.into_iter().for_each(|key| self.queue.add(key));
+    }
+
     /// Becomes true once every cache has synced and the first pass was queued.
     pub fn ready(&self) -> watch::Receiver<bool> {
         self.ready.subscribe()

@@ -170,7 +170,7 @@ impl EndpointsController {
                 )
             }
         };
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(keys);
     }
 
     fn on_pod(&self, change: &Change<'_, SlimPod>) {
@@ -191,12 +191,12 @@ impl EndpointsController {
             Change::Relisting => return self.lock().begin_pod_relist(),
             Change::Resynced { .. } => self.lock().finish_pod_relist(now),
         };
-        affected.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(affected);
     }
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
         let keys = fold_own_slice(&self.state, &self.slices, change);
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(keys);
     }
 
     fn on_endpoints(&self, change: &Change<'_, Endpoints>) {

@@ -132,8 +132,8 @@ impl Ipam {
     }
 
     fn on_service(&self, change: &Change<'_, Service>) {
-        let keys = keys_of(change, || self.services.state(), ServiceKey::of);
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control
+            .add_all(keys_of(change, || self.services.state(), ServiceKey::of));
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ClaimsIndex> {
@@ -147,7 +147,7 @@ impl Ipam {
             Change::Relisting => return,
             Change::Resynced { .. } => self.rebuild(),
         };
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(keys);
     }
 
     /// ClusterIP mode: an `IPAddress` object (named after its address) came or went.
@@ -178,7 +178,7 @@ impl Ipam {
                 self.lock().reset_ip_addresses(addresses)
             }
         };
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(keys);
     }
 
     /// Rebuilds the book and the bitmaps from the claims cache; returns the Services involved.
@@ -189,7 +189,7 @@ impl Ipam {
 
     pub(super) fn address_freed(&self) {
         let waiting = self.lock().address_freed();
-        waiting.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(waiting);
     }
 
     /// Runs the controller until the queue shuts down: waits for both caches, rebuilds the

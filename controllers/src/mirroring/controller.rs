@@ -92,13 +92,13 @@ impl MirroringController {
     }
 
     fn on_service(&self, change: &Change<'_, Service>) {
-        let keys = keys_of(change, || self.services.state(), ServiceKey::of);
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control
+            .add_all(keys_of(change, || self.services.state(), ServiceKey::of));
     }
 
     fn on_endpoints(&self, change: &Change<'_, Endpoints>) {
-        let keys = keys_of(change, || self.endpoints.state(), endpoints_key);
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control
+            .add_all(keys_of(change, || self.endpoints.state(), endpoints_key));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MirroringIndex> {
@@ -107,7 +107,7 @@ impl MirroringController {
 
     fn on_slice(&self, change: &Change<'_, EndpointSlice>) {
         let keys = fold_own_slice(&self.state, &self.slices, change);
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(keys);
     }
 
     /// Runs until the queue shuts down.

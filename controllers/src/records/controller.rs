@@ -128,8 +128,8 @@ impl RecordsController {
     }
 
     fn on_service(&self, change: &Change<'_, Service>) {
-        let keys = keys_of(change, || self.services.state(), ServiceKey::of);
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control
+            .add_all(keys_of(change, || self.services.state(), ServiceKey::of));
     }
 
     fn on_claim(&self, change: &Change<'_, ServiceIP>) {
@@ -143,7 +143,7 @@ impl RecordsController {
                 affected.into_iter().collect()
             }
         };
-        affected.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(affected);
     }
 
     /// Only headless Services read their slices, so only they are woken by slice changes
@@ -184,7 +184,7 @@ impl RecordsController {
                 }
             }
         };
-        keys.into_iter().for_each(|key| self.control.add(key));
+        self.control.add_all(keys);
     }
 
     /// Runs until the queue shuts down: waits for every cache, then reconciles.

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, create_web_and_ext, dig, init_logs, scoped_settings, start_controllers};
+use common::{
+    TIMEOUT, create_web_and_ext, dig, http_get, init_logs, scoped_settings, start_controllers,
+};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client};
@@ -69,7 +71,6 @@ async fn start_dns_alone(prefix: &str) -> anyhow::Result<(Client, TestNamespace,
     let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
     Ok((client, ns, server))
 }
-
 
 /// `dig +short <name> <type> [extra]`: the answer data, one per line, sorted.
 async fn short(
@@ -194,26 +195,6 @@ async fn wait_status(
     })
     .await?;
     Ok(started.elapsed())
-}
-
-/// `GET path` on the metrics server: (status code, body).
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
 }
 
 /// The value of the first sample line of `/metrics` starting with `series`.

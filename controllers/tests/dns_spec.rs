@@ -12,20 +12,20 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, create_web_and_ext, dig, init_logs, scoped_settings, start_controllers};
+use common::{
+    TIMEOUT, create_web_and_ext, dig, http_get, init_logs, scoped_settings, start_controllers,
+};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use signpost_crds::DNSRecord;
 use signpost_dns as dns;
 use signpost_e2e::{TestNamespace, client, fixtures, set_pod_ready, unique_cidr, wait_until};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LOG_FILTER: &str = "warn,hickory_server=error";
 /// The IPv6 ranges of the hand-written records (the local control plane is IPv4-only).
 const V6_SERVICES: &str = "fd00:96::/108";
 const V6_PODS: &str = "fd00:244::/64";
-
 
 /// `dig +short`: the answer data in the order served.
 async fn short_unsorted(server: SocketAddr, args: &[&str]) -> Result<Vec<String>, String> {
@@ -89,16 +89,6 @@ async fn wait_status(server: SocketAddr, args: &[&str], want: &str) -> anyhow::R
     })
     .await?;
     Ok(started.elapsed())
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    Ok(text)
 }
 
 /// The PTR owner name of `ip`, as `dig -x` builds it.
@@ -417,7 +407,7 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     assert_eq!(firsts.len(), 3, "every address first once: {firsts:?}");
 
     // Programming latency: the headless changes above were observed.
-    let metrics = http_get(server.metrics_addr.expect("metrics"), "/metrics").await?;
+    let (_, metrics) = http_get(server.metrics_addr.expect("metrics"), "/metrics").await?;
     let count = metrics
         .lines()
         .find(|l| {

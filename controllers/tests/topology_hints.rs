@@ -106,13 +106,9 @@ async fn traffic_distribution_sets_and_removes_hints_one_write_each() -> anyhow:
             &fixtures::app_deployment("web", 3, 8080),
         )
         .await?;
-    let services: Api<Service> = ns.api();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::service_selecting("web", "web", 8080),
-        )
+    ns.create_object(&fixtures::service_selecting("web", "web", 8080))
         .await?;
+    let services: Api<Service> = ns.api();
     let pods: Api<Pod> = ns.api();
     let ready = wait_ready_pods(&pods, "app=web", 3, POD_READY_TIMEOUT).await?;
     assert!(

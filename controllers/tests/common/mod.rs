@@ -193,3 +193,25 @@ pub async fn dig(server: std::net::SocketAddr, args: &[&str]) -> Result<String, 
     }
     Ok(stdout)
 }
+
+/// `GET path` over HTTP/1.0 on a process's metrics server: (status code, body).
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut text).await?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}

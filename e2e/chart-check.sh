@@ -17,21 +17,15 @@
 # Exits non-zero on the first failure. Usage: e2e/with-cluster.sh e2e/chart-check.sh
 # (or `just chart-check`); needs KUBECONFIG.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/against-cluster.sh" chart-check
 chart=charts/signpost
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 ok() { printf '    ok: %s\n' "$*"; }
 
-: "${KUBECONFIG:?set KUBECONFIG (or run through e2e/with-cluster.sh / just chart-check)}"
-
 # --- tools: helm from the cache (built from the Go module proxy on a fresh machine), kubectl
 # from the same Kubernetes release as the local control plane unless one is on PATH. ---
-here=e2e/controlplane
-# shellcheck source=controlplane/lib.sh
-source "$here/lib.sh"
 step "helm: build.sh helm (cached after the first build)"
 "$here/build.sh" helm
 helm="$(bin_dir helm)/helm"

@@ -30,12 +30,7 @@
 # 'Mirroring'), SIGNPOST_CONFORMANCE_SKIPS=0 (run the skipped specs too, to see how they fail),
 # SIGNPOST_CONFORMANCE_REPORT (default target/conformance, target/conformance-cluster-ip).
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-: "${KUBECONFIG:?set KUBECONFIG (or run through e2e/with-cluster.sh / just conformance)}"
-here=e2e/controlplane
-# shellcheck source=controlplane/lib.sh
-source "$here/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/against-cluster.sh" conformance
 command -v kubectl >/dev/null || PATH="$(bin_dir k8s):$PATH"
 mode="${SIGNPOST_CONFORMANCE_MODE:-endpoints}"
 case "$mode" in

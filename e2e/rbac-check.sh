@@ -5,11 +5,7 @@
 # ServiceAccount, and checks that the first seed's app converges (Endpoints, EndpointSlice,
 # ServiceIP, DNSRecord). Uninstalls everything afterwards. Usage: e2e/with-cluster.sh e2e/rbac-check.sh
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-: "${KUBECONFIG:?set KUBECONFIG (or run through e2e/with-cluster.sh / just rbac-check)}"
-here=e2e/controlplane
-source "$here/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/against-cluster.sh" rbac-check
 "$here/build.sh" helm >/dev/null
 helm="$(bin_dir helm)/helm"
 command -v kubectl >/dev/null || PATH="$(bin_dir k8s):$PATH"

@@ -82,21 +82,14 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
     let vip = claims[0];
     let fqdn = format!("hostnames.{}.svc.cluster.local", ns.name);
     let t_rec = Instant::now();
-    let record = wait_record(
+    let vips = [vip.to_string()];
+    let record = wait_record_of(
         &client,
         &ns.name,
         "hostnames",
-        "ClusterIP record of the VIP",
-        |r| {
-            if r.spec.fqdn == fqdn
-                && r.spec.record_type == RecordType::ClusterIP
-                && r.spec.ipv4 == vec![vip.to_string()]
-            {
-                Ok(())
-            } else {
-                Err(format!("want fqdn {fqdn} type ClusterIP ipv4 [{vip}]"))
-            }
-        },
+        &fqdn,
+        RecordType::ClusterIP,
+        &vips,
     )
     .await;
     if failures.check("DNSRecord hostnames", record).is_some() {
@@ -280,21 +273,14 @@ async fn third_seed_two_services_get_distinct_vips_and_records() -> anyhow::Resu
 
     for (service, vip) in [("my-app-svc", my), ("your-app-svc", your)] {
         let fqdn = format!("{service}.{}.svc.cluster.local", ns.name);
-        let record = wait_record(
+        let vips = [vip.to_string()];
+        let record = wait_record_of(
             &client,
             &ns.name,
             service,
-            "ClusterIP record of its VIP",
-            |r| {
-                if r.spec.fqdn == fqdn
-                    && r.spec.record_type == RecordType::ClusterIP
-                    && r.spec.ipv4 == vec![vip.to_string()]
-                {
-                    Ok(())
-                } else {
-                    Err(format!("want {fqdn} → [{vip}]"))
-                }
-            },
+            &fqdn,
+            RecordType::ClusterIP,
+            &vips,
         )
         .await;
         let done = format!("[seed3] DNSRecord {fqdn} → {vip}");
@@ -367,21 +353,13 @@ async fn headless_and_external_name_services_get_no_vip() -> anyhow::Result<()> 
     let pods: Api<Pod> = ns.api();
     let pod_ips = sorted(ready_pod_ips(&pods, "app=db").await?);
     let fqdn = format!("db.{}.svc.cluster.local", ns.name);
-    let record = wait_record(
+    let record = wait_record_of(
         &client,
         &ns.name,
         "db",
-        "Headless record of the pods",
-        |r| {
-            if r.spec.fqdn == fqdn
-                && r.spec.record_type == RecordType::Headless
-                && sorted_list(&r.spec.ipv4) == pod_ips
-            {
-                Ok(())
-            } else {
-                Err(format!("want {fqdn} Headless → {pod_ips:?}"))
-            }
-        },
+        &fqdn,
+        RecordType::Headless,
+        &pod_ips,
     )
     .await;
     if failures.check("DNSRecord db (Headless)", record).is_some() {

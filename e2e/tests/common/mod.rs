@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::{Api, Client, ResourceExt};
-use signpost_crds::{DNSRecord, ServiceIP};
+use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use signpost_e2e::process::{READY_LINE, Signpost, SignpostOptions};
 use signpost_e2e::watch::list_version;
 use signpost_e2e::{
@@ -565,6 +565,31 @@ pub async fn wait_record(
             Ok(record)
         },
     )
+    .await
+}
+
+/// Waits until the DNSRecord of Service `name` has `fqdn`, `record_type` and exactly the A
+/// records `ipv4` (in any order): the check every journey makes of a Service's record.
+pub async fn wait_record_of(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    fqdn: &str,
+    record_type: RecordType,
+    ipv4: &[String],
+) -> anyhow::Result<DNSRecord> {
+    let mut want = ipv4.to_vec();
+    want.sort();
+    let what = format!("{record_type:?} record {fqdn} → {want:?}");
+    wait_record(client, namespace, name, &what, |r| {
+        let mut have = r.spec.ipv4.clone();
+        have.sort();
+        if r.spec.fqdn == fqdn && r.spec.record_type == record_type && have == want {
+            Ok(())
+        } else {
+            Err(format!("want {what}"))
+        }
+    })
     .await
 }
 

@@ -74,6 +74,15 @@ pub async fn serve(
     metrics: SharedMetrics,
     health: Health,
 ) -> std::io::Result<()> {
+    serve_on(TcpListener::bind(addr).await?, metrics, health).await
+}
+
+/// [`serve`] on a listener already bound.
+pub async fn serve_on(
+    listener: TcpListener,
+    metrics: SharedMetrics,
+    health: Health,
+) -> std::io::Result<()> {
     let alive = health.clone();
     let app = probe_router(
         metrics,
@@ -83,7 +92,6 @@ pub async fn serve(
             (ready, why.to_string())
         },
     );
-    let listener = TcpListener::bind(addr).await?;
     serve_router(listener, app).await
 }
 
@@ -314,7 +322,6 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::testing::assert_stalled_clients_are_dropped;
 
     /// A probe is answered while the runtime that started the server is blocked, as every
     /// worker is during a start-up reconcile pass: this test's runtime has one thread, and the
@@ -431,17 +438,9 @@ mod tests {
     /// The controller's HTTP server drops clients that connect and stall.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn stalled_clients_are_disconnected_within_seconds() {
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let server = tokio::spawn(serve(addr, Arc::new(Metrics::new()), Health::default()));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let took = tokio::task::spawn_blocking(move || {
-            assert_stalled_clients_are_dropped(addr, Duration::from_secs(8))
+        crate::testing::assert_server_drops_stalled_clients("controller HTTP server", |l| {
+            serve_on(l, Arc::new(Metrics::new()), Health::default())
         })
-        .await
-        .expect("the clients");
-        println!("controller HTTP server: stalled clients closed after {took:?}");
-        server.abort();
+        .await;
     }
 }

@@ -14,15 +14,18 @@ use signpost_core::endpoints::slices::SlicePlan;
 use signpost_core::keys::ServiceKey;
 use signpost_index::own_slices::OwnSlices;
 
+use crate::runtime::metrics::ControllerLabels;
 use crate::runtime::{Change, SharedMetrics, SyncError};
 
 /// `key`'s own slices to plan from: those `cached` holds, overlaid with what our writes
 /// returned that the watch has not shown yet ([`signpost_index::writes::WriteTracker::current`]),
 /// so a change that follows a write goes out as soon as that write returned.
+/// Such a sync is counted in `syncs_from_own_writes` for `controller`.
 pub fn current_slices<I: AsMut<OwnSlices>>(
     index: &Mutex<I>,
     cached: &Store<EndpointSlice>,
     key: &ServiceKey,
+    (metrics, controller): (&SharedMetrics, &str),
 ) -> Vec<Arc<EndpointSlice>> {
     let lock = || index.lock().unwrap_or_else(|p| p.into_inner());
     // The store is read without the index's lock held: informers update their store before
@@ -32,7 +35,18 @@ pub fn current_slices<I: AsMut<OwnSlices>>(
         .iter()
         .filter_map(|name| cached.get(&ObjectRef::new(name).within(&key.namespace)))
         .collect();
-    lock().as_mut().tracker.current(key, slices)
+    let mut index = lock();
+    let tracker = &mut index.as_mut().tracker;
+    let current = tracker.current(key, slices);
+    if tracker.is_pending(key) {
+        metrics
+            .syncs_from_own_writes
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .inc();
+    }
+    current
 }
 
 /// Folds a change of the controller's own slices (`cached` is their store) into the
@@ -111,6 +125,7 @@ impl<'a, I: AsMut<OwnSlices>> SliceWriter<'a, I> {
         for mut slice in plan.creates {
             annotate(&mut slice);
             self.metrics.wrote(self.controller);
+            self.metrics.slice_changed(self.controller, "create");
             let created =
                 self.api.create(&params, &slice).await.map_err(|e| {
                     SyncError::write(format!("creating an EndpointSlice for {key}"), e)
@@ -121,6 +136,7 @@ impl<'a, I: AsMut<OwnSlices>> SliceWriter<'a, I> {
             annotate(&mut slice);
             let name = slice.name_any();
             self.metrics.wrote(self.controller);
+            self.metrics.slice_changed(self.controller, "update");
             let updated = self
                 .api
                 .replace(&name, &params, &slice)
@@ -153,6 +169,7 @@ impl<'a, I: AsMut<OwnSlices>> SliceWriter<'a, I> {
             ..Default::default()
         };
         self.metrics.wrote(self.controller);
+        self.metrics.slice_changed(self.controller, "delete");
         match self.api.delete(&name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}

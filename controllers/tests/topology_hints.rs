@@ -97,7 +97,7 @@ async fn distribute(
 
 #[tokio::test]
 async fn traffic_distribution_sets_and_removes_hints_one_write_each() -> anyhow::Result<()> {
-    let (client, ns, running, _) = start_scoped("hints").await?;
+    let (client, ns, running, metrics) = start_scoped("hints").await?;
 
     let deployments: Api<Deployment> = ns.api();
     deployments
@@ -130,5 +130,27 @@ async fn traffic_distribution_sets_and_removes_hints_one_write_each() -> anyhow:
         let writes = distribute(&services, &slices, distribution).await?;
         assert_eq!(writes, 1, "{distribution:?}: slice writes");
     }
+    // The metrics operators alert on saw it: the Service's 3 endpoints in 1 slice, the slice
+    // created once and updated per change, syncs and their time in the queue.
+    let text = metrics.encode();
+    let value = |series: &str| {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(value("signpost_endpoints_desired "), Some(3.0), "{text}");
+    assert_eq!(value("signpost_endpointslices "), Some(1.0), "{text}");
+    let changes = "signpost_endpointslice_changes_total{controller=\"endpoints\",operation=";
+    assert_eq!(
+        value(&format!("{changes}\"create\"}}")),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        value(&format!("{changes}\"update\"}}")) >= Some(4.0),
+        "{text}"
+    );
+    let waits = "signpost_queue_wait_seconds_count{controller=\"endpoints\"}";
+    assert!(value(waits) >= Some(5.0), "{text}");
     finish(&client, ns, running).await
 }

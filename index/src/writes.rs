@@ -132,6 +132,12 @@ impl WriteTracker {
         self.services.remove(service);
     }
 
+    /// Whether the cache has not shown some of `service`'s writes yet (after [`Self::current`]:
+    /// the view it returned differs from the cache).
+    pub fn is_pending(&self, service: &ServiceKey) -> bool {
+        self.services.contains_key(service)
+    }
+
     /// Number of Services with writes the cache has not shown yet.
     pub fn pending(&self) -> usize {
         self.services.len()

@@ -48,6 +48,31 @@ pub struct ProblemLabels {
     pub reason: String,
 }
 
+/// Labels of one kind of change to a controller's EndpointSlices.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// `endpoints` or `mirroring`.
+    pub controller: String,
+    /// `create`, `update` or `delete`.
+    pub operation: String,
+}
+
+/// Labels of a sync's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// The controller.
+    pub controller: String,
+    /// `success` or `error`.
+    pub result: String,
+}
+
+/// Labels of the build.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The release, `CARGO_PKG_VERSION`.
+    pub version: String,
+}
+
 /// Every metric Signpost exports.
 pub struct Metrics {
     /// The registry `/metrics` encodes.
@@ -70,6 +95,29 @@ pub struct Metrics {
     pub ipam_free: Family<CidrLabels, Gauge>,
     /// Allocations that failed, by reason (`exhausted`, `taken`, `invalid`, ...).
     pub ipam_allocation_failures: Family<ErrorLabels, Counter>,
+    /// Syncs by controller and result (`success`, `error`).
+    pub syncs: Family<ResultLabels, Counter>,
+    /// Syncs that found the cache behind the controller's own last slice writes and planned
+    /// from what those writes returned (kube-controller-manager waits instead, and counts such
+    /// syncs as `stale`).
+    pub syncs_from_own_writes: Family<ControllerLabels, Counter>,
+    /// EndpointSlices created, updated and deleted, by controller and operation.
+    pub slice_changes: Family<OperationLabels, Counter>,
+    /// EndpointSlices one sync changed (created, updated or deleted), by controller.
+    pub slices_changed_per_sync: Family<ControllerLabels, Histogram>,
+    /// Endpoints the endpoints controller wants in its slices, over every Service.
+    pub endpoints_desired: Gauge,
+    /// EndpointSlices the endpoints controller manages, over every Service.
+    pub endpoint_slices: Gauge,
+    /// Time a key waited in its controller's queue before a worker took it, in seconds.
+    pub queue_wait: Family<ControllerLabels, Histogram>,
+    /// Syncs retried after a failure (each scheduled with backoff), by controller.
+    pub retries: Family<ControllerLabels, Counter>,
+    /// 1 while this replica runs the controllers (it leads, or runs without leader
+    /// election), else 0.
+    pub leader: Gauge,
+    /// Always 1, labelled with the version, so dashboards can show what runs.
+    pub build_info: Family<BuildLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -81,72 +129,97 @@ impl Default for Metrics {
 impl Metrics {
     /// All metrics, registered under the `signpost_` prefix.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("signpost");
-        let reconciles = Family::<ControllerLabels, Counter>::default();
-        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
-        let reconcile_duration =
-            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-            });
-        let queue_depth = Family::<ControllerLabels, Gauge>::default();
-        let writes = Family::<ControllerLabels, Counter>::default();
-        let problems = Family::<ProblemLabels, Counter>::default();
-        let ipam_used = Family::<CidrLabels, Gauge>::default();
-        let ipam_free = Family::<CidrLabels, Gauge>::default();
-        let ipam_allocation_failures = Family::<ErrorLabels, Counter>::default();
-        registry.register("reconciles", "Reconciles run", reconciles.clone());
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that failed",
-            reconcile_errors.clone(),
-        );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time one reconcile took",
-            reconcile_duration.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Keys waiting in a controller's queue",
-            queue_depth.clone(),
-        );
-        registry.register(
-            "api_writes",
-            "Writes sent to the API server",
-            writes.clone(),
-        );
-        registry.register(
-            "problems",
-            "Problems reported as Warning Events",
-            problems.clone(),
-        );
-        registry.register(
-            "ipam_addresses_used",
-            "Allocated addresses per CIDR",
-            ipam_used.clone(),
-        );
-        registry.register(
-            "ipam_addresses_free",
-            "Free addresses per CIDR",
-            ipam_free.clone(),
-        );
-        registry.register(
-            "ipam_allocation_failures",
-            "Allocations that failed",
-            ipam_allocation_failures.clone(),
-        );
-        Self {
-            registry,
-            reconciles,
-            reconcile_errors,
-            reconcile_duration,
-            queue_depth,
-            writes,
-            problems,
-            ipam_used,
-            ipam_free,
-            ipam_allocation_failures,
-        }
+        let seconds = || Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let mut this = Self {
+            registry: Registry::with_prefix("signpost"),
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Family::new_with_constructor(seconds),
+            queue_depth: Family::default(),
+            writes: Family::default(),
+            problems: Family::default(),
+            ipam_used: Family::default(),
+            ipam_free: Family::default(),
+            ipam_allocation_failures: Family::default(),
+            syncs: Family::default(),
+            syncs_from_own_writes: Family::default(),
+            slice_changes: Family::default(),
+            slices_changed_per_sync: Family::new_with_constructor(|| {
+                Histogram::new([0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+            }),
+            endpoints_desired: Gauge::default(),
+            endpoint_slices: Gauge::default(),
+            queue_wait: Family::new_with_constructor(seconds),
+            retries: Family::default(),
+            leader: Gauge::default(),
+            build_info: Family::default(),
+        };
+        this.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        this.register_all();
+        this
+    }
+
+    fn register_all(&mut self) {
+        Registrar(&mut self.registry)
+            .add("reconciles", "Reconciles run", &self.reconciles)
+            .add("reconcile_errors", "Reconciles that failed", &self.reconcile_errors)
+            .add(
+                "reconcile_duration_seconds",
+                "Time one reconcile took",
+                &self.reconcile_duration,
+            )
+            .add("queue_depth", "Keys waiting in a controller's queue", &self.queue_depth)
+            .add("api_writes", "Writes sent to the API server", &self.writes)
+            .add("problems", "Problems reported as Warning Events", &self.problems)
+            .add("ipam_addresses_used", "Allocated addresses per CIDR", &self.ipam_used)
+            .add("ipam_addresses_free", "Free addresses per CIDR", &self.ipam_free)
+            .add(
+                "ipam_allocation_failures",
+                "Allocations that failed",
+                &self.ipam_allocation_failures,
+            )
+            .add("syncs", "Syncs by result (success, error)", &self.syncs)
+            .add(
+                "syncs_from_own_writes",
+                "Syncs that planned from the controller's own last writes, the cache being behind them",
+                &self.syncs_from_own_writes,
+            )
+            .add(
+                "endpointslice_changes",
+                "EndpointSlices created, updated and deleted",
+                &self.slice_changes,
+            )
+            .add(
+                "endpointslices_changed_per_sync",
+                "EndpointSlices one sync created, updated or deleted",
+                &self.slices_changed_per_sync,
+            )
+            .add(
+                "endpoints_desired",
+                "Endpoints the endpoints controller wants in its slices",
+                &self.endpoints_desired,
+            )
+            .add(
+                "endpointslices",
+                "EndpointSlices the endpoints controller manages",
+                &self.endpoint_slices,
+            )
+            .add(
+                "queue_wait_seconds",
+                "Time a key waited in its queue before a worker took it",
+                &self.queue_wait,
+            )
+            .add("sync_retries", "Syncs retried after a failure", &self.retries)
+            .add(
+                "leader",
+                "1 while this replica runs the controllers, else 0",
+                &self.leader,
+            )
+            .add("build_info", "Always 1, labelled with the version", &self.build_info);
     }
 
     /// Records one finished reconcile.
@@ -165,6 +238,39 @@ impl Metrics {
                     reason: reason.into(),
                 })
                 .inc();
+        }
+        let result = if error.is_some() { "error" } else { "success" };
+        self.syncs
+            .get_or_create(&ResultLabels {
+                controller: controller.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Counts one change of `controller`'s EndpointSlices (`create`, `update`, `delete`).
+    pub fn slice_changed(&self, controller: &str, operation: &str) {
+        self.slice_changes
+            .get_or_create(&OperationLabels {
+                controller: controller.into(),
+                operation: operation.into(),
+            })
+            .inc();
+    }
+
+    /// A key of `controller` waited `waited` in its queue, and a retry was scheduled if
+    /// `retried`.
+    pub fn observe_queue(&self, controller: &str, waited: Option<Duration>, retried: bool) {
+        let labels = ControllerLabels {
+            controller: controller.into(),
+        };
+        if let Some(waited) = waited {
+            self.queue_wait
+                .get_or_create(&labels)
+                .observe(waited.as_secs_f64());
+        }
+        if retried {
+            self.retries.get_or_create(&labels).inc();
         }
     }
 
@@ -250,4 +356,37 @@ where
         .map_err(|source| ListenError { addr, source })?;
     tasks.push(task);
     Ok(Some(bound))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_operators_alert_on_is_exported_in_prometheus_style() {
+        let metrics = Metrics::new();
+        metrics.observe_reconcile("endpoints", Duration::from_millis(3), None);
+        metrics.observe_reconcile("endpoints", Duration::from_millis(3), Some("ApiError"));
+        metrics.slice_changed("endpoints", "create");
+        metrics.observe_queue("endpoints", Some(Duration::from_millis(2)), true);
+        metrics.leader.set(1);
+        let text = metrics.encode();
+        for line in [
+            "signpost_syncs_total{controller=\"endpoints\",result=\"success\"} 1",
+            "signpost_syncs_total{controller=\"endpoints\",result=\"error\"} 1",
+            "signpost_endpointslice_changes_total{controller=\"endpoints\",operation=\"create\"} 1",
+            "signpost_queue_wait_seconds_count{controller=\"endpoints\"} 1",
+            "signpost_sync_retries_total{controller=\"endpoints\"} 1",
+            "signpost_leader 1",
+            "signpost_endpoints_desired 0",
+            "signpost_endpointslices 0",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+        let build = format!(
+            "signpost_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "no {build:?} in\n{text}");
+    }
 }

@@ -53,8 +53,9 @@ pub async fn run_workers<K, F, Fut, E>(
         let reconcile = reconcile.clone();
         tasks.push(tokio::spawn(async move {
             let labels = super::metrics::ControllerLabels { controller: controller.into() };
-            while let Some(key) = queue.next().await {
+            while let Some((key, waited)) = queue.next_timed().await {
                 metrics.queue_depth.get_or_create(&labels).set(queue.len() as i64);
+                metrics.observe_queue(controller, Some(waited), false);
                 let start = Instant::now();
                 let result = AssertUnwindSafe(reconcile(key.clone())).catch_unwind().await;
                 let took = start.elapsed();
@@ -62,6 +63,7 @@ pub async fn run_workers<K, F, Fut, E>(
                     Ok(result) => result,
                     Err(panic) => {
                         metrics.observe_reconcile(controller, took, Some(PANIC_REASON));
+                        metrics.observe_queue(controller, None, true);
                         let delay = queue.retry(&key);
                         tracing::error!(controller, ?key, panic = panic_message(panic.as_ref()), ?delay, "reconcile panicked; retrying");
                         continue;
@@ -78,6 +80,7 @@ pub async fn run_workers<K, F, Fut, E>(
                     }
                     Err(error) => {
                         metrics.observe_reconcile(controller, took, Some(error.reason()));
+                        metrics.observe_queue(controller, None, true);
                         let delay = queue.retry(&key);
                         tracing::warn!(controller, ?key, reason = error.reason(), %error, ?delay, "reconcile failed; retrying");
                     }

@@ -32,6 +32,8 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 struct State<K> {
     queue: VecDeque<K>,
     dirty: HashSet<K>,
+    /// When each dirty key was first added since its last run (for the queue-wait metric).
+    added: HashMap<K, Instant>,
     processing: HashSet<K>,
     failures: HashMap<K, u32>,
     /// When each key was last handed to a worker, and its current interval (only with a
@@ -158,6 +160,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
             state: Arc::new(Mutex::new(State {
                 queue: VecDeque::new(),
                 dirty: HashSet::new(),
+                added: HashMap::new(),
                 processing: HashSet::new(),
                 failures: HashMap::new(),
                 spaced: HashMap::new(),
@@ -232,6 +235,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
         if state.shut_down || !state.dirty.insert(key.clone()) {
             return;
         }
+        state.added.insert(key.clone(), Instant::now());
         if !state.processing.contains(&key) {
             self.enqueue(state, key, false);
         }
@@ -248,6 +252,12 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
 
     /// Waits for the next key; `None` once the queue is shut down and drained.
     pub async fn next(&self) -> Option<K> {
+        self.next_timed().await.map(|(key, _)| key)
+    }
+
+    /// [`Self::next`], with how long the key waited since it was added (spacing included:
+    /// that is time a change waited to be written).
+    pub async fn next_timed(&self) -> Option<(K, Duration)> {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -256,6 +266,10 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                 let mut state = self.lock();
                 if let Some(key) = state.queue.pop_front() {
                     state.dirty.remove(&key);
+                    let waited = state
+                        .added
+                        .remove(&key)
+                        .map_or(Duration::ZERO, |added| added.elapsed());
                     state.processing.insert(key.clone());
                     if !self.spacing.shortest.is_zero() {
                         if state.spaced.len() >= SPACED_PRUNE_AT {
@@ -275,7 +289,7 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
                         // Wake another worker for the rest.
                         self.notify.notify_one();
                     }
-                    return Some(key);
+                    return Some((key, waited));
                 }
                 if state.shut_down {
                     return None;

@@ -6,7 +6,7 @@
 //! `signpost_core::endpoints`; this file only reads caches, calls them, and writes what they
 //! say.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use super::legacy::{self, endpoints_equivalent, prepare_update, render_endpoints
 use super::slices::{SliceTemplate, is_managed_by, plan};
 use super::{SlimPod, desired_endpoints, service_selector};
 use crate::runtime::events::REPORT_AFTER_FAILURES;
+use crate::runtime::metrics::ControllerLabels;
 use crate::runtime::{
     Change, ControlLoop, EventSink, FailureStreaks, Informer, Next, SharedMetrics, Spacing, Start,
     SyncError, WorkQueue, on_change,
@@ -68,9 +69,34 @@ pub struct EndpointsController {
     state: Mutex<EndpointsIndex>,
     control: ControlLoop<ServiceKey>,
     failures: WriteFailures,
+    totals: Mutex<Totals>,
     events: EventSink,
     metrics: SharedMetrics,
     config: EndpointsConfig,
+}
+
+/// Each Service's desired endpoints and slices after its last sync, and their sums: the
+/// `endpoints_desired` and `endpointslices` gauges.
+#[derive(Default)]
+struct Totals {
+    per_service: HashMap<ServiceKey, (i64, i64)>,
+    endpoints: i64,
+    slices: i64,
+}
+
+impl Totals {
+    /// `key` now wants `endpoints` in `slices` slices (`None`: it has none, it is gone).
+    fn set(&mut self, key: &ServiceKey, now: Option<(i64, i64)>) -> (i64, i64) {
+        let before = match now {
+            Some(now) => self.per_service.insert(key.clone(), now),
+            None => self.per_service.remove(key),
+        };
+        let (was_endpoints, was_slices) = before.unwrap_or_default();
+        let (endpoints, slices) = now.unwrap_or_default();
+        self.endpoints += endpoints - was_endpoints;
+        self.slices += slices - was_slices;
+        (self.endpoints, self.slices)
+    }
 }
 
 /// Failed writes in a row per Service, slices and Endpoints apart (each is its own Warning).
@@ -136,6 +162,7 @@ impl EndpointsController {
                 metrics.clone(),
             ),
             failures: WriteFailures::default(),
+            totals: Mutex::default(),
             events,
             metrics,
             config,
@@ -260,7 +287,7 @@ impl EndpointsController {
         let service = self
             .services
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
-        let cached = current_slices(&self.state, &self.slices, &key);
+        let cached = current_slices(&self.state, &self.slices, &key, (&self.metrics, CONTROLLER));
         let Some(service) = service.filter(|s| service_selector(s).is_some()) else {
             // Gone, or user-managed (no selector): remove what we wrote. Slices of a deleted
             // Service also go by garbage collection; deleting them here is just faster.
@@ -276,6 +303,7 @@ impl EndpointsController {
             state.reported_foreign.remove(&key);
             self.failures.slices.ended(&key);
             self.failures.endpoints.ended(&key);
+            self.set_totals(&key, None);
             return Ok(Next::Done);
         };
 
@@ -306,6 +334,12 @@ impl EndpointsController {
             &template,
         );
         let trigger = self.lock().triggers.remove(&key).map(|t| t.to_string());
+        let changes = [&slice_plan.creates, &slice_plan.updates].map(Vec::len);
+        let sizes = (
+            desired.endpoint_count(),
+            (ours.len() + changes[0]).saturating_sub(slice_plan.deletes.len()),
+            changes[0] + changes[1] + slice_plan.deletes.len(),
+        );
 
         let mut want = render_endpoints(&service, &desired).map_err(malformed)?;
         want.metadata
@@ -330,7 +364,29 @@ impl EndpointsController {
         self.report_failed_writes(&key, &service, &slices, &endpoints)
             .await;
         slices.and(endpoints)?;
+        self.count_sync(&key, sizes);
         Ok(Next::Done)
+    }
+
+    /// Metrics of a successful sync of `key`: (its desired endpoints, its slices now, the
+    /// slices it changed).
+    fn count_sync(&self, key: &ServiceKey, (endpoints, slices, changed): (usize, usize, usize)) {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let now = Some((as_i64(endpoints), as_i64(slices)));
+        self.set_totals(key, now);
+        self.metrics
+            .slices_changed_per_sync
+            .get_or_create(&ControllerLabels {
+                controller: CONTROLLER.into(),
+            })
+            .observe(changed as f64);
+    }
+
+    fn set_totals(&self, key: &ServiceKey, now: Option<(i64, i64)>) {
+        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        let (endpoints, slices) = totals.set(key, now);
+        self.metrics.endpoints_desired.set(endpoints);
+        self.metrics.endpoint_slices.set(slices);
     }
 
     /// A Warning on the Service once per failure streak of its slice writes and of its

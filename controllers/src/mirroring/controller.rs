@@ -137,10 +137,11 @@ impl MirroringController {
         let endpoints = self
             .endpoints
             .get(&ObjectRef::new(&key.name).within(&key.namespace));
-        let existing: Vec<EndpointSlice> = current_slices(&self.state, &self.slices, &key)
-            .iter()
-            .map(|s| (**s).clone())
-            .collect();
+        let existing: Vec<EndpointSlice> =
+            current_slices(&self.state, &self.slices, &key, (&self.metrics, CONTROLLER))
+                .iter()
+                .map(|s| (**s).clone())
+                .collect();
         // Mirror only user-managed Endpoints of an existing selector-less Service.
         let source = match (&service, &endpoints) {
             (Some(svc), Some(ep))

@@ -310,6 +310,7 @@ async fn run_controllers(args: RunArgs, started: std::time::Instant) -> anyhow::
 /// check (whose round trip overlaps the caches' first lists instead of preceding them) passed.
 async fn run_alone(mut process: Process) -> anyhow::Result<()> {
     let (crds_checked, go) = crd_gate();
+    process.metrics.leader.set(1);
     let running = app::start_when(
         process.client.clone(),
         process.settings,
@@ -364,6 +365,8 @@ async fn run_leading(mut process: Process, args: &RunArgs) -> anyhow::Result<()>
         }
         _ = process.stop.wait_for(|s| *s) => return Ok(()),
     }
+    let leader = process.metrics.clone();
+    leader.leader.set(1);
     let running = app::start(process.client, process.settings, process.metrics)?;
     process.health.leading(running.readiness.clone());
     announce_ready(running.readiness.clone(), process.started);
@@ -374,6 +377,7 @@ async fn run_leading(mut process: Process, args: &RunArgs) -> anyhow::Result<()>
         _ = elector.hold() => {
             // Another replica may take the lease once it expires: stop writing now.
             process.webhook.iter().for_each(Webhook::standing_by);
+            leader.leader.set(0);
             running.abort();
             anyhow::bail!("lost leadership of Lease {lease}; exiting so a fresh start can stand by")
         }

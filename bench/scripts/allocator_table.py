@@ -14,7 +14,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_doc import write_section
+from bench_doc import markdown_table, write_section
 
 SIDES = ("signpost", "kubernetes")
 TARGET_NEXT_NS = 250.0  # issue 14: allocate-next <= 0.25 us per address on a /12
@@ -192,11 +192,8 @@ def table(results):
         "| workload | Signpost | Kubernetes ipallocator | ratio (Signpost/Kubernetes; < 1 is better) "
         "| run 1 vs run 2 agreement (S = Signpost, K = Kubernetes; spread as % of mean) |"
     )
-    lines = [header, "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
     reps = find(results["signpost"][0], workload="fill")["reps"]
-    return "\n".join(lines), pairs, reps
+    return markdown_table(header, rows), pairs, reps
 
 
 METHOD = """\

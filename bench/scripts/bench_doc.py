@@ -15,3 +15,13 @@ def write_section(path, heading, body, header="# Benchmarks\n\n"):
     else:
         text = text.rstrip("\n") + "\n\n" + body
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def markdown_table(header, rows):
+    """A Markdown table: the header line as given, a separator of as many columns, and one line
+    per row of cell strings (a `|` inside a cell escaped)."""
+    columns = header.count("|") - 1
+    lines = [header, "|" + "---|" * columns]
+    for row in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
+    return "\n".join(lines)

@@ -15,7 +15,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench_doc import write_section
+from bench_doc import markdown_table, write_section
 
 
 def load(path):
@@ -149,10 +149,7 @@ def table(setup, rounds):
         "| measure | direct to a pod IP | through `signpost proxy` (VIP) | what the proxy adds "
         "| round-to-round agreement (D = direct, P = proxied; spread as % of mean) |"
     )
-    lines = [header, "|---|---|---|---|---|"]
-    for r in rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in r) + " |")
-    return "\n".join(lines)
+    return markdown_table(header, rows)
 
 
 def cpu_lines(rounds):

@@ -335,15 +335,11 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
     .await?;
     register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
 
-    let services: Api<Service> = ns.api();
     let mut given = BTreeSet::new();
     for i in 0..3 {
         let name = format!("s{i}");
-        let created = services
-            .create(
-                &PostParams::default(),
-                &fixtures::service_selecting(&name, "web", 8080),
-            )
+        let created = ns
+            .create_object(&fixtures::service_selecting(&name, "web", 8080))
             .await?;
         given.extend(cluster_ips(&created));
     }
@@ -353,11 +349,8 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
         "the three addresses nobody holds, and only those"
     );
     // Full: the API server allocates from its own range, and the create still succeeds.
-    let overflow = services
-        .create(
-            &PostParams::default(),
-            &fixtures::service_selecting("s3", "web", 8080),
-        )
+    let overflow = ns
+        .create_object(&fixtures::service_selecting("s3", "web", 8080))
         .await?;
     assert!(
         cluster_ips(&overflow).iter().all(|a| !net.contains(a)),
@@ -380,11 +373,8 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
     let (url, ca) = registration.split_once('\n').expect("url and CA");
     register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
     let services: Api<Service> = ns.api();
-    let before = services
-        .create(
-            &PostParams::default(),
-            &fixtures::service_selecting("before", "web", 8080),
-        )
+    let before = ns
+        .create_object(&fixtures::service_selecting("before", "web", 8080))
         .await?;
     wait_consistent(&client, &ns, std::slice::from_ref(&before), &[net]).await?;
 
@@ -401,11 +391,8 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
             ),
         )
         .await?;
-    let plain = services
-        .create(
-            &PostParams::default(),
-            &fixtures::service_selecting("plain", "web", 8080),
-        )
+    let plain = ns
+        .create_object(&fixtures::service_selecting("plain", "web", 8080))
         .await?;
     assert_eq!(cluster_ips(&while_down), vec![chosen]);
     // The API server chose `plain`'s address from any ServiceCIDR, Signpost's included.
@@ -419,11 +406,8 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
         .delete(&ns.name, &DeleteParams::default())
         .await?;
     register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
-    let after = services
-        .create(
-            &PostParams::default(),
-            &fixtures::service_selecting("after", "web", 8080),
-        )
+    let after = ns
+        .create_object(&fixtures::service_selecting("after", "web", 8080))
         .await?;
     let mut ours = vec![before, while_down, after];
     if plain_in_cidr {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{
     TIMEOUT, create_web_and_ext, dig, http_get, init_logs, scoped_settings, start_controllers,
 };
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use signpost_crds::DNSRecord;
@@ -135,23 +135,18 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     let (controllers, _) =
         start_controllers(&client, scoped_settings(&ns.name, &[&service_cidr])?).await?;
     let pods: Api<Pod> = ns.api();
-    let services: Api<Service> = ns.api();
 
     // Workloads first: the pod range is read from the pods' addresses.
     ns.create_hostnames(2).await?;
     let web_ips = create_web_and_ext(&ns, TIMEOUT).await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::headless_service("anon", "hostnames", 9376),
-        )
+    ns.create_object(&fixtures::headless_service("anon", "hostnames", 9376))
         .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::headless_service("nobody", "nothing-has-this-label", 80),
-        )
-        .await?;
+    ns.create_object(&fixtures::headless_service(
+        "nobody",
+        "nothing-has-this-label",
+        80,
+    ))
+    .await?;
     let pod_cidrs: BTreeSet<String> = web_ips
         .iter()
         .map(|ip| {

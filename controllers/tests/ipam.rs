@@ -158,11 +158,7 @@ async fn an_exhausted_range_reports_and_allocates_once_space_frees() -> anyhow::
     let running = start(&client, &ns.name, &[&unique_cidr(29)]).await?;
     let services: Api<Service> = ns.api();
     for i in 0..6 {
-        services
-            .create(
-                &PostParams::default(),
-                &service(&format!("svc-{i}"), serde_json::json!({}), None),
-            )
+        ns.create_object(&service(&format!("svc-{i}"), serde_json::json!({}), None))
             .await?;
     }
     wait_for_count("6 claims", TIMEOUT, 6, "claims", || async {
@@ -170,11 +166,7 @@ async fn an_exhausted_range_reports_and_allocates_once_space_frees() -> anyhow::
         Ok(claims.map_err(|e| e.to_string())?.len())
     })
     .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &service("seventh", serde_json::json!({}), None),
-        )
+    ns.create_object(&service("seventh", serde_json::json!({}), None))
         .await?;
     let start_time = Instant::now();
     wait_events(&client, &ns.name, "seventh", "ClusterIPExhausted", TIMEOUT).await?;
@@ -254,12 +246,7 @@ async fn requested_addresses_are_honoured_or_refused_never_replaced() -> anyhow:
     let cidr: IpNet = unique_cidr(24).parse()?;
     let wanted = cidr.hosts().nth(8).unwrap().to_string();
     let running = start(&client, &ns.name, &[&cidr.to_string()]).await?;
-    let services: Api<Service> = ns.api();
-    services
-        .create(
-            &PostParams::default(),
-            &service("wants-9", serde_json::json!({}), Some(&wanted)),
-        )
+    ns.create_object(&service("wants-9", serde_json::json!({}), Some(&wanted)))
         .await?;
     let claims = wait_until("wants-9 holds the requested address", TIMEOUT, || async {
         let claims = claims_in(&client, &ns.name)
@@ -273,24 +260,20 @@ async fn requested_addresses_are_honoured_or_refused_never_replaced() -> anyhow:
     .await?;
     assert_eq!(addresses(&claims), vec![wanted.parse::<IpAddr>()?]);
 
-    services
-        .create(
-            &PostParams::default(),
-            &service("also-9", serde_json::json!({}), Some(&wanted)),
-        )
+    ns.create_object(&service("also-9", serde_json::json!({}), Some(&wanted)))
         .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &service("outside", serde_json::json!({}), Some("10.99.0.1")),
-        )
-        .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &service("garbage", serde_json::json!({}), Some("not-an-ip")),
-        )
-        .await?;
+    ns.create_object(&service(
+        "outside",
+        serde_json::json!({}),
+        Some("10.99.0.1"),
+    ))
+    .await?;
+    ns.create_object(&service(
+        "garbage",
+        serde_json::json!({}),
+        Some("not-an-ip"),
+    ))
+    .await?;
     for (name, reason) in [
         ("also-9", "ClusterIPTaken"),
         ("outside", "ClusterIPInvalid"),

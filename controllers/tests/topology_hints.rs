@@ -6,10 +6,9 @@
 mod common;
 
 use common::{POD_READY_TIMEOUT, TIMEOUT, finish, start_scoped};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
-use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchParams};
+use kube::api::{ListParams, Patch, PatchParams, WatchParams};
 use kube::{Api, ResourceExt};
 use signpost_e2e::watch::writes_until_quiet;
 use signpost_e2e::{fixtures, wait_ready_pods, wait_until};
@@ -99,12 +98,7 @@ async fn distribute(
 async fn traffic_distribution_sets_and_removes_hints_one_write_each() -> anyhow::Result<()> {
     let (client, ns, running, metrics) = start_scoped("hints").await?;
 
-    let deployments: Api<Deployment> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("web", 3, 8080),
-        )
+    ns.create_object(&fixtures::app_deployment("web", 3, 8080))
         .await?;
     ns.create_object(&fixtures::service_selecting("web", "web", 8080))
         .await?;

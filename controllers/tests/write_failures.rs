@@ -6,7 +6,7 @@
 mod common;
 
 use common::{TIMEOUT, finish, start_scoped};
-use k8s_openapi::api::core::v1::{ResourceQuota, Service};
+use k8s_openapi::api::core::v1::ResourceQuota;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
@@ -70,12 +70,7 @@ async fn refused_writes_are_reported_once_per_failure_streak() -> anyhow::Result
 
     // A selector Service gets a slice and an Endpoints object even with no pods: both are
     // refused by the quota.
-    let services: Api<Service> = ns.api();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::service_selecting("web", "web", 8080),
-        )
+    ns.create_object(&fixtures::service_selecting("web", "web", 8080))
         .await?;
     for reason in ["FailedToUpdateEndpointSlices", "FailedToUpdateEndpoint"] {
         wait_until(&format!("a {reason} Warning"), TIMEOUT, || async {

@@ -38,11 +38,7 @@ async fn kill_9_while_creating_100_services_then_restart_converges() -> anyhow::
     let mut first = start_leading(options.clone()).await?;
     let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("backend", 3, 8080),
-        )
+    ns.create_object(&fixtures::app_deployment("backend", 3, 8080))
         .await?;
     wait_deployment_ready(&deployments, "backend", 3, CONVERGE).await?;
 
@@ -405,12 +401,7 @@ async fn a_leader_behind_a_frozen_relay_stops_before_the_standby_leads() -> anyh
     let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
     let before = holder(leases.get(&lease).await?);
     relay.thaw()?;
-    let services: Api<Service> = ns.api();
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("after", 80, 8080),
-        )
+    ns.create_object(&fixtures::app_service("after", 80, 8080))
         .await?;
     wait_claimed_address(
         &client,
@@ -510,12 +501,7 @@ async fn chaos_eight_leader_kills_during_300_service_changes() -> anyhow::Result
             .lease_name(&lease)
             .lease_timing(FAST_LEASE)
     };
-    let deployments: Api<Deployment> = ns.api();
-    deployments
-        .create(
-            &PostParams::default(),
-            &fixtures::app_deployment("chaos", 3, 8080),
-        )
+    ns.create_object(&fixtures::app_deployment("chaos", 3, 8080))
         .await?;
     let mut replicas = vec![
         start_leading(options("r0")).await?,

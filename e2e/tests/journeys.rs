@@ -11,7 +11,7 @@ use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, ResourceExt};
 use signpost_crds::{DNSRecord, RecordType};
 use signpost_e2e::{
@@ -299,7 +299,6 @@ async fn headless_and_external_name_services_get_no_vip() -> anyhow::Result<()> 
     let cidrs = vec![unique_cidr(24)];
     let cidr_nets = nets(&cidrs);
     let signpost = start_leader("novip", &ns, &cidrs).await?;
-    let services: Api<Service> = ns.api();
     let mut failures = Failures::default();
 
     let t0 = Instant::now();
@@ -308,18 +307,13 @@ async fn headless_and_external_name_services_get_no_vip() -> anyhow::Result<()> 
         &fixtures::headless_service("db", "db", 5432),
     )
     .await?;
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::external_name_service("search", "search.example.com"),
-        )
-        .await?;
+    ns.create_object(&fixtures::external_name_service(
+        "search",
+        "search.example.com",
+    ))
+    .await?;
     // A ClusterIP Service created last: once it holds its VIP, IPAM has seen the other two.
-    services
-        .create(
-            &PostParams::default(),
-            &fixtures::app_service("sentinel", 80, 5432),
-        )
+    ns.create_object(&fixtures::app_service("sentinel", 80, 5432))
         .await?;
     let seen = wait_endpoints(
         &client,

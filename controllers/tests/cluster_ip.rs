@@ -73,7 +73,29 @@ async fn register_webhook(
         }],
     }))?;
     api.create(&PostParams::default(), &config).await?;
-    Ok(())
+    // The API server starts calling a new webhook a moment after it is created: wait until a
+    // dry-run create (which holds nothing) comes back with an address the webhook chose, a
+    // Service's ClusterIP being in the API server's own range (10.96.0.0/16) otherwise.
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let probe = fixtures::service_selecting("webhook-probe", "none", 80);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait_until("the API server calls the webhook", TIMEOUT, || async {
+        let created = services
+            .create(&dry_run, &probe)
+            .await
+            .map_err(|e| e.to_string())?;
+        let ips = cluster_ips(&created);
+        let theirs: IpNet = "10.96.0.0/16".parse().expect("a CIDR");
+        if ips.iter().any(|a| theirs.contains(a)) || ips.is_empty() {
+            Err(format!("not yet: {ips:?}"))
+        } else {
+            Ok(())
+        }
+    })
+    .await
 }
 
 fn cluster_ips(service: &Service) -> Vec<IpAddr> {

@@ -87,12 +87,11 @@ pub const DEFAULT_ENDPOINT_BATCH_PERIOD: Duration = Duration::from_millis(100);
 /// the larger delay.
 pub const DEFAULT_ENDPOINT_MAX_BATCH_PERIOD: Duration = Duration::from_millis(500);
 
-/// Default of [`Settings::endpoint_batch_start`]: a Service's own writes come back through the
-/// watches and queue it again, so a few close changes use several syncs; 10 more at once kept
-/// random flips at an unbatched controller's tail and a rollout's writes at 0.18 × kube-
-/// controller-manager's while a sync waited for its own writes' echo; since syncs plan from
-/// their own writes, rollouts write 0.25–0.41 × (docs/performance.md, issue 28: to retune).
-pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(10);
+/// Default of [`Settings::endpoint_batch_start`]: the echoes of a Service's own writes queue
+/// nothing, so every sync at once is a real change; three more at once cover two or three pods
+/// of one Service changing close together (random flips keep an unbatched controller's tail)
+/// while a rollout's first changes cost a few writes, not ten (docs/performance.md, issue 28).
+pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(3);
 
 impl Settings {
     /// Defaults for everything but the CIDRs.

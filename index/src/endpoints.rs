@@ -146,17 +146,21 @@ impl EndpointsIndex {
         }
     }
 
-    /// An Endpoints object was created or changed: its Service, to sync. Once the cache shows
-    /// our last write, the Service's next write starts from the cache again.
-    pub fn apply_endpoints(&mut self, endpoints: &Endpoints) -> ServiceKey {
+    /// An Endpoints object was created or changed: its Service, to sync, unless the change is
+    /// only the echo of our own last write (the sync planned from that write already). Once
+    /// the cache shows our last write, the Service's next write starts from the cache again.
+    pub fn apply_endpoints(&mut self, endpoints: &Endpoints) -> Option<ServiceKey> {
         let key = endpoints_key(endpoints);
         let ours = self.endpoints_written.get(&key);
-        if ours.and_then(|e| e.metadata.resource_version.as_ref())
-            == endpoints.metadata.resource_version.as_ref()
-        {
+        let echo = ours.is_some_and(|e| {
+            e.metadata.resource_version.is_some()
+                && e.metadata.resource_version == endpoints.metadata.resource_version
+        });
+        if echo {
             self.endpoints_written.remove(&key);
+            return None;
         }
-        key
+        Some(key)
     }
 
     /// An Endpoints object was deleted: its Service, to sync.

@@ -22,8 +22,9 @@ pub struct OwnSlices {
 }
 
 impl OwnSlices {
-    /// A slice was created or changed: the Service it is filed under, and the one it was
-    /// filed under before if a relabel moved it (for that one the slice is gone).
+    /// A slice was created or changed: the Service it is filed under (unless the change is
+    /// only the echo of our own last write of it), and the one it was filed under before if a
+    /// relabel moved it (for that one the slice is gone).
     pub fn apply(&mut self, slice: &EndpointSlice) -> Vec<ServiceKey> {
         let filed = self.names.insert(slice);
         let mut keys = Vec::new();
@@ -32,7 +33,11 @@ impl OwnSlices {
             self.tracker.observed_deletion(&old, name);
             keys.push(old);
         }
-        keys.extend(filed.service);
+        keys.extend(
+            filed
+                .service
+                .filter(|key| !self.tracker.observed_echo(key, slice)),
+        );
         keys
     }
 

@@ -78,6 +78,28 @@ impl WriteTracker {
         }
     }
 
+    /// The watch showed `slice` of `service`: whether it is exactly what our last write of it
+    /// returned (same resourceVersion). Such an echo tells the next plan nothing the overlay
+    /// did not already show, so it settles the write and needs no sync: a sync for it would
+    /// only spend the Service's allowance of syncs at once (issue 28) on a no-op.
+    pub fn observed_echo(&mut self, service: &ServiceKey, slice: &EndpointSlice) -> bool {
+        let Some(writes) = self.services.get_mut(service) else {
+            return false;
+        };
+        let name = name_of(slice);
+        let echo = writes.written.get(name).is_some_and(|(ours, _)| {
+            ours.metadata.resource_version.is_some()
+                && ours.metadata.resource_version == slice.metadata.resource_version
+        });
+        if echo {
+            writes.written.remove(name);
+            if writes.is_empty() {
+                self.services.remove(service);
+            }
+        }
+        echo
+    }
+
     /// The Service's slices as they are after our writes: `cached` (every slice the cache
     /// holds for it), each one our last write changed replaced by what that write returned
     /// while the cache shows an older generation, those we created that the cache does not

@@ -228,7 +228,10 @@ impl EndpointsController {
 
     fn on_endpoints(&self, change: &Change<'_, Endpoints>) {
         let key = match change {
-            Change::Applied { new, .. } => self.lock().apply_endpoints(new),
+            Change::Applied { new, .. } => match self.lock().apply_endpoints(new) {
+                Some(key) => key,
+                None => return,
+            },
             Change::Deleted(old) => self.lock().delete_endpoints(old),
             Change::Relisting => return,
             Change::Resynced { .. } => {

@@ -180,6 +180,33 @@ fn a_deleted_slice_we_wrote_settles_the_write_tracker() {
 }
 
 #[test]
+fn the_echo_of_our_own_slice_write_settles_it_and_syncs_nothing() {
+    let mut index = EndpointsIndex::new();
+    let at = |version: &str| {
+        let mut s = slice("web-abc", "web");
+        s.metadata.resource_version = Some(version.into());
+        s
+    };
+    index.slices.tracker.wrote(&key("web"), at("7"));
+    assert_eq!(
+        index.slices.apply(&at("6")),
+        vec![key("web")],
+        "an older version is synced"
+    );
+    assert_eq!(index.slices.tracker.pending(), 1);
+    assert!(
+        index.slices.apply(&at("7")).is_empty(),
+        "our own write's echo needs no sync"
+    );
+    assert_eq!(index.slices.tracker.pending(), 0, "the write is settled");
+    assert_eq!(
+        index.slices.apply(&at("8")),
+        vec![key("web")],
+        "a later change by anyone is synced"
+    );
+}
+
+#[test]
 fn a_slice_relist_refiles_everything_and_settles_older_writes() {
     let mut index = EndpointsIndex::new();
     index.slices.apply(&slice("web-abc", "web"));
@@ -198,12 +225,20 @@ fn our_endpoints_write_is_kept_until_the_cache_shows_it() {
     index
         .endpoints_written
         .insert(key("web"), std::sync::Arc::new(endpoints("web", "7")));
-    assert_eq!(index.apply_endpoints(&endpoints("web", "6")), key("web"));
+    assert_eq!(
+        index.apply_endpoints(&endpoints("web", "6")),
+        Some(key("web")),
+        "an older version is synced"
+    );
     assert!(
         index.endpoints_written.contains_key(&key("web")),
         "an older version"
     );
-    assert_eq!(index.apply_endpoints(&endpoints("web", "7")), key("web"));
+    assert_eq!(
+        index.apply_endpoints(&endpoints("web", "7")),
+        None,
+        "the echo of our own write needs no sync"
+    );
     assert!(
         !index.endpoints_written.contains_key(&key("web")),
         "ours arrived"

@@ -60,7 +60,7 @@ pub struct RunArgs {
 
     /// Syncs of a Service that go at once within the batch period before batching starts
     /// (`refill`: until a change arrives while the Service is being synced).
-    #[arg(long, value_name = "N|refill", env = "SIGNPOST_ENDPOINT_BATCH_BURST", default_value = "10", value_parser = parse_batch_start)]
+    #[arg(long, value_name = "N|refill", env = "SIGNPOST_ENDPOINT_BATCH_BURST", default_value = "3", value_parser = parse_batch_start)]
     pub endpoint_batch_burst: Start,
 
     /// Only manage Services in this namespace (default: all namespaces).

@@ -1,5 +1,10 @@
 //! `signpost run`'s ClusterIP mode (issue 30): its flags, the HTTPS server of the admission
 //! webhook, and what the leader does when it starts leading.
+//!
+//! In a pod (`POD_NAME` and `POD_NAMESPACE` set), the leader labels its own pod
+//! [`LEADER_LABEL`]`=`[`LEADER_VALUE`] and every replica clears the label at start: the chart's
+//! webhook Service selects the label, so the API server calls the replica that chooses, not a
+//! standby that would let the Service through to the API server's own range.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +12,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use ipnet::IpNet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use signpost_controllers::app::Running;
 use signpost_controllers::ipam::cluster_ip::{Leader, publish_service_cidr, webhook_router};
 use signpost_controllers::runtime::server::{serve_router_tls, tls_config};
@@ -46,12 +54,32 @@ pub struct ClusterIpArgs {
     pub service_cidr_name: String,
 }
 
+/// The label the leader puts on its own pod; the chart's webhook Service selects it.
+pub const LEADER_LABEL: &str = "signpost.dev/webhook";
+/// Its value.
+pub const LEADER_VALUE: &str = "leader";
+
 /// The webhook of a replica in ClusterIP mode: what it answers with while it leads.
 pub struct Webhook {
     leader: Leader,
     client: kube::Client,
     service_cidr_name: String,
     cidrs: Vec<IpNet>,
+    /// This replica's pod (namespace, name), when it runs in one.
+    pod: Option<(String, String)>,
+}
+
+/// Sets (`Some`) or removes (`None`) the leader label on `pod`.
+async fn label_pod(
+    client: &kube::Client,
+    (namespace, name): &(String, String),
+    value: Option<&str>,
+) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({"metadata": {"labels": {LEADER_LABEL: value}}});
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(drop)
 }
 
 impl Webhook {
@@ -82,11 +110,22 @@ impl Webhook {
             }
         });
         tracing::info!(addr = %args.webhook_addr, "admission webhook listening");
+        let pod = std::env::var("POD_NAMESPACE")
+            .ok()
+            .zip(std::env::var("POD_NAME").ok());
+        if let Some(pod) = &pod {
+            // A label left by this pod's previous process, which led and exited: a standby
+            // must not receive the API server's calls.
+            if let Err(error) = label_pod(client, pod, None).await {
+                tracing::warn!(%error, pod = %pod.1, "cannot remove the label {LEADER_LABEL} from this pod");
+            }
+        }
         Ok(Some(Self {
             leader,
             client: client.clone(),
             service_cidr_name: args.service_cidr_name.clone(),
             cidrs: cidrs.to_vec(),
+            pod,
         }))
     }
 
@@ -97,6 +136,18 @@ impl Webhook {
             .await
             .with_context(|| format!("publishing ServiceCIDR {}", self.service_cidr_name))?;
         self.leader.set(Some(running.ipam()));
+        if let Some(pod) = self.pod.clone() {
+            // Until the label is on, the API server calls no replica (failurePolicy Ignore):
+            // retried until it is, rather than leading unseen.
+            let client = self.client.clone();
+            tokio::spawn(async move {
+                while let Err(error) = label_pod(&client, &pod, Some(LEADER_VALUE)).await {
+                    tracing::error!(%error, pod = %pod.1, "cannot label this pod {LEADER_LABEL}={LEADER_VALUE}; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+                tracing::info!(pod = %pod.1, "labelled {LEADER_LABEL}={LEADER_VALUE}: the webhook Service now selects this replica");
+            });
+        }
         Ok(())
     }
 

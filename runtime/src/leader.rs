@@ -335,6 +335,21 @@ mod tests {
 
     const D: Duration = Duration::from_secs(15);
 
+    /// What a fresh observer judges for "me", lease after lease, each at its seconds after
+    /// the observer started watching.
+    fn verdicts(judged: &[(&Lease, u64)]) -> Vec<Verdict> {
+        let mut observer = Observer::default();
+        let t0 = Instant::now();
+        judged
+            .iter()
+            .map(|(lease, after)| observer.judge(lease, "me", D, t0 + Duration::from_secs(*after)))
+            .collect()
+    }
+
+    fn held_by_other() -> Verdict {
+        Verdict::Held("other".into())
+    }
+
     #[test]
     fn our_own_lease_is_ours_and_a_released_one_is_free() {
         let mut observer = Observer::default();
@@ -351,46 +366,24 @@ mod tests {
 
     #[test]
     fn a_lease_expires_by_our_clock_only_after_it_stops_changing() {
-        let mut observer = Observer::default();
-        let t0 = Instant::now();
         let held = lease(Some("other"), "2020-01-01T00:00:00Z", 15);
         // Renewed long ago by the other's clock, but we just started watching: still held.
         assert_eq!(
-            observer.judge(&held, "me", D, t0),
-            Verdict::Held("other".into())
-        );
-        assert_eq!(
-            observer.judge(&held, "me", D, t0 + Duration::from_secs(14)),
-            Verdict::Held("other".into())
-        );
-        assert_eq!(
-            observer.judge(&held, "me", D, t0 + Duration::from_secs(15)),
-            Verdict::Free
+            verdicts(&[(&held, 0), (&held, 14), (&held, 15)]),
+            [held_by_other(), held_by_other(), Verdict::Free],
+            "judged at 0, 14 and 15 s"
         );
     }
 
     #[test]
     fn a_renewal_restarts_the_expiry_clock() {
-        let mut observer = Observer::default();
-        let t0 = Instant::now();
-        observer.judge(
-            &lease(Some("other"), "2026-01-01T00:00:00Z", 15),
-            "me",
-            D,
-            t0,
-        );
+        let first = lease(Some("other"), "2026-01-01T00:00:00Z", 15);
         let renewed = lease(Some("other"), "2026-01-01T00:00:02Z", 15);
+        let judged = verdicts(&[(&first, 0), (&renewed, 10), (&renewed, 24), (&renewed, 25)]);
         assert_eq!(
-            observer.judge(&renewed, "me", D, t0 + Duration::from_secs(10)),
-            Verdict::Held("other".into())
-        );
-        assert_eq!(
-            observer.judge(&renewed, "me", D, t0 + Duration::from_secs(24)),
-            Verdict::Held("other".into())
-        );
-        assert_eq!(
-            observer.judge(&renewed, "me", D, t0 + Duration::from_secs(25)),
-            Verdict::Free
+            judged[1..],
+            [held_by_other(), held_by_other(), Verdict::Free],
+            "the renewal judged at 10, 24 and 25 s"
         );
     }
 

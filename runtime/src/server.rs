@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -120,30 +120,21 @@ where
                 }
             }),
         )
-        .route(
-            "/healthz",
-            get(move || {
-                let (alive, why) = alive();
-                let code = if alive {
-                    StatusCode::OK
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                async move { (code, why) }
-            }),
-        )
-        .route(
-            "/readyz",
-            get(move || {
-                let (ready, why) = ready();
-                let code = if ready {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
-                };
-                async move { (code, why) }
-            }),
-        )
+        .route("/healthz", probe(alive, StatusCode::INTERNAL_SERVER_ERROR))
+        .route("/readyz", probe(ready, StatusCode::SERVICE_UNAVAILABLE))
+}
+
+/// One probe of [`probe_router`]: 200 when `check` passes, else `failing`, with the
+/// explanation as the body.
+fn probe<C>(check: C, failing: StatusCode) -> MethodRouter
+where
+    C: Fn() -> (bool, String) + Clone + Send + Sync + 'static,
+{
+    get(move || {
+        let (passes, why) = check();
+        let code = if passes { StatusCode::OK } else { failing };
+        async move { (code, why) }
+    })
 }
 
 /// Binds `addr` and runs `serve` on the listener as a task of its own, logging if it ever

@@ -436,6 +436,45 @@ mod tests {
         assert_eq!(began.elapsed(), Duration::from_millis(100));
     }
 
+    /// A spacing from `shortest_ms` that grows up to `longest_ms`.
+    fn spacing(shortest_ms: u64, longest_ms: u64, start: Start) -> Spacing {
+        Spacing {
+            shortest: Duration::from_millis(shortest_ms),
+            longest: Duration::from_millis(longest_ms),
+            start,
+        }
+    }
+
+    /// Runs `n` changes of "svc", each 10 ms after the last run ended (a Service in a
+    /// rollout), and returns when each run began, in ms from `start`.
+    async fn run_10ms_apart(
+        q: &WorkQueue<&'static str>,
+        start: tokio::time::Instant,
+        n: usize,
+    ) -> Vec<u128> {
+        let mut began = Vec::new();
+        for _ in 0..n {
+            began.push(run_once(q, start).await.as_millis());
+            tokio::time::advance(Duration::from_millis(10)).await;
+        }
+        began
+    }
+
+    /// Runs one change of "svc" after each wait in `waits_ms` (counted from the end of the
+    /// last run) and returns when each run began, in ms from `start`.
+    async fn run_after(
+        q: &WorkQueue<&'static str>,
+        start: tokio::time::Instant,
+        waits_ms: &[u64],
+    ) -> Vec<u128> {
+        let mut began = Vec::new();
+        for wait in waits_ms {
+            tokio::time::advance(Duration::from_millis(*wait)).await;
+            began.push(run_once(q, start).await.as_millis());
+        }
+        began
+    }
+
     /// Runs one change of "svc" to completion and returns when its run began, from `start`.
     async fn run_once(q: &WorkQueue<&'static str>, start: tokio::time::Instant) -> Duration {
         q.add("svc");
@@ -447,18 +486,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_key_held_run_after_run_waits_longer_each_time_up_to_the_longest() {
-        let q = WorkQueue::with_spacing(Spacing {
-            shortest: Duration::from_millis(100),
-            longest: Duration::from_millis(400),
-            start: Start::Burst(0),
-        });
+        let q = WorkQueue::with_spacing(spacing(100, 400, Start::Burst(0)));
         let start = tokio::time::Instant::now();
-        let mut began = Vec::new();
-        for _ in 0..6 {
-            began.push(run_once(&q, start).await.as_millis());
-            // The next change comes 10 ms after each run: a Service in a rollout.
-            tokio::time::advance(Duration::from_millis(10)).await;
-        }
+        let began = run_10ms_apart(&q, start, 6).await;
         assert_eq!(
             began,
             [0, 100, 300, 700, 1100, 1500],
@@ -469,18 +499,16 @@ mod tests {
         // interval starts again from the shortest.
         tokio::time::advance(Duration::from_millis(400)).await;
         let quiet_end = start.elapsed().as_millis();
-        assert_eq!(run_once(&q, start).await.as_millis(), quiet_end);
-        tokio::time::advance(Duration::from_millis(10)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), quiet_end + 100);
+        assert_eq!(
+            run_10ms_apart(&q, start, 2).await,
+            [quiet_end, quiet_end + 100],
+            "run start times (ms) after the quiet period"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_key_changed_every_25ms_for_3s_while_runs_take_15ms_runs_a_few_times() {
-        let q = WorkQueue::with_spacing(Spacing {
-            shortest: Duration::from_millis(100),
-            longest: Duration::from_millis(500),
-            start: Start::Burst(0),
-        });
+        let q = WorkQueue::with_spacing(spacing(100, 500, Start::Burst(0)));
         let start = tokio::time::Instant::now();
         let worker = tokio::spawn({
             let q = q.clone();
@@ -510,67 +538,46 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_allowance_runs_close_changes_at_once_then_spaces_the_rest() {
-        let q = WorkQueue::with_spacing(Spacing {
-            shortest: Duration::from_millis(100),
-            longest: Duration::from_millis(400),
-            start: Start::Burst(2),
-        });
+        let q = WorkQueue::with_spacing(spacing(100, 400, Start::Burst(2)));
         let start = tokio::time::Instant::now();
-        let mut began = Vec::new();
-        for _ in 0..6 {
-            began.push(run_once(&q, start).await.as_millis());
-            tokio::time::advance(Duration::from_millis(10)).await;
-        }
+        let began = run_10ms_apart(&q, start, 6).await;
         // Three runs at once (the first and two more), then held and growing as before.
         assert_eq!(began, [0, 10, 20, 120, 320, 720], "run start times (ms)");
 
         // Quiet for the whole interval: the allowance is whole again.
         tokio::time::advance(Duration::from_millis(400)).await;
         let quiet_end = start.elapsed().as_millis();
-        for k in 0..3 {
-            assert_eq!(run_once(&q, start).await.as_millis(), quiet_end + 10 * k);
-            tokio::time::advance(Duration::from_millis(10)).await;
-        }
-        assert_eq!(run_once(&q, start).await.as_millis(), quiet_end + 120);
+        assert_eq!(
+            run_10ms_apart(&q, start, 4).await,
+            [quiet_end, quiet_end + 10, quiet_end + 20, quiet_end + 120],
+            "run start times (ms) after the quiet period"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn two_changes_of_one_key_a_run_apart_both_go_at_once_with_a_burst_of_one() {
-        let q = WorkQueue::with_spacing(Spacing {
-            shortest: Duration::from_millis(100),
-            longest: Duration::from_millis(500),
-            start: Start::Burst(1),
-        });
+        let q = WorkQueue::with_spacing(spacing(100, 500, Start::Burst(1)));
         let start = tokio::time::Instant::now();
-        assert_eq!(run_once(&q, start).await.as_millis(), 0);
-        tokio::time::advance(Duration::from_millis(30)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), 30);
-        // The quiet period is counted from the last run: 100 ms after it, fresh again.
-        tokio::time::advance(Duration::from_millis(100)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), 130);
-        tokio::time::advance(Duration::from_millis(30)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), 160);
-        tokio::time::advance(Duration::from_millis(30)).await;
+        assert_eq!(run_after(&q, start, &[0, 30]).await, [0, 30]);
+        // The quiet period is counted from the last run: 100 ms after it, fresh again; of the
+        // next three changes 30 ms apart, the third is held.
         assert_eq!(
-            run_once(&q, start).await.as_millis(),
-            260,
-            "the third is held"
+            run_after(&q, start, &[100, 30, 30]).await,
+            [130, 160, 260],
+            "run start times (ms) after the quiet period; the third is held"
         );
     }
 
     #[tokio::test(start_paused = true)]
     async fn with_refill_a_key_is_held_only_after_it_changed_during_its_own_run() {
-        let q = WorkQueue::with_spacing(Spacing {
-            shortest: Duration::from_millis(100),
-            longest: Duration::from_millis(400),
-            start: Start::Refill,
-        });
+        let q = WorkQueue::with_spacing(spacing(100, 400, Start::Refill));
         let start = tokio::time::Instant::now();
         // Changes that each come after the last run ended go at once, however close.
-        for k in 0..4 {
-            assert_eq!(run_once(&q, start).await.as_millis(), 20 * k);
-            tokio::time::advance(Duration::from_millis(20)).await;
-        }
+        assert_eq!(
+            run_after(&q, start, &[0, 20, 20, 20]).await,
+            [0, 20, 40, 60]
+        );
+        tokio::time::advance(Duration::from_millis(20)).await;
         // A change while running: its run follows at once when the first is done...
         q.add("svc");
         let key = q.next().await.unwrap();
@@ -581,50 +588,35 @@ mod tests {
         assert_eq!(start.elapsed().as_millis(), 95);
         q.done(&"svc");
         // ...and from then on the key is held as before, until it is quiet again.
-        tokio::time::advance(Duration::from_millis(10)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), 195);
-        tokio::time::advance(Duration::from_millis(10)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), 395);
-        tokio::time::advance(Duration::from_millis(400)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), 795);
-        tokio::time::advance(Duration::from_millis(10)).await;
-        assert_eq!(run_once(&q, start).await.as_millis(), 805);
+        assert_eq!(
+            run_after(&q, start, &[10, 10, 400, 10]).await,
+            [195, 395, 795, 805],
+            "run start times (ms) after a change during a run"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_fixed_spacing_never_grows() {
         let q = WorkQueue::with_spacing(Spacing::fixed(Duration::from_millis(100)));
         let start = tokio::time::Instant::now();
-        let mut began = Vec::new();
-        for _ in 0..4 {
-            began.push(run_once(&q, start).await.as_millis());
-            tokio::time::advance(Duration::from_millis(10)).await;
-        }
+        let began = run_10ms_apart(&q, start, 4).await;
         assert_eq!(began, [0, 100, 200, 300], "run start times (ms)");
     }
 
     #[test]
     fn a_grown_interval_stays_within_its_bounds() {
-        let spacing = Spacing {
-            shortest: Duration::from_millis(100),
-            longest: Duration::from_millis(500),
-            start: Start::Burst(0),
-        };
+        let growing = spacing(100, 500, Start::Burst(0));
         assert_eq!(
-            spacing.grown(Duration::from_millis(100)),
+            growing.grown(Duration::from_millis(100)),
             Duration::from_millis(200)
         );
         assert_eq!(
-            spacing.grown(Duration::from_millis(400)),
+            growing.grown(Duration::from_millis(400)),
             Duration::from_millis(500)
         );
-        assert_eq!(spacing.grown(Duration::ZERO), Duration::from_millis(100));
+        assert_eq!(growing.grown(Duration::ZERO), Duration::from_millis(100));
         // A longest below the shortest means a fixed interval.
-        let fixed = Spacing {
-            shortest: Duration::from_millis(100),
-            longest: Duration::from_millis(50),
-            start: Start::Burst(0),
-        };
+        let fixed = spacing(100, 50, Start::Burst(0));
         assert_eq!(
             fixed.grown(Duration::from_millis(100)),
             Duration::from_millis(100)

@@ -74,4 +74,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without a Lease every replica would write" }}
 {{- end }}
+{{- if and .Values.clusterIPMode .Values.webhook.tls.secretName (not .Values.webhook.tls.caBundle) }}
+{{- fail "webhook.tls.secretName needs webhook.tls.caBundle: the API server must trust the webhook's certificate" }}
+{{- end }}
+{{- if and .Values.webhook.tls.caBundle (not .Values.webhook.tls.secretName) }}
+{{- fail "webhook.tls.caBundle is only used with webhook.tls.secretName (the generated certificate brings its own CA)" }}
+{{- end }}
+{{- end }}
+
+{{/* ClusterIP mode: the webhook Service's name, and its DNS name (the certificate's SAN). */}}
+{{- define "signpost.webhook.serviceName" -}}
+{{- printf "%s-webhook" (include "signpost.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "signpost.webhook.dnsName" -}}
+{{- printf "%s.%s.svc" (include "signpost.webhook.serviceName" .) .Release.Namespace }}
+{{- end }}
+
+{{/* The Secret the webhook's certificate and key come from. */}}
+{{- define "signpost.webhook.secretName" -}}
+{{- default (printf "%s-webhook-tls" (include "signpost.fullname" .)) .Values.webhook.tls.secretName }}
+{{- end }}
+
+{{/* Where the controller reads that Secret. */}}
+{{- define "signpost.webhook.certDir" -}}
+/etc/signpost/webhook
 {{- end }}

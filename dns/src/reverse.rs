@@ -279,35 +279,19 @@ mod tests {
 
     #[test]
     fn partial_and_malformed_names() {
-        assert_eq!(
-            parse("96.10.in-addr.arpa"),
-            Some(ReverseName::Prefix(cidr("10.96.0.0/16")))
-        );
-        assert_eq!(
-            parse("in-addr.arpa"),
-            Some(ReverseName::Prefix(cidr("0.0.0.0/0")))
-        );
-        assert_eq!(
-            parse("d.f.ip6.arpa"),
-            Some(ReverseName::Prefix(cidr("fd00::/8")))
-        );
-        // A leading zero, a number above 255, a fifth label, a two-digit nibble.
-        assert_eq!(
-            parse("01.96.10.in-addr.arpa"),
-            Some(ReverseName::Below(cidr("10.96.0.0/16")))
-        );
-        assert_eq!(
-            parse("256.96.10.in-addr.arpa"),
-            Some(ReverseName::Below(cidr("10.96.0.0/16")))
-        );
-        assert_eq!(
-            parse("x.1.0.96.10.in-addr.arpa"),
-            Some(ReverseName::Below(cidr("10.96.0.1/32")))
-        );
-        assert_eq!(
-            parse("10.d.f.ip6.arpa"),
-            Some(ReverseName::Below(cidr("fd00::/8")))
-        );
+        use ReverseName::{Below, Prefix};
+        for (name, parsed) in [
+            ("96.10.in-addr.arpa", Prefix(cidr("10.96.0.0/16"))),
+            ("in-addr.arpa", Prefix(cidr("0.0.0.0/0"))),
+            ("d.f.ip6.arpa", Prefix(cidr("fd00::/8"))),
+            // A leading zero, a number above 255, a fifth label, a two-digit nibble.
+            ("01.96.10.in-addr.arpa", Below(cidr("10.96.0.0/16"))),
+            ("256.96.10.in-addr.arpa", Below(cidr("10.96.0.0/16"))),
+            ("x.1.0.96.10.in-addr.arpa", Below(cidr("10.96.0.1/32"))),
+            ("10.d.f.ip6.arpa", Below(cidr("fd00::/8"))),
+        ] {
+            assert_eq!(parse(name), Some(parsed), "{name}");
+        }
     }
 
     #[test]

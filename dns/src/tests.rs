@@ -24,26 +24,29 @@ pub(crate) fn fqdn(service: &str) -> String {
     format!("{service}.{NS}.svc.cluster.local")
 }
 
+/// A record of Service `name`, its spec made from the Service's FQDN.
+fn service_record(
+    name: &str,
+    version: &str,
+    spec: impl FnOnce(&str) -> serde_json::Value,
+) -> DNSRecord {
+    record(name, version, spec(&fqdn(name)))
+}
+
 /// The seed's `hostnames` Service: VIP 10.200.0.7, port `default` 80/TCP.
 fn hostnames(version: &str) -> DNSRecord {
-    let fqdn = fqdn("hostnames");
-    record(
-        "hostnames",
-        version,
+    service_record("hostnames", version, |fqdn| {
         json!({
             "fqdn": fqdn, "type": "ClusterIP", "ttl": 5, "ipv4": ["10.200.0.7"],
             "srv": [{"name": format!("_default._tcp.{fqdn}"), "portName": "default",
                      "protocol": "TCP", "targets": [{"host": fqdn, "port": 80}]}]
-        }),
-    )
+        })
+    })
 }
 
 /// A headless Service over two pods with host names.
 fn web(version: &str) -> DNSRecord {
-    let fqdn = fqdn("web");
-    record(
-        "web",
-        version,
+    service_record("web", version, |fqdn| {
         json!({
             "fqdn": fqdn, "type": "Headless", "ttl": 30,
             "ipv4": ["10.244.0.4", "10.244.0.5"], "ipv6": ["fd00::4"],
@@ -52,7 +55,17 @@ fn web(version: &str) -> DNSRecord {
             "srv": [{"name": format!("_http._tcp.{fqdn}"), "portName": "http", "protocol": "TCP",
                      "targets": [{"host": format!("web-0.{fqdn}"), "port": 8080},
                                  {"host": format!("web-1.{fqdn}"), "port": 8080}]}]
-        }),
+        })
+    })
+}
+
+/// A ClusterIP Service's record of `fqdn` with one address, under `family` (`ipv4` or
+/// `ipv6`, whatever the address).
+fn cluster_ip(name: &str, version: &str, fqdn: &str, family: &str, address: &str) -> DNSRecord {
+    record(
+        name,
+        version,
+        json!({"fqdn": fqdn, "type": "ClusterIP", "ttl": 5, family: [address]}),
     )
 }
 
@@ -160,28 +173,21 @@ fn dns_headless_answers_pod_addresses_and_per_host_names() {
     let mut t = table();
     assert_eq!(t.apply(&web("1")), Applied::Served);
     let fqdn = fqdn("web");
-    assert_eq!(
-        t.lookup(&fqdn, QueryType::A).answers,
-        vec![a(&fqdn, 30, "10.244.0.4"), a(&fqdn, 30, "10.244.0.5")]
-    );
-    assert_eq!(
-        t.lookup(&fqdn, QueryType::Aaaa).answers,
-        vec![aaaa(&fqdn, 30, "fd00::4")]
-    );
     let web0 = format!("web-0.{fqdn}");
-    assert_eq!(
-        t.lookup(&web0, QueryType::A).answers,
-        vec![a(&web0, 30, "10.244.0.4")]
-    );
-    assert_eq!(
-        t.lookup(&web0, QueryType::Aaaa).answers,
-        vec![aaaa(&web0, 30, "fd00::4")]
-    );
     let web1 = format!("web-1.{fqdn}");
-    assert_eq!(
-        t.lookup(&web1, QueryType::A).answers,
-        vec![a(&web1, 30, "10.244.0.5")]
-    );
+    for (name, qtype, answers) in [
+        (
+            &fqdn,
+            QueryType::A,
+            vec![a(&fqdn, 30, "10.244.0.4"), a(&fqdn, 30, "10.244.0.5")],
+        ),
+        (&fqdn, QueryType::Aaaa, vec![aaaa(&fqdn, 30, "fd00::4")]),
+        (&web0, QueryType::A, vec![a(&web0, 30, "10.244.0.4")]),
+        (&web0, QueryType::Aaaa, vec![aaaa(&web0, 30, "fd00::4")]),
+        (&web1, QueryType::A, vec![a(&web1, 30, "10.244.0.5")]),
+    ] {
+        assert_eq!(t.lookup(name, qtype).answers, answers, "{name} {qtype:?}");
+    }
     assert!(nodata(&t.lookup(&web1, QueryType::Aaaa)));
     assert_eq!(
         t.lookup(&format!("web-2.{fqdn}"), QueryType::A).status,
@@ -378,11 +384,7 @@ fn dns_an_update_replaces_the_previous_answers() {
 fn dns_malformed_records_are_skipped_and_reported_the_rest_is_served() {
     let mut t = table();
     t.apply(&hostnames("1"));
-    let bad_address = record(
-        "bad",
-        "7",
-        json!({"fqdn": fqdn("bad"), "type": "ClusterIP", "ttl": 5, "ipv4": ["10.0.0.300"]}),
-    );
+    let bad_address = cluster_ip("bad", "7", &fqdn("bad"), "ipv4", "10.0.0.300");
     let Applied::Rejected(reason) = t.apply(&bad_address) else {
         panic!("accepted a bad address");
     };
@@ -401,11 +403,7 @@ fn dns_malformed_records_are_skipped_and_reported_the_rest_is_served() {
     assert_eq!(t.apply(&bad_address), Applied::Unchanged);
 
     // A served record that turns malformed is withdrawn, not served stale.
-    let broken = record(
-        "hostnames",
-        "2",
-        json!({"fqdn": fqdn("hostnames"), "type": "ClusterIP", "ttl": 5, "ipv6": ["10.0.0.1"]}),
-    );
+    let broken = cluster_ip("hostnames", "2", &fqdn("hostnames"), "ipv6", "10.0.0.1");
     assert!(matches!(t.apply(&broken), Applied::Rejected(_)));
     assert_eq!(
         t.lookup(&fqdn("hostnames"), QueryType::A).status,
@@ -454,11 +452,7 @@ fn dns_bad_names_are_rejected() {
 fn dns_two_records_with_one_name_are_both_served_until_one_goes() {
     let mut t = table();
     t.apply(&hostnames("1"));
-    let twin = record(
-        "twin",
-        "1",
-        json!({"fqdn": fqdn("hostnames"), "type": "ClusterIP", "ttl": 5, "ipv4": ["10.200.0.8"]}),
-    );
+    let twin = cluster_ip("twin", "1", &fqdn("hostnames"), "ipv4", "10.200.0.8");
     t.apply(&twin);
     assert_eq!(t.lookup(&fqdn("hostnames"), QueryType::A).answers.len(), 2);
     t.delete(NS, "twin");
@@ -472,10 +466,12 @@ fn dns_two_records_with_one_name_are_both_served_until_one_goes() {
 fn dns_cluster_domain_is_normalised_and_checked() {
     let mut t = Table::new("Example.Internal.").unwrap();
     assert_eq!(t.domain(), "example.internal");
-    let r = record(
+    let r = cluster_ip(
         "api",
         "1",
-        json!({"fqdn": "api.demo.svc.example.internal", "type": "ClusterIP", "ttl": 5, "ipv4": ["10.0.0.1"]}),
+        "api.demo.svc.example.internal",
+        "ipv4",
+        "10.0.0.1",
     );
     assert_eq!(t.apply(&r), Applied::Served);
     assert_eq!(

@@ -168,29 +168,27 @@ fn headless_endpoints_point_back_to_their_host_names() {
     );
     let v6 = crate::reverse::ptr_name("fd00:244::4".parse().unwrap());
     assert_eq!(ptrs(&t, &v6).1, vec![format!("web-0.{}", fqdn("web"))]);
-    // A pod behind two headless Services: both names.
-    t.apply(&headless(
-        "db",
-        "1",
-        json!([{"name": "db-0", "ipv4": ["10.244.0.4"]}]),
-    ));
-    assert_eq!(
-        ptrs(&t, "4.0.244.10.in-addr.arpa").1,
-        vec![
-            format!("db-0.{}", fqdn("db")),
-            format!("web-0.{}", fqdn("web"))
-        ]
-    );
-    // The endpoint goes: its PTR goes.
-    t.apply(&headless(
-        "web",
-        "2",
-        json!([{"name": "10-244-0-5", "ipv4": ["10.244.0.5"]}]),
-    ));
-    assert_eq!(
-        ptrs(&t, "4.0.244.10.in-addr.arpa").1,
-        vec![format!("db-0.{}", fqdn("db"))]
-    );
+    let db0 = format!("db-0.{}", fqdn("db"));
+    let web0 = format!("web-0.{}", fqdn("web"));
+    for (what, change, names) in [
+        (
+            "a pod behind two headless Services: both names",
+            headless("db", "1", json!([{"name": "db-0", "ipv4": ["10.244.0.4"]}])),
+            vec![db0.clone(), web0],
+        ),
+        (
+            "the endpoint goes: its PTR goes",
+            headless(
+                "web",
+                "2",
+                json!([{"name": "10-244-0-5", "ipv4": ["10.244.0.5"]}]),
+            ),
+            vec![db0],
+        ),
+    ] {
+        t.apply(&change);
+        assert_eq!(ptrs(&t, "4.0.244.10.in-addr.arpa").1, names, "{what}");
+    }
 }
 
 #[test]

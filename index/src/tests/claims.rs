@@ -29,6 +29,11 @@ fn ip(s: &str) -> std::net::IpAddr {
     s.parse().expect("an address")
 }
 
+/// The Service whose claim the book holds for `address`.
+fn holder(index: &ClaimsIndex, address: &str) -> Option<ServiceKey> {
+    index.book.claim_at(ip(address)).map(|c| c.service.clone())
+}
+
 #[test]
 fn a_claim_is_booked_under_its_service_and_syncs_it() {
     let mut index = index(None);
@@ -36,13 +41,7 @@ fn a_claim_is_booked_under_its_service_and_syncs_it() {
         index.apply_claim(&claim("10.96.0.1", "web", "ns", "c1")),
         Some(key("web"))
     );
-    assert_eq!(
-        index
-            .book
-            .claim_at(ip("10.96.0.1"))
-            .map(|c| c.service.clone()),
-        Some(key("web"))
-    );
+    assert_eq!(holder(&index, "10.96.0.1"), Some(key("web")));
     assert!(
         index.book.reserve(ip("10.96.0.1")).is_err(),
         "the address is taken"
@@ -95,13 +94,7 @@ fn deleting_an_old_claim_keeps_the_new_holder_of_its_address() {
     index.wait_for_a_freed_address(&key("c"));
     let keys = index.delete_claim(&claim("10.96.0.1", "a", "ns", "c1"));
     assert_eq!(keys, vec![key("a")], "nothing was freed, nobody woken");
-    assert_eq!(
-        index
-            .book
-            .claim_at(ip("10.96.0.1"))
-            .map(|c| c.service.clone()),
-        Some(key("b"))
-    );
+    assert_eq!(holder(&index, "10.96.0.1"), Some(key("b")));
 }
 
 #[test]

@@ -1,5 +1,3 @@
-use std::time::Instant;
-
 use super::*;
 use crate::endpoints::EndpointsIndex;
 
@@ -60,36 +58,32 @@ fn a_new_pod_syncs_the_services_selecting_it_and_notes_when() {
     assert_eq!(index.pods.len(), 2);
 }
 
+/// The Services a change of `web-1` (IP unchanged) in [`index_with_web`] syncs, sorted, and
+/// the index after it.
+fn web_1_changed(labels: serde_json::Value, ready: bool) -> (Vec<ServiceKey>, EndpointsIndex) {
+    let mut index = index_with_web();
+    let affected = apply(&mut index, pod("web-1", labels, "10.0.0.1", ready));
+    (sorted(affected), index)
+}
+
 #[test]
 fn a_pod_change_that_no_endpoint_shows_syncs_nothing() {
-    let mut index = index_with_web();
     // Same IP, readiness and labels: an annotation or a status timestamp changed.
-    let affected = apply(
-        &mut index,
-        pod("web-1", json!({"app": "web"}), "10.0.0.1", true),
-    );
+    let (affected, index) = web_1_changed(json!({"app": "web"}), true);
     assert!(affected.is_empty(), "{affected:?}");
     assert!(index.triggers.is_empty());
 }
 
 #[test]
 fn a_readiness_flip_syncs_the_service() {
-    let mut index = index_with_web();
-    let affected = apply(
-        &mut index,
-        pod("web-1", json!({"app": "web"}), "10.0.0.1", false),
-    );
-    assert_eq!(sorted(affected), vec![key("web")]);
+    let (affected, _) = web_1_changed(json!({"app": "web"}), false);
+    assert_eq!(affected, vec![key("web")]);
 }
 
 #[test]
 fn a_relabelled_pod_syncs_the_services_it_left_and_joined() {
-    let mut index = index_with_web();
-    let affected = apply(
-        &mut index,
-        pod("web-1", json!({"tier": "front"}), "10.0.0.1", true),
-    );
-    assert_eq!(sorted(affected), vec![key("all"), key("web")]);
+    let (affected, _) = web_1_changed(json!({"tier": "front"}), true);
+    assert_eq!(affected, vec![key("all"), key("web")]);
 }
 
 #[test]
@@ -145,24 +139,7 @@ fn pods_that_vanished_during_a_relist_sync_their_services() {
 
 #[test]
 fn a_slice_files_under_its_service_and_a_relabel_moves_it() {
-    let mut index = EndpointsIndex::new();
-    assert_eq!(
-        index.slices.apply(&slice("web-abc", "web")),
-        vec![key("web")]
-    );
-    assert_eq!(
-        index.slices.names.names(&key("web")),
-        vec!["web-abc".to_string()]
-    );
-    // Relabelled to another Service: both are synced, and the old one no longer has it.
-    let keys = index.slices.apply(&slice("web-abc", "api"));
-    assert_eq!(keys, vec![key("web"), key("api")]);
-    assert!(index.slices.names.names(&key("web")).is_empty());
-    assert_eq!(
-        index.slices.delete(&slice("web-abc", "api")),
-        Some(key("api"))
-    );
-    assert!(index.slices.names.names(&key("api")).is_empty());
+    a_relabel_moves_a_slice(&mut EndpointsIndex::new().slices, "web-abc", "web", "api");
 }
 
 #[test]
@@ -209,14 +186,8 @@ fn the_echo_of_our_own_slice_write_settles_it_and_syncs_nothing() {
 #[test]
 fn a_slice_relist_refiles_everything_and_settles_older_writes() {
     let mut index = EndpointsIndex::new();
-    index.slices.apply(&slice("web-abc", "web"));
-    // We deleted web-abc; the delete event was lost while the watch was down.
-    index.slices.tracker.deleted(&key("web"), "web-abc");
-    index.slices.begin_relist(Instant::now());
-    let keys = index.slices.finish_relist([&slice("api-xyz", "api")]);
+    let keys = a_relist_settles_a_lost_deletion(&mut index.slices, &[slice("api-xyz", "api")]);
     assert_eq!(keys, vec![key("api")]);
-    assert!(index.slices.names.names(&key("web")).is_empty());
-    assert_eq!(index.slices.tracker.pending(), 0, "the relist is the truth");
 }
 
 #[test]

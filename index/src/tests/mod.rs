@@ -13,6 +13,8 @@ use serde_json::json;
 use signpost_core::endpoints::pod::PodRecord;
 use signpost_core::keys::ServiceKey;
 
+use crate::own_slices::OwnSlices;
+
 fn key(name: &str) -> ServiceKey {
     ServiceKey::new("ns", name)
 }
@@ -68,5 +70,33 @@ fn now() -> Timestamp {
 fn sorted(keys: impl IntoIterator<Item = ServiceKey>) -> Vec<ServiceKey> {
     let mut keys: Vec<_> = keys.into_iter().collect();
     keys.sort();
+    keys
+}
+
+/// A slice filed under Service `from`, relabelled to `to`, then deleted, in a controller's own
+/// slices (the endpoints and the mirroring indexes each hold one).
+fn a_relabel_moves_a_slice(slices: &mut OwnSlices, name: &str, from: &str, to: &str) {
+    assert_eq!(slices.apply(&slice(name, from)), vec![key(from)]);
+    assert_eq!(slices.names.names(&key(from)), vec![name.to_string()]);
+    // Relabelled to another Service: both are synced, and the old one no longer has it.
+    assert_eq!(slices.apply(&slice(name, to)), vec![key(from), key(to)]);
+    assert!(slices.names.names(&key(from)).is_empty());
+    assert_eq!(slices.delete(&slice(name, to)), Some(key(to)));
+    assert!(slices.names.names(&key(to)).is_empty());
+}
+
+/// We deleted `web-abc` of Service `web`, and the delete event was lost while the watch was
+/// down; a relist that shows `listed` settles the deletion. Returns the Services the relist
+/// reports.
+fn a_relist_settles_a_lost_deletion(
+    slices: &mut OwnSlices,
+    listed: &[EndpointSlice],
+) -> Vec<ServiceKey> {
+    slices.apply(&slice("web-abc", "web"));
+    slices.tracker.deleted(&key("web"), "web-abc");
+    slices.begin_relist(std::time::Instant::now());
+    let keys = slices.finish_relist(listed);
+    assert!(slices.names.names(&key("web")).is_empty());
+    assert_eq!(slices.tracker.pending(), 0, "the relist is the truth");
     keys
 }

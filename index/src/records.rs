@@ -288,12 +288,33 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A claim as the index files it (name, Service, Service UID, address), named as ServiceIPs
+    /// are: the address, ':' written as '-'.
+    fn claim(address: &str, service: &str, uid: &str) -> (String, ServiceKey, String, IpAddr) {
+        (
+            address.replace(':', "-"),
+            key(service),
+            uid.into(),
+            ip(address),
+        )
+    }
+
+    /// An index that was given `claims`, one after the other.
+    fn index_of<const N: usize>(claims: [(String, ServiceKey, String, IpAddr); N]) -> VipIndex {
+        let mut index = VipIndex::new();
+        for (name, service, uid, address) in claims {
+            index.apply(&name, service, &uid, address);
+        }
+        index
+    }
+
     #[test]
     fn vips_count_only_claims_of_the_current_service_uid() {
-        let mut index = VipIndex::new();
-        index.apply("10.96.0.9", key("web"), "uid-old", ip("10.96.0.9"));
-        index.apply("10.96.0.7", key("web"), "uid-new", ip("10.96.0.7"));
-        index.apply("fd00--7", key("web"), "uid-new", ip("fd00::7"));
+        let index = index_of([
+            claim("10.96.0.9", "web", "uid-old"),
+            claim("10.96.0.7", "web", "uid-new"),
+            claim("fd00::7", "web", "uid-new"),
+        ]);
         assert_eq!(
             index.vips_of(&key("web"), "uid-new"),
             vec![ip("10.96.0.7"), ip("fd00::7")]
@@ -318,8 +339,7 @@ mod tests {
 
     #[test]
     fn a_claim_refiled_under_another_service_concerns_both() {
-        let mut index = VipIndex::new();
-        index.apply("10.96.0.7", key("web"), "u1", ip("10.96.0.7"));
+        let mut index = index_of([claim("10.96.0.7", "web", "u1")]);
         let affected = index.apply("10.96.0.7", key("db"), "u2", ip("10.96.0.7"));
         assert_eq!(affected, vec![key("web"), key("db")]);
         assert!(index.vips_of(&key("web"), "u1").is_empty());
@@ -328,8 +348,7 @@ mod tests {
 
     #[test]
     fn removing_the_last_claim_leaves_no_empty_entry() {
-        let mut index = VipIndex::new();
-        index.apply("10.96.0.7", key("web"), "u", ip("10.96.0.7"));
+        let mut index = index_of([claim("10.96.0.7", "web", "u")]);
         assert_eq!(index.remove("10.96.0.7"), Some(key("web")));
         assert_eq!(index.remove("10.96.0.7"), None);
         assert!(index.is_empty());
@@ -338,19 +357,15 @@ mod tests {
 
     #[test]
     fn rebuild_reports_only_services_whose_addresses_changed() {
-        let mut index = VipIndex::new();
-        index.apply("10.96.0.1", key("same"), "u", ip("10.96.0.1"));
-        index.apply("10.96.0.2", key("gone"), "u", ip("10.96.0.2"));
-        index.apply("10.96.0.3", key("moved"), "u", ip("10.96.0.3"));
+        let mut index = index_of([
+            claim("10.96.0.1", "same", "u"),
+            claim("10.96.0.2", "gone", "u"),
+            claim("10.96.0.3", "moved", "u"),
+        ]);
         let affected = index.rebuild([
-            ("10.96.0.1".into(), key("same"), "u".into(), ip("10.96.0.1")),
-            (
-                "10.96.0.4".into(),
-                key("moved"),
-                "u".into(),
-                ip("10.96.0.4"),
-            ),
-            ("10.96.0.5".into(), key("new"), "u".into(), ip("10.96.0.5")),
+            claim("10.96.0.1", "same", "u"),
+            claim("10.96.0.4", "moved", "u"),
+            claim("10.96.0.5", "new", "u"),
         ]);
         let mut names: Vec<String> = affected.into_iter().map(|k| k.name).collect();
         names.sort();

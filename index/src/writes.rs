@@ -192,43 +192,56 @@ mod tests {
         slices.iter().map(|(n, g)| Arc::new(slice(n, *g))).collect()
     }
 
-    /// (name, generation) of every slice in `view`.
-    fn seen(view: &[Arc<EndpointSlice>]) -> Vec<(String, i64)> {
-        view.iter()
-            .map(|s| (name_of(s).to_string(), generation_of(s)))
-            .collect()
+    /// A tracker that wrote one slice of Service [`key`].
+    fn after_writing(name: &str, generation: i64) -> WriteTracker {
+        let mut tracker = WriteTracker::new();
+        tracker.wrote(&key(), slice(name, generation));
+        tracker
     }
 
-    fn pairs(slices: &[(&str, i64)]) -> Vec<(String, i64)> {
-        slices.iter().map(|(n, g)| (n.to_string(), *g)).collect()
+    /// Asserts the (name, generation) of every slice `tracker` shows of Service [`key`] while
+    /// the cache holds `cache`.
+    #[track_caller]
+    fn assert_seen(tracker: &mut WriteTracker, cache: &[(&str, i64)], shown: &[(&str, i64)]) {
+        let view = tracker.current(&key(), cached(cache));
+        let seen: Vec<(&str, i64)> = view
+            .iter()
+            .map(|s| (name_of(s), generation_of(s)))
+            .collect();
+        assert_eq!(seen, shown, "what the cache {cache:?} shows");
     }
 
     #[test]
     fn a_cache_behind_our_update_shows_what_the_update_returned_until_it_catches_up() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), slice("web-abc", 3));
-        let view = tracker.current(&key(), cached(&[("web-abc", 2), ("web-def", 1)]));
-        assert_eq!(seen(&view), pairs(&[("web-abc", 3), ("web-def", 1)]));
-        let view = tracker.current(&key(), cached(&[("web-abc", 3), ("web-def", 1)]));
-        assert_eq!(seen(&view), pairs(&[("web-abc", 3), ("web-def", 1)]));
+        let mut tracker = after_writing("web-abc", 3);
+        assert_seen(
+            &mut tracker,
+            &[("web-abc", 2), ("web-def", 1)],
+            &[("web-abc", 3), ("web-def", 1)],
+        );
+        assert_seen(
+            &mut tracker,
+            &[("web-abc", 3), ("web-def", 1)],
+            &[("web-abc", 3), ("web-def", 1)],
+        );
         assert_eq!(tracker.pending(), 0, "caught-up writes are forgotten");
     }
 
     #[test]
     fn a_newer_generation_in_the_cache_wins_over_our_write() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), slice("web-abc", 3));
-        let view = tracker.current(&key(), cached(&[("web-abc", 5)]));
-        assert_eq!(seen(&view), pairs(&[("web-abc", 5)]));
+        let mut tracker = after_writing("web-abc", 3);
+        assert_seen(&mut tracker, &[("web-abc", 5)], &[("web-abc", 5)]);
         assert_eq!(tracker.pending(), 0);
     }
 
     #[test]
     fn a_created_slice_missing_from_the_cache_is_shown() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), slice("web-new", 1));
-        let view = tracker.current(&key(), cached(&[("web-abc", 2)]));
-        assert_eq!(seen(&view), pairs(&[("web-abc", 2), ("web-new", 1)]));
+        let mut tracker = after_writing("web-new", 1);
+        assert_seen(
+            &mut tracker,
+            &[("web-abc", 2)],
+            &[("web-abc", 2), ("web-new", 1)],
+        );
         assert_eq!(
             tracker.pending(),
             1,
@@ -242,16 +255,18 @@ mod tests {
     fn a_deleted_slice_still_cached_is_left_out() {
         let mut tracker = WriteTracker::new();
         tracker.deleted(&key(), "web-old");
-        let view = tracker.current(&key(), cached(&[("web-old", 4), ("web-abc", 1)]));
-        assert_eq!(seen(&view), pairs(&[("web-abc", 1)]));
+        assert_seen(
+            &mut tracker,
+            &[("web-old", 4), ("web-abc", 1)],
+            &[("web-abc", 1)],
+        );
         assert!(tracker.current(&key(), cached(&[])).is_empty());
         assert_eq!(tracker.pending(), 0);
     }
 
     #[test]
     fn a_watched_deletion_clears_what_we_wrote() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), slice("web-abc", 3));
+        let mut tracker = after_writing("web-abc", 3);
         tracker.observed_deletion(&key(), "web-abc");
         assert!(tracker.current(&key(), cached(&[])).is_empty());
         assert_eq!(tracker.pending(), 0);
@@ -260,14 +275,12 @@ mod tests {
     #[test]
     fn untracked_services_show_the_cache_as_it_is() {
         let mut tracker = WriteTracker::new();
-        let view = tracker.current(&key(), cached(&[("web-x", 1)]));
-        assert_eq!(seen(&view), pairs(&[("web-x", 1)]));
+        assert_seen(&mut tracker, &[("web-x", 1)], &[("web-x", 1)]);
     }
 
     #[test]
     fn a_slice_deleted_while_the_watch_was_down_is_forgotten_after_a_relist() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), slice("web-abc", 3));
+        let mut tracker = after_writing("web-abc", 3);
         // The watch broke before it showed the write; someone deleted the slice meanwhile.
         assert_eq!(tracker.current(&key(), cached(&[])).len(), 1);
         tracker.relisted(Instant::now(), |_, _| false);
@@ -285,17 +298,14 @@ mod tests {
         tracker.wrote(&key(), slice("web-new", 1));
         tracker.deleted(&key(), "web-old");
         tracker.relisted(began, |_, _| false);
-        let view = tracker.current(&key(), cached(&[("web-old", 4)]));
-        assert_eq!(seen(&view), pairs(&[("web-new", 1)]));
+        assert_seen(&mut tracker, &[("web-old", 4)], &[("web-new", 1)]);
     }
 
     #[test]
     fn a_relist_that_shows_the_slice_keeps_comparing_generations() {
-        let mut tracker = WriteTracker::new();
-        tracker.wrote(&key(), slice("web-abc", 3));
+        let mut tracker = after_writing("web-abc", 3);
         tracker.relisted(Instant::now(), |_, name| name == "web-abc");
-        let view = tracker.current(&key(), cached(&[("web-abc", 2)]));
-        assert_eq!(seen(&view), pairs(&[("web-abc", 3)]));
+        assert_seen(&mut tracker, &[("web-abc", 2)], &[("web-abc", 3)]);
         tracker.current(&key(), cached(&[("web-abc", 3)]));
         assert_eq!(tracker.pending(), 0);
     }

@@ -303,15 +303,23 @@ pub fn decode_list(message: &[u8]) -> Result<ListPage<'_>, WireError> {
 
 /// A `ListMeta`'s resource version and continue token (empty when absent).
 fn decode_list_meta(message: &[u8]) -> Result<(String, String), WireError> {
-    let (mut resource_version, mut continue_token) = (String::new(), String::new());
+    let (resource_version, continue_token) = string_pair(message, 2, 3)?;
+    Ok((resource_version.to_owned(), continue_token.to_owned()))
+}
+
+/// The string fields `first` and `second` of a message, each empty when absent: a
+/// `map<string, string>` entry's key and value (1, 2), a condition's type and status, a
+/// `ListMeta`'s resource version and continue token.
+pub fn string_pair(message: &[u8], first: u32, second: u32) -> Result<(&str, &str), WireError> {
+    let (mut a, mut b) = ("", "");
     for field in fields(message) {
         match field? {
-            (2, value) => resource_version = value.string(2)?,
-            (3, value) => continue_token = value.string(3)?,
+            (number, value) if number == first => a = value.str(first)?,
+            (number, value) if number == second => b = value.str(second)?,
             _ => {}
         }
     }
-    Ok((resource_version, continue_token))
+    Ok((a, b))
 }
 
 /// The continue token of a list response from the first bytes of its body, before the items

@@ -9,7 +9,7 @@
 use k8s_openapi::api::core::v1::ContainerPort;
 
 use super::{PodParts, SlimPod};
-use crate::runtime::protobuf::{Value, WireError, fields};
+use crate::runtime::protobuf::{Value, WireError, fields, string_pair};
 
 /// Decodes a `Pod` message (out of its envelope) into its record.
 pub fn decode_slim_pod(message: &[u8]) -> Result<SlimPod, WireError> {
@@ -38,26 +38,14 @@ fn object_meta(message: &[u8], parts: &mut PodParts) -> Result<(), WireError> {
                 parts.terminating = true;
             }
             (11, value) => {
-                let (key, label) = map_entry(value.bytes(11)?)?;
+                // A `map<string, string>` entry: key in field 1, value in field 2.
+                let (key, label) = string_pair(value.bytes(11)?, 1, 2)?;
                 parts.labels.push((key.into(), label.into()));
             }
             _ => {}
         }
     }
     Ok(())
-}
-
-/// A `map<string, string>` entry: key in field 1, value in field 2.
-fn map_entry(message: &[u8]) -> Result<(String, String), WireError> {
-    let (mut key, mut value) = (String::new(), String::new());
-    for field in fields(message) {
-        match field? {
-            (1, v) => key = v.string(1)?,
-            (2, v) => value = v.string(2)?,
-            _ => {}
-        }
-    }
-    Ok((key, value))
 }
 
 fn spec(message: &[u8], parts: &mut PodParts) -> Result<(), WireError> {
@@ -116,7 +104,8 @@ fn status(message: &[u8], parts: &mut PodParts) -> Result<(), WireError> {
         match field? {
             (1, value) => parts.phase = value.non_empty_string(1)?,
             (2, value) => {
-                let (type_, status) = condition(value.bytes(2)?)?;
+                // A condition: type in field 1, status in field 2.
+                let (type_, status) = string_pair(value.bytes(2)?, 1, 2)?;
                 parts.condition(type_, status);
             }
             (6, value) => parts.pod_ip = value.non_empty_string(6)?,
@@ -125,19 +114,6 @@ fn status(message: &[u8], parts: &mut PodParts) -> Result<(), WireError> {
         }
     }
     Ok(())
-}
-
-/// A condition's type and status.
-fn condition(message: &[u8]) -> Result<(&str, &str), WireError> {
-    let (mut type_, mut status) = ("", "");
-    for field in fields(message) {
-        match field? {
-            (1, value) => type_ = value.str(1)?,
-            (2, value) => status = value.str(2)?,
-            _ => {}
-        }
-    }
-    Ok((type_, status))
 }
 
 fn pod_ip(message: &[u8]) -> Result<String, WireError> {

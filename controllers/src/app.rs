@@ -348,6 +348,7 @@ impl Controllers {
                 ttl: settings.dns_ttl,
                 namespace: settings.namespace.clone(),
                 workers: settings.workers,
+                cluster_ip_mode: settings.cluster_ip_mode,
             },
         )
         .context("--cluster-domain")?;

@@ -1,4 +1,6 @@
 //! The records reconciler: Services + ServiceIP claims + EndpointSlices in, DNSRecords out.
+//! In ClusterIP mode a ClusterIP Service's addresses are its own `spec.clusterIPs`, and the
+//! claims are not read.
 //!
 //! Keyed by Service namespace/name, so a deleted Service is handled like any other change (its
 //! key has a record but no Service). The rendering is the pure [`render`]; the ownership and
@@ -18,7 +20,9 @@ use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use tokio::sync::watch;
 
 use super::status::{LABEL_MANAGED_BY, MANAGED_BY_SIGNPOST, Ownership, desired_status, ownership};
-use super::{RenderError, Rendered, normalize_cluster_domain, record_type, render, trigger};
+use super::{
+    RenderError, Rendered, cluster_ips, normalize_cluster_domain, record_type, render, trigger,
+};
 use crate::runtime::{
     Change, ControlLoop, EventSink, Informer, Next, SharedMetrics, SyncError, WorkQueue, keys_of,
     on_change,
@@ -47,6 +51,11 @@ pub struct RecordsConfig {
     pub namespace: Option<String>,
     /// Concurrent reconciles.
     pub workers: usize,
+    /// ClusterIP mode (`--cluster-ip-mode`): a Service's record lists its `spec.clusterIPs`,
+    /// which Signpost's webhook chose, or the API server from another ServiceCIDR (while
+    /// Signpost was down, or beside Signpost's): the address clients reach is the Service's
+    /// real one either way, so the record says it, even where no claim could be made.
+    pub cluster_ip_mode: bool,
 }
 
 /// Shared state of the controller.
@@ -143,7 +152,11 @@ impl RecordsController {
                 affected.into_iter().collect()
             }
         };
-        self.control.add_all(affected);
+        // In ClusterIP mode the records follow `spec.clusterIPs`, whose changes come with the
+        // Service's own events; a claim changes no record.
+        if !self.config.cluster_ip_mode {
+            self.control.add_all(affected);
+        }
     }
 
     /// Only headless Services read their slices, so only they are woken by slice changes
@@ -363,7 +376,11 @@ impl RecordsController {
     ) -> Result<(Rendered, String), RenderError> {
         let (vips, slices) = {
             let state = self.lock();
-            let vips = state.vips.vips_of(key, uid);
+            let vips = if self.config.cluster_ip_mode {
+                cluster_ips(service)
+            } else {
+                state.vips.vips_of(key, uid)
+            };
             let slices: Vec<EndpointSlice> = if record_type(service) == RecordType::Headless {
                 state
                     .slices

@@ -211,8 +211,9 @@ pub fn record_type(service: &Service) -> RecordType {
 
 /// Renders the DNSRecord of `service`.
 ///
-/// - `vips`: Signpost's virtual IPs of the Service (from its ServiceIP claims), in any order;
-///   ignored unless the record type is ClusterIP.
+/// - `vips`: the Service's virtual IPs (its ServiceIP claims' addresses, or in ClusterIP mode
+///   its own `spec.clusterIPs`, see [`super::cluster_ips`]), in any order; ignored unless the
+///   record type is ClusterIP.
 /// - `slices`: the Service's EndpointSlices (the caller selects them by the
 ///   `kubernetes.io/service-name` label), in any order; read only for a headless Service.
 /// - `cluster_domain`: e.g. `cluster.local`; one trailing dot is tolerated.

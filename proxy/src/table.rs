@@ -7,10 +7,16 @@
 //! address families, round robin across updates) be a unit test.
 //!
 //! - A **frontend** (VIP, port, protocol) exists while the Service's DNSRecord is of type
-//!   ClusterIP with that VIP, the VIP's ServiceIP claim names that Service (namespace, name
-//!   and UID), and the Service has that port. A DNSRecord is written by whoever may write in
-//!   its namespace; the claim is written by the allocator alone, so a record (or a Service,
-//!   or a slice) in another namespace that names someone else's VIP never redirects it.
+//!   ClusterIP with that VIP, the VIP is the Service's, and the Service has that port. A VIP is
+//!   the Service's when its ServiceIP claim names that Service (namespace, name and UID), or
+//!   when it is one of the Service's own `spec.clusterIPs` and no claim gives it to another
+//!   Service. A DNSRecord is written by whoever may write in its namespace; the claim is
+//!   written by the allocator alone, and a ClusterIP by the API server, which gives each
+//!   address to one Service only; so a record (or a Service, or a slice) in another namespace
+//!   that names someone else's VIP never redirects it. ClusterIPs are what make a Service
+//!   whose address Signpost did not choose (ClusterIP mode, a Service created while Signpost
+//!   was down) reachable; a claim still wins over them, since outside ClusterIP mode
+//!   Signpost's CIDRs may overlap the API server's.
 //! - Its **pool** is the ordered list of ready backends of that service port in the Service's
 //!   EndpointSlices of the VIP's family: each slice port whose *name* equals the service
 //!   port's name (both empty for a single unnamed port) and whose protocol matches, times
@@ -185,6 +191,10 @@ pub struct Table {
     records: BTreeMap<ServiceKey, Vec<IpAddr>>,
     claims: BTreeMap<IpAddr, Claim>,
     uids: BTreeMap<ServiceKey, String>,
+    /// Each Service's own `spec.clusterIPs`, sorted.
+    cluster_ips: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    /// The same, by address: whose frontends a claim of that address may take or give back.
+    cluster_ip_owners: BTreeMap<IpAddr, BTreeSet<ServiceKey>>,
     services: BTreeMap<ServiceKey, Vec<ServicePort>>,
     slices: BTreeMap<ServiceKey, BTreeMap<String, Slice>>,
     pools: BTreeMap<PoolKey, Pool>,
@@ -224,14 +234,56 @@ impl Table {
         if old == claim {
             return false;
         }
-        if let Some(old) = &old {
-            self.rebuild(&old.service);
+        // The claim's Services before and after, and those whose ClusterIP it is: a claim
+        // naming another Service takes a ClusterIP from them, and gives it back when it goes.
+        let mut affected: BTreeSet<ServiceKey> = old.into_iter().map(|c| c.service).collect();
+        affected.extend(claim.map(|c| c.service));
+        affected.extend(
+            self.cluster_ip_owners
+                .get(&vip)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        for service in &affected {
+            self.rebuild(service);
         }
-        if let Some(new) = claim
-            && old.is_none_or(|old| old.service != new.service)
-        {
-            self.rebuild(&new.service);
+        true
+    }
+
+    /// Sets (or with `None` forgets) a Service's own `spec.clusterIPs`: addresses the API
+    /// server gave to this Service alone, so its DNSRecord may list them although no claim
+    /// names it (Signpost did not choose them, or chose them in ClusterIP mode).
+    pub fn set_service_cluster_ips(
+        &mut self,
+        service: &ServiceKey,
+        cluster_ips: Option<Vec<IpAddr>>,
+    ) -> bool {
+        let cluster_ips = cluster_ips.map(|mut ips| {
+            ips.sort();
+            ips.dedup();
+            ips
+        });
+        let old = self.cluster_ips.get(service).cloned().unwrap_or_default();
+        let changed = replace(&mut self.cluster_ips, service, cluster_ips);
+        if !changed {
+            return false;
         }
+        for ip in old {
+            if let Some(owners) = self.cluster_ip_owners.get_mut(&ip) {
+                owners.remove(service);
+                if owners.is_empty() {
+                    self.cluster_ip_owners.remove(&ip);
+                }
+            }
+        }
+        for ip in self.cluster_ips.get(service).into_iter().flatten() {
+            self.cluster_ip_owners
+                .entry(*ip)
+                .or_default()
+                .insert(service.clone());
+        }
+        self.rebuild(service);
         true
     }
 
@@ -244,17 +296,25 @@ impl Table {
         changed
     }
 
-    /// Whether `vip`'s claim gives it to `service` (and, when both UIDs are known, to this
-    /// incarnation of it).
+    /// Whether `vip` is `service`'s: its claim gives it to `service` (and, when both UIDs are
+    /// known, to this incarnation of it), or it is one of the Service's ClusterIPs and no
+    /// claim gives it to another Service.
     fn owns(&self, service: &ServiceKey, vip: &IpAddr) -> bool {
-        self.claims.get(vip).is_some_and(|claim| {
+        let claim = self.claims.get(vip);
+        let claimed = claim.is_some_and(|claim| {
             claim.service == *service
                 && (claim.uid.is_empty()
                     || self
                         .uids
                         .get(service)
                         .is_none_or(|uid| uid.is_empty() || *uid == claim.uid))
-        })
+        });
+        let cluster_ip = self
+            .cluster_ips
+            .get(service)
+            .is_some_and(|ips| ips.binary_search(vip).is_ok())
+            && claim.is_none_or(|claim| claim.service == *service);
+        claimed || cluster_ip
     }
 
     /// Sets (or with `None` removes) a Service's ports.
@@ -315,7 +375,7 @@ impl Table {
     }
 
     /// The VIPs that belong on the interface: those of ClusterIP records whose Service exists
-    /// and is the one the VIP's claim names.
+    /// and owns the VIP (its claim, or its ClusterIP).
     pub fn addresses(&self) -> BTreeSet<IpAddr> {
         self.records
             .iter()

@@ -9,7 +9,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use signpost_crds::DNSRecord;
 
 use super::table::{Claim, Frontend, Pool, Protocol, ServiceKey, ServicePort, Slice, Table};
-use super::watch::{record_vips, service_ports, slice_of};
+use super::watch::{record_vips, service_ports, slice_of, strip_service};
+use signpost_core::records::cluster_ips;
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
@@ -463,6 +464,125 @@ fn a_claim_for_an_earlier_service_of_the_same_name_gives_no_vip() {
     // The claim released: the VIP goes.
     table.set_claim(ip("10.200.0.7"), None);
     assert!(table.frontends().is_empty());
+}
+
+/// A Service `name` with port `default` 80 → 9376, one ready pod, its own ClusterIPs `ips`
+/// and a DNSRecord listing `vips`, without any claim: an address the API server chose.
+fn with_cluster_ips(table: &mut Table, name: &str, ips: &[&str], vips: &[&str]) {
+    let svc = key(name);
+    table.set_service(&svc, Some(vec![port("default", 80)]));
+    table.set_service_cluster_ips(&svc, Some(ips.iter().map(|a| ip(a)).collect()));
+    table.set_slice(
+        &svc,
+        &format!("{name}-1"),
+        Some(slice(&[("default", 9376)], &["10.244.0.9"])),
+    );
+    table.set_record(&svc, Some(vips.iter().map(|a| ip(a)).collect()));
+}
+
+#[test]
+fn a_services_own_cluster_ip_is_served_without_a_claim() {
+    let mut table = Table::new();
+    with_cluster_ips(&mut table, "outside", &["10.96.0.50"], &["10.96.0.50"]);
+    let frontend = tcp("10.96.0.50", 80);
+    assert_eq!(table.service_of(&frontend), Some(&key("outside")));
+    assert_backends(&table, "10.96.0.50", 80, &["10.244.0.9:9376"]);
+    assert_eq!(
+        table.addresses().into_iter().collect::<Vec<_>>(),
+        [ip("10.96.0.50")]
+    );
+    // The same ClusterIP set again is no change; the Service losing it loses the VIP.
+    let svc = key("outside");
+    assert!(!table.set_service_cluster_ips(&svc, Some(vec![ip("10.96.0.50")])));
+    assert!(table.set_service_cluster_ips(&svc, None));
+    assert_eq!(table.service_of(&frontend), None);
+    assert!(table.addresses().is_empty());
+    assert_eq!(table.pools(), 0);
+}
+
+#[test]
+fn a_record_listing_another_services_cluster_ip_gets_nothing() {
+    let mut table = Table::new();
+    with_cluster_ips(&mut table, "owner", &["10.96.0.50"], &["10.96.0.50"]);
+    // Another namespace's record (sorting first) lists the owner's ClusterIP beside its own.
+    let intruder = ("a-other".to_string(), "steal".to_string());
+    table.set_service(&intruder, Some(vec![port("default", 80)]));
+    table.set_service_cluster_ips(&intruder, Some(vec![ip("10.96.0.60")]));
+    table.set_record(&intruder, Some(vec![ip("10.96.0.50"), ip("10.96.0.60")]));
+    assert_eq!(
+        table.service_of(&tcp("10.96.0.50", 80)),
+        Some(&key("owner"))
+    );
+    assert_eq!(table.service_of(&tcp("10.96.0.60", 80)), Some(&intruder));
+    assert!(table.conflicts().is_empty(), "{:?}", table.conflicts());
+    // A DNSRecord naming an address that is nobody's ClusterIP and has no claim: not served.
+    table.set_record(&intruder, Some(vec![ip("10.96.0.70")]));
+    assert_eq!(table.service_of(&tcp("10.96.0.70", 80)), None);
+    assert_eq!(
+        table.addresses().into_iter().collect::<Vec<_>>(),
+        [ip("10.96.0.50")]
+    );
+}
+
+#[test]
+fn a_claim_for_another_service_wins_over_a_cluster_ip() {
+    // Outside ClusterIP mode Signpost's CIDR may overlap the API server's: the claim decides.
+    let mut table = hostnames(&["10.244.0.4"]);
+    with_cluster_ips(&mut table, "aaa", &["10.200.0.7"], &["10.200.0.7"]);
+    let frontend = tcp("10.200.0.7", 80);
+    assert_eq!(table.service_of(&frontend), Some(&key("hostnames")));
+    assert!(table.conflicts().is_empty(), "{:?}", table.conflicts());
+    // The claim released: the address is the ClusterIP's Service's at once.
+    assert!(table.set_claim(ip("10.200.0.7"), None));
+    assert_eq!(table.service_of(&frontend), Some(&key("aaa")));
+    assert_backends(&table, "10.200.0.7", 80, &["10.244.0.9:9376"]);
+    // And goes back when the allocator claims it for `hostnames` again.
+    table.set_claim(
+        ip("10.200.0.7"),
+        Some(Claim {
+            service: key("hostnames"),
+            uid: String::new(),
+        }),
+    );
+    assert_eq!(table.service_of(&frontend), Some(&key("hostnames")));
+}
+
+#[test]
+fn a_cluster_ip_counts_beside_an_earlier_incarnations_claim() {
+    // Recreated while Signpost was down: the old claim names the same Service with the old
+    // UID; the API server gave the address to the new Service, whose ClusterIP it is.
+    let mut table = Table::new();
+    with_cluster_ips(&mut table, "again", &["10.200.0.9"], &["10.200.0.9"]);
+    table.set_service_uid(&key("again"), Some("uid-2".into()));
+    table.set_claim(
+        ip("10.200.0.9"),
+        Some(Claim {
+            service: key("again"),
+            uid: "uid-1".into(),
+        }),
+    );
+    assert_eq!(
+        table.service_of(&tcp("10.200.0.9", 80)),
+        Some(&key("again"))
+    );
+}
+
+#[test]
+fn the_cached_service_keeps_its_ports_and_cluster_ips() {
+    let mut svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "dual", "namespace": "demo", "annotations": {"a": "b"}},
+        "spec": {"clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5", "fd00:10:96::5"],
+                 "selector": {"app": "web"}, "ports": [{"name": "default", "port": 80}]}
+    }))
+    .unwrap();
+    strip_service(&mut svc);
+    assert_eq!(cluster_ips(&svc), [ip("10.96.0.5"), ip("fd00:10:96::5")]);
+    assert_eq!(service_ports(&svc), [port("default", 80)]);
+    assert_eq!(
+        svc.spec.and_then(|s| s.selector),
+        None,
+        "the rest is dropped"
+    );
 }
 
 #[test]

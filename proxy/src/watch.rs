@@ -1,5 +1,6 @@
 //! Feeds the table from four watches: DNSRecords (the VIPs), ServiceIP claims (which Service
-//! each VIP belongs to), Services (the port numbers) and EndpointSlices (the ready backends).
+//! each VIP belongs to), Services (the port numbers, and their own ClusterIPs, which belong to
+//! them as a claim does) and EndpointSlices (the ready backends).
 //! Endpoints (v1) are never read.
 //!
 //! Each handler turns the object into the table's plain input (the pure `*_of` functions
@@ -19,6 +20,7 @@ use signpost_crds::{DNSRecord, RecordType, ServiceIP};
 use tokio::sync::Notify;
 
 use super::table::{Claim, Protocol, ServiceKey, ServicePort, Slice, Table};
+use signpost_core::records::cluster_ips;
 use signpost_runtime::{Change, Informer, strip_metadata};
 
 /// The label that ties an EndpointSlice to its Service.
@@ -194,18 +196,21 @@ impl Feed<'_> {
         self.informer(api, Default::default(), strip_metadata, never_moves, apply)
     }
 
-    /// Informer over Services: the port numbers behind the names the slices use, and the UIDs
-    /// the VIPs' claims are checked against.
+    /// Informer over Services: the port numbers behind the names the slices use, the UIDs
+    /// the VIPs' claims are checked against, and the Services' own ClusterIPs, which are
+    /// theirs whoever chose them.
     pub fn services(&self) -> Informer<Service> {
         let api = api(self.client, self.namespace);
         let apply = |table: &mut Table, service: &Service, gone: bool| {
             let key = key_of(service);
             if gone {
                 let ports = table.set_service(&key, None);
-                table.set_service_uid(&key, None) | ports
+                let ips = table.set_service_cluster_ips(&key, None);
+                table.set_service_uid(&key, None) | ports | ips
             } else {
                 let uid = table.set_service_uid(&key, service.uid());
-                table.set_service(&key, Some(service_ports(service))) | uid
+                let ips = table.set_service_cluster_ips(&key, Some(cluster_ips(service)));
+                table.set_service(&key, Some(service_ports(service))) | uid | ips
             }
         };
         self.informer(api, Default::default(), strip_service, never_moves, apply)
@@ -274,14 +279,16 @@ fn never_moves<K>(_: &K, _: &K) -> bool {
     false
 }
 
-/// Keeps only what the proxy reads of a Service: its ports.
-fn strip_service(service: &mut Service) {
+/// Keeps only what the proxy reads of a Service: its ports and ClusterIPs.
+pub(crate) fn strip_service(service: &mut Service) {
     strip_metadata(service);
     service.metadata.annotations = None;
     service.status = None;
     if let Some(spec) = service.spec.as_mut() {
         *spec = k8s_openapi::api::core::v1::ServiceSpec {
             ports: spec.ports.take(),
+            cluster_ip: spec.cluster_ip.take(),
+            cluster_ips: spec.cluster_ips.take(),
             ..Default::default()
         };
     }

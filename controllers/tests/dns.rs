@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     TIMEOUT, create_web_and_ext, dig, http_get, init_logs, scoped_settings, start_controllers,
+    start_dns,
 };
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{DeleteParams, PostParams};
@@ -28,30 +29,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const LOG_FILTER: &str = "warn,hickory_server=error";
 /// How soon a change must be served.
 const SERVED_WITHIN: Duration = Duration::from_secs(1);
-
-/// A DNS server for `cluster.local` reading the DNSRecords of `ns`, on free loopback ports.
-async fn start_dns(
-    client: &Client,
-    ns: &str,
-    domain: &str,
-    upstream: Option<SocketAddr>,
-) -> anyhow::Result<dns::Running> {
-    let mut config = dns::Config::new();
-    config.listen = "127.0.0.1:0".parse()?;
-    config.metrics_addr = Some("127.0.0.1:0".parse()?);
-    config.namespace = Some(ns.to_string());
-    config.cluster_domain = domain.to_string();
-    config.upstream = upstream;
-    let mut running = dns::start(client.clone(), config).await?;
-    let started = Instant::now();
-    tokio::time::timeout(TIMEOUT, running.wait_ready()).await?;
-    println!(
-        "dns: server on {} ready (DNSRecords listed) in {:?}",
-        running.dns_addr,
-        started.elapsed()
-    );
-    Ok(running)
-}
 
 async fn start(client: &Client, ns: &str) -> anyhow::Result<(Running, dns::Running)> {
     init_logs(LOG_FILTER);

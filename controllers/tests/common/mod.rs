@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -214,4 +215,29 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((code, body))
+}
+
+/// A DNS server for `domain` reading the DNSRecords of `ns` (forwarding other names to
+/// `upstream`), on free loopback ports, ready: what the DNS tests query with `dig`.
+pub async fn start_dns(
+    client: &Client,
+    ns: &str,
+    domain: &str,
+    upstream: Option<SocketAddr>,
+) -> anyhow::Result<signpost_dns::Running> {
+    let mut config = signpost_dns::Config::new();
+    config.listen = "127.0.0.1:0".parse()?;
+    config.metrics_addr = Some("127.0.0.1:0".parse()?);
+    config.namespace = Some(ns.to_string());
+    config.cluster_domain = domain.to_string();
+    config.upstream = upstream;
+    let mut running = signpost_dns::start(client.clone(), config).await?;
+    let started = Instant::now();
+    tokio::time::timeout(TIMEOUT, running.wait_ready()).await?;
+    println!(
+        "dns: server on {} ready (DNSRecords listed) in {:?}",
+        running.dns_addr,
+        started.elapsed()
+    );
+    Ok(running)
 }

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use base64::Engine;
-use common::{TIMEOUT, finish, init_logs, scoped_settings, start_controllers};
+use common::{TIMEOUT, dig, finish, init_logs, scoped_settings, start_controllers, start_dns};
 use ipnet::IpNet;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Service;
@@ -109,6 +109,17 @@ fn cluster_ips(service: &Service) -> Vec<IpAddr> {
         .collect()
 }
 
+/// The A and AAAA addresses a DNSRecord lists.
+fn record_addresses(record: &DNSRecord) -> BTreeSet<IpAddr> {
+    record
+        .spec
+        .ipv4
+        .iter()
+        .chain(&record.spec.ipv6)
+        .filter_map(|a| a.parse().ok())
+        .collect()
+}
+
 /// Waits until every Service of `services` has claims and a DNSRecord holding exactly its
 /// `spec.clusterIPs`, each inside `cidrs`.
 async fn wait_consistent(
@@ -140,16 +151,7 @@ async fn wait_consistent(
             let recorded: BTreeMap<String, BTreeSet<IpAddr>> = listed
                 .items
                 .iter()
-                .map(|r| {
-                    let addresses = r
-                        .spec
-                        .ipv4
-                        .iter()
-                        .chain(&r.spec.ipv6)
-                        .filter_map(|a| a.parse().ok())
-                        .collect();
-                    (r.name_any(), addresses)
-                })
+                .map(|r| (r.name_any(), record_addresses(r)))
                 .collect();
             for service in services {
                 let name = service.name_any();
@@ -436,6 +438,8 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
         ours.push(plain.clone());
     }
     wait_consistent(&client, &ns, &ours, &[net]).await?;
+    // `plain` too, wherever the API server chose its address: its record is its ClusterIP.
+    wait_records_are_cluster_ips(&ns, 4).await?;
     let claims = claims_in_namespace(&client, &ns.name).await?;
     assert_eq!(
         claims.len(),
@@ -448,5 +452,207 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
         cluster_ips(&plain),
         "a Service keeps its address"
     );
+    end_cluster_ip_mode(&client, ns, running).await
+}
+
+/// The CIDRs of the cluster's default ServiceCIDR (`kubernetes`: the API server's
+/// `--service-cluster-ip-range`), where the API server allocates when no webhook chooses.
+async fn default_service_cidrs(client: &Client) -> anyhow::Result<Vec<IpNet>> {
+    let cidr = Api::<ServiceCIDR>::all(client.clone())
+        .get("kubernetes")
+        .await?;
+    let cidrs = cidr.spec.and_then(|s| s.cidrs).unwrap_or_default();
+    Ok(cidrs.iter().map(|c| c.parse()).collect::<Result<_, _>>()?)
+}
+
+/// Creates the dual-stack Service `name` (one stack when the cluster has one) with addresses
+/// of the cluster's default ServiceCIDRs set by hand, as another ServiceCIDR's allocator
+/// would, trying the next addresses while one is taken; a run's first try is spread by its
+/// namespace's name.
+async fn create_outside(
+    ns: &TestNamespace,
+    name: &str,
+    defaults: &[IpNet],
+) -> anyhow::Result<Service> {
+    let seed = ns
+        .name
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31) + u64::from(b));
+    let mut last = String::new();
+    for attempt in 0..20u64 {
+        let addresses: Vec<String> = defaults
+            .iter()
+            .map(|net| {
+                let room = net.hosts().take(60_000).count() as u64;
+                let index = 1_000.min(room / 2) + (seed + attempt) % (room / 2).max(1);
+                net.hosts().nth(index as usize).map(|a| a.to_string())
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow::anyhow!("no host in {defaults:?}"))?;
+        let spec = serde_json::json!({
+            "ipFamilyPolicy": if addresses.len() > 1 { "RequireDualStack" } else { "SingleStack" },
+            "clusterIP": addresses[0],
+            "clusterIPs": addresses,
+            "ports": [{"port": 80}],
+        });
+        match ns
+            .create_object(&fixtures::service_with_spec(name, spec))
+            .await
+        {
+            Ok(created) => return Ok(created),
+            // Taken by another Service: the next address.
+            Err(error) if format!("{error:#}").contains("already allocated") => {
+                last = format!("{addresses:?}: {error:#}");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    anyhow::bail!("{name}: no free address in {defaults:?}; last: {last}")
+}
+
+/// Waits until every Service of `ns` with ClusterIPs has a DNSRecord listing exactly those
+/// addresses (the CLUSTER-IP column of `kubectl get svc`); returns the Services, at least
+/// `services` of them.
+async fn wait_records_are_cluster_ips(
+    ns: &TestNamespace,
+    services: usize,
+) -> anyhow::Result<Vec<Service>> {
+    let (api, records): (Api<Service>, Api<DNSRecord>) = (ns.api(), ns.api());
+    wait_until(
+        "every record lists its Service's ClusterIPs",
+        TIMEOUT,
+        || async {
+            let listed = api
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            if listed.items.len() < services {
+                return Err(format!("{} of {services} Services", listed.items.len()));
+            }
+            let recorded: BTreeMap<String, BTreeSet<IpAddr>> = records
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .map(|r| (r.name_any(), record_addresses(r)))
+                .collect();
+            let mut seen = Vec::new();
+            for service in &listed.items {
+                let name = service.name_any();
+                let want: BTreeSet<IpAddr> = cluster_ips(service).into_iter().collect();
+                if want.is_empty() {
+                    continue;
+                }
+                let got = recorded.get(&name);
+                if got != Some(&want) {
+                    return Err(format!("{name}: DNSRecord {got:?}, ClusterIPs {want:?}"));
+                }
+                seen.push(format!("{name} {want:?}"));
+            }
+            println!("records = ClusterIPs: {}", seen.join(", "));
+            Ok(listed.items)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn records_list_cluster_ips_outside_signposts_cidrs() -> anyhow::Result<()> {
+    let cidr = unique_cidr(24);
+    let (client, ns, running, _webhook, registration) = begin("cluster-ip-outside", &cidr).await?;
+    let net: IpNet = cidr.parse()?;
+    let defaults = default_service_cidrs(&client).await?;
+    anyhow::ensure!(
+        !defaults.is_empty(),
+        "the cluster has no default ServiceCIDR"
+    );
+
+    // No webhook registered yet: addresses Signpost did not choose. One set by hand in the
+    // cluster's default ServiceCIDRs (dual-stack where the cluster is), one the API server
+    // picks (from any ServiceCIDR, perhaps Signpost's), and a headless Service.
+    let outside = create_outside(&ns, "outside", &defaults).await?;
+    let picked = ns
+        .create_object(&fixtures::service_selecting("picked", "web", 8080))
+        .await?;
+    ns.create_object(&fixtures::headless_service("headless", "web", 8080))
+        .await?;
+    let outside_ips = cluster_ips(&outside);
+    assert_eq!(outside_ips.len(), defaults.len(), "{outside_ips:?}");
+    assert!(
+        outside_ips.iter().all(|a| !net.contains(a)),
+        "{outside_ips:?} outside {net}"
+    );
+    println!(
+        "outside: {outside_ips:?}; picked by the API server: {:?}",
+        cluster_ips(&picked)
+    );
+
+    // With the webhook, a Service gets Signpost's address; every record is its ClusterIPs.
+    let (url, ca) = registration.split_once('\n').expect("url and CA");
+    register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
+    let inside = ns
+        .create_object(&fixtures::service_selecting("inside", "web", 8080))
+        .await?;
+    assert!(
+        cluster_ips(&inside).iter().all(|a| net.contains(a)),
+        "{:?}",
+        cluster_ips(&inside)
+    );
+    let services = wait_records_are_cluster_ips(&ns, 4).await?;
+    // Claims only for the addresses in Signpost's CIDR: `inside`'s (and `picked`'s if the API
+    // server chose from it), none for `outside`.
+    let want: BTreeSet<IpAddr> = services
+        .iter()
+        .flat_map(cluster_ips)
+        .filter(|a| net.contains(a))
+        .collect();
+    assert!(want.contains(&cluster_ips(&inside)[0]), "{want:?}");
+    wait_until("claims only in Signpost's CIDR", TIMEOUT, || async {
+        let claims = claims_in_namespace(&client, &ns.name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let claimed: BTreeSet<IpAddr> = claims
+            .iter()
+            .filter_map(|c| c.spec.address.parse().ok())
+            .collect();
+        if claimed == want {
+            Ok(())
+        } else {
+            Err(format!("claims {claimed:?}, want {want:?}"))
+        }
+    })
+    .await?;
+    let records: Api<DNSRecord> = ns.api();
+    wait_until("the record of `outside` is ready", TIMEOUT, || async {
+        let record = records.get("outside").await.map_err(|e| e.to_string())?;
+        let ready = record
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| (c.status.as_str(), c.reason.as_str()));
+        match ready {
+            Some(("True", "Rendered")) => Ok(()),
+            _ => Err(format!("status {:?}", record.status)),
+        }
+    })
+    .await?;
+
+    // `signpost dns` answers the name with those addresses.
+    let server = start_dns(&client, &ns.name, "cluster.local", None).await?;
+    let name = format!("outside.{}.svc.cluster.local", ns.name);
+    for (qtype, ipv6) in [("A", false), ("AAAA", true)] {
+        let want: Vec<String> = outside_ips
+            .iter()
+            .filter(|a| a.is_ipv6() == ipv6)
+            .map(ToString::to_string)
+            .collect();
+        let answer = dig(server.dns_addr, &["+short", &name, qtype])
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let got: Vec<&str> = answer.lines().collect();
+        assert_eq!(got, want, "dig {name} {qtype}");
+        println!("dig {name} {qtype}: {got:?}");
+    }
     end_cluster_ip_mode(&client, ns, running).await
 }

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use common::{TIMEOUT, init_logs, scoped_settings, start_controllers};
+use ipnet::IpNet;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -30,8 +31,9 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use signpost_crds::DNSRecord;
 use signpost_e2e::{
-    TestNamespace, client, create_workload, delete_namespace_and_claims, fixtures, install_crds,
-    ready_pod_ips, scale_deployment, set_pod_ready, unique_cidr, wait_until,
+    TestNamespace, claims_in_namespace, client, create_workload, delete_namespace_and_claims,
+    fixtures, install_crds, ready_pod_ips, scale_deployment, set_pod_ready, unique_cidr,
+    wait_until,
 };
 use signpost_proxy::{self as proxy, Frontend, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -72,10 +74,11 @@ struct Netns {
 }
 
 impl Netns {
-    fn create() -> anyhow::Result<Self> {
-        let name = format!("sp-proxy-{}", std::process::id());
-        // 10.123.0.0/30 is the demo's; tests take another /30 from the pid.
-        let index = 1 + std::process::id() % 250;
+    /// The namespace of test number `test` of this process (tests run side by side).
+    fn create(test: u32) -> anyhow::Result<Self> {
+        let name = format!("sp-proxy-{}-{test}", std::process::id());
+        // 10.123.0.0/30 is the demo's; tests take another /30 from the pid and their number.
+        let index = 1 + (std::process::id() * 2 + test) % 250;
         let up = repo().join("e2e/netns/up.sh");
         let _ = std::process::Command::new(repo().join("e2e/netns/down.sh"))
             .arg(&name)
@@ -316,33 +319,64 @@ async fn proxy_round_robins_over_ready_pods_in_a_netns() -> anyhow::Result<()> {
         println!("SKIPPED: the proxy test creates a network namespace and needs root");
         return Ok(());
     }
+    run_test("proxy", None).await
+}
+
+/// ClusterIP mode without the webhook registered: the API server chooses the Service's
+/// ClusterIP, outside Signpost's CIDR, so no claim names it. The DNSRecord lists that address
+/// and the proxy serves it as the Service's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_serves_a_cluster_ip_signpost_did_not_choose() -> anyhow::Result<()> {
+    if !is_root() {
+        println!("SKIPPED: the proxy test creates a network namespace and needs root");
+        return Ok(());
+    }
+    run_test("proxy-cluster-ip", Some(unique_cidr(24).parse()?)).await
+}
+
+/// One proxy test in a namespace named from `prefix`, with the controllers in ClusterIP mode
+/// over `cluster_ip_mode` when it is given (and the ClusterIP journey), or over a CIDR of
+/// their own otherwise (and the seed's journey).
+async fn run_test(prefix: &str, cluster_ip_mode: Option<IpNet>) -> anyhow::Result<()> {
     init_logs("warn,signpost_proxy=info");
     let client = client().await?;
     install_crds(&client).await?;
-    let ns = TestNamespace::create(&client, "proxy").await?;
-    let result = scenario(&client, &ns.name).await;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    let result = scenario(&client, &ns.name, cluster_ip_mode).await;
     let cleanup = delete_namespace_and_claims(&client, ns).await;
     result?;
     cleanup
 }
 
-async fn scenario(client: &Client, ns: &str) -> anyhow::Result<()> {
-    let (controllers, _) =
-        start_controllers(client, scoped_settings(ns, &[&unique_cidr(24)])?).await?;
+async fn scenario(client: &Client, ns: &str, cluster_ip_mode: Option<IpNet>) -> anyhow::Result<()> {
+    let settings = match cluster_ip_mode {
+        Some(net) => {
+            let mut settings = scoped_settings(ns, &[&net.to_string()])?;
+            settings.cluster_ip_mode = true;
+            settings
+        }
+        None => scoped_settings(ns, &[&unique_cidr(24)])?,
+    };
+    let (controllers, _) = start_controllers(client, settings).await?;
 
-    let netns = Netns::create()?;
+    let netns = Netns::create(u32::from(cluster_ip_mode.is_some()))?;
     println!(
         "netns {} (kubeconfig {})",
         netns.name,
         netns.kubeconfig.display()
     );
-    let result = with_netns(client, ns, &netns).await;
+    let result = with_netns(client, ns, &netns, cluster_ip_mode).await;
     drop(netns);
     controllers.shut_down().await;
     result
 }
 
-async fn with_netns(client: &Client, ns: &str, netns: &Netns) -> anyhow::Result<()> {
+async fn with_netns(
+    client: &Client,
+    ns: &str,
+    netns: &Netns,
+    cluster_ip_mode: Option<IpNet>,
+) -> anyhow::Result<()> {
     let kubeconfig = netns.kubeconfig.clone();
     let namespace = ns.to_string();
     let running = netns
@@ -361,9 +395,81 @@ async fn with_netns(client: &Client, ns: &str, netns: &Netns) -> anyhow::Result<
         .await
         .context("the proxy did not become ready")?;
     println!("proxy ready in {:?}", started.elapsed());
-    let result = journey(client, ns, netns, &running).await;
+    let result = match cluster_ip_mode {
+        Some(net) => cluster_ip_journey(client, ns, netns, &running, net).await,
+        None => journey(client, ns, netns, &running).await,
+    };
     running.shut_down().await;
     result
+}
+
+/// The seed's app in ClusterIP mode with an address Signpost did not choose (`net` is
+/// Signpost's CIDR): the record lists the Service's ClusterIP, no claim names it, and the
+/// proxy round-robins over the three pods behind it.
+async fn cluster_ip_journey(
+    client: &Client,
+    ns: &str,
+    netns: &Netns,
+    running: &proxy::Running,
+    net: IpNet,
+) -> anyhow::Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let records: Api<DNSRecord> = Api::namespaced(client.clone(), ns);
+    let service = create_workload(
+        client,
+        ns,
+        &fixtures::hostnames_deployment(3),
+        &fixtures::hostnames_service(),
+    )
+    .await?;
+    let cluster_ips: Vec<IpAddr> = service
+        .spec
+        .and_then(|s| s.cluster_ips)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let vip = *cluster_ips
+        .first()
+        .context("the Service has no ClusterIP")?;
+    assert!(!net.contains(&vip), "{vip} is outside Signpost's {net}");
+    wait_until("the DNSRecord lists the ClusterIP", TIMEOUT, || async {
+        let record = records
+            .get_opt("hostnames")
+            .await
+            .map_err(|e| e.to_string())?;
+        let listed: Vec<IpAddr> = record
+            .iter()
+            .flat_map(|r| r.spec.ipv4.iter().chain(&r.spec.ipv6))
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if listed == cluster_ips {
+            Ok(())
+        } else {
+            Err(format!("record {listed:?}, ClusterIPs {cluster_ips:?}"))
+        }
+    })
+    .await?;
+    let claims = claims_in_namespace(client, ns).await?;
+    assert!(claims.is_empty(), "no claim: {claims:?}");
+    println!("ClusterIP {vip} (Signpost's CIDR {net}), in the DNSRecord, no claim");
+
+    let mut servers = Vec::new();
+    let three = ready_pods(&pods, 3).await?;
+    for (name, ip) in &three {
+        servers.push(netns.run(serve_pod(*ip, name.clone())).await??);
+    }
+    let frontend = Frontend {
+        addr: SocketAddr::new(vip, 80),
+        protocol: Protocol::Tcp,
+    };
+    let ips: BTreeSet<IpAddr> = three.values().copied().collect();
+    wait_backends(running, &frontend, &ips, TIMEOUT).await?;
+    assert_round_robin(netns, frontend.addr, 30, 3).await?;
+    for server in servers {
+        server.abort();
+    }
+    Ok(())
 }
 
 async fn journey(

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Checks the Helm chart charts/signpost against the cluster KUBECONFIG names:
-#   1. helm lint (default values, a dual-stack override, dns and proxy on), --strict
+#   1. helm lint (default values, a dual-stack override, dns and proxy on, ClusterIP mode),
+#      --strict
 #   2. the values schema rejects bad values (CIDRs, enums, ranges, unknown keys)
 #   3. helm template: default, dual-stack, single replica without leader election, ServiceMonitor,
-#      dns (two replicas, one replica, with its ServiceMonitor), proxy
+#      dns (two replicas, one replica, with its ServiceMonitor), proxy, ClusterIP mode (generated
+#      certificate: failurePolicy Ignore, a caBundle that signed a certificate whose SAN is the
+#      webhook Service's DNS name; and a certificate of one's own)
 #   4. the CRDs applied server-side, then every rendered manifest applied with
 #      --dry-run=server: the controller's and dns's into a throwaway namespace labelled for the
 #      restricted Pod Security Standard (a violation is a failure), the proxy's into one at
@@ -12,8 +15,9 @@
 #      enforced: controller and dns admitted under restricted; the proxy refused under
 #      baseline for exactly hostNetwork, its hostPort and NET_ADMIN, admitted under privileged
 #   6. least privilege: the ServiceAccounts, ClusterRoles, Role and bindings of the controller,
-#      dns and proxy applied for real, `kubectl auth can-i --list` as each ServiceAccount: no
-#      Secrets, no `*`, the expected verbs present and nothing more; then removed again
+#      dns and proxy applied for real, and of the controller in ClusterIP mode (a second
+#      release), `kubectl auth can-i --list` as each ServiceAccount: no Secrets, no `*`, the
+#      expected verbs present and nothing more; then removed again
 # Exits non-zero on the first failure. Usage: e2e/with-cluster.sh e2e/chart-check.sh
 # (or `just chart-check`); needs KUBECONFIG.
 set -euo pipefail
@@ -85,6 +89,8 @@ step "helm lint $chart (dual-stack values)"
 step "helm lint $chart (dns and proxy on, dns ServiceMonitor on)"
 "$helm" lint "$chart" --strict --set dns.enabled=true --set dns.serviceMonitor.enabled=true \
   --set proxy.enabled=true
+step "helm lint $chart (ClusterIP mode)"
+"$helm" lint "$chart" --strict --set clusterIPMode=true
 
 # --- 2. the schema and the template checks refuse bad values ---
 step "values.schema.json and template checks reject bad values"
@@ -118,6 +124,12 @@ reject "dns.maxUdpSize 511" --set dns.maxUdpSize=511
 reject "dns.containerPort 53 (the pod is not root)" --set dns.containerPort=53
 reject "an unknown proxy key" --set proxy.privileged=true
 reject "a proxy interface name over 15 characters" --set proxy.interface=signpost0123456789
+reject "an unknown webhook key" --set clusterIPMode=true --set webhook.failurePolicy=Fail
+reject "webhook.port 443 (the pod is not root)" --set clusterIPMode=true --set webhook.port=443
+reject "webhook.timeoutSeconds 31" --set clusterIPMode=true --set webhook.timeoutSeconds=31
+reject "webhook.tls.secretName without a caBundle" --set clusterIPMode=true --set webhook.tls.secretName=mine
+reject "webhook.tls.caBundle without a secretName" --set clusterIPMode=true --set webhook.tls.caBundle=QUJD
+reject "clusterIPMode yes" --set clusterIPMode=yes
 
 # --- 3. render ---
 render() { # name, helm args... (namespace: $render_ns, else $ns)
@@ -135,6 +147,11 @@ render dns-single --set dns.enabled=true --set dns.replicaCount=1
 render dns-servicemonitor --set dns.enabled=true --set dns.serviceMonitor.enabled=true
 # The proxy needs the privileged Pod Security level, so it is rendered for a namespace of its own.
 render_ns="$pns" render proxy --set proxy.enabled=true
+render cluster-ip --set clusterIPMode=true
+printf '%s' 'not a CA, only its base64' | base64 -w0 > "$work/own-ca.b64"
+render cluster-ip-own-cert --set clusterIPMode=true --set webhook.tls.secretName=my-webhook-cert \
+  --set "webhook.tls.caBundle=$(cat "$work/own-ca.b64")" --set webhook.timeoutSeconds=5 \
+  --set watchNamespace=demo
 
 expect() { # file, fixed string, description
   grep -qF -- "$2" "$work/$1.yaml" || fail "$1: $3 (no '$2')"
@@ -195,6 +212,65 @@ expect proxy 'add: ["NET_ADMIN", "NET_BIND_SERVICE"]' "with NET_ADMIN and NET_BI
 expect proxy "- --interface=signpost0" "proxy --interface"
 expect proxy "- --max-connections=16384" "proxy --max-connections"
 expect proxy "namespace: $pns" "in its own namespace"
+expect_not default "kind: MutatingWebhookConfiguration" "no webhook by default"
+expect_not default "--cluster-ip-mode" "ClusterIP mode off by default"
+expect_not default "servicecidrs" "no ServiceCIDR rights by default"
+expect_not default "ipaddresses" "no IPAddress rights by default"
+expect_kind cluster-ip MutatingWebhookConfiguration 1 "ClusterIP mode: a MutatingWebhookConfiguration"
+expect_kind cluster-ip Secret 1 "a generated certificate Secret"
+expect_kind cluster-ip Service 2 "the metrics and the webhook Service"
+expect_kind cluster-ip Role 2 "the Lease Role and the webhook's pod-label Role"
+expect cluster-ip "- --cluster-ip-mode=true" "--cluster-ip-mode"
+expect cluster-ip "- --service-cidr-name=signpost" "--service-cidr-name"
+expect cluster-ip "- --webhook-addr=0.0.0.0:9443" "--webhook-addr"
+expect cluster-ip "- --webhook-cert-file=/etc/signpost/webhook/tls.crt" "--webhook-cert-file"
+expect cluster-ip "- --webhook-key-file=/etc/signpost/webhook/tls.key" "--webhook-key-file"
+expect cluster-ip "containerPort: 9443" "the webhook's container port"
+expect cluster-ip "secretName: $release-signpost-webhook-tls" "the Secret as a volume"
+expect cluster-ip "readOnly: true" "mounted read-only"
+expect cluster-ip "signpost.dev/webhook: leader" "the webhook Service selects the leader's pod"
+expect cluster-ip "failurePolicy: Ignore" "failurePolicy Ignore"
+expect cluster-ip "sideEffects: NoneOnDryRun" "sideEffects NoneOnDryRun"
+expect cluster-ip "timeoutSeconds: 2" "timeoutSeconds 2"
+expect cluster-ip 'operations: ["CREATE", "UPDATE"]' "on Services' CREATE and UPDATE"
+expect cluster-ip "path: /mutate-services" "the binary's path"
+expect cluster-ip 'verbs: ["get", "create"]' "servicecidrs: get, create"
+expect cluster-ip 'verbs: ["patch"]' "pods: patch (the leader label)"
+expect_not cluster-ip "namespaceSelector" "every namespace without watchNamespace"
+expect_kind cluster-ip-own-cert Secret 0 "no generated Secret with webhook.tls.secretName"
+expect cluster-ip-own-cert "secretName: my-webhook-cert" "the given Secret as a volume"
+expect cluster-ip-own-cert "caBundle: $(cat "$work/own-ca.b64")" "the given caBundle"
+expect cluster-ip-own-cert "kubernetes.io/metadata.name: demo" "only watchNamespace's Services"
+expect cluster-ip-own-cert "timeoutSeconds: 5" "webhook.timeoutSeconds"
+
+# The generated certificate: signed by the caBundle the API server is given, for the DNS name
+# the API server asks for (<service>.<namespace>.svc of the configuration's clientConfig).
+step "ClusterIP mode: the generated certificate, the caBundle and the webhook Service"
+field() { # rendering, key -> its first value (a "key: value" line)
+  awk -v k="$2:" '$1 == k { print $2; exit }' "$work/$1.yaml"
+}
+ca_bundle="$(field cluster-ip caBundle)"
+[[ -n "$ca_bundle" ]] || fail "cluster-ip: the webhook configuration has no caBundle"
+[[ "$(field cluster-ip ca.crt)" == "$ca_bundle" ]] || fail "cluster-ip: the Secret's ca.crt is not the caBundle"
+base64 -d <<<"$ca_bundle" > "$work/webhook-ca.crt"
+field cluster-ip tls.crt | base64 -d > "$work/webhook.crt"
+field cluster-ip tls.key | base64 -d > "$work/webhook.key"
+openssl verify -CAfile "$work/webhook-ca.crt" "$work/webhook.crt" >/dev/null \
+  || fail "cluster-ip: the certificate is not signed by the caBundle"
+ok "cluster-ip: the caBundle (= the Secret's ca.crt) signed the serving certificate"
+webhook_svc="$(awk '/^kind: MutatingWebhookConfiguration/ { m = 1 } m && $1 == "service:" { s = 1; next } s && $1 == "name:" { print $2; exit }' "$work/cluster-ip.yaml")"
+webhook_svc_ns="$(awk '/^kind: MutatingWebhookConfiguration/ { m = 1 } m && $1 == "service:" { s = 1; next } s && $1 == "namespace:" { print $2; exit }' "$work/cluster-ip.yaml")"
+[[ "$webhook_svc" == "$release-signpost-webhook" && "$webhook_svc_ns" == "$ns" ]] \
+  || fail "cluster-ip: the webhook configuration calls $webhook_svc_ns/$webhook_svc, not $ns/$release-signpost-webhook"
+grep -qx "  name: $webhook_svc" "$work/cluster-ip.yaml" || fail "cluster-ip: no object named $webhook_svc"
+ok "cluster-ip: the configuration calls Service $webhook_svc_ns/$webhook_svc on port $(awk '/^kind: MutatingWebhookConfiguration/ { m = 1 } m && $1 == "port:" { print $2; exit }' "$work/cluster-ip.yaml")"
+sans="$(openssl x509 -in "$work/webhook.crt" -noout -ext subjectAltName | tail -n +2 | tr -d ' ')"
+grep -qE "(^|,)DNS:$webhook_svc\.$webhook_svc_ns\.svc(,|\$)" <<<"$sans" \
+  || fail "cluster-ip: the certificate's SAN ($sans) lacks $webhook_svc.$webhook_svc_ns.svc"
+ok "cluster-ip: the certificate's SAN names $webhook_svc.$webhook_svc_ns.svc ($sans)"
+[[ "$(openssl x509 -in "$work/webhook.crt" -noout -pubkey | sha256sum)" == "$(openssl pkey -in "$work/webhook.key" -pubout | sha256sum)" ]] \
+  || fail "cluster-ip: tls.key is not the certificate's key"
+ok "cluster-ip: tls.key is the certificate's key"
 
 # --- 4. the API server accepts the manifests ---
 step "kubectl apply --server-side -f $chart/crds/"
@@ -212,7 +288,7 @@ kubectl create namespace "$pns"
 kubectl label namespace "$pns" pod-security.kubernetes.io/enforce=privileged \
   pod-security.kubernetes.io/warn=privileged pod-security.kubernetes.io/audit=privileged >/dev/null
 
-for name in default dual-stack single dns dns-single proxy; do
+for name in default dual-stack single dns dns-single proxy cluster-ip cluster-ip-own-cert; do
   level=restricted
   [[ "$name" == proxy ]] && level=privileged
   step "kubectl apply --dry-run=server ($name, Pod Security $level)"
@@ -236,9 +312,16 @@ step "RBAC for real: ServiceAccounts, ClusterRoles, Role and bindings of release
   --show-only templates/dns-rbac.yaml > "$work/rbac.yaml"
 "$helm" template "$release" "$chart" --namespace "$pns" --set proxy.enabled=true \
   --show-only templates/proxy-rbac.yaml > "$work/proxy-rbac.yaml"
-rbac_applied=("$work/rbac.yaml" "$work/proxy-rbac.yaml")
+# ClusterIP mode's controller as a second release (its own ClusterRole and Roles).
+cip_release="$release-cip"
+"$helm" template "$cip_release" "$chart" --namespace "$ns" --set clusterIPMode=true \
+  --show-only templates/serviceaccount.yaml \
+  --show-only templates/clusterrole.yaml --show-only templates/clusterrolebinding.yaml \
+  --show-only templates/role.yaml --show-only templates/rolebinding.yaml > "$work/cip-rbac.yaml"
+rbac_applied=("$work/rbac.yaml" "$work/proxy-rbac.yaml" "$work/cip-rbac.yaml")
 kubectl apply -f "$work/rbac.yaml"
 kubectl apply -f "$work/proxy-rbac.yaml"
+kubectl apply -f "$work/cip-rbac.yaml"
 for name in "$sa" "$dns_sa"; do
   grep -q "^  name: $name\$" "$work/rbac.yaml" || fail "no ServiceAccount named $name in the rendering"
 done
@@ -246,6 +329,9 @@ grep -q "^  name: $proxy_sa\$" "$work/proxy-rbac.yaml" || fail "no ServiceAccoun
 as="system:serviceaccount:$ns:$sa"
 dns_as="system:serviceaccount:$ns:$dns_sa"
 proxy_as="system:serviceaccount:$pns:$proxy_sa"
+cip_sa="$cip_release-signpost"
+grep -q "^  name: $cip_sa\$" "$work/cip-rbac.yaml" || fail "no ServiceAccount named $cip_sa in the rendering"
+cip_as="system:serviceaccount:$ns:$cip_sa"
 
 # The ServiceAccounts exist now, so Pods that use them can be admitted.
 pod_from() { # rendering, template, pod name -> $work/<pod name>.json
@@ -263,7 +349,8 @@ step "Pods from the controller's and dns's templates, dry-run where restricted i
 enforce "$ns" restricted
 pod_from controller deployment.yaml signpost-psa-check
 pod_from dns dns-deployment.yaml signpost-dns-psa-check --set dns.enabled=true
-for pod in signpost-psa-check signpost-dns-psa-check; do
+pod_from controller-cip deployment.yaml signpost-cip-psa-check --set clusterIPMode=true
+for pod in signpost-psa-check signpost-dns-psa-check signpost-cip-psa-check; do
   kubectl -n "$ns" create --dry-run=server -f "$work/$pod.json" \
     || fail "$pod: the pod template is refused under the restricted Pod Security Standard"
 done
@@ -316,6 +403,7 @@ wait_can() { # identity, verb, resource
 wait_can "$as" create endpointslices.discovery.k8s.io
 wait_can "$dns_as" watch dnsrecords.signpost.dev
 wait_can "$proxy_as" watch serviceips.signpost.dev
+wait_can "$cip_as" watch ipaddresses.networking.k8s.io
 
 # `can-i --list` as "resource verb" lines, one per verb; non-resource URL rows are checked
 # for wildcard verbs here and left out (they come from system:discovery, not from the chart).
@@ -351,6 +439,15 @@ customresourcedefinitions.apiextensions.k8s.io get
 WANT
 }
 want_lease() { echo "leases.coordination.k8s.io get create update"; }
+# ClusterIP mode: the ServiceCIDR (read, created once) and the API server's IPAddresses (watch
+# cache), cluster-wide; in the release namespace, the leader's label on its own pod.
+want_cluster_ip() {
+  cat <<'WANT'
+servicecidrs.networking.k8s.io get create
+ipaddresses.networking.k8s.io list watch
+WANT
+}
+want_webhook_pods() { echo "pods patch"; }
 # signpost dns: reads DNSRecords, publishes InvalidDNSRecord Warning Events.
 want_dns() {
   cat <<'WANT'
@@ -392,6 +489,9 @@ step "kubectl auth can-i --list --as=$as -n default (cluster-wide rules)"
 check_can_i "$as" default "controller, cluster-wide" want_cluster
 step "kubectl auth can-i --list --as=$as -n $ns (plus the Lease Role)"
 check_can_i "$as" "$ns" "controller, release namespace" want_cluster want_lease
+step "kubectl auth can-i --list --as=$cip_as -n default and -n $ns (ClusterIP mode)"
+check_can_i "$cip_as" default "controller in ClusterIP mode, cluster-wide" want_cluster want_cluster_ip
+check_can_i "$cip_as" "$ns" "controller in ClusterIP mode, release namespace" want_cluster want_cluster_ip want_lease want_webhook_pods
 step "kubectl auth can-i --list --as=$dns_as -n default and -n $ns"
 check_can_i "$dns_as" default "dns, cluster-wide" want_dns
 check_can_i "$dns_as" "$ns" "dns, release namespace (no Lease)" want_dns
@@ -418,6 +518,16 @@ can "$as" yes create events.events.k8s.io
 can "$as" yes update leases.coordination.k8s.io "$ns"
 can "$as" no update leases.coordination.k8s.io default
 can "$as" no delete leases.coordination.k8s.io "$ns"
+can "$as" no create servicecidrs.networking.k8s.io
+can "$as" no patch pods "$ns"
+can "$cip_as" yes create servicecidrs.networking.k8s.io
+can "$cip_as" no update servicecidrs.networking.k8s.io
+can "$cip_as" no delete servicecidrs.networking.k8s.io
+can "$cip_as" no create ipaddresses.networking.k8s.io
+can "$cip_as" yes patch pods "$ns"
+can "$cip_as" no patch pods default
+can "$cip_as" no update pods "$ns"
+can "$cip_as" no get secrets "$ns"
 can "$dns_as" yes watch dnsrecords.signpost.dev
 can "$dns_as" no update dnsrecords.signpost.dev
 can "$dns_as" no list services
@@ -435,4 +545,5 @@ can "$proxy_as" no get secrets "$pns"
 step "remove the RBAC objects and the namespaces"
 kubectl delete -f "$work/rbac.yaml" --wait=false
 kubectl delete -f "$work/proxy-rbac.yaml" --wait=false
+kubectl delete -f "$work/cip-rbac.yaml" --wait=false
 rbac_applied=()

@@ -15,7 +15,7 @@ default:
 setup:
     bash e2e/setup.sh
 
-# The first seed's demo, for real inside a network namespace: what Signpost publishes, dig of the Service name, and curl of its VIP three times (three pods). Needs root.
+# The first seed's demo, for real inside a network namespace, in ClusterIP mode: the Service's one address in kubectl get svc, its ServiceIP claim and its DNSRecord, dig of its name and curl of it three times (three pods). Needs root.
 demo: build
     e2e/with-cluster.sh e2e/demo.sh
 

@@ -2,21 +2,31 @@
 # The first seed's demo with real connections: `curl <VIP>` three times returns three
 # different pod names, and a pod that fails its readiness probe gets no more requests.
 #
+# Signpost runs in ClusterIP mode (issue 30): its admission webhook (HTTPS on 127.0.0.1, with a
+# certificate openssl makes for the run) writes the address Signpost chooses into each new
+# Service of namespace `demo`, so the Service has one address, the same in `kubectl get svc`,
+# its DNSRecord, `dig` and `curl`.
+#
 # Network layout (see docs/proxy.md): everything that carries VIP or pod traffic runs inside
 # ONE network namespace this script creates (`signpost-demo`) and deletes on exit:
-#   root namespace:  kube-apiserver 127.0.0.1:16443, signpost run (talks to the API only),
+#   root namespace:  kube-apiserver 127.0.0.1:16443, signpost run (talks to the API, serves
+#                    its webhook to the API server on 127.0.0.1:<webhook port>),
 #                    e2e/netns/forward.py on 10.123.0.1:16443 -> 127.0.0.1:16443
 #   signpost-demo:   lo (127.0.0.1), eth-api 10.123.0.2/30 (veth to the root side),
 #                    signpost dns on 127.0.0.1:53, signpost proxy (VIPs on signpost0),
 #                    e2e/netns/backends.py (pod IPs on pods0, an HTTP server per pod)
 # No VIP or pod address is ever routed in, or contacted from, the root namespace.
-# Needs root (ip netns). Cleans up the namespace `demo`, the netns and its processes on exit.
+# Needs root (ip netns). Cleans up the webhook configuration, the namespace `demo`, the
+# ServiceCIDR, the netns and its processes on exit.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${SIGNPOST_BIN:-$repo/target/debug/signpost}"
 cidr="${SIGNPOST_DEMO_CIDR:-10.200.0.0/16}"
 port="${SIGNPOST_DEMO_METRICS_PORT:-18080}"
 netns="${SIGNPOST_DEMO_NETNS:-signpost-demo}"
+webhook_port="${SIGNPOST_DEMO_WEBHOOK_PORT:-18443}"
+# The name of the ServiceCIDR Signpost publishes over $cidr and of the webhook configuration.
+objects=signpost-demo
 logs="$repo/target/demo"
 mkdir -p "$logs"
 
@@ -45,10 +55,14 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   echo
-  echo "demo: cleaning up (namespace demo, netns $netns, processes)"
+  echo "demo: cleaning up (webhook, namespace demo, ServiceCIDR $objects, netns $netns, processes)"
+  # The webhook first: no Service may meet it once Signpost is gone.
+  kubectl delete mutatingwebhookconfiguration "$objects" --ignore-not-found >/dev/null 2>&1 || true
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   kubectl delete namespace demo --ignore-not-found --wait=true --timeout=60s >/dev/null 2>&1 || true
+  # Goes once the namespace's Services have released its addresses.
+  kubectl delete servicecidr "$objects" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   "$repo/e2e/netns/down.sh" "$netns" || true
   exit "$status"
 }
@@ -57,6 +71,11 @@ trap 'exit 130' INT TERM
 
 kubectl apply --server-side -f "$repo/charts/signpost/crds/" >/dev/null
 kubectl wait --for condition=established --timeout=30s crd/dnsrecords.signpost.dev crd/serviceips.signpost.dev >/dev/null
+# A ServiceCIDR of this name left terminating by the run before cannot take addresses.
+kubectl wait --for=delete "servicecidr/$objects" --timeout=60s >/dev/null 2>&1 || true
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=signpost-demo-webhook" \
+  -addext "subjectAltName=IP:127.0.0.1" -keyout "$logs/webhook.key" -out "$logs/webhook.crt" \
+  2>/dev/null
 
 # A leftover of an interrupted run would make `ip netns add` fail.
 "$repo/e2e/netns/down.sh" "$netns"
@@ -65,6 +84,8 @@ kc="$state/kubeconfig"
 echo "network namespace $netns: lo, pods0, eth-api 10.123.0.2/30; API server through 10.123.0.1 (kubeconfig $kc)"
 
 "$bin" run --service-cidr "$cidr" --namespace demo --leader-elect=false \
+  --cluster-ip-mode=true --webhook-addr "127.0.0.1:$webhook_port" --service-cidr-name "$objects" \
+  --webhook-cert-file "$logs/webhook.crt" --webhook-key-file "$logs/webhook.key" \
   --metrics-addr "127.0.0.1:$port" >"$logs/run.log" 2>&1 &
 pids+=($!)
 inside "$bin" dns --kubeconfig "$kc" --namespace demo --listen 127.0.0.1:53 \
@@ -82,6 +103,40 @@ wait_for "signpost proxy to be ready" 60 inside curl -fsS http://127.0.0.1:9154/
 echo "signpost run, dns and proxy are running (logs in $logs)"
 
 kubectl create namespace demo >/dev/null
+say "# ClusterIP mode: the API server asks Signpost's webhook for every new Service's address in demo"
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: $objects
+webhooks:
+- name: services.signpost.dev
+  clientConfig:
+    url: https://127.0.0.1:$webhook_port/mutate-services
+    caBundle: $(base64 -w0 "$logs/webhook.crt")
+  rules:
+  - apiGroups: [""]
+    apiVersions: [v1]
+    operations: [CREATE, UPDATE]
+    resources: [services]
+  namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: demo
+  failurePolicy: Ignore
+  timeoutSeconds: 5
+  sideEffects: NoneOnDryRun
+  admissionReviewVersions: [v1]
+YAML
+in_cidr() { python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$1" "$cidr"; }
+# A dry-run create (which holds nothing) gets Signpost's address once the API server calls the
+# webhook, a moment after it is registered.
+webhook_answers() {
+  local ip
+  ip="$(kubectl -n demo create service clusterip webhook-probe --tcp=80 --dry-run=server -o jsonpath='{.spec.clusterIP}')"
+  in_cidr "$ip"
+}
+wait_for "the API server to call Signpost's webhook" 30 webhook_answers
+echo "MutatingWebhookConfiguration $objects -> https://127.0.0.1:$webhook_port/mutate-services; ServiceCIDR $objects: $(kubectl get servicecidr "$objects" -o jsonpath='{.spec.cidrs[*]}')"
 run kubectl apply -f "$repo/e2e/demo/hostnames.yaml"
 start=$SECONDS
 run kubectl -n demo rollout status deploy/hostnames --timeout=60s
@@ -97,16 +152,25 @@ done
 echo "converged $((SECONDS - start)) s after the Deployment was applied"
 
 run kubectl -n demo get svc,endpoints,endpointslices,dnsrecords -o wide
-vip="$(kubectl -n demo get dnsrecord hostnames -o jsonpath='{.spec.ipv4[0]}')"
-echo "(Signpost's VIP is $vip; the API server's own clusterIP $(kubectl -n demo get svc hostnames -o jsonpath='{.spec.clusterIP}') is not used)"
+vip="$(kubectl -n demo get svc hostnames -o jsonpath='{.spec.clusterIP}')"
+cluster_ips="$(kubectl -n demo get svc hostnames -o jsonpath='{.spec.clusterIPs[*]}')"
+recorded="$(kubectl -n demo get dnsrecord hostnames -o jsonpath='{.spec.ipv4[*]} {.spec.ipv6[*]}' | xargs)"
+uid="$(kubectl -n demo get svc hostnames -o jsonpath='{.metadata.uid}')"
+run kubectl get serviceips --field-selector "spec.serviceRef.uid=$uid"
+run kubectl get ipaddress "$vip"
+if [[ "$cluster_ips" != "$vip" || "$recorded" != "$vip" ]] || ! in_cidr "$vip"; then
+  echo "demo: expected one address from $cidr everywhere; Service: $cluster_ips, DNSRecord: $recorded" >&2
+  exit 1
+fi
+echo "one address: $vip is the Service's CLUSTER-IP, chosen by Signpost from $cidr; its ServiceIP claim and its DNSRecord say the same"
 
 say "ip netns exec $netns dig @127.0.0.1 hostnames.demo.svc.cluster.local +noall +answer"
 answer="$(inside dig @127.0.0.1 hostnames.demo.svc.cluster.local +noall +answer +tries=1 +time=2)"
 echo "$answer"
-[[ "$(awk '$4 == "A" {print $5}' <<<"$answer")" == "$vip" ]] || { echo "demo: DNS did not return the VIP $vip" >&2; exit 1; }
+[[ "$(awk '$4 == "A" {print $5}' <<<"$answer")" == "$vip" ]] || { echo "demo: DNS did not return the CLUSTER-IP $vip" >&2; exit 1; }
 
 curl_vip() { inside curl -sS --max-time 2 "http://$vip/"; }
-say "# inside $netns: curl the VIP three times"
+say "# inside $netns: curl the CLUSTER-IP three times"
 seen=()
 for _ in 1 2 3; do
   say "curl $vip"

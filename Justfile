@@ -23,9 +23,13 @@ demo: build
 demo-real:
     SIGNPOST_KEEP=1 SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh
 
-# The same journey as a test (every step asserts); run by .ci/run after `just test`. Needs root.
+# The same journey as a test (every step asserts), then ClusterIP mode's (e2e-real-cluster-ip); run by .ci/run after `just test`. Needs root.
 e2e-real:
-    SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh
+    SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh seeds cluster-ip
+
+# ClusterIP mode on real nodes: helm install with clusterIPMode=true; a new Service's CLUSTER-IP is Signpost's address (claim, IPAddress, DNSRecord agree) and kube-proxy routes it to the pods; the webhook follows a leader failover. Needs root.
+e2e-real-cluster-ip:
+    SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh cluster-ip
 
 # Build Signpost's image (and the journeys' pause, hostnames and client images) as tars in target/images, and load them into every running real node.
 image:
@@ -69,7 +73,7 @@ pod-ready namespace pod ready:
 chart-check:
     e2e/with-cluster.sh e2e/chart-check.sh
 
-# Prove the chart's RBAC is enough: helm install, then signpost run with the chart's ServiceAccount token.
+# Prove the chart's RBAC is enough: helm install, then signpost run with the chart's ServiceAccount token; then the same in ClusterIP mode (ServiceCIDR, IPAddresses, the leader label, the webhook over the chart's certificate).
 rbac-check: build
     e2e/with-cluster.sh e2e/rbac-check.sh
 

@@ -85,6 +85,7 @@ start_component kube-apiserver "$K8S_BIN/kube-apiserver" \
   --allow-privileged=true --profiling=false \
   --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
   --kubelet-preferred-address-types InternalIP \
+  --enable-aggregator-routing=true \
   --cert-dir "$STATE/apiserver-certs"
 wait_for kube-apiserver 60 curl -fsS --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
   "https://127.0.0.1:$APISERVER_PORT/readyz"

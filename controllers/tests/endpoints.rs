@@ -21,8 +21,8 @@ use signpost_controllers::app::Running;
 use signpost_controllers::runtime::Metrics;
 use signpost_e2e::watch::{list_version, writes_until_quiet};
 use signpost_e2e::{
-    TestNamespace, client, events_about, fixtures, scale_deployment, set_pod_ready, unique_cidr,
-    wait_for_count, wait_ready_pods, wait_until,
+    TestNamespace, client, events_about, fixtures, present, scale_deployment, set_pod_ready,
+    set_selector, unique_cidr, wait_for_count, wait_ready_pods, wait_until,
 };
 
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io";
@@ -113,11 +113,7 @@ async fn seed_scenario_readiness_and_termination() -> anyhow::Result<()> {
         "Endpoints hostnames with 3 ready addresses",
         TIMEOUT,
         || async {
-            let ep = endpoints
-                .get_opt("hostnames")
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("no Endpoints yet")?;
+            let ep = present(&endpoints, "hostnames").await?;
             if endpoints_counts(&ep) == (3, 0) {
                 Ok(ep)
             } else {
@@ -463,13 +459,7 @@ async fn publish_not_ready_dual_stack_selectorless_and_selector_changes() -> any
         }
     })
     .await?;
-    services
-        .patch(
-            "moving",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"selector": {"app": "a"}}})),
-        )
-        .await?;
+    set_selector(&services, "moving", serde_json::json!({"app": "a"})).await?;
     let a_ips: BTreeSet<String> = a
         .iter()
         .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
@@ -576,11 +566,7 @@ async fn restart_with_nothing_changed_writes_nothing_and_foreign_endpoints_are_l
     ns.create_hostnames(3).await?;
     wait_ready_pods(&pods, "app=hostnames", 3, POD_READY_TIMEOUT).await?;
     wait_until("hostnames converged", TIMEOUT, || async {
-        let ep = endpoints
-            .get_opt("hostnames")
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or("none")?;
+        let ep = present(&endpoints, "hostnames").await?;
         let list = our_slices(&slices).await?;
         if endpoints_counts(&ep) == (3, 0) && ready_addresses(&list).len() == 3 {
             Ok(())

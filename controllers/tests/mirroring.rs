@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use common::{POD_READY_TIMEOUT, TIMEOUT, finish, scoped_settings, slice_ports, start_controllers};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
+use kube::api::{DeleteParams, ListParams, PostParams, WatchParams};
 use kube::{Api, Client, ResourceExt};
 use signpost_controllers::app::Running;
 use signpost_e2e::watch::writes_until_quiet;
 use signpost_e2e::{
-    TestNamespace, client, fixtures, unique_cidr, wait_events, wait_for_count, wait_ready_pods,
-    wait_until,
+    TestNamespace, client, fixtures, set_selector, unique_cidr, wait_events, wait_for_count,
+    wait_ready_pods, wait_until,
 };
 
 const MIRRORED: &str =
@@ -246,13 +246,7 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
     })
     .await?;
 
-    services
-        .patch(
-            "db",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"selector": {"app": "pg"}}})),
-        )
-        .await?;
+    set_selector(services, "db", serde_json::json!({"app": "pg"})).await?;
     wait_until(
         "mirrored slices gone, the endpoints controller's slice with 2 pods",
         TIMEOUT,
@@ -269,13 +263,7 @@ async fn gaining_a_selector_hands_over_to_the_endpoints_controller_and_back() ->
     )
     .await?;
 
-    services
-        .patch(
-            "db",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"selector": null}})),
-        )
-        .await?;
+    set_selector(services, "db", serde_json::json!(null)).await?;
     wait_until(
         "mirroring restored, the endpoints controller's slices gone",
         TIMEOUT,

@@ -151,14 +151,42 @@ pub async fn scale_deployment(
     name: &str,
     replicas: i32,
 ) -> anyhow::Result<()> {
-    deployments
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
-        )
+    let replicas_spec = serde_json::json!({"replicas": replicas});
+    merge_spec(deployments, name, replicas_spec, || {
+        format!("scaling Deployment {name} to {replicas}")
+    })
+    .await
+}
+
+/// Merges `selector` into the selector of Service `name` (`null` removes the selector), as
+/// `kubectl patch --type merge` would.
+pub async fn set_selector(
+    services: &Api<Service>,
+    name: &str,
+    selector: serde_json::Value,
+) -> anyhow::Result<()> {
+    let selector_spec = serde_json::json!({"selector": selector});
+    merge_spec(services, name, selector_spec, || {
+        format!("setting the selector of Service {name}")
+    })
+    .await
+}
+
+/// Merges `spec` into the spec of object `name`, as `kubectl patch --type merge` would; `what`
+/// says what the change is when it fails.
+async fn merge_spec<K>(
+    api: &Api<K>,
+    name: &str,
+    spec: serde_json::Value,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = Patch::Merge(serde_json::json!({"spec": spec}));
+    api.patch(name, &PatchParams::default(), &patch)
         .await
-        .with_context(|| format!("scaling Deployment {name} to {replicas}"))?;
+        .with_context(what)?;
     Ok(())
 }
 
@@ -246,6 +274,18 @@ where
         }
     })
     .await
+}
+
+/// Object `name` of `api`, for a [`wait_until`] probe: a reason to keep waiting when the read
+/// fails or the object does not exist yet.
+pub async fn present<K>(api: &Api<K>, name: &str) -> Result<K, String>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no {} {name} yet", K::kind(&())))
 }
 
 /// Makes a pod ready or not ready the way a readiness probe would, by setting its `Ready` and

@@ -28,11 +28,12 @@ const V6_SERVICES: &str = "fd00:96::/108";
 const V6_PODS: &str = "fd00:244::/64";
 
 /// `dig +short`: the answer data in the order served.
-async fn short_unsorted(server: SocketAddr, args: &[&str]) -> Result<Vec<String>, String> {
+async fn short_unsorted(server: SocketAddr, args: &[&str]) -> anyhow::Result<Vec<String>> {
     let mut all = vec!["+short"];
     all.extend_from_slice(args);
     Ok(dig(server, &all)
-        .await?
+        .await
+        .map_err(anyhow::Error::msg)?
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with(';'))
         .map(str::to_owned)
@@ -40,7 +41,7 @@ async fn short_unsorted(server: SocketAddr, args: &[&str]) -> Result<Vec<String>
 }
 
 /// `dig +short`, sorted.
-async fn short(server: SocketAddr, args: &[&str]) -> Result<Vec<String>, String> {
+async fn short(server: SocketAddr, args: &[&str]) -> anyhow::Result<Vec<String>> {
     let mut lines = short_unsorted(server, args).await?;
     lines.sort();
     Ok(lines)
@@ -48,13 +49,13 @@ async fn short(server: SocketAddr, args: &[&str]) -> Result<Vec<String>, String>
 
 /// The `status:` of `dig <args>` (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ...) and whether the
 /// answer is authoritative.
-async fn status(server: SocketAddr, args: &[&str]) -> Result<(String, bool), String> {
-    let out = dig(server, args).await?;
+async fn status(server: SocketAddr, args: &[&str]) -> anyhow::Result<(String, bool)> {
+    let out = dig(server, args).await.map_err(anyhow::Error::msg)?;
     let status = out
         .lines()
         .find_map(|l| l.find("status: ").map(|at| l[at + 8..].to_owned()))
         .and_then(|s| s.split(',').next().map(str::to_owned))
-        .ok_or_else(|| format!("no status in {out}"))?;
+        .ok_or_else(|| anyhow::anyhow!("no status in {out}"))?;
     let aa = out
         .lines()
         .find_map(|l| l.strip_prefix(";; flags: "))
@@ -71,7 +72,7 @@ async fn status(server: SocketAddr, args: &[&str]) -> Result<(String, bool), Str
 /// Waits until `dig +short <args>` (sorted) is `want`.
 async fn wait_short(server: SocketAddr, args: &[&str], want: &[String]) -> anyhow::Result<()> {
     wait_until(&format!("dig {args:?} = {want:?}"), TIMEOUT, || async {
-        let got = short(server, args).await?;
+        let got = short(server, args).await.map_err(|e| e.to_string())?;
         if got == want {
             Ok(())
         } else {
@@ -84,11 +85,21 @@ async fn wait_short(server: SocketAddr, args: &[&str], want: &[String]) -> anyho
 async fn wait_status(server: SocketAddr, args: &[&str], want: &str) -> anyhow::Result<Duration> {
     let started = Instant::now();
     wait_until(&format!("dig {args:?}: {want}"), TIMEOUT, || async {
-        let (got, _) = status(server, args).await?;
+        let (got, _) = status(server, args).await.map_err(|e| e.to_string())?;
         if got == want { Ok(()) } else { Err(got) }
     })
     .await?;
     Ok(started.elapsed())
+}
+
+/// The value of the sample `series` (name and labels, as written) in Prometheus text; 0 when
+/// there is none.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
 
 /// The PTR owner name of `ip`, as `dig -x` builds it.
@@ -162,21 +173,19 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     let zone = format!("{}.svc.cluster.local", ns.name);
 
     // §2.2 dns-version.
-    let version = short(at, &["dns-version.cluster.local", "TXT"])
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let version = short(at, &["dns-version.cluster.local", "TXT"]).await?;
     assert_eq!(version, ["\"1.1.0\""]);
     assert_eq!(
-        status(at, &["dns-version.cluster.local", "TXT"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        status(at, &["dns-version.cluster.local", "TXT"]).await?,
         ("NOERROR".into(), true)
     );
 
     // §2.3 ClusterIP: A, SRV, PTR; any case.
     let hostnames = format!("hostnames.{zone}");
     let vip = wait_until("hostnames has its VIP", TIMEOUT, || async {
-        let got = short(at, &[&hostnames, "A"]).await?;
+        let got = short(at, &[&hostnames, "A"])
+            .await
+            .map_err(|e| e.to_string())?;
         if got.len() == 1 {
             Ok(got[0].clone())
         } else {
@@ -185,25 +194,16 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     })
     .await?;
     assert_eq!(
-        short(at, &[&hostnames.to_uppercase(), "A"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &[&hostnames.to_uppercase(), "A"]).await?,
         [vip.as_str()]
     );
     assert_eq!(
-        short(at, &[&format!("_default._tcp.{hostnames}"), "SRV"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &[&format!("_default._tcp.{hostnames}"), "SRV"]).await?,
         [format!("0 100 80 {hostnames}.")]
     );
+    assert_eq!(short(at, &["-x", &vip]).await?, [format!("{hostnames}.")]);
     assert_eq!(
-        short(at, &["-x", &vip]).await.map_err(anyhow::Error::msg)?,
-        [format!("{hostnames}.")]
-    );
-    assert_eq!(
-        short(at, &[&ptr(&vip).to_uppercase(), "PTR"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &[&ptr(&vip).to_uppercase(), "PTR"]).await?,
         [format!("{hostnames}.")]
     );
     println!("dns_spec: ClusterIP {hostnames} A {vip}, SRV, PTR ok");
@@ -215,20 +215,13 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     let mut host_ptrs = Vec::new();
     for host in ["web-0", "web-1"] {
         let name = format!("{host}.{web}");
-        let got = short(at, &[&name, "A"]).await.map_err(anyhow::Error::msg)?;
+        let got = short(at, &[&name, "A"]).await?;
         assert_eq!(got.len(), 1, "{name}: {got:?}");
-        assert_eq!(
-            short(at, &["-x", &got[0]])
-                .await
-                .map_err(anyhow::Error::msg)?,
-            [format!("{name}.")]
-        );
+        assert_eq!(short(at, &["-x", &got[0]]).await?, [format!("{name}.")]);
         host_ptrs.push((got[0].clone(), name));
     }
     assert_eq!(
-        short(at, &[&format!("_http._tcp.{web}"), "SRV"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &[&format!("_http._tcp.{web}"), "SRV"]).await?,
         [
             format!("0 50 8080 web-0.{web}."),
             format!("0 50 8080 web-1.{web}.")
@@ -251,21 +244,13 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     let mut srv_want = Vec::new();
     for ip in &anon_want {
         let host = format!("{}.{anon}", ip.replace('.', "-"));
-        assert_eq!(
-            short(at, &[&host, "A"]).await.map_err(anyhow::Error::msg)?,
-            [ip.as_str()]
-        );
-        assert_eq!(
-            short(at, &["-x", ip]).await.map_err(anyhow::Error::msg)?,
-            [format!("{host}.")]
-        );
+        assert_eq!(short(at, &[&host, "A"]).await?, [ip.as_str()]);
+        assert_eq!(short(at, &["-x", ip]).await?, [format!("{host}.")]);
         srv_want.push(format!("0 50 9376 {host}."));
     }
     srv_want.sort();
     assert_eq!(
-        short(at, &[&format!("_default._tcp.{anon}"), "SRV"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &[&format!("_default._tcp.{anon}"), "SRV"]).await?,
         srv_want
     );
     println!("dns_spec: generated host names under {anon} for {anon_want:?}");
@@ -273,37 +258,24 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     // §2.4.1 no ready endpoints → NXDOMAIN (a selector matching nothing; then web's pods
     // turned not ready).
     assert_eq!(
-        status(at, &[&format!("nobody.{zone}"), "A"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        status(at, &[&format!("nobody.{zone}"), "A"]).await?,
         ("NXDOMAIN".into(), true)
     );
     set_pod_ready(&pods, "web-0", false).await?;
     set_pod_ready(&pods, "web-1", false).await?;
     let took = wait_status(at, &[&web, "A"], "NXDOMAIN").await?;
     assert_eq!(
-        status(at, &[&format!("_http._tcp.{web}"), "SRV"])
-            .await
-            .map_err(anyhow::Error::msg)?
-            .0,
+        status(at, &[&format!("_http._tcp.{web}"), "SRV"]).await?.0,
         "NXDOMAIN"
     );
     for (ip, _) in &host_ptrs {
-        assert_eq!(
-            status(at, &["-x", ip]).await.map_err(anyhow::Error::msg)?,
-            ("NXDOMAIN".into(), true)
-        );
+        assert_eq!(status(at, &["-x", ip]).await?, ("NXDOMAIN".into(), true));
     }
     println!("dns_spec: {web} NXDOMAIN {took:?} after its last pod went unready");
 
     // §2.5 ExternalName.
     let ext = format!("ext.{zone}");
-    assert_eq!(
-        short(at, &[&ext, "CNAME"])
-            .await
-            .map_err(anyhow::Error::msg)?,
-        ["example.com."]
-    );
+    assert_eq!(short(at, &[&ext, "CNAME"]).await?, ["example.com."]);
 
     // IPv6: AAAA and ip6.arpa PTR for a ClusterIP and a headless record.
     create_record(
@@ -323,9 +295,7 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     .await?;
     wait_short(at, &[&format!("v6.{zone}"), "AAAA"], &["fd00:96::a".into()]).await?;
     assert_eq!(
-        short(at, &["-x", "fd00:96::a"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &["-x", "fd00:96::a"]).await?,
         [format!("v6.{zone}.")]
     );
     wait_short(
@@ -335,15 +305,11 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     )
     .await?;
     assert_eq!(
-        short(at, &[&format!("db-0.v6h.{zone}"), "AAAA"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &[&format!("db-0.v6h.{zone}"), "AAAA"]).await?,
         ["fd00:244::4"]
     );
     assert_eq!(
-        short(at, &["-x", "fd00:244::4"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &["-x", "fd00:244::4"]).await?,
         [format!("db-0.v6h.{zone}.")]
     );
     println!("dns_spec: AAAA and ip6.arpa PTR ok");
@@ -357,24 +323,14 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
         o.join(".")
     };
     assert_eq!(
-        status(at, &["-x", &unknown])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        status(at, &["-x", &unknown]).await?,
         ("NXDOMAIN".into(), true)
     );
     assert_eq!(
-        status(at, &["-x", "fd00:96::ffff"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        status(at, &["-x", "fd00:96::ffff"]).await?,
         ("NXDOMAIN".into(), true)
     );
-    assert_eq!(
-        status(at, &["-x", "8.8.8.8"])
-            .await
-            .map_err(anyhow::Error::msg)?
-            .0,
-        "REFUSED"
-    );
+    assert_eq!(status(at, &["-x", "8.8.8.8"]).await?.0, "REFUSED");
 
     // Rotation: three addresses, each first once in three answers.
     create_record(
@@ -394,33 +350,20 @@ async fn every_record_kind_of_the_specification_is_answered() -> anyhow::Result<
     .await?;
     let mut firsts = BTreeSet::new();
     for _ in 0..3 {
-        let got = short_unsorted(at, &[&three, "A"])
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let got = short_unsorted(at, &[&three, "A"]).await?;
         firsts.insert(got[0].clone());
     }
     assert_eq!(firsts.len(), 3, "every address first once: {firsts:?}");
 
     // Programming latency: the headless changes above were observed.
     let (_, metrics) = http_get(server.metrics_addr.expect("metrics"), "/metrics").await?;
-    let count = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                "signpost_dns_programming_duration_seconds_count{service_kind=\"headless\"}",
-            )
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    let sum = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                "signpost_dns_programming_duration_seconds_sum{service_kind=\"headless\"}",
-            )
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let headless = |part: &str| {
+        let series = format!(
+            "signpost_dns_programming_duration_seconds_{part}{{service_kind=\"headless\"}}"
+        );
+        sample(&metrics, &series)
+    };
+    let (count, sum) = (headless("count"), headless("sum"));
     println!(
         "dns_spec: programming latency headless: {count} samples, mean {:.3} s",
         sum / count.max(1.0)
@@ -460,17 +403,11 @@ async fn servfail_before_the_first_list_then_what_it_has_after_the_startup_timeo
         &["-x", "10.96.0.10"],
         &["dns-version.cluster.local", "TXT"],
     ] {
-        let (got, _) = status(at, args).await.map_err(anyhow::Error::msg)?;
+        let (got, _) = status(at, args).await?;
         assert_eq!(got, "SERVFAIL", "{args:?} before the list");
     }
     // Outside the zone nothing changes: REFUSED without --upstream.
-    assert_eq!(
-        status(at, &["example.com", "A"])
-            .await
-            .map_err(anyhow::Error::msg)?
-            .0,
-        "REFUSED"
-    );
+    assert_eq!(status(at, &["example.com", "A"]).await?.0, "REFUSED");
     assert!(!server.is_serving());
     println!(
         "dns_spec: SERVFAIL before the list ({:?} after start)",
@@ -492,9 +429,7 @@ async fn servfail_before_the_first_list_then_what_it_has_after_the_startup_timeo
     );
     assert!(server.is_serving());
     assert_eq!(
-        short(at, &["dns-version.cluster.local", "TXT"])
-            .await
-            .map_err(anyhow::Error::msg)?,
+        short(at, &["dns-version.cluster.local", "TXT"]).await?,
         ["\"1.1.0\""]
     );
     server.shut_down().await;

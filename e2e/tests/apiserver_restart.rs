@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Api;
-use signpost_e2e::process::{LeaseFlags, SignpostOptions};
+use signpost_e2e::process::LeaseFlags;
 use signpost_e2e::{unique_cidr, wait_until};
 
 #[tokio::test]
@@ -22,12 +22,11 @@ async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()
     // The leader gives up (and exits) when it cannot renew its lease for the renew deadline;
     // a restart of the API server takes a few seconds, so give the lease room for it: this
     // test is about watches and requests recovering, not about losing leadership.
-    let options = SignpostOptions::new(&log_name("apirestart", &ns.name), &ns.name, &cidrs)
-        .lease_timing(LeaseFlags {
-            lease_duration: Duration::from_secs(120),
-            renew_deadline: Duration::from_secs(90),
-            retry_period: Duration::from_secs(2),
-        });
+    let options = scoped_options("apirestart", &ns, &cidrs).lease_timing(LeaseFlags {
+        lease_duration: Duration::from_secs(120),
+        renew_deadline: Duration::from_secs(90),
+        retry_period: Duration::from_secs(2),
+    });
     let mut signpost = start_leading(options).await?;
     let pid = signpost.pid();
 
@@ -74,14 +73,7 @@ async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()
     let deployments: Api<Deployment> = ns.api();
     let t1 = Instant::now();
     ns.create_app("after", 3).await?;
-    let claims = wait_claims(
-        &client,
-        &ns.name,
-        &cidr_nets,
-        "after: a VIP, consistent claims",
-        |claims| claims.contains_key("after"),
-    )
-    .await?;
+    let claims = wait_claim_of(&client, &ns.name, &cidr_nets, "after").await?;
     println!(
         "[apirestart] new Service got VIP {:?} {:?} after creation",
         claims["after"],
@@ -91,15 +83,7 @@ async fn signpost_carries_on_after_the_apiserver_restarts() -> anyhow::Result<()
     // re-establishing their own watches too: time them apart from Signpost.
     let pods_ready = wait_deployment_ready(&deployments, "after", 3, CONVERGE).await?;
     let t2 = Instant::now();
-    let seen = wait_endpoints(
-        &client,
-        &ns.name,
-        "after",
-        "app=after",
-        "after: 3 ready endpoints",
-        |seen| seen.ready == 3,
-    )
-    .await?;
+    let seen = wait_ready_endpoints(&client, &ns.name, "after", 3).await?;
     println!(
         "[apirestart] new Deployment's pods ready {pods_ready:?} after creation; endpoints converged {:?} after that ({seen:?})",
         t2.elapsed()

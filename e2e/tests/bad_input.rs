@@ -13,8 +13,8 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use signpost_e2e::process::metric_sum;
 use signpost_e2e::{
-    claims_in_namespace, events_about, fixtures, scale_deployment, unique_cidr, wait_until,
-    wait_until_every,
+    claims_in_namespace, events_about, fixtures, present, scale_deployment, unique_cidr,
+    wait_until, wait_until_every,
 };
 
 /// Waits for a Warning Event `reason` about Service `name`.
@@ -44,9 +44,7 @@ async fn wait_warning(
 /// `signpost.dev/cluster-ip: not-an-ip` → a Warning Event and no address, never another one.
 #[tokio::test]
 async fn invalid_requested_address_gets_a_warning_and_no_claim() -> anyhow::Result<()> {
-    let (client, ns) = setup("e2e-badip").await?;
-    let cidrs = vec![unique_cidr(24)];
-    let signpost = start_leader("badip", &ns, &cidrs).await?;
+    let (client, ns, signpost) = setup_leading("badip").await?;
 
     let t0 = Instant::now();
     ns.create_object(&fixtures::requesting_address(
@@ -77,9 +75,7 @@ async fn invalid_requested_address_gets_a_warning_and_no_claim() -> anyhow::Resu
 /// user, its note cut to what the Events API takes.
 #[tokio::test]
 async fn a_huge_annotation_still_gets_its_warning() -> anyhow::Result<()> {
-    let (client, ns) = setup("e2e-huge").await?;
-    let cidrs = vec![unique_cidr(24)];
-    let signpost = start_leader("huge", &ns, &cidrs).await?;
+    let (client, ns, signpost) = setup_leading("huge").await?;
     let huge = "9".repeat(60_000);
     ns.create_object(&fixtures::requesting_address(
         fixtures::app_service("huge", 80, 8080),
@@ -145,9 +141,7 @@ async fn exhausted_range_gets_a_warning() -> anyhow::Result<()> {
 /// without anyone touching it.
 #[tokio::test]
 async fn a_requested_address_is_granted_when_its_holder_lets_go() -> anyhow::Result<()> {
-    let (client, ns) = setup("e2e-pin").await?;
-    let cidrs = vec![unique_cidr(24)];
-    let signpost = start_leader("pin", &ns, &cidrs).await?;
+    let (client, ns, signpost) = setup_leading("pin").await?;
     let services: Api<Service> = ns.api();
     ns.create_object(&fixtures::app_service("blue", 80, 8080))
         .await?;
@@ -196,9 +190,7 @@ async fn a_requested_address_is_granted_when_its_holder_lets_go() -> anyhow::Res
 #[tokio::test]
 async fn selector_matching_nothing_gets_empty_endpoints_and_one_empty_slice() -> anyhow::Result<()>
 {
-    let (client, ns) = setup("e2e-empty").await?;
-    let cidrs = vec![unique_cidr(24)];
-    let signpost = start_leader("empty", &ns, &cidrs).await?;
+    let (client, ns, signpost) = setup_leading("empty").await?;
     let endpoints: Api<Endpoints> = ns.api();
 
     let t0 = Instant::now();
@@ -208,11 +200,7 @@ async fn selector_matching_nothing_gets_empty_endpoints_and_one_empty_slice() ->
         "Endpoints without addresses and one empty slice",
         CONVERGE,
         || async {
-            let ep = endpoints
-                .get_opt("lonely")
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or("no Endpoints")?;
+            let ep = present(&endpoints, "lonely").await?;
             let (ready, not_ready) = endpoints_addresses(&ep);
             let slices = slices_of(&ns.api(), "lonely").await?;
             let counts: Vec<usize> = slices.iter().map(endpoint_count).collect();
@@ -233,9 +221,7 @@ async fn selector_matching_nothing_gets_empty_endpoints_and_one_empty_slice() ->
         slices[0].name_any(),
         t0.elapsed()
     );
-    let writes = writes_during(&client, &ns.name, Duration::from_secs(2)).await?;
-    println!("[empty] writes in a 2 s quiet period: {writes}");
-    assert_eq!(writes, 0);
+    assert_quiet(&client, &ns.name, "empty", "no writes once converged").await?;
 
     finish(&client, ns, vec![signpost]).await
 }
@@ -251,9 +237,7 @@ async fn selector_matching_nothing_gets_empty_endpoints_and_one_empty_slice() ->
 async fn five_thousand_pods_fill_fifty_slices_and_truncate_endpoints() -> anyhow::Result<()> {
     const PODS: i32 = 5000;
     const SLOW: Duration = Duration::from_secs(900);
-    let (client, ns) = setup("e2e-big").await?;
-    let cidrs = vec![unique_cidr(24)];
-    let signpost = start_leader("big", &ns, &cidrs).await?;
+    let (client, ns, signpost) = setup_leading("big").await?;
     let deployments: Api<Deployment> = ns.api();
     let endpoints: Api<Endpoints> = ns.api();
     let pods: Api<Pod> = ns.api();

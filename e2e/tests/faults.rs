@@ -21,9 +21,17 @@ use signpost_crds::ServiceIP;
 use signpost_e2e::process::{FAST_LEASE, Relay, Signpost, SignpostOptions};
 use signpost_e2e::watch::list_version;
 use signpost_e2e::{
-    SERVICE_NAMESPACE_LABEL, create_all_at_once, fixtures, pod_is_ready, set_pod_ready,
-    unique_cidr, wait_until,
+    SERVICE_NAMESPACE_LABEL, TestNamespace, create_all_at_once, fixtures, pod_is_ready,
+    set_pod_ready, unique_cidr, wait_until,
 };
+
+/// The options of process `name` among those of the test that contend for Lease `lease`,
+/// with short lease timing so that a failover is quick.
+fn contender(ns: &TestNamespace, cidrs: &[String], lease: &str, name: &str) -> SignpostOptions {
+    scoped_options(name, ns, cidrs)
+        .lease_name(lease)
+        .lease_timing(FAST_LEASE)
+}
 
 /// SIGKILL while 100 Services are being created (at about 30 claims), then a restart: every
 /// Service ends with exactly one claim, no address is held twice, no claim outlives its
@@ -33,8 +41,7 @@ async fn kill_9_while_creating_100_services_then_restart_converges() -> anyhow::
     let (client, ns) = setup("e2e-kill").await?;
     let cidrs = vec![unique_cidr(24)];
     let cidr_nets = nets(&cidrs);
-    let options = SignpostOptions::new(&log_name("kill", &ns.name), &ns.name, &cidrs)
-        .lease_timing(FAST_LEASE);
+    let options = scoped_options("kill", &ns, &cidrs).lease_timing(FAST_LEASE);
     let mut first = start_leading(options.clone()).await?;
     let deployments: Api<Deployment> = ns.api();
     let services: Api<Service> = ns.api();
@@ -142,9 +149,7 @@ async fn kill_9_while_creating_100_services_then_restart_converges() -> anyhow::
         "[kill] all 100 Services have Endpoints and one slice of 3 ready pods {:?} after the restart",
         t1.elapsed()
     );
-    let quiet = writes_during(&client, &ns.name, Duration::from_secs(2)).await?;
-    println!("[kill] writes to slices/Endpoints in a 2 s quiet period: {quiet}");
-    assert_eq!(quiet, 0, "converged means no more writes");
+    assert_quiet(&client, &ns.name, "kill", "converged means no more writes").await?;
 
     finish(&client, ns, vec![second]).await
 }
@@ -183,11 +188,7 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
     let (client, ns) = setup("e2e-lead").await?;
     let cidrs = vec![unique_cidr(24)];
     let lease = signpost_e2e::unique_name("lease");
-    let options = |name: &str| {
-        SignpostOptions::new(&log_name(name, &ns.name), &ns.name, &cidrs)
-            .lease_name(&lease)
-            .lease_timing(FAST_LEASE)
-    };
+    let options = |name: &str| contender(&ns, &cidrs, &lease, name);
     let mut a = start_leading(options("a")).await?;
     let mut b = Signpost::start(options("b")).await?;
     let (a_leads, b_leads) = (a.is_leading().await, b.is_leading().await);
@@ -199,15 +200,7 @@ async fn leader_failover_on_kill_9_and_on_sigterm() -> anyhow::Result<()> {
 
     let pods: Api<Pod> = ns.api();
     ns.create_app("churn", 6).await?;
-    wait_endpoints(
-        &client,
-        &ns.name,
-        "churn",
-        "app=churn",
-        "6 ready endpoints",
-        |seen| seen.ready == 6,
-    )
-    .await?;
+    wait_ready_endpoints(&client, &ns.name, "churn", 6).await?;
     let names: Vec<String> = pods
         .list(&ListParams::default().labels("app=churn"))
         .await?
@@ -342,11 +335,7 @@ async fn a_leader_behind_a_frozen_relay_stops_before_the_standby_leads() -> anyh
     let cidrs = vec![unique_cidr(24)];
     let lease = signpost_e2e::unique_name("lease");
     let relay = Relay::to_api_server().await?;
-    let options = |name: &str| {
-        SignpostOptions::new(&log_name(name, &ns.name), &ns.name, &cidrs)
-            .lease_name(&lease)
-            .lease_timing(FAST_LEASE)
-    };
+    let options = |name: &str| contender(&ns, &cidrs, &lease, name);
     let via_relay = relay.kubeconfig(&log_name("a", &ns.name))?;
     let mut a = start_leading(
         options("a")
@@ -496,11 +485,7 @@ async fn chaos_eight_leader_kills_during_300_service_changes() -> anyhow::Result
     let (client, ns) = setup("e2e-chaos").await?;
     let cidrs = vec![unique_cidr(22)];
     let lease = signpost_e2e::unique_name("lease");
-    let options = |name: &str| {
-        SignpostOptions::new(&log_name(name, &ns.name), &ns.name, &cidrs)
-            .lease_name(&lease)
-            .lease_timing(FAST_LEASE)
-    };
+    let options = |name: &str| contender(&ns, &cidrs, &lease, name);
     ns.create_object(&fixtures::app_deployment("chaos", 3, 8080))
         .await?;
     let mut replicas = vec![
@@ -646,7 +631,7 @@ async fn sigterm_with_a_frozen_api_server_exits_within_the_grace_period() -> any
     let relay = Relay::to_api_server().await?;
     let via_relay = relay.kubeconfig(&log_name("a", &ns.name))?;
     let mut a = start_leading(
-        SignpostOptions::new(&log_name("a", &ns.name), &ns.name, &cidrs)
+        scoped_options("a", &ns, &cidrs)
             .lease_timing(FAST_LEASE)
             .arg("--kubeconfig")
             .arg(via_relay.display().to_string()),

@@ -144,9 +144,13 @@ async fn first_seed_hostnames_from_creation_to_deletion() -> anyhow::Result<()> 
             t.elapsed()
         );
     }
-    let quiet_writes = writes_during(&client, &ns.name, Duration::from_secs(2)).await?;
-    println!("[seed] writes to slices/Endpoints during 2 s of no change: {quiet_writes}");
-    assert_eq!(quiet_writes, 0, "a converged Service is not written again");
+    assert_quiet(
+        &client,
+        &ns.name,
+        "seed",
+        "a converged Service is not written again",
+    )
+    .await?;
 
     // Deleting the Deployment and Service leaves nothing behind.
     let t2 = Instant::now();
@@ -315,27 +319,12 @@ async fn headless_and_external_name_services_get_no_vip() -> anyhow::Result<()> 
     // A ClusterIP Service created last: once it holds its VIP, IPAM has seen the other two.
     ns.create_object(&fixtures::app_service("sentinel", 80, 5432))
         .await?;
-    let seen = wait_endpoints(
-        &client,
-        &ns.name,
-        "db",
-        "app=db",
-        "headless db endpoints: 3 ready pods",
-        |seen| seen.ready == 3,
-    )
-    .await?;
+    let seen = wait_ready_endpoints(&client, &ns.name, "db", 3).await?;
     println!(
         "[novip] headless db endpoints {:?} after creation ({seen:?})",
         t0.elapsed()
     );
-    let claims = wait_claims(
-        &client,
-        &ns.name,
-        &cidr_nets,
-        "sentinel holds a VIP, consistent claims",
-        |claims| claims.contains_key("sentinel"),
-    )
-    .await?;
+    let claims = wait_claim_of(&client, &ns.name, &cidr_nets, "sentinel").await?;
     assert_eq!(
         claims.keys().collect::<Vec<_>>(),
         vec!["sentinel"],
@@ -420,15 +409,7 @@ async fn require_dual_stack_service_gets_one_vip_per_family() -> anyhow::Result<
     assert!(claims[0].is_ipv4() && claims[1].is_ipv6(), "{claims:?}");
     assert!(cidr_nets[0].contains(&claims[0]) && cidr_nets[1].contains(&claims[1]));
 
-    let seen = wait_endpoints(
-        &client,
-        &ns.name,
-        "both",
-        "app=both",
-        "2 ready IPv4 endpoints",
-        |seen| seen.ready == 2,
-    )
-    .await?;
+    let seen = wait_ready_endpoints(&client, &ns.name, "both", 2).await?;
     println!(
         "[ds] endpoints {:?} after creation ({seen:?}; the fake pods are IPv4 only)",
         t0.elapsed()

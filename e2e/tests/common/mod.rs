@@ -23,7 +23,8 @@ use signpost_e2e::process::{READY_LINE, Signpost, SignpostOptions};
 use signpost_e2e::watch::list_version;
 use signpost_e2e::{
     SERVICE_NAMESPACE_LABEL, SIGNPOST_SLICES, TestNamespace, claims_in_namespace,
-    delete_namespace_and_claims, install_crds, pod_is_ready, wait_until, wait_until_every,
+    delete_namespace_and_claims, install_crds, pod_is_ready, unique_cidr, wait_until,
+    wait_until_every,
 };
 
 /// The most addresses an Endpoints object lists (as in Kubernetes).
@@ -55,8 +56,21 @@ pub async fn start_leader(
     ns: &TestNamespace,
     cidrs: &[String],
 ) -> anyhow::Result<Signpost> {
-    let options = SignpostOptions::new(&log_name(name, &ns.name), &ns.name, cidrs);
-    start_leading(options).await
+    start_leading(scoped_options(name, ns, cidrs)).await
+}
+
+/// The options of a Signpost process `name` scoped to `ns` over `cidrs`, with a log of its own
+/// (see [`log_name`]).
+pub fn scoped_options(name: &str, ns: &TestNamespace, cidrs: &[String]) -> SignpostOptions {
+    SignpostOptions::new(&log_name(name, &ns.name), &ns.name, cidrs)
+}
+
+/// A fresh namespace `e2e-<name>` and a Signpost process (logging as `name`) leading over a
+/// /24 no other test uses: how a test of one process starts.
+pub async fn setup_leading(name: &str) -> anyhow::Result<(Client, TestNamespace, Signpost)> {
+    let (client, ns) = setup(&format!("e2e-{name}")).await?;
+    let signpost = start_leader(name, &ns, &[unique_cidr(24)]).await?;
+    Ok((client, ns, signpost))
 }
 
 /// Starts a process with `options` and waits until it leads with synced caches.
@@ -635,6 +649,20 @@ pub async fn no_claims_during(
             Ok(Ok(Some(_))) => {}
         }
     }
+}
+
+/// Fails unless [`writes_during`] a 2 s quiet period counts none: converged, Signpost writes
+/// nothing more. `tag` starts the line it prints, `why` the failure.
+pub async fn assert_quiet(
+    client: &Client,
+    namespace: &str,
+    tag: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    let writes = writes_during(client, namespace, Duration::from_secs(2)).await?;
+    println!("[{tag}] writes to slices/Endpoints in a 2 s quiet period: {writes}");
+    assert_eq!(writes, 0, "{why}");
+    Ok(())
 }
 
 /// Counts the writes (ADDED, MODIFIED, DELETED) to Signpost's slices and to Endpoints in a

@@ -28,6 +28,22 @@ pub async fn wait_endpoints(
     wait_accepted(what, check, done).await
 }
 
+/// [`wait_endpoints`] for the common case: Service `service` over the pods labelled
+/// `app=<service>`, until its slices and Endpoints show `ready` ready endpoints.
+pub async fn wait_ready_endpoints(
+    client: &Client,
+    namespace: &str,
+    service: &str,
+    ready: usize,
+) -> anyhow::Result<EndpointsSeen> {
+    let what = format!("Service {service}: {ready} ready endpoints");
+    let selector = format!("app={service}");
+    wait_endpoints(client, namespace, service, &selector, &what, |seen| {
+        seen.ready == ready
+    })
+    .await
+}
+
 /// Waits until the claims of the namespace are consistent (see [`check_claims`]) and `done`
 /// accepts the addresses each Service holds; returns those. `what` names the wait in a
 /// timeout.
@@ -39,6 +55,20 @@ pub async fn wait_claims(
     done: impl Fn(&BTreeMap<String, Vec<IpAddr>>) -> bool,
 ) -> anyhow::Result<BTreeMap<String, Vec<IpAddr>>> {
     wait_accepted(what, || check_claims(client, namespace, cidrs), done).await
+}
+
+/// [`wait_claims`] until Service `service` holds a claim; returns every Service's addresses.
+pub async fn wait_claim_of(
+    client: &Client,
+    namespace: &str,
+    cidrs: &[IpNet],
+    service: &str,
+) -> anyhow::Result<BTreeMap<String, Vec<IpAddr>>> {
+    let what = format!("{service} holds a VIP, consistent claims");
+    wait_claims(client, namespace, cidrs, &what, |claims| {
+        claims.contains_key(service)
+    })
+    .await
 }
 
 /// Waits until Service `service` of the namespace holds a claim, and returns its address; a

@@ -8,6 +8,10 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ "$(id -u)" == 0 ]] || exit 0   # nothing of this kind can exist without root
+# The namespaces, cgroups and the fabric have fixed names on the machine: a control plane that
+# never had real nodes (no nodes directory in its state) must not take down another one's,
+# as every `cluster-down` and `e2e/with-cluster.sh` run would.
+[[ -d "$NODES_STATE" ]] || exit 0
 
 stop_pid() { # component
   local c="$1" pid

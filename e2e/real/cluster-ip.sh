@@ -141,6 +141,18 @@ webhook_called() {
 }
 wait_for "the API server to call the webhook (a dry-run Service with an address of $cidr)" 60 webhook_called
 
+# An upgrade keeps the chart's certificate (lookup): the caBundle stays the CA of the
+# certificate the running pods loaded, and the webhook goes on being called.
+ca_bundle() { kubectl get mutatingwebhookconfiguration "$release" -o jsonpath='{.webhooks[0].clientConfig.caBundle}' | sha256sum; }
+serving_cert() { kubectl -n "$sys_ns" get secret "$release-webhook-tls" -o jsonpath='{.data.tls\.crt}' | sha256sum; }
+before="$(ca_bundle) $(serving_cert)"
+say "helm upgrade $release charts/signpost --reuse-values"
+"$helm" upgrade "$release" "$repo/charts/signpost" -n "$sys_ns" --reuse-values --wait --timeout 3m >/dev/null \
+  || fail "helm upgrade failed"
+[[ "$(ca_bundle) $(serving_cert)" == "$before" ]] || fail "the upgrade changed the caBundle or the certificate"
+wait_for "the API server to call the webhook after the upgrade" 30 webhook_called
+echo "after helm upgrade: the same caBundle and certificate, and the webhook is still called"
+
 say "the first seed's app: 3 hostnames pods with an HTTP readiness probe, a Service, a client pod"
 kubectl apply -f - <<YAML
 apiVersion: apps/v1

@@ -27,6 +27,12 @@ use signpost_e2e::{
     TestNamespace, claims_in_namespace, client, fixtures, unique_cidr, unique_cidr_v6, wait_until,
 };
 
+/// ServiceCIDRs are cluster-wide: a Service the API server gives an address itself (no webhook
+/// registered, or one that let the create through) may take it from another test's CIDR, and a
+/// test that counts the free addresses of its small CIDR would then find one gone. The tests of
+/// this file run one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The webhook on a loopback port with a fresh self-signed certificate; returns its URL, the
 /// certificate (PEM) the API server is told to trust, and the server's task.
 async fn serve_webhook(
@@ -180,6 +186,7 @@ async fn wait_consistent(
 
 #[tokio::test]
 async fn services_get_signposts_addresses_as_their_cluster_ips() -> anyhow::Result<()> {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     init_logs("signpost=info,warn");
     let client = client().await?;
     let ns = TestNamespace::create(&client, "cluster-ip").await?;
@@ -337,6 +344,7 @@ async fn create_ip_address(client: &Client, address: &str) -> anyhow::Result<()>
 
 #[tokio::test]
 async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::Result<()> {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     // A /29: six usable addresses, three of them held by IPAddress objects made by hand.
     let cidr = unique_cidr(29);
     let (client, ns, running, _webhook, registration) = begin("cluster-ip-held", &cidr).await?;
@@ -391,6 +399,7 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
 
 #[tokio::test]
 async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result<()> {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let cidr = unique_cidr(24);
     let (client, ns, running, webhook, registration) = begin("cluster-ip-down", &cidr).await?;
     let net: IpNet = cidr.parse()?;
@@ -559,6 +568,7 @@ async fn wait_records_are_cluster_ips(
 
 #[tokio::test]
 async fn records_list_cluster_ips_outside_signposts_cidrs() -> anyhow::Result<()> {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let cidr = unique_cidr(24);
     let (client, ns, running, _webhook, registration) = begin("cluster-ip-outside", &cidr).await?;
     let net: IpNet = cidr.parse()?;

@@ -94,7 +94,8 @@ pub const DEFAULT_ENDPOINT_MAX_BATCH_PERIOD: Duration = Duration::from_millis(50
 pub const DEFAULT_ENDPOINT_BATCH_START: Start = Start::Burst(3);
 
 impl Settings {
-    /// Defaults for everything but the CIDRs.
+    /// Defaults for everything but the CIDRs. One struct literal, one line per setting: long
+    /// because the settings are many, not because it does much.
     pub fn new(service_cidrs: Vec<IpNet>) -> Self {
         Self {
             service_cidrs,

@@ -285,6 +285,9 @@ impl EndpointsController {
         self.control.shut_down();
     }
 
+    /// One Service's sync: plan from the caches and our own last writes, then write the slices
+    /// and the Endpoints together. Kept as one function (a little over 80 lines): every step
+    /// is already a call, and they share the cached slices, the plan and the trigger time.
     async fn sync(&self, key: &ServiceKey) -> Result<Next, SyncError> {
         let key = key.clone();
         let service = self

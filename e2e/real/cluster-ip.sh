@@ -80,18 +80,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-placement=()
-on_real_nodes=""
-if [[ -n "$(kubectl get nodes -l signpost.dev/real-node=true -o name 2>/dev/null)" ]]; then
-  placement=(-f "$repo/e2e/real/placement.yaml")
-  on_real_nodes=1
-fi
-pod_placement() { # indent
-  [[ -n "$on_real_nodes" ]] || return 0
-  local pad; pad="$(printf '%*s' "$1" '')"
-  printf '\n%snodeSelector: {signpost.dev/real-node: "true"}' "$pad"
-  printf '\n%stolerations: [{key: signpost.dev/real-node, operator: Exists, effect: NoSchedule}]' "$pad"
-}
+source "$repo/e2e/real/app.sh"
 
 # A ServiceCIDR of this name left terminating by a run just before cannot take addresses.
 kubectl wait --for=delete "servicecidr/$service_cidr_name" --timeout=60s >/dev/null 2>&1 || true
@@ -154,43 +143,7 @@ wait_for "the API server to call the webhook after the upgrade" 30 webhook_calle
 echo "after helm upgrade: the same caBundle and certificate, and the webhook is still called"
 
 say "the first seed's app: 3 hostnames pods with an HTTP readiness probe, a Service, a client pod"
-kubectl apply -f - <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hostnames, namespace: $ns}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: hostnames}}
-  template:
-    metadata: {labels: {app: hostnames}}
-    spec:$(pod_placement 6)
-      containers:
-        - name: hostnames
-          image: $hostnames_image
-          imagePullPolicy: IfNotPresent
-          ports: [{containerPort: 9376, protocol: TCP}]
-          readinessProbe:
-            httpGet: {path: /ready, port: 9376}
-            periodSeconds: 1
-            failureThreshold: 1
----
-apiVersion: v1
-kind: Service
-metadata: {name: hostnames, namespace: $ns}
-spec:
-  selector: {app: hostnames}
-  ports: [{name: default, protocol: TCP, port: 80, targetPort: 9376}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: $ns}
-spec:$(pod_placement 2)
-  terminationGracePeriodSeconds: 0
-  containers:
-    - name: client
-      image: $client_image
-      imagePullPolicy: IfNotPresent
-YAML
+apply_seed_app
 run kubectl -n "$ns" get svc hostnames
 
 # The Service's own ClusterIP is Signpost's address: in its CIDR, claimed by a ServiceIP for

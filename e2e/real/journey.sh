@@ -66,19 +66,7 @@ trap cleanup EXIT
 
 # On the local control plane the real nodes are tainted (the kwok tests' pods must not land
 # there) and labelled; on kind every node is real and nothing is needed.
-placement=()
-on_real_nodes=""
-if [[ -n "$(kubectl get nodes -l signpost.dev/real-node=true -o name 2>/dev/null)" ]]; then
-  placement=(-f "$repo/e2e/real/placement.yaml")
-  on_real_nodes=1
-fi
-# The journey's pods' placement, as YAML lines of a pod spec indented by $1 spaces.
-pod_placement() { # indent
-  [[ -n "$on_real_nodes" ]] || return 0
-  local pad; pad="$(printf '%*s' "$1" '')"
-  printf '\n%snodeSelector: {signpost.dev/real-node: "true"}' "$pad"
-  printf '\n%stolerations: [{key: signpost.dev/real-node, operator: Exists, effect: NoSchedule}]' "$pad"
-}
+source "$repo/e2e/real/app.sh"
 
 repository="${image%:*}" tag="${image##*:}"
 say "helm install $release charts/signpost (image $image; dns and proxy enabled)"
@@ -97,43 +85,7 @@ echo "Signpost's pods: Running, ready, 0 restarts; controller, dns and proxy non
 
 say "the first seed's app: 3 hostnames pods with an HTTP readiness probe, and a client pod"
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl apply -f - <<YAML
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hostnames, namespace: $ns}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: hostnames}}
-  template:
-    metadata: {labels: {app: hostnames}}
-    spec:$(pod_placement 6)
-      containers:
-        - name: hostnames
-          image: $hostnames_image
-          imagePullPolicy: IfNotPresent
-          ports: [{containerPort: 9376, protocol: TCP}]
-          readinessProbe:
-            httpGet: {path: /ready, port: 9376}
-            periodSeconds: 1
-            failureThreshold: 1
----
-apiVersion: v1
-kind: Service
-metadata: {name: hostnames, namespace: $ns}
-spec:
-  selector: {app: hostnames}
-  ports: [{name: default, protocol: TCP, port: 80, targetPort: 9376}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: $ns}
-spec:$(pod_placement 2)
-  terminationGracePeriodSeconds: 0
-  containers:
-    - name: client
-      image: $client_image
-      imagePullPolicy: IfNotPresent
-YAML
+apply_seed_app
 run kubectl -n "$ns" rollout status deploy/hostnames --timeout=120s
 wait_for "the client pod" 120 kubectl -n "$ns" wait --for=condition=Ready pod/client --timeout=5s
 

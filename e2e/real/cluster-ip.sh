@@ -33,29 +33,8 @@ service_cidr_name=signpost
 webhook_svc="$release-webhook"
 logs="$repo/target/real/cluster-ip"
 mkdir -p "$logs"
-helm="$(command -v helm || true)"
-if [[ -z "$helm" ]]; then
-  here="$repo/e2e/controlplane"
-  source "$here/lib.sh"
-  helm="$(bin_dir helm)/helm"
-  [[ -x "$helm" ]] || "$here/build.sh" helm >/dev/null
-fi
-
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-run() { say "$*"; "$@"; }
-fail() {
-  echo "e2e-real cluster-ip: $*" >&2
-  kubectl get pods -A -o wide >&2 || true
-  kubectl -n "$sys_ns" get events --sort-by=.lastTimestamp 2>/dev/null | tail -n 20 >&2 || true
-  exit 1
-}
-wait_for() { # what seconds command...
-  local what="$1" deadline=$((SECONDS + $2)) out=""; shift 2
-  until out="$("$@" 2>&1)"; do
-    ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $out"
-    sleep 0.5
-  done
-}
+journey="e2e-real cluster-ip"
+source "$repo/e2e/real/steps.sh"
 # Whether an IPv4 address is in $cidr.
 in_cidr() { python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$1" "$cidr"; }
 

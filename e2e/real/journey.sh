@@ -24,30 +24,8 @@ sys_ns=signpost-system
 ns=demo-real
 logs="$repo/target/real"
 mkdir -p "$logs"
-helm="$(command -v helm || true)"
-if [[ -z "$helm" ]]; then
-  here="$repo/e2e/controlplane"
-  source "$here/lib.sh"
-  helm="$(bin_dir helm)/helm"
-  [[ -x "$helm" ]] || "$here/build.sh" helm >/dev/null
-fi
-
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
-run() { say "$*"; "$@"; }
-fail() {
-  echo "e2e-real: $*" >&2
-  kubectl get pods -A -o wide >&2 || true
-  kubectl -n "$sys_ns" get events --sort-by=.lastTimestamp 2>/dev/null | tail -n 20 >&2 || true
-  exit 1
-}
-# Waits until a command succeeds; on timeout prints the command's last output.
-wait_for() { # what seconds command...
-  local what="$1" deadline=$((SECONDS + $2)) out=""; shift 2
-  until out="$("$@" 2>&1)"; do
-    ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $out"
-    sleep 0.5
-  done
-}
+journey="e2e-real"
+source "$repo/e2e/real/steps.sh"
 
 cleanup() {
   local status=$?

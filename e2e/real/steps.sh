@@ -1,0 +1,27 @@
+# Sourced by the real-node journeys (journey.sh, cluster-ip.sh) after they set $repo, $sys_ns and
+# $journey (the name their failures start with): helm, and the step helpers every step uses.
+
+helm="$(command -v helm || true)"
+if [[ -z "$helm" ]]; then
+  here="$repo/e2e/controlplane"
+  source "$here/lib.sh"
+  helm="$(bin_dir helm)/helm"
+  [[ -x "$helm" ]] || "$here/build.sh" helm >/dev/null
+fi
+
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { say "$*"; "$@"; }
+fail() {
+  echo "$journey: $*" >&2
+  kubectl get pods -A -o wide >&2 || true
+  kubectl -n "$sys_ns" get events --sort-by=.lastTimestamp 2>/dev/null | tail -n 20 >&2 || true
+  exit 1
+}
+# Waits until a command succeeds; on timeout prints the command's last output.
+wait_for() { # what seconds command...
+  local what="$1" deadline=$((SECONDS + $2)) out=""; shift 2
+  until out="$("$@" 2>&1)"; do
+    ((SECONDS < deadline)) || fail "timed out waiting for $what; last output: $out"
+    sleep 0.5
+  done
+}

@@ -41,10 +41,7 @@ in_cidr() { python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys
 cleanup() {
   local status=$?
   trap - EXIT
-  kubectl get pods -A -o wide > "$logs/pods.txt" 2>&1 || true
-  for pod in $(kubectl -n "$sys_ns" get pods -o name 2>/dev/null); do
-    kubectl -n "$sys_ns" logs "$pod" --all-containers > "$logs/${pod#pod/}.log" 2>&1 || true
-  done
+  save_pod_logs
   if [[ "${SIGNPOST_KEEP:-0}" != 1 ]]; then
     kubectl delete namespace "$ns" --ignore-not-found --wait=true --timeout=120s >/dev/null 2>&1 || true
     "$helm" uninstall "$release" -n "$sys_ns" --wait --timeout 2m >/dev/null 2>&1 || true

@@ -25,3 +25,10 @@ wait_for() { # what seconds command...
     sleep 0.5
   done
 }
+# Keeps the pods' list and what Signpost's pods logged, in $logs, before the cleanup removes them.
+save_pod_logs() {
+  kubectl get pods -A -o wide > "$logs/pods.txt" 2>&1 || true
+  for pod in $(kubectl -n "$sys_ns" get pods -o name 2>/dev/null); do
+    kubectl -n "$sys_ns" logs "$pod" --all-containers > "$logs/${pod#pod/}.log" 2>&1 || true
+  done
+}

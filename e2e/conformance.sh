@@ -4,7 +4,8 @@
 # endpointslice and endpointslice-mirroring controllers (the local control plane runs
 # kube-controller-manager without them). Only the specs that check API objects run: the local
 # control plane's nodes are kwok fakes, whose pods are Running and Ready with an IP but run
-# nothing, so no spec may exec into a pod or send traffic through a Service.
+# nothing, so no spec may exec into a pod or send traffic through a Service (those run on real
+# nodes: e2e/real/conformance.sh).
 #
 # What it does: builds e2e.test (cached, e2e/controlplane/build.sh e2e-test), applies
 # Signpost's CRDs, starts `signpost run` against KUBECONFIG and waits until it leads, runs
@@ -32,6 +33,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/against-cluster.sh" conformance
 command -v kubectl >/dev/null || PATH="$(bin_dir k8s):$PATH"
+source "$root/e2e/e2e-test.sh"
 mode="${SIGNPOST_CONFORMANCE_MODE:-endpoints}"
 case "$mode" in
   endpoints | cluster-ip) ;;
@@ -55,9 +57,9 @@ focus=(
 )
 skips=(
   # "regex|reason" (the reason is printed before the run)
-  'EndpointSlice should support a Service with multiple ports specified in multiple EndpointSlices|connects to the ClusterIP from a pod (exec, kube-proxy): kwok pods run nothing'
-  'EndpointSlice should support a Service with multiple endpoint IPs specified in multiple EndpointSlices|connects to the ClusterIP from a pod (exec, kube-proxy): kwok pods run nothing'
-  'EndpointSliceMirroring should mirror a custom Endpoint with multiple subsets and same IP address|connects to the ClusterIP from a pod (exec, kube-proxy): kwok pods run nothing'
+  'EndpointSlice should support a Service with multiple ports specified in multiple EndpointSlices|connects to the ClusterIP from a pod (exec, kube-proxy): kwok pods run nothing; run on real nodes by e2e/real/conformance.sh'
+  'EndpointSlice should support a Service with multiple endpoint IPs specified in multiple EndpointSlices|connects to the ClusterIP from a pod (exec, kube-proxy): kwok pods run nothing; run on real nodes by e2e/real/conformance.sh'
+  'EndpointSliceMirroring should mirror a custom Endpoint with multiple subsets and same IP address|connects to the ClusterIP from a pod (exec, kube-proxy): kwok pods run nothing; run on real nodes by e2e/real/conformance.sh'
 )
 
 # --- ClusterIP mode: the specs about Service addresses, as the API server records them ---
@@ -81,10 +83,10 @@ if [[ "$mode" == cluster-ip ]]; then
   # The type changes themselves pass (the update succeeds, the ClusterIP is set or cleared, the
   # NodePort allocated); each spec then execs into a pod to reach the Service.
   skips+=(
-    'Services should be able to change the type from ExternalName to ClusterIP|after the change, execs into a pod to reach the Service (kubectl exec): kwok pods run nothing'
-    'Services should be able to change the type from ExternalName to NodePort|after the change, execs into a pod to reach the Service (kubectl exec): kwok pods run nothing'
-    'Services should be able to change the type from ClusterIP to ExternalName|after the change, execs into a pod to resolve the name (kubectl exec): kwok pods run nothing'
-    'Services should be able to change the type from NodePort to ExternalName|after the change, execs into a pod to resolve the name (kubectl exec): kwok pods run nothing'
+    'Services should be able to change the type from ExternalName to ClusterIP|after the change, execs into a pod to reach the Service: kwok pods run nothing; run on real nodes by e2e/real/conformance.sh'
+    'Services should be able to change the type from ExternalName to NodePort|after the change, execs into a pod to reach the Service: kwok pods run nothing; run on real nodes by e2e/real/conformance.sh'
+    'Services should be able to change the type from ClusterIP to ExternalName|after the change, execs into a pod to resolve the name: kwok pods run nothing; run on real nodes by e2e/real/conformance.sh'
+    'Services should be able to change the type from NodePort to ExternalName|after the change, execs into a pod to resolve the name: kwok pods run nothing; run on real nodes by e2e/real/conformance.sh'
   )
 fi
 
@@ -109,8 +111,7 @@ fi
 step() { printf '\n==> %s\n' "$*"; }
 
 step "e2e.test: build.sh e2e-test (cached after the first build)"
-"$here/build.sh" e2e-test
-e2e_test="$(bin_dir k8s)/e2e.test"
+e2e_test_build
 bin="${SIGNPOST_BIN:-$root/target/debug/signpost}"
 [[ -x "$bin" ]] || { echo "FAIL: no signpost binary at $bin (cargo build -p signpost-controllers --bin signpost)" >&2; exit 1; }
 default_report="$root/target/conformance"
@@ -132,13 +133,13 @@ service_cidr_name=signpost-conformance
 webhook_name=signpost-conformance
 probe=signpost-conformance-probe
 pid=
-watch_pid=
+ipaddress_watch_pid=
 cleanup() {
   if [[ "$mode" == cluster-ip ]]; then
     # The webhook first: no Service of anyone else may meet it once this run is over.
     kubectl delete mutatingwebhookconfiguration "$webhook_name" --ignore-not-found >/dev/null 2>&1 || true
   fi
-  if [[ -n "$watch_pid" ]]; then kill -TERM "$watch_pid" 2>/dev/null || true; fi
+  if [[ -n "$ipaddress_watch_pid" ]]; then kill -TERM "$ipaddress_watch_pid" 2>/dev/null || true; fi
   if [[ -n "$pid" ]]; then
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -192,16 +193,6 @@ until curl -fsS "http://127.0.0.1:$port/readyz" 2>/dev/null | grep -q leading; d
 done
 echo "    leading (metrics on 127.0.0.1:$port)"
 
-# The addresses of $@ that are not in Signpost's CIDRs (ClusterIP mode), one a line.
-outside() {
-  python3 -c '
-import ipaddress, sys
-nets = [ipaddress.ip_network(c) for c in sys.argv[1].split()]
-for a in sys.argv[2:]:
-    if not any(ipaddress.ip_address(a) in n for n in nets):
-        print(a)' "${cluster_ip_cidrs[*]}" "$@"
-}
-
 if [[ "$mode" == cluster-ip ]]; then
   step "ClusterIP mode: MutatingWebhookConfiguration $webhook_name (removed on exit)"
   kubectl apply -f - >/dev/null <<EOF
@@ -230,7 +221,7 @@ EOF
     kubectl -n default create service clusterip "$probe" --tcp=80 >/dev/null
     ip="$(kubectl -n default get service "$probe" -o jsonpath='{.spec.clusterIP}')"
     kubectl -n default delete service "$probe" >/dev/null
-    [[ -z "$(outside "$ip")" ]] && break
+    [[ -z "$(addresses_outside "${cluster_ip_cidrs[*]}" "$ip")" ]] && break
     if ((SECONDS >= deadline)); then
       echo "FAIL: the probe Service got $ip, not an address in ${cluster_ip_cidrs[*]}" >&2
       tail -n 30 "$report/signpost.log" >&2
@@ -239,12 +230,7 @@ EOF
     sleep 1
   done
   echo "    a probe Service got $ip"
-  # Every Service address the API server records during the run (IPAddress objects created;
-  # deletions of an earlier run's addresses may show up too, and are left out below).
-  kubectl get ipaddresses --watch-only --output-watch-events \
-    -o jsonpath='{.type} {.object.metadata.name} {.object.spec.parentRef.resource}/{.object.spec.parentRef.namespace}/{.object.spec.parentRef.name}{"\n"}' \
-    >"$report/ipaddresses.txt" 2>"$report/ipaddresses.err" &
-  watch_pid=$!
+  ipaddresses_watch "$report"
 fi
 
 step "e2e.test $("$e2e_test" --version)"
@@ -264,42 +250,12 @@ if [[ -n "${SIGNPOST_CONFORMANCE_FOCUS:-}" ]]; then
   focus_args=(--ginkgo.focus="$(join "${narrowed[@]}")")
 fi
 start=$SECONDS
-set +e
-"$e2e_test" --kubeconfig "$KUBECONFIG" --provider skeleton \
-  "${focus_args[@]}" --ginkgo.skip="$skip_re" \
-  --ginkgo.no-color --ginkgo.silence-skips --ginkgo.timeout=1h \
-  --report-dir "$report" --e2e-output-dir "$report" \
-  2>&1 | tee "$report/e2e.log"
-status="${PIPESTATUS[0]}"
-set -e
+status=0
+e2e_test_run "$report" "${focus_args[@]}" --ginkgo.skip="$skip_re" || status=$?
 
 step "results ($((SECONDS - start)) s; JUnit in $report/junit_01.xml)"
-if [[ -f "$report/junit_01.xml" ]]; then
-  # One line per spec that ran: PASS or FAIL and its name (suite set-up nodes left out).
-  awk '
-    /<testcase / {
-      match($0, /name="[^"]*"/); name = substr($0, RSTART + 6, RLENGTH - 7)
-      state = "PASS"; open = ($0 !~ /\/>/)
-    }
-    open && /<skipped/ { state = "SKIP" }
-    open && /<failure/ { state = "FAIL" }
-    /<\/testcase>/ || (/<testcase / && !open) {
-      if (name ~ /^\[It\] / && state != "SKIP") print "    " state "  " substr(name, 6)
-      name = ""; open = 0
-    }' "$report/junit_01.xml"
-fi
+e2e_test_summary "$report"
 if [[ "$mode" == cluster-ip ]]; then
-  kill -TERM "$watch_pid" 2>/dev/null || true
-  wait "$watch_pid" 2>/dev/null || true
-  watch_pid=
-  mapfile -t addresses < <(awk '$1 == "ADDED" && $3 ~ /^services\// { print $2 }' \
-    "$report/ipaddresses.txt" | sort -u)
-  mapfile -t strays < <(outside "${addresses[@]}")
-  echo "    ClusterIPs given to the run's Services: ${#addresses[@]}, outside ${cluster_ip_cidrs[*]}: ${#strays[@]}"
-  if ((${#strays[@]} > 0)); then
-    echo "FAIL: Services got addresses Signpost did not choose (was the webhook called?):" >&2
-    grep -Fw -f <(printf '%s\n' "${strays[@]}") "$report/ipaddresses.txt" | sort -u | head -n 20 >&2
-    [[ "$status" != 0 ]] || status=1
-  fi
+  ipaddresses_check "$report" "${cluster_ip_cidrs[*]}" || { [[ "$status" != 0 ]] || status=1; }
 fi
 exit "$status"

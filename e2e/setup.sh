@@ -7,9 +7,10 @@ set -euo pipefail
 
 need_apt=()
 # command:package; the real nodes need containerd, runc, the CNI plugins, nft (kube-proxy) and
-# busybox (the images built in e2e/images).
+# busybox and OpenBSD's nc (the images built in e2e/images).
 for pair in curl:curl openssl:openssl ip:iproute2 dig:dnsutils dnsperf:dnsperf \
-  containerd:containerd runc:runc nft:nftables busybox:busybox-static gcc:gcc; do
+  containerd:containerd runc:runc nft:nftables busybox:busybox-static gcc:gcc \
+  nc.openbsd:netcat-openbsd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_apt+=("${pair#*:}")
 done
 [[ -x /usr/lib/cni/bridge ]] || need_apt+=(containernetworking-plugins)

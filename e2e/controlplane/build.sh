@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (and helm) from the Go module proxy, once per
 # version, into ~/.cache/signpost/<component>-<version>/bin. Prints one line per binary.
-# Usage: build.sh [component...]   (default: all; components: etcd k8s node kwok helm e2e-test;
-# node is the real nodes' kubelet and kube-proxy, e2e-test Kubernetes' own e2e suite binary
-# `e2e.test` (e2e/conformance.sh), both kept in k8s's directory)
+# Usage: build.sh [component...]   (default: all; components: etcd k8s node kwok helm e2e-test
+# agnhost; node is the real nodes' kubelet and kube-proxy, e2e-test Kubernetes' own e2e suite
+# binary `e2e.test` (e2e/conformance.sh), agnhost the binary of the e2e suite's test image
+# (e2e/images: the image e2e.test's pods run on real nodes), all kept in k8s's directory)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
@@ -47,7 +48,7 @@ build_one() { # module-dir out-dir binary package ldflags [go-command...]
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd k8s node kwok helm e2e-test)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd k8s node kwok helm e2e-test agnhost)
 for c in "${components[@]}"; do
   case "$c" in
     k8s) build_k8s_cmds kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
@@ -55,9 +56,11 @@ for c in "${components[@]}"; do
     # The e2e suite is the test binary of one package (its test main is e2e_test.go); the
     # modules it needs are in k8s/go.sum through k8s/tools_e2e.go.
     e2e-test) build_one k8s "$(bin_dir k8s)" e2e.test k8s.io/kubernetes/test/e2e "$(k8s_ldflags)" test -c ;;
+    # Static (CGO off, as every binary here): the image holds no libraries for it.
+    agnhost) build_one k8s "$(bin_dir k8s)" agnhost k8s.io/kubernetes/test/images/agnhost "-s -w" ;;
     etcd) build_one etcd "$(bin_dir etcd)" etcd go.etcd.io/etcd/server/v3 "-s -w" ;;
     kwok) build_one kwok "$(bin_dir kwok)" kwok sigs.k8s.io/kwok/cmd/kwok "-s -w" ;;
     helm) build_one helm "$(bin_dir helm)" helm helm.sh/helm/v4/cmd/helm "-s -w" ;;
-    *) echo "build.sh: unknown component '$c' (expected etcd, k8s, node, kwok, helm or e2e-test)" >&2; exit 2 ;;
+    *) echo "build.sh: unknown component '$c' (expected etcd, k8s, node, kwok, helm, e2e-test or agnhost)" >&2; exit 2 ;;
   esac
 done

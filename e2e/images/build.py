@@ -14,7 +14,8 @@ dynamic one with the libraries `ldd` lists for it. Every tar is reproducible: en
 owned by 0:0 unless an entry says otherwise, mtime SOURCE_DATE_EPOCH (default 0), so the same
 inputs always give the same image id.
 
-    build.py build [--out DIR] [NAME...]     NAME: signpost pause hostnames client (default all)
+    build.py build [--out DIR] [NAME...]     NAME: signpost pause hostnames client agnhost
+                                             (default all)
     build.py verify TAR [--rootfs DIR]       check a tar's manifest, config and layers agree;
                                              with --rootfs, also unpack its file system there
 
@@ -516,19 +517,23 @@ def etc_files(layer: Layer, hosts_lookup: bool = True) -> None:
     layer.dir("/home/nonroot", 0o700, NONROOT, NONROOT)
 
 
-def busybox(layer: Layer, applets: list[str]) -> None:
+def busybox(layer: Layer, applets: list[str] | None, exclude: tuple[str, ...] = ()) -> None:
     """Debian's static busybox at /bin/busybox, with a /bin/<applet> symlink per applet
-    (busybox picks the applet from the name it is called by)."""
+    (busybox picks the applet from the name it is called by); `None` links every applet this
+    busybox has, but those in `exclude` (names another program of the image answers to)."""
     bb = require_tool("busybox", "busybox-static")
     if shared_libraries(bb):
         raise BuildError(f"{bb} is not static: install busybox-static (apt-get install -y busybox-static)")
     available = set(subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split())
+    if applets is None:
+        applets = sorted(available - {"busybox"})
     missing = [a for a in applets if a not in available]
     if missing:
         raise BuildError(f"{bb} lacks the applets {', '.join(missing)}")
     layer.file(bb, "/bin/busybox", 0o755)
     for applet in applets:
-        layer.symlink(f"/bin/{applet}", "busybox")
+        if applet not in exclude:
+            layer.symlink(f"/bin/{applet}", "busybox")
 
 
 # Enough for a shell session in a pod (kubectl exec) and the tests' commands.
@@ -700,11 +705,72 @@ def image_client(out: Path) -> Built:
     return Built("client", ref, path, image_id)
 
 
+# What the agnhost image holds beside /agnhost: the client's programs and OpenBSD's netcat,
+# which Kubernetes' e2e specs run in its pods (`echo hostName | nc -v -t -w 2 <host> <port>`,
+# `nslookup <name>`), as upstream's image (Alpine's netcat-openbsd and bind-tools) does.
+AGNHOST_PROGRAMS = {**CLIENT_PROGRAMS, "/usr/bin/nc": ("nc.openbsd", "netcat-openbsd")}
+
+# Where e2e.test reads the agnhost image it runs: `configs[Agnhost] = Config{<registry>,
+# "agnhost", "<version>"}` and the registry's default in test/utils/image/manifest.go.
+AGNHOST_CONFIG = re.compile(r'configs\[Agnhost\]\s*=\s*Config\{list\.(\w+),\s*"([^"]+)",\s*"([^"]+)"\}')
+
+
+def agnhost_reference(kubernetes_source: Path) -> str:
+    """The reference e2e.test of this Kubernetes source asks for, e.g.
+    registry.k8s.io/e2e-test-images/agnhost:2.66.1: the image is imported under that name, so
+    the specs' pods find it on the node without a pull."""
+    manifest = kubernetes_source / "test" / "utils" / "image" / "manifest.go"
+    try:
+        text = manifest.read_text()
+    except OSError as e:
+        raise BuildError(f"cannot read {manifest}: {e.strerror}") from e
+    config = AGNHOST_CONFIG.search(text)
+    if config is None:
+        raise BuildError(f"{manifest}: no `configs[Agnhost] = Config{{...}}` line")
+    field, name, version = config.groups()
+    registry = re.search(rf'\b{field}:\s*"([^"]+)"', text)
+    if registry is None:
+        raise BuildError(f"{manifest}: no default for the registry {field}")
+    return f"{registry.group(1)}/{name}:{version}"
+
+
+def image_agnhost(out: Path) -> Built:
+    """Kubernetes' e2e test image, for the specs e2e.test runs on real nodes
+    (e2e/real/conformance.sh): /agnhost built from the same Kubernetes release as e2e.test
+    (static; build.sh sets SIGNPOST_AGNHOST_BIN and SIGNPOST_KUBERNETES_SOURCE), upstream's
+    entrypoint and default command (`/agnhost pause`) and user (root), and the shell tools the
+    specs exec: dash as /bin/sh, nc, nslookup, dig, curl, and every busybox applet for the rest."""
+    binary = os.environ.get("SIGNPOST_AGNHOST_BIN")
+    source = os.environ.get("SIGNPOST_KUBERNETES_SOURCE")
+    if not binary or not source:
+        raise BuildError("the agnhost image needs SIGNPOST_AGNHOST_BIN and SIGNPOST_KUBERNETES_SOURCE: build it with e2e/images/build.sh agnhost")
+    if not os.path.isfile(binary):
+        raise BuildError(f"no agnhost binary at {binary}: run e2e/controlplane/build.sh agnhost")
+    if shared_libraries(binary):
+        raise BuildError(f"{binary} is not static: build it with CGO_ENABLED=0")
+    ref = agnhost_reference(Path(source))
+    layer = Layer()
+    etc_files(layer)
+    # Every applet, as upstream's Alpine base has them (the specs' shell lines use seq, ...),
+    # but the names dash and the Debian programs answer to.
+    shadowed = ("sh", "ash", *(posixpath.basename(dest) for dest in AGNHOST_PROGRAMS))
+    busybox(layer, None, exclude=shadowed)
+    for dest, (program, package) in AGNHOST_PROGRAMS.items():
+        layer.binary(require_tool(program, package), dest)
+    layer.symlink("/bin/sh", "dash")
+    layer.file(binary, "/agnhost", 0o755)
+    config = ImageConfig(entrypoint=["/agnhost"], cmd=["pause"])
+    path = out / "agnhost.tar"
+    image_id = write_image(path, ref, layer, config, "e2e/images/build.py: agnhost, busybox, dash, nc, curl, dig, nslookup")
+    return Built("agnhost", ref, path, image_id)
+
+
 IMAGES = {
     "signpost": image_signpost,
     "pause": image_pause,
     "hostnames": image_hostnames,
     "client": image_client,
+    "agnhost": image_agnhost,
 }
 
 

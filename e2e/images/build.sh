@@ -6,8 +6,11 @@
 #   pause      signpost.local/pause:3.10      pod sandbox, pause.c compiled static
 #   hostnames  signpost.local/hostnames:1     busybox httpd on 9376 answering the pod's host name
 #   client     signpost.local/client:1        busybox + curl, dig, nslookup
+#   agnhost    registry.k8s.io/e2e-test-images/agnhost:<the version e2e.test asks for>
+#                                             Kubernetes' e2e test image: agnhost built from the
+#                                             control plane's release, + the client's tools and nc
 #
-# Usage: e2e/images/build.sh [name...]      (default: all four)
+# Usage: e2e/images/build.sh [name...]      (default: all five)
 # Prints one line per image: <name> <reference> <path> <image id>. Load one into containerd
 # with `ctr -n k8s.io images import target/images/<name>.tar`; check them with check.sh.
 set -euo pipefail
@@ -18,7 +21,7 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 command -v python3 >/dev/null || die "missing tool 'python3'"
 
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(signpost pause hostnames client)
+[[ ${#names[@]} -gt 0 ]] || names=(signpost pause hostnames client agnhost)
 
 for name in "${names[@]}"; do
   if [[ $name == signpost ]]; then
@@ -27,6 +30,17 @@ for name in "${names[@]}"; do
     command -v cargo >/dev/null || die "missing tool 'cargo' (rustup, see e2e/setup.sh)"
     (cd "$repo" && cargo build --release -p signpost-controllers --bin signpost) >&2 ||
       die "cargo build --release -p signpost-controllers --bin signpost failed"
+  fi
+  if [[ $name == agnhost ]]; then
+    # agnhost from the Go module proxy (cached), and the source e2e.test was built from, whose
+    # image manifest names the reference the specs' pods ask for.
+    cp="$repo/e2e/controlplane"
+    "$cp/build.sh" agnhost >&2 || die "e2e/controlplane/build.sh agnhost failed"
+    k8s_bin="$(here="$cp" && source "$cp/lib.sh" && bin_dir k8s)"
+    export SIGNPOST_AGNHOST_BIN="$k8s_bin/agnhost"
+    SIGNPOST_KUBERNETES_SOURCE="$(cd "$cp/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)" ||
+      die "cannot find the k8s.io/kubernetes module's source (cd e2e/controlplane/k8s && go mod download)"
+    export SIGNPOST_KUBERNETES_SOURCE
   fi
 done
 

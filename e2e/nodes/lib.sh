@@ -9,8 +9,8 @@
 #   sp-fabric        br0 (a bridge; no address) ─────┤── veth ── sp-node-<i>: eth0 10.124.0.<10+i>/24
 #                                                     │            cni0 10.245.<i>.1/24 (pods' bridge)
 #                                                     └── ...      containerd, kubelet, kube-proxy
-# The root namespace does not forward (ip_forward stays as it is): nodes and pods reach only each
-# other and the API server's forwarder.
+# The nodes' default route leads to spfab0; the root namespace does not forward (ip_forward stays
+# as it is): nodes and pods reach only each other and the API server's forwarder.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../controlplane" && pwd)"
 source "$here/lib.sh"
 source "$here/cluster.sh"
@@ -23,8 +23,6 @@ FABRIC_PREFIX_LEN=24
 # Pod addresses of the real nodes: one /24 per node, apart from kwok's 10.244.0.0/16 so that a
 # 20,000-pod benchmark never hands out a real node's address.
 REAL_POD_CIDR=10.245.0.0/16
-# The IPv4 half of the API server's Service range (APISERVER_SERVICE_CIDR in cluster.sh).
-APISERVER_SERVICE_CIDR_V4="${APISERVER_SERVICE_CIDR%%,*}"
 # The ClusterIP kubelets give pods as their DNS server: the chart's `signpost dns` Service.
 CLUSTER_DNS_IP=10.96.0.10
 # Pods of other tests must never land on a real node (their images do not exist there).

@@ -235,11 +235,14 @@ import_images() { # index
 
 for i in $(seq 1 "$count"); do start_node "$i"; done
 
-# Routes between the nodes: each node's pods through that node's address on the fabric; the
-# API server's Service range toward the root side, so a hostNetwork process's connection to a
-# ClusterIP finds a route before kube-proxy's DNAT rewrites it (there is no default route).
+# Routes between the nodes: each node's pods through that node's address on the fabric; every
+# other address toward the root side, as a real node's default route. Service addresses need it:
+# a hostNetwork process's connection to a ClusterIP must find a route before kube-proxy's DNAT
+# rewrites it, and a connection to a Service with no endpoints must be routed (into the forward
+# hook, where kube-proxy refuses it) rather than fail as "network is unreachable". The root
+# namespace does not forward on our machines (lib.sh), so nothing leaves the machine this way.
 for i in $(existing_nodes); do
-  ip -n "$(node_name "$i")" route replace "$APISERVER_SERVICE_CIDR_V4" via "$FABRIC_GATEWAY"
+  ip -n "$(node_name "$i")" route replace default via "$FABRIC_GATEWAY"
   for j in $(existing_nodes); do
     [[ "$i" == "$j" ]] && continue
     ip -n "$(node_name "$i")" route replace "$(node_pod_cidr "$j")" via "$(node_ip "$j")"

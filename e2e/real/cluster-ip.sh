@@ -7,7 +7,9 @@
 # and the API server's IPAddress; kube-proxy on the nodes routes that address: curls from a
 # client pod reach the three pods behind it. Then the leader pod is deleted: the webhook Service
 # follows the new leader and a second Service again gets Signpost's address, reached the same
-# way. Every step asserts; a failure prints what was seen and exits 1.
+# way. Last, Kubernetes' own specs that need real pods (Services' type changes among them) run on
+# the same nodes against this install: e2e/real/conformance.sh. Every step asserts; a failure
+# prints what was seen and exits 1.
 #
 # The API server must reach the webhook: at the webhook Service's ClusterIP, or (the local
 # control plane, whose API server is in no node's network namespace) at the leader pod's
@@ -17,7 +19,7 @@
 #
 # Environment: as journey.sh (SIGNPOST_IMAGE, SIGNPOST_HOSTNAMES_IMAGE, SIGNPOST_CLIENT_IMAGE,
 # SIGNPOST_IMAGE_PULL_POLICY, SIGNPOST_KEEP=1 leaves the release, the namespace and the
-# ServiceCIDR in place).
+# ServiceCIDR in place), SIGNPOST_REAL_CONFORMANCE=0 (skip Kubernetes' specs).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 : "${KUBECONFIG:?KUBECONFIG must name the cluster}"
@@ -207,4 +209,9 @@ say "kubectl -n $ns exec client -- curl -s http://$ip2/"
 curl_ip "$ip2" || fail "curl $ip2 failed"
 echo
 echo "after the failover, hostnames-2 got $ip2 from the new leader, and kube-proxy routes it"
+
+if [[ "${SIGNPOST_REAL_CONFORMANCE:-1}" != 0 ]]; then
+  say "e2e/real/conformance.sh $cidr   # Kubernetes' specs with pods, on these nodes"
+  "$repo/e2e/real/conformance.sh" "$cidr" || fail "Kubernetes' specs failed (target/real/conformance/e2e.log)"
+fi
 echo "e2e-real cluster-ip: every step passed"

@@ -27,7 +27,7 @@ demo-real:
 e2e-real:
     SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh seeds cluster-ip
 
-# ClusterIP mode on real nodes: helm install with clusterIPMode=true; a new Service's CLUSTER-IP is Signpost's address (claim, IPAddress, DNSRecord agree) and kube-proxy routes it to the pods; the webhook follows a leader failover. Needs root.
+# ClusterIP mode on real nodes: helm install with clusterIPMode=true; a new Service's CLUSTER-IP is Signpost's address (claim, IPAddress, DNSRecord agree) and kube-proxy routes it to the pods; the webhook follows a leader failover; then Kubernetes' Services specs with pods (e2e/real/conformance.sh). Needs root.
 e2e-real-cluster-ip:
     SIGNPOST_REAL_NODES="${SIGNPOST_REAL_NODES:-2}" e2e/with-cluster.sh e2e/real/run.sh cluster-ip
 

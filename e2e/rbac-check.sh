@@ -150,16 +150,18 @@ labelled() { [[ "$(kubectl -n "$release_ns" get pods -l signpost.dev/webhook=lea
 wait_for "pod $pod labelled signpost.dev/webhook=leader (and no other)" 30 labelled
 echo "    pod $pod: signpost.dev/webhook=leader"
 
-# The webhook over TLS as the API server calls it: the chart's CA, the Service's DNS name.
+# The webhook over TLS as the API server calls it: the chart's CA, the Service's DNS name. Not a
+# dry run (the webhook leaves those to the API server): each answer holds its address until a
+# repair period passes with no Service claiming it.
 dns_name="signpost-webhook.$release_ns.svc"
 review() {
   curl -fsS --max-time 5 --cacert "$work/webhook-ca.crt" --resolve "$dns_name:$webhook_port:127.0.0.1" \
     -H 'Content-Type: application/json' "https://$dns_name:$webhook_port/mutate-services" \
-    -d "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"rbac-check\",\"operation\":\"CREATE\",\"dryRun\":true,\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"probe\",\"namespace\":\"$app_ns\"},\"spec\":{\"type\":\"ClusterIP\",\"ports\":[{\"port\":80}]}}}}"
+    -d "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"rbac-check\",\"operation\":\"CREATE\",\"dryRun\":false,\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"probe\",\"namespace\":\"$app_ns\"},\"spec\":{\"type\":\"ClusterIP\",\"ports\":[{\"port\":80}]}}}}"
 }
 chosen() { review | sed -n 's/.*"patch":"\([^"]*\)".*/\1/p' | base64 -d | grep -o '"value":"10\.199\.[0-9.]*"'; }
 wait_for "the webhook to choose an address of 10.199.0.0/16" 30 chosen
-echo "    POST https://$dns_name:$webhook_port/mutate-services (dry run) -> $(chosen | head -1)"
+echo "    POST https://$dns_name:$webhook_port/mutate-services -> $(chosen | head -1)"
 
 # A Service created with an address of the ServiceCIDR: the API server accepts it (and records
 # an IPAddress), and Signpost claims what spec.clusterIP says.

@@ -9,6 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use base64::Engine;
 use common::{TIMEOUT, dig, finish, init_logs, scoped_settings, start_controllers, start_dns};
@@ -18,6 +19,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{IPAddress, ServiceCIDR};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
+use signpost_controllers::app::Settings;
 use signpost_controllers::ipam::cluster_ip::{
     Leader, WEBHOOK_PATH, publish_service_cidr, webhook_router,
 };
@@ -80,17 +82,18 @@ async fn register_webhook(
     }))?;
     api.create(&PostParams::default(), &config).await?;
     // The API server starts calling a new webhook a moment after it is created: wait until a
-    // dry-run create (which holds nothing) comes back with an address the webhook chose, a
-    // Service's ClusterIP being in the API server's own range (10.96.0.0/16) otherwise.
+    // probe Service (created, then deleted) gets an address the webhook chose, a Service's
+    // ClusterIP being in the API server's own range (10.96.0.0/16) otherwise. Not a dry run:
+    // the webhook leaves those to the API server.
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
     let probe = fixtures::service_selecting("webhook-probe", "none", 80);
-    let dry_run = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
     wait_until("the API server calls the webhook", TIMEOUT, || async {
         let created = services
-            .create(&dry_run, &probe)
+            .create(&PostParams::default(), &probe)
+            .await
+            .map_err(|e| e.to_string())?;
+        services
+            .delete("webhook-probe", &DeleteParams::default())
             .await
             .map_err(|e| e.to_string())?;
         let ips = cluster_ips(&created);
@@ -99,6 +102,33 @@ async fn register_webhook(
             Err(format!("not yet: {ips:?}"))
         } else {
             Ok(())
+        }
+    })
+    .await?;
+    // The probe's claim and IPAddress are gone before the test counts its own.
+    let addresses: Api<IPAddress> = Api::all(client.clone());
+    wait_until("the probe's address is released", TIMEOUT, || async {
+        let claims = claims_in_namespace(client, namespace)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(claim) = claims
+            .iter()
+            .find(|c| c.spec.service_ref.name == "webhook-probe")
+        {
+            return Err(format!("still claimed: {}", claim.spec.address));
+        }
+        let recorded = addresses
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let probe_parent = |a: &IPAddress| {
+            let parent = &a.spec.parent_ref;
+            (parent.namespace.as_deref() == Some(namespace) && parent.name == "webhook-probe")
+                .then(|| a.name_any())
+        };
+        match recorded.items.iter().find_map(probe_parent) {
+            Some(name) => Err(format!("IPAddress {name} still names the probe")),
+            None => Ok(()),
         }
     })
     .await
@@ -281,6 +311,7 @@ async fn start_cluster_ip_mode(
     client: &Client,
     ns: &TestNamespace,
     cidrs: &[&str],
+    tweak: impl FnOnce(&mut Settings),
 ) -> anyhow::Result<(
     signpost_controllers::app::Running,
     tokio::task::JoinHandle<std::io::Result<()>>,
@@ -288,6 +319,7 @@ async fn start_cluster_ip_mode(
 )> {
     let mut settings = scoped_settings(&ns.name, cidrs)?;
     settings.cluster_ip_mode = true;
+    tweak(&mut settings);
     let nets: Vec<IpNet> = cidrs.iter().map(|c| c.parse()).collect::<Result<_, _>>()?;
     let (running, _) = start_controllers(client, settings).await?;
     publish_service_cidr(client, &format!("signpost-{}", ns.name), &nets).await?;
@@ -298,10 +330,11 @@ async fn start_cluster_ip_mode(
 }
 
 /// A test's start: its namespace (named from `prefix`) and Signpost in ClusterIP mode over
-/// `cidr` (see [`start_cluster_ip_mode`]).
+/// `cidr` (see [`start_cluster_ip_mode`]), with `tweak`'s settings.
 async fn begin(
     prefix: &str,
     cidr: &str,
+    tweak: impl FnOnce(&mut Settings),
 ) -> anyhow::Result<(
     Client,
     TestNamespace,
@@ -312,7 +345,8 @@ async fn begin(
     init_logs("signpost=info,warn");
     let client = client().await?;
     let ns = TestNamespace::create(&client, prefix).await?;
-    let (running, webhook, registration) = start_cluster_ip_mode(&client, &ns, &[cidr]).await?;
+    let (running, webhook, registration) =
+        start_cluster_ip_mode(&client, &ns, &[cidr], tweak).await?;
     Ok((client, ns, running, webhook, registration))
 }
 
@@ -347,7 +381,8 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     // A /29: six usable addresses, three of them held by IPAddress objects made by hand.
     let cidr = unique_cidr(29);
-    let (client, ns, running, _webhook, registration) = begin("cluster-ip-held", &cidr).await?;
+    let (client, ns, running, _webhook, registration) =
+        begin("cluster-ip-held", &cidr, |_| {}).await?;
     let net: IpNet = cidr.parse()?;
     let hosts: Vec<IpAddr> = net.hosts().collect();
     let (url, ca) = registration.split_once('\n').expect("url and CA");
@@ -366,6 +401,14 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
     })
     .await?;
     register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
+    // The webhook's probe took one of the three and gave it back.
+    wait_until("only the held addresses are in use", TIMEOUT, || async {
+        match used(&running) {
+            3 => Ok(()),
+            n => Err(format!("{n} used")),
+        }
+    })
+    .await?;
 
     let mut given = BTreeSet::new();
     for i in 0..3 {
@@ -401,7 +444,8 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
 async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result<()> {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let cidr = unique_cidr(24);
-    let (client, ns, running, webhook, registration) = begin("cluster-ip-down", &cidr).await?;
+    let (client, ns, running, webhook, registration) =
+        begin("cluster-ip-down", &cidr, |_| {}).await?;
     let net: IpNet = cidr.parse()?;
     let (url, ca) = registration.split_once('\n').expect("url and CA");
     register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
@@ -433,7 +477,8 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
 
     // Signpost returns: the Services with an address in its CIDR are adopted (claimed, in
     // their DNSRecords), nothing gets a second address, and new Services get Signpost's again.
-    let (running, _webhook, registration) = start_cluster_ip_mode(&client, &ns, &[&cidr]).await?;
+    let (running, _webhook, registration) =
+        start_cluster_ip_mode(&client, &ns, &[&cidr], |_| {}).await?;
     let (url, ca) = registration.split_once('\n').expect("url and CA");
     Api::<MutatingWebhookConfiguration>::all(client.clone())
         .delete(&ns.name, &DeleteParams::default())
@@ -460,6 +505,149 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
         cluster_ips(&now),
         cluster_ips(&plain),
         "a Service keeps its address"
+    );
+    end_cluster_ip_mode(&client, ns, running).await
+}
+
+/// The addresses of `cidr` in use (claimed, held at admission or marked by an IPAddress).
+fn used(running: &signpost_controllers::app::Running) -> u64 {
+    running.ipam().usage().iter().map(|u| u.used).sum()
+}
+
+#[tokio::test]
+async fn dry_runs_hold_nothing_refusals_expire_and_released_addresses_wait() -> anyhow::Result<()> {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    // A /29: six usable addresses, so every one of them can be watched. A repair period of 2 s
+    // ends the hold of a create the API server refused after admission.
+    let cidr = unique_cidr(29);
+    let (client, ns, running, _webhook, registration) = begin("cluster-ip-paths", &cidr, |s| {
+        s.repair_interval = Duration::from_secs(2);
+    })
+    .await?;
+    let net: IpNet = cidr.parse()?;
+    let (url, ca) = registration.split_once('\n').expect("url and CA");
+    register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
+    let services: Api<Service> = ns.api();
+    let service = |name: &str| fixtures::service_selecting(name, "web", 8080);
+
+    // Dry runs are left to the API server: each one succeeds, and none holds an address. The
+    // API server checks a dry run's address against one of its ServiceCIDRs picked at random:
+    // one of Signpost's would fail about half of them, and so would a ServiceCIDR that is not
+    // ready (an earlier test's, being deleted), which the test waits out first.
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    wait_until("the probe's address is released", TIMEOUT, || async {
+        match used(&running) {
+            0 => Ok(()),
+            n => Err(format!("{n} addresses in use")),
+        }
+    })
+    .await?;
+    let service_cidrs: Api<ServiceCIDR> = Api::all(client.clone());
+    wait_until("every ServiceCIDR is ready", 2 * TIMEOUT, || async {
+        let listed = service_cidrs
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let not_ready: Vec<String> = listed
+            .items
+            .iter()
+            .filter(|c| {
+                let ready = c
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_none_or(|conditions| {
+                        conditions
+                            .iter()
+                            .all(|c| c.type_ != "Ready" || c.status == "True")
+                    });
+                c.metadata.deletion_timestamp.is_some() || !ready
+            })
+            .map(|c| c.name_any())
+            .collect();
+        if not_ready.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not ready: {not_ready:?}"))
+        }
+    })
+    .await?;
+    for _ in 0..10 {
+        services.create(&dry_run, &service("dry")).await?;
+    }
+    assert_eq!(used(&running), 0, "a dry run holds no address");
+
+    // A create the API server refuses after the webhook chose (the name exists already) holds
+    // its address until the repair pass ends the hold: no claim, and free again.
+    let kept = services
+        .create(&PostParams::default(), &service("kept"))
+        .await?;
+    let refused = services
+        .create(&PostParams::default(), &service("kept"))
+        .await;
+    assert!(
+        matches!(&refused, Err(kube::Error::Api(e)) if e.code == 409),
+        "{refused:?}"
+    );
+    wait_until("the refused create's hold to end", TIMEOUT, || async {
+        match used(&running) {
+            1 => Ok(()),
+            n => Err(format!("{n} addresses in use")),
+        }
+    })
+    .await?;
+    wait_consistent(&client, &ns, std::slice::from_ref(&kept), &[net]).await?;
+    assert_eq!(claims_in_namespace(&client, &ns.name).await?.len(), 1);
+
+    // Released addresses wait: with the CIDR full, two Services are deleted one after the
+    // other, and the next Service gets the address released first, although next-fit (from
+    // the address after the last one given) would meet the other one first.
+    let mut last = kept;
+    for i in 0..5 {
+        last = services
+            .create(&PostParams::default(), &service(&format!("s{i}")))
+            .await?;
+    }
+    let all = services.list(&Default::default()).await?.items;
+    let holders: BTreeMap<IpAddr, String> = all
+        .iter()
+        .flat_map(|s| cluster_ips(s).into_iter().map(move |a| (a, s.name_any())))
+        .collect();
+    assert_eq!(holders.len(), 6, "the CIDR is full: {holders:?}");
+    let hosts: Vec<IpAddr> = net.hosts().collect();
+    let cursor = hosts
+        .iter()
+        .position(|h| cluster_ips(&last).contains(h))
+        .expect("the last Service's address is a host of the CIDR");
+    // Next-fit's order from there: it meets `met_first` before `met_later`.
+    let met_first = hosts[(cursor + 1) % hosts.len()];
+    let met_later = hosts[(cursor + 3) % hosts.len()];
+    for (address, left) in [(met_later, 5), (met_first, 4)] {
+        services
+            .delete(&holders[&address], &DeleteParams::default())
+            .await?;
+        wait_until(
+            "the deleted Service's address is released",
+            TIMEOUT,
+            || async {
+                match used(&running) {
+                    n if n == left => Ok(()),
+                    n => Err(format!("{n} addresses in use")),
+                }
+            },
+        )
+        .await?;
+    }
+    let next = services
+        .create(&PostParams::default(), &service("next"))
+        .await?;
+    assert_eq!(
+        cluster_ips(&next),
+        vec![met_later],
+        "the address released first ({met_later}), not the one next-fit meets first ({met_first})"
     );
     end_cluster_ip_mode(&client, ns, running).await
 }
@@ -570,7 +758,8 @@ async fn wait_records_are_cluster_ips(
 async fn records_list_cluster_ips_outside_signposts_cidrs() -> anyhow::Result<()> {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let cidr = unique_cidr(24);
-    let (client, ns, running, _webhook, registration) = begin("cluster-ip-outside", &cidr).await?;
+    let (client, ns, running, _webhook, registration) =
+        begin("cluster-ip-outside", &cidr, |_| {}).await?;
     let net: IpNet = cidr.parse()?;
     let defaults = default_service_cidrs(&client).await?;
     anyhow::ensure!(

@@ -99,14 +99,16 @@ run kubectl -n "$sys_ns" get endpointslices -l "kubernetes.io/service-name=$webh
 echo "the webhook Service leads to the leader $leader ($leader_ip) only"
 
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-# The API server calls a new webhook configuration once its informer has it: a dry-run create
-# (which holds nothing) until the answer carries Signpost's address.
+# The API server calls a new webhook configuration once its informer has it: a probe Service,
+# created and deleted, until it gets Signpost's address. (Not a dry run: the webhook leaves
+# those to the API server, which checks a dry run's address against a random ServiceCIDR.)
 webhook_called() {
   local ip
-  ip="$(kubectl -n "$ns" create service clusterip probe --tcp=80 --dry-run=server -o jsonpath='{.spec.clusterIP}')"
+  ip="$(kubectl -n "$ns" create service clusterip probe --tcp=80 -o jsonpath='{.spec.clusterIP}')" || return 1
+  kubectl -n "$ns" delete service probe --wait=false >/dev/null
   in_cidr "$ip" || { echo "probe got $ip"; return 1; }
 }
-wait_for "the API server to call the webhook (a dry-run Service with an address of $cidr)" 60 webhook_called
+wait_for "the API server to call the webhook (a probe Service with an address of $cidr)" 60 webhook_called
 
 # An upgrade keeps the chart's certificate (lookup): the caBundle stays the CA of the
 # certificate the running pods loaded, and the webhook goes on being called.

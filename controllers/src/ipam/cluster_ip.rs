@@ -87,10 +87,16 @@ struct ReviewRequest {
     old_object: Option<Service>,
 }
 
-/// Whether the API server will allocate addresses for this request: a create of a Service
-/// that has a cluster IP, or an update that gives one to a Service that had none (an
-/// ExternalName Service turned into a ClusterIP one).
-fn allocates(operation: &str, service: &Service, old: Option<&Service>) -> bool {
+/// Whether the webhook chooses addresses for this request: a create of a Service that has a
+/// cluster IP, or an update that gives one to a Service that had none (an ExternalName Service
+/// turned into a ClusterIP one). Not on a dry run: the API server checks a dry run's address
+/// against one of its ServiceCIDRs picked at random (Kubernetes 1.37's `MetaAllocator.DryRun`),
+/// so an address of Signpost's CIDR fails a dry run as often as another ServiceCIDR is picked
+/// (`kubectl diff`, `apply --dry-run=server`), where the API server's own choice never does.
+fn allocates(operation: &str, dry_run: bool, service: &Service, old: Option<&Service>) -> bool {
+    if dry_run {
+        return false;
+    }
     match operation {
         "CREATE" => wants_virtual_ip(service),
         "UPDATE" => wants_virtual_ip(service) && !old.is_some_and(wants_virtual_ip),
@@ -107,9 +113,14 @@ pub fn answer(review: &Review, ipam: Option<&Ipam>) -> Value {
     let mut response = json!({"uid": request.uid, "allowed": true});
     let chosen = match (ipam, request.object.as_ref()) {
         (Some(ipam), Some(service))
-            if allocates(&request.operation, service, request.old_object.as_ref()) =>
+            if allocates(
+                &request.operation,
+                request.dry_run,
+                service,
+                request.old_object.as_ref(),
+            ) =>
         {
-            ipam.admit(service, request.dry_run)
+            ipam.admit(service)
         }
         _ => Ok(Admission::default()),
     };
@@ -226,10 +237,26 @@ mod tests {
             json!({"type": "ExternalName", "externalName": "example.com"}),
         ))
         .unwrap();
-        assert!(allocates("CREATE", &plain, None));
-        assert!(!allocates("CREATE", &external, None));
-        assert!(allocates("UPDATE", &plain, Some(&external)));
-        assert!(!allocates("UPDATE", &plain, Some(&plain)));
-        assert!(!allocates("DELETE", &plain, None));
+        assert!(allocates("CREATE", false, &plain, None));
+        assert!(!allocates("CREATE", false, &external, None));
+        assert!(allocates("UPDATE", false, &plain, Some(&external)));
+        assert!(!allocates("UPDATE", false, &plain, Some(&plain)));
+        assert!(!allocates("DELETE", false, &plain, None));
+    }
+
+    #[test]
+    fn dry_runs_are_left_to_the_api_server() {
+        let plain: Service = serde_json::from_value(service(json!({}))).unwrap();
+        let external: Service = serde_json::from_value(service(
+            json!({"type": "ExternalName", "externalName": "example.com"}),
+        ))
+        .unwrap();
+        assert!(!allocates("CREATE", true, &plain, None));
+        assert!(!allocates("UPDATE", true, &plain, Some(&external)));
+        let mut dry = review("CREATE", service(json!({})), None);
+        dry.request.as_mut().unwrap().dry_run = true;
+        let answered = answer(&dry, None);
+        assert_eq!(answered["response"]["allowed"], true);
+        assert!(answered["response"].get("patch").is_none());
     }
 }

@@ -233,21 +233,14 @@ impl Ipam {
     /// book until its claim takes them over (or a repair period passes). Before the first
     /// repair pass the book may not know every address in use, so nothing is chosen then:
     /// the API server allocates, and the Service is adopted like one created while Signpost
-    /// was down. A dry run holds nothing.
-    pub fn admit(&self, service: &Service, dry_run: bool) -> Result<Admission, AddressRefused> {
+    /// was down. Dry runs never get here (the webhook leaves them to the API server).
+    pub fn admit(&self, service: &Service) -> Result<Admission, AddressRefused> {
         if !self.control.started() {
             return Ok(Admission::default());
         }
         let mut index = self.lock();
         let admission = admit(service, &mut index.book)?;
-        if dry_run {
-            admission
-                .held
-                .iter()
-                .for_each(|address| index.book.unreserve(*address));
-        } else {
-            index.hold(&admission.held, Instant::now());
-        }
+        index.hold(&admission.held, Instant::now());
         drop(index);
         self.publish_usage();
         Ok(admission)

@@ -15,7 +15,7 @@ owned by 0:0 unless an entry says otherwise, mtime SOURCE_DATE_EPOCH (default 0)
 inputs always give the same image id.
 
     build.py build [--out DIR] [NAME...]     NAME: signpost pause hostnames client agnhost
-                                             (default all)
+                                             glibc-dns-testing (default all)
     build.py verify TAR [--rootfs DIR]       check a tar's manifest, config and layers agree;
                                              with --rootfs, also unpack its file system there
 
@@ -705,28 +705,37 @@ def image_client(out: Path) -> Built:
     return Built("client", ref, path, image_id)
 
 
-# What the agnhost image holds beside /agnhost: the client's programs and OpenBSD's netcat,
-# which Kubernetes' e2e specs run in its pods (`echo hostName | nc -v -t -w 2 <host> <port>`,
-# `nslookup <name>`), as upstream's image (Alpine's netcat-openbsd and bind-tools) does.
-AGNHOST_PROGRAMS = {**CLIENT_PROGRAMS, "/usr/bin/nc": ("nc.openbsd", "netcat-openbsd")}
+# What the agnhost image holds beside /agnhost: the client's programs, OpenBSD's netcat and
+# getent, which Kubernetes' e2e specs run in its pods (`echo hostName | nc -v -t -w 2 <host>
+# <port>`, `nslookup <name>`, `getent hosts <name>`), as upstream's image (Alpine's
+# netcat-openbsd, bind-tools and libc utilities) does.
+AGNHOST_PROGRAMS = {
+    **CLIENT_PROGRAMS,
+    "/usr/bin/nc": ("nc.openbsd", "netcat-openbsd"),
+    "/usr/bin/getent": ("getent", "libc-bin"),
+}
 
-# Where e2e.test reads the agnhost image it runs: `configs[Agnhost] = Config{<registry>,
-# "agnhost", "<version>"}` and the registry's default in test/utils/image/manifest.go.
-AGNHOST_CONFIG = re.compile(r'configs\[Agnhost\]\s*=\s*Config\{list\.(\w+),\s*"([^"]+)",\s*"([^"]+)"\}')
+# Where e2e.test reads the test images it runs: `configs[<Id>] = Config{<registry>, "<name>",
+# "<version>"}` and the registry's default in test/utils/image/manifest.go.
+TEST_IMAGE_CONFIG = r'configs\[{id}\]\s*=\s*Config\{{list\.(\w+),\s*"([^"]+)",\s*"([^"]+)"\}}'
 
 
-def agnhost_reference(kubernetes_source: Path) -> str:
-    """The reference e2e.test of this Kubernetes source asks for, e.g.
+def test_image_reference(image_id: str) -> str:
+    """The reference e2e.test of the Kubernetes source SIGNPOST_KUBERNETES_SOURCE names (build.sh
+    sets it) asks for as its test image `image_id`, e.g. Agnhost ->
     registry.k8s.io/e2e-test-images/agnhost:2.66.1: the image is imported under that name, so
     the specs' pods find it on the node without a pull."""
-    manifest = kubernetes_source / "test" / "utils" / "image" / "manifest.go"
+    source = os.environ.get("SIGNPOST_KUBERNETES_SOURCE")
+    if not source:
+        raise BuildError("Kubernetes' test images need SIGNPOST_KUBERNETES_SOURCE: build them with e2e/images/build.sh")
+    manifest = Path(source) / "test" / "utils" / "image" / "manifest.go"
     try:
         text = manifest.read_text()
     except OSError as e:
         raise BuildError(f"cannot read {manifest}: {e.strerror}") from e
-    config = AGNHOST_CONFIG.search(text)
+    config = re.search(TEST_IMAGE_CONFIG.format(id=image_id), text)
     if config is None:
-        raise BuildError(f"{manifest}: no `configs[Agnhost] = Config{{...}}` line")
+        raise BuildError(f"{manifest}: no `configs[{image_id}] = Config{{...}}` line")
     field, name, version = config.groups()
     registry = re.search(rf'\b{field}:\s*"([^"]+)"', text)
     if registry is None:
@@ -734,35 +743,64 @@ def agnhost_reference(kubernetes_source: Path) -> str:
     return f"{registry.group(1)}/{name}:{version}"
 
 
+def test_image_tools(layer: Layer, programs: dict[str, tuple[str, str]]) -> None:
+    """The shell tools of Kubernetes' test images: `programs` from this machine (with their
+    libraries), dash as /bin/sh, and every busybox applet but the names those answer to, as
+    upstream's bases (Alpine, Debian) have them (the specs' shell lines use seq, sleep, ...)."""
+    etc_files(layer)
+    shadowed = ("sh", "ash", *(posixpath.basename(dest) for dest in programs))
+    busybox(layer, None, exclude=shadowed)
+    for dest, (program, package) in programs.items():
+        layer.binary(require_tool(program, package), dest)
+    layer.symlink("/bin/sh", "dash")
+
+
 def image_agnhost(out: Path) -> Built:
     """Kubernetes' e2e test image, for the specs e2e.test runs on real nodes
     (e2e/real/conformance.sh): /agnhost built from the same Kubernetes release as e2e.test
-    (static; build.sh sets SIGNPOST_AGNHOST_BIN and SIGNPOST_KUBERNETES_SOURCE), upstream's
-    entrypoint and default command (`/agnhost pause`) and user (root), and the shell tools the
-    specs exec: dash as /bin/sh, nc, nslookup, dig, curl, and every busybox applet for the rest."""
+    (static; build.sh sets SIGNPOST_AGNHOST_BIN), upstream's entrypoint and default command
+    (`/agnhost pause`) and user (root), and the shell tools the specs exec (nc, nslookup, dig,
+    curl: test_image_tools)."""
     binary = os.environ.get("SIGNPOST_AGNHOST_BIN")
-    source = os.environ.get("SIGNPOST_KUBERNETES_SOURCE")
-    if not binary or not source:
-        raise BuildError("the agnhost image needs SIGNPOST_AGNHOST_BIN and SIGNPOST_KUBERNETES_SOURCE: build it with e2e/images/build.sh agnhost")
+    if not binary:
+        raise BuildError("the agnhost image needs SIGNPOST_AGNHOST_BIN: build it with e2e/images/build.sh agnhost")
     if not os.path.isfile(binary):
         raise BuildError(f"no agnhost binary at {binary}: run e2e/controlplane/build.sh agnhost")
     if shared_libraries(binary):
         raise BuildError(f"{binary} is not static: build it with CGO_ENABLED=0")
-    ref = agnhost_reference(Path(source))
+    ref = test_image_reference("Agnhost")
     layer = Layer()
-    etc_files(layer)
-    # Every applet, as upstream's Alpine base has them (the specs' shell lines use seq, ...),
-    # but the names dash and the Debian programs answer to.
-    shadowed = ("sh", "ash", *(posixpath.basename(dest) for dest in AGNHOST_PROGRAMS))
-    busybox(layer, None, exclude=shadowed)
-    for dest, (program, package) in AGNHOST_PROGRAMS.items():
-        layer.binary(require_tool(program, package), dest)
-    layer.symlink("/bin/sh", "dash")
+    test_image_tools(layer, AGNHOST_PROGRAMS)
     layer.file(binary, "/agnhost", 0o755)
     config = ImageConfig(entrypoint=["/agnhost"], cmd=["pause"])
     path = out / "agnhost.tar"
     image_id = write_image(path, ref, layer, config, "e2e/images/build.py: agnhost, busybox, dash, nc, curl, dig, nslookup")
     return Built("agnhost", ref, path, image_id)
+
+
+# The glibc-dns-testing image's programs: glibc's getent (the resolver the specs test against
+# musl's), bind's dig and nslookup, as upstream's Debian image with dnsutils has them.
+GLIBC_DNS_PROGRAMS = {
+    "/usr/bin/getent": ("getent", "libc-bin"),
+    "/usr/bin/dig": ("dig", "bind9-dnsutils"),
+    "/usr/bin/nslookup": ("nslookup", "bind9-dnsutils"),
+    "/bin/dash": ("dash", "dash"),
+    "/usr/bin/timeout": ("timeout", "coreutils"),
+    "/usr/bin/env": ("env", "coreutils"),
+}
+
+
+def image_glibc_dns_testing(out: Path) -> Built:
+    """Kubernetes' glibc-dns-testing image, the second querier of the DNS specs
+    (e2e/real/conformance.sh): glibc's getent, dig and a shell, run as root with no entrypoint
+    of its own (the specs give the command), as upstream's."""
+    ref = test_image_reference("GlibcDnsTesting")
+    layer = Layer()
+    test_image_tools(layer, GLIBC_DNS_PROGRAMS)
+    config = ImageConfig(cmd=["/bin/sh"])
+    path = out / "glibc-dns-testing.tar"
+    image_id = write_image(path, ref, layer, config, "e2e/images/build.py: getent, dig, nslookup, dash, busybox")
+    return Built("glibc-dns-testing", ref, path, image_id)
 
 
 IMAGES = {
@@ -771,6 +809,7 @@ IMAGES = {
     "hostnames": image_hostnames,
     "client": image_client,
     "agnhost": image_agnhost,
+    "glibc-dns-testing": image_glibc_dns_testing,
 }
 
 

@@ -9,8 +9,10 @@
 #   agnhost    registry.k8s.io/e2e-test-images/agnhost:<the version e2e.test asks for>
 #                                             Kubernetes' e2e test image: agnhost built from the
 #                                             control plane's release, + the client's tools and nc
+#   glibc-dns-testing  registry.k8s.io/e2e-test-images/glibc-dns-testing:<version>
+#                                             the DNS specs' glibc querier: getent, dig, a shell
 #
-# Usage: e2e/images/build.sh [name...]      (default: all five)
+# Usage: e2e/images/build.sh [name...]      (default: all six)
 # Prints one line per image: <name> <reference> <path> <image id>. Load one into containerd
 # with `ctr -n k8s.io images import target/images/<name>.tar`; check them with check.sh.
 set -euo pipefail
@@ -21,7 +23,7 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 command -v python3 >/dev/null || die "missing tool 'python3'"
 
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(signpost pause hostnames client agnhost)
+[[ ${#names[@]} -gt 0 ]] || names=(signpost pause hostnames client agnhost glibc-dns-testing)
 
 for name in "${names[@]}"; do
   if [[ $name == signpost ]]; then
@@ -31,13 +33,16 @@ for name in "${names[@]}"; do
     (cd "$repo" && cargo build --release -p signpost-controllers --bin signpost) >&2 ||
       die "cargo build --release -p signpost-controllers --bin signpost failed"
   fi
+  cp="$repo/e2e/controlplane"
   if [[ $name == agnhost ]]; then
-    # agnhost from the Go module proxy (cached), and the source e2e.test was built from, whose
-    # image manifest names the reference the specs' pods ask for.
-    cp="$repo/e2e/controlplane"
+    # agnhost from the Go module proxy (cached).
     "$cp/build.sh" agnhost >&2 || die "e2e/controlplane/build.sh agnhost failed"
     k8s_bin="$(here="$cp" && source "$cp/lib.sh" && bin_dir k8s)"
     export SIGNPOST_AGNHOST_BIN="$k8s_bin/agnhost"
+  fi
+  if [[ $name == agnhost || $name == glibc-dns-testing ]] && [[ -z ${SIGNPOST_KUBERNETES_SOURCE:-} ]]; then
+    # The source e2e.test is built from: its image manifest names the reference the specs'
+    # pods ask for.
     SIGNPOST_KUBERNETES_SOURCE="$(cd "$cp/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)" ||
       die "cannot find the k8s.io/kubernetes module's source (cd e2e/controlplane/k8s && go mod download)"
     export SIGNPOST_KUBERNETES_SOURCE

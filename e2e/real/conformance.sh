@@ -10,10 +10,12 @@
 #   The other Services specs that send traffic from a pod through a Service: basic and multiport
 #     endpoints, NodePort, session affinity, unready pods, no endpoints (refused), port changes.
 #   The EndpointSlice and mirroring specs that connect to a ClusterIP from a pod.
+#   The DNS [Conformance] specs, answered by `signpost dns`.
 # The kwok run (e2e/conformance.sh) has to skip all of these: kwok's pods run nothing.
 #
-# The specs' pods run Kubernetes' agnhost image, built here from the same release
-# (e2e/images/build.sh agnhost) and imported into the nodes under the name e2e.test asks for.
+# The specs' pods run Kubernetes' agnhost and glibc-dns-testing images, built here (agnhost
+# from the same release: e2e/images/build.sh) and imported into the nodes under the names
+# e2e.test asks for.
 # e2e.test's pods carry no toleration, so for the run the real nodes lose their
 # signpost.dev/real-node taint and the kwok nodes get signpost.dev/conformance-run (a
 # non-blocking taint for e2e.test); both are put back on exit, however it exits. Every Service
@@ -53,6 +55,10 @@ focus="${SIGNPOST_REAL_CONFORMANCE_FOCUS:-$(
     '\[sig-network\] Services should create endpoints for unready pods'
     '\[sig-network\] Services should be rejected when no endpoints exist'
     '\[sig-network\] Services should be able to update service type to NodePort listening on same port number but different protocols'
+    # dns.go: every [Conformance] spec; `signpost dns` is the pods' DNS server, queried from
+    # agnhost (musl's side upstream) and glibc-dns-testing pods (A, SRV, PTR, pod hostnames,
+    # ExternalName CNAMEs, search paths)
+    '\[sig-network\] DNS should (provide DNS for the cluster|provide /etc/hosts entries for the cluster|provide DNS for services|resolve DNS of partial qualified names for services|provide DNS for pods for Hostname|provide DNS for pods for Subdomain|provide DNS for ExternalName services|support configurable pod DNS nameservers)'
     # endpointslice.go, endpointslicemirroring.go: the specs that reach a ClusterIP from a pod
     '\[sig-network\] EndpointSlice should support a Service with multiple ports specified in multiple EndpointSlices'
     '\[sig-network\] EndpointSlice should support a Service with multiple endpoint IPs specified in multiple EndpointSlices'

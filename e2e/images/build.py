@@ -705,15 +705,6 @@ def image_client(out: Path) -> Built:
     return Built("client", ref, path, image_id)
 
 
-# What the agnhost image holds beside /agnhost: the client's programs, OpenBSD's netcat and
-# getent, which Kubernetes' e2e specs run in its pods (`echo hostName | nc -v -t -w 2 <host>
-# <port>`, `nslookup <name>`, `getent hosts <name>`), as upstream's image (Alpine's
-# netcat-openbsd, bind-tools and libc utilities) does.
-AGNHOST_PROGRAMS = {
-    **CLIENT_PROGRAMS,
-    "/usr/bin/nc": ("nc.openbsd", "netcat-openbsd"),
-    "/usr/bin/getent": ("getent", "libc-bin"),
-}
 
 # Where e2e.test reads the test images it runs: `configs[<Id>] = Config{<registry>, "<name>",
 # "<version>"}` and the registry's default in test/utils/image/manifest.go.
@@ -778,16 +769,12 @@ def image_agnhost(out: Path) -> Built:
     return Built("agnhost", ref, path, image_id)
 
 
-# The glibc-dns-testing image's programs: glibc's getent (the resolver the specs test against
-# musl's), bind's dig and nslookup, as upstream's Debian image with dnsutils has them.
-GLIBC_DNS_PROGRAMS = {
-    "/usr/bin/getent": ("getent", "libc-bin"),
-    "/usr/bin/dig": ("dig", "bind9-dnsutils"),
-    "/usr/bin/nslookup": ("nslookup", "bind9-dnsutils"),
-    "/bin/dash": ("dash", "dash"),
-    "/usr/bin/timeout": ("timeout", "coreutils"),
-    "/usr/bin/env": ("env", "coreutils"),
-}
+# The programs of Kubernetes' test images: the client's, and glibc's getent (the glibc side of
+# the DNS specs, `getent hosts <name>`). agnhost adds OpenBSD's netcat, which the Services specs
+# run in its pods (`echo hostName | nc -v -t -w 2 <host> <port>`), as upstream's images
+# (Alpine's netcat-openbsd, bind-tools and libc utilities; Debian's dnsutils) have them.
+GLIBC_DNS_PROGRAMS = {**CLIENT_PROGRAMS, "/usr/bin/getent": ("getent", "libc-bin")}
+AGNHOST_PROGRAMS = {**GLIBC_DNS_PROGRAMS, "/usr/bin/nc": ("nc.openbsd", "netcat-openbsd")}
 
 
 def image_glibc_dns_testing(out: Path) -> Built:

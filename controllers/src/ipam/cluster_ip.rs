@@ -230,13 +230,19 @@ mod tests {
         assert!(answered["response"].get("patch").is_none());
     }
 
-    #[test]
-    fn only_creates_and_updates_that_give_an_address_allocate() {
-        let plain: Service = serde_json::from_value(service(json!({}))).unwrap();
-        let external: Service = serde_json::from_value(service(
+    /// A ClusterIP Service and an ExternalName one.
+    fn plain_and_external() -> (Service, Service) {
+        let plain = serde_json::from_value(service(json!({}))).unwrap();
+        let external = serde_json::from_value(service(
             json!({"type": "ExternalName", "externalName": "example.com"}),
         ))
         .unwrap();
+        (plain, external)
+    }
+
+    #[test]
+    fn only_creates_and_updates_that_give_an_address_allocate() {
+        let (plain, external) = plain_and_external();
         assert!(allocates("CREATE", false, &plain, None));
         assert!(!allocates("CREATE", false, &external, None));
         assert!(allocates("UPDATE", false, &plain, Some(&external)));
@@ -246,11 +252,7 @@ mod tests {
 
     #[test]
     fn dry_runs_are_left_to_the_api_server() {
-        let plain: Service = serde_json::from_value(service(json!({}))).unwrap();
-        let external: Service = serde_json::from_value(service(
-            json!({"type": "ExternalName", "externalName": "example.com"}),
-        ))
-        .unwrap();
+        let (plain, external) = plain_and_external();
         assert!(!allocates("CREATE", true, &plain, None));
         assert!(!allocates("UPDATE", true, &plain, Some(&external)));
     }

@@ -41,7 +41,10 @@ async fn serve_webhook(
     leader: Leader,
 ) -> anyhow::Result<(String, String, tokio::task::JoinHandle<std::io::Result<()>>)> {
     let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])?;
-    let dir = PathBuf::from(format!("target/cluster-ip-test-{}", std::process::id()));
+    // Cargo's scratch directory for integration tests (under the workspace's target/), not
+    // one relative to the crate, where the files would land in the source tree.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("cluster-ip-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
     std::fs::write(&cert, generated.cert.pem())?;
@@ -392,7 +395,7 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
     }
     // The IPAM controller has seen them before the webhook is asked.
     wait_until("the IPAddress objects are seen", TIMEOUT, || async {
-        let used = running.ipam().usage().iter().map(|u| u.used).sum::<u64>();
+        let used = used(&running);
         if used >= 3 {
             Ok(())
         } else {
@@ -402,13 +405,7 @@ async fn addresses_held_by_ip_address_objects_are_never_handed_out() -> anyhow::
     .await?;
     register_webhook(&client, &ns.name, &ns.name, url, ca).await?;
     // The webhook's probe took one of the three and gave it back.
-    wait_until("only the held addresses are in use", TIMEOUT, || async {
-        match used(&running) {
-            3 => Ok(()),
-            n => Err(format!("{n} used")),
-        }
-    })
-    .await?;
+    wait_used(&running, 3, "only the held addresses are in use").await?;
 
     let mut given = BTreeSet::new();
     for i in 0..3 {
@@ -514,6 +511,21 @@ fn used(running: &signpost_controllers::app::Running) -> u64 {
     running.ipam().usage().iter().map(|u| u.used).sum()
 }
 
+/// Waits until exactly `want` addresses of the CIDR are in use.
+async fn wait_used(
+    running: &signpost_controllers::app::Running,
+    want: u64,
+    what: &str,
+) -> anyhow::Result<()> {
+    wait_until(what, TIMEOUT, || async {
+        match used(running) {
+            n if n == want => Ok(()),
+            n => Err(format!("{n} addresses in use, want {want}")),
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn dry_runs_hold_nothing_refusals_expire_and_released_addresses_wait() -> anyhow::Result<()> {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
@@ -538,13 +550,7 @@ async fn dry_runs_hold_nothing_refusals_expire_and_released_addresses_wait() -> 
         dry_run: true,
         ..Default::default()
     };
-    wait_until("the probe's address is released", TIMEOUT, || async {
-        match used(&running) {
-            0 => Ok(()),
-            n => Err(format!("{n} addresses in use")),
-        }
-    })
-    .await?;
+    wait_used(&running, 0, "the probe's address is released").await?;
     let service_cidrs: Api<ServiceCIDR> = Api::all(client.clone());
     wait_until("every ServiceCIDR is ready", 2 * TIMEOUT, || async {
         let listed = service_cidrs
@@ -592,13 +598,7 @@ async fn dry_runs_hold_nothing_refusals_expire_and_released_addresses_wait() -> 
         matches!(&refused, Err(kube::Error::Api(e)) if e.code == 409),
         "{refused:?}"
     );
-    wait_until("the refused create's hold to end", TIMEOUT, || async {
-        match used(&running) {
-            1 => Ok(()),
-            n => Err(format!("{n} addresses in use")),
-        }
-    })
-    .await?;
+    wait_used(&running, 1, "the refused create's hold to end").await?;
     wait_consistent(&client, &ns, std::slice::from_ref(&kept), &[net]).await?;
     assert_eq!(claims_in_namespace(&client, &ns.name).await?.len(), 1);
 
@@ -629,17 +629,7 @@ async fn dry_runs_hold_nothing_refusals_expire_and_released_addresses_wait() -> 
         services
             .delete(&holders[&address], &DeleteParams::default())
             .await?;
-        wait_until(
-            "the deleted Service's address is released",
-            TIMEOUT,
-            || async {
-                match used(&running) {
-                    n if n == left => Ok(()),
-                    n => Err(format!("{n} addresses in use")),
-                }
-            },
-        )
-        .await?;
+        wait_used(&running, left, "the deleted Service's address is released").await?;
     }
     let next = services
         .create(&PostParams::default(), &service("next"))

@@ -24,6 +24,7 @@ command -v python3 >/dev/null || die "missing tool 'python3'"
 
 names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=(signpost pause hostnames client agnhost glibc-dns-testing)
+controlplane="$repo/e2e/controlplane"
 
 for name in "${names[@]}"; do
   if [[ $name == signpost ]]; then
@@ -33,17 +34,16 @@ for name in "${names[@]}"; do
     (cd "$repo" && cargo build --release -p signpost-controllers --bin signpost) >&2 ||
       die "cargo build --release -p signpost-controllers --bin signpost failed"
   fi
-  cp="$repo/e2e/controlplane"
   if [[ $name == agnhost ]]; then
     # agnhost from the Go module proxy (cached).
-    "$cp/build.sh" agnhost >&2 || die "e2e/controlplane/build.sh agnhost failed"
-    k8s_bin="$(here="$cp" && source "$cp/lib.sh" && bin_dir k8s)"
+    "$controlplane/build.sh" agnhost >&2 || die "e2e/controlplane/build.sh agnhost failed"
+    k8s_bin="$(here="$controlplane" && source "$controlplane/lib.sh" && bin_dir k8s)"
     export SIGNPOST_AGNHOST_BIN="$k8s_bin/agnhost"
   fi
   if [[ $name == agnhost || $name == glibc-dns-testing ]] && [[ -z ${SIGNPOST_KUBERNETES_SOURCE:-} ]]; then
     # The source e2e.test is built from: its image manifest names the reference the specs'
     # pods ask for.
-    SIGNPOST_KUBERNETES_SOURCE="$(cd "$cp/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)" ||
+    SIGNPOST_KUBERNETES_SOURCE="$(cd "$controlplane/k8s" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)" ||
       die "cannot find the k8s.io/kubernetes module's source (cd e2e/controlplane/k8s && go mod download)"
     export SIGNPOST_KUBERNETES_SOURCE
   fi

@@ -14,6 +14,9 @@ KWOK_PORT=$((APISERVER_PORT + 3))
 # Signpost's defaults (10.200.0.0/16, fd00:10:200::/64) are deliberately different.
 APISERVER_SERVICE_CIDR=10.96.0.0/16,fd00:10:96::/108
 POD_CIDR=10.244.0.0/16
+# Each kwok node's own part of it (kwok keeps one address pool per node range, and one shared
+# pool has handed two pods the same address): 16,382 pods a node.
+KWOK_NODE_POD_CIDRS=(10.244.0.0/18 10.244.64.0/18 10.244.128.0/18)
 ZONES=(a b c)
 KCM_WITHOUT_ENDPOINTS='*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller'
 # Stop order: dependents first, etcd last (stopping all at once leaves the API server hanging).

@@ -145,6 +145,9 @@ metadata:
     kubernetes.io/os: linux
     kubernetes.io/arch: amd64
     topology.kubernetes.io/zone: zone-${ZONES[$i]}
+spec:
+  podCIDR: ${KWOK_NODE_POD_CIDRS[$i]}
+  podCIDRs: [${KWOK_NODE_POD_CIDRS[$i]}]
 status:
   addresses:
   - type: InternalIP

@@ -32,7 +32,9 @@ pub async fn create_stateful_app(
 }
 
 /// A pod named `name` with `hostname: <name>` and `subdomain: <subdomain>`, labelled
-/// `app: <app>`, with one container port named `http` (8080).
+/// `app: <app>`, with one container port named `http` (8080). Pods of one app go to different
+/// nodes: each kwok node draws addresses from a range of its own, so the pods' addresses differ
+/// even if kwok's pool of one node hands one out twice.
 pub fn stateful_pod(name: &str, subdomain: &str, app: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {"app": app}},
@@ -40,6 +42,10 @@ pub fn stateful_pod(name: &str, subdomain: &str, app: &str) -> Pod {
             "hostname": name,
             "subdomain": subdomain,
             "terminationGracePeriodSeconds": 0,
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": app}},
+                 "topologyKey": "kubernetes.io/hostname"}
+            ]}},
             "containers": [{"name": "c", "image": "x", "ports": [{"name": "http", "containerPort": 8080}]}]
         }
     }))

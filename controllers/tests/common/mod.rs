@@ -161,7 +161,12 @@ pub async fn create_web_and_ext(
         .await?;
     let pods: Api<Pod> = ns.api();
     let ips = wait_ready_pod_ips(&pods, "app=web", 2, pods_ready_within).await?;
-    Ok(ips.into_iter().collect())
+    let distinct: BTreeSet<String> = ips.iter().cloned().collect();
+    anyhow::ensure!(
+        distinct.len() == 2,
+        "web-0 and web-1 share an address: {ips:?}"
+    );
+    Ok(distinct)
 }
 
 /// The port of each slice (its first), sorted: which port mappings got a slice of their own.

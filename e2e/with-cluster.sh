@@ -16,8 +16,9 @@ cp_here="$here"
 # started here is stopped afterwards.
 was_running=0
 cluster_healthy && was_running=1
-"$cp_here/up.sh"
+# The trap comes first: an up.sh that fails half-way leaves what it started stopped too.
 [[ "$was_running" == 1 ]] || trap '"$cp_here/down.sh"' EXIT
+"$cp_here/up.sh"
 export KUBECONFIG="$KUBECONFIG_OUT"
 export PATH="$(bin_dir k8s):$PATH"
 "$@"

@@ -218,10 +218,7 @@ EOF
   # The API server calls a new webhook once its informer has it: retry the probe briefly.
   deadline=$((SECONDS + 30))
   while :; do
-    kubectl -n default create service clusterip "$probe" --tcp=80 >/dev/null
-    ip="$(kubectl -n default get service "$probe" -o jsonpath='{.spec.clusterIP}')"
-    kubectl -n default delete service "$probe" >/dev/null
-    [[ -z "$(addresses_outside "${cluster_ip_cidrs[*]}" "$ip")" ]] && break
+    ip="$(probe_service_address default "$probe" "${cluster_ip_cidrs[*]}")" && break
     if ((SECONDS >= deadline)); then
       echo "FAIL: the probe Service got $ip, not an address in ${cluster_ip_cidrs[*]}" >&2
       tail -n 30 "$report/signpost.log" >&2

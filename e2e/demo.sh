@@ -127,17 +127,8 @@ webhooks:
   sideEffects: NoneOnDryRun
   admissionReviewVersions: [v1]
 YAML
-in_cidr() { python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$1" "$cidr"; }
-# A probe Service (created and deleted) gets Signpost's address once the API server calls the
-# webhook, a moment after it is registered. Not a dry run: the webhook leaves those to the API
-# server (docs/decisions.md).
-webhook_answers() {
-  local ip
-  ip="$(kubectl -n demo create service clusterip webhook-probe --tcp=80 -o jsonpath='{.spec.clusterIP}')" || return 1
-  kubectl -n demo delete service webhook-probe --wait=false >/dev/null
-  in_cidr "$ip"
-}
-wait_for "the API server to call Signpost's webhook" 30 webhook_answers
+source "$repo/e2e/addresses.sh"
+wait_for "the API server to call Signpost's webhook" 30 probe_service_address demo webhook-probe "$cidr"
 echo "MutatingWebhookConfiguration $objects -> https://127.0.0.1:$webhook_port/mutate-services; ServiceCIDR $objects: $(kubectl get servicecidr "$objects" -o jsonpath='{.spec.cidrs[*]}')"
 run kubectl apply -f "$repo/e2e/demo/hostnames.yaml"
 start=$SECONDS
@@ -160,7 +151,7 @@ recorded="$(kubectl -n demo get dnsrecord hostnames -o jsonpath='{.spec.ipv4[*]}
 uid="$(kubectl -n demo get svc hostnames -o jsonpath='{.metadata.uid}')"
 run kubectl get serviceips --field-selector "spec.serviceRef.uid=$uid"
 run kubectl get ipaddress "$vip"
-if [[ "$cluster_ips" != "$vip" || "$recorded" != "$vip" ]] || ! in_cidr "$vip"; then
+if [[ "$cluster_ips" != "$vip" || "$recorded" != "$vip" ]] || ! in_cidrs "$vip" "$cidr"; then
   echo "demo: expected one address from $cidr everywhere; Service: $cluster_ips, DNSRecord: $recorded" >&2
   exit 1
 fi

@@ -42,15 +42,8 @@ e2e_test_summary() { # report
     }' "$1/junit_01.xml"
 }
 
-# The addresses among $2... that are in none of the CIDRs listed (space-separated) in $1.
-addresses_outside() { # "cidr..." address...
-  python3 -c '
-import ipaddress, sys
-nets = [ipaddress.ip_network(c) for c in sys.argv[1].split()]
-for a in sys.argv[2:]:
-    if not any(ipaddress.ip_address(a) in n for n in nets):
-        print(a)' "$@"
-}
+# addresses_outside, probe_service_address
+source "$root/e2e/addresses.sh"
 
 # Records every IPAddress the API server creates from now on in $1/ipaddresses.txt (deletions
 # of an earlier run's addresses may show up too; ipaddresses_check leaves them out). Sets

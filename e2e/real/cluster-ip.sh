@@ -37,8 +37,7 @@ logs="$repo/target/real/cluster-ip"
 mkdir -p "$logs"
 journey="e2e-real cluster-ip"
 source "$repo/e2e/real/steps.sh"
-# Whether an IPv4 address is in $cidr.
-in_cidr() { python3 -c 'import ipaddress, sys; sys.exit(ipaddress.ip_address(sys.argv[1]) not in ipaddress.ip_network(sys.argv[2]))' "$1" "$cidr"; }
+source "$repo/e2e/addresses.sh"
 
 cleanup() {
   local status=$?
@@ -99,15 +98,8 @@ run kubectl -n "$sys_ns" get endpointslices -l "kubernetes.io/service-name=$webh
 echo "the webhook Service leads to the leader $leader ($leader_ip) only"
 
 kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-# The API server calls a new webhook configuration once its informer has it: a probe Service,
-# created and deleted, until it gets Signpost's address. (Not a dry run: the webhook leaves
-# those to the API server, which checks a dry run's address against a random ServiceCIDR.)
-webhook_called() {
-  local ip
-  ip="$(kubectl -n "$ns" create service clusterip probe --tcp=80 -o jsonpath='{.spec.clusterIP}')" || return 1
-  kubectl -n "$ns" delete service probe --wait=false >/dev/null
-  in_cidr "$ip" || { echo "probe got $ip"; return 1; }
-}
+# The API server calls a new webhook configuration once its informer has it.
+webhook_called() { probe_service_address "$ns" probe "$cidr"; }
 wait_for "the API server to call the webhook (a probe Service with an address of $cidr)" 60 webhook_called
 
 # An upgrade keeps the chart's certificate (lookup): the caBundle stays the CA of the
@@ -136,7 +128,7 @@ record_of() { kubectl -n "$ns" get dnsrecord "$1" -o jsonpath='{.spec.ipv4[0]}';
 same_address() { # service -> its ClusterIP, once claim, IPAddress and DNSRecord agree
   local ip claim parent record
   ip="$(kubectl -n "$ns" get svc "$1" -o jsonpath='{.spec.clusterIP}')"
-  in_cidr "$ip" || { echo "spec.clusterIP $ip is not in $cidr"; return 1; }
+  in_cidrs "$ip" "$cidr" || { echo "spec.clusterIP $ip is not in $cidr"; return 1; }
   claim="$(claim_of "$1")"
   [[ "$claim" == "$ip" ]] || { echo "ClusterIP $ip, ServiceIP claim: ${claim:-none}"; return 1; }
   parent="$(kubectl get ipaddress "$ip" -o jsonpath='{.spec.parentRef.resource}/{.spec.parentRef.namespace}/{.spec.parentRef.name}')"

@@ -506,6 +506,21 @@ async fn services_created_while_signpost_is_down_are_adopted() -> anyhow::Result
     end_cluster_ip_mode(&client, ns, running).await
 }
 
+/// Whether a ServiceCIDR is neither being deleted nor reporting a `Ready` condition other than
+/// `True`: one the API server's dry-run check can pick without failing.
+fn service_cidr_settled(cidr: &ServiceCIDR) -> bool {
+    let ready = cidr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_none_or(|conditions| {
+            conditions
+                .iter()
+                .all(|c| c.type_ != "Ready" || c.status == "True")
+        });
+    cidr.metadata.deletion_timestamp.is_none() && ready
+}
+
 /// The addresses of `cidr` in use (claimed, held at admission or marked by an IPAddress).
 fn used(running: &signpost_controllers::app::Running) -> u64 {
     running.ipam().usage().iter().map(|u| u.used).sum()
@@ -560,18 +575,7 @@ async fn dry_runs_hold_nothing_refusals_expire_and_released_addresses_wait() -> 
         let not_ready: Vec<String> = listed
             .items
             .iter()
-            .filter(|c| {
-                let ready = c
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_none_or(|conditions| {
-                        conditions
-                            .iter()
-                            .all(|c| c.type_ != "Ready" || c.status == "True")
-                    });
-                c.metadata.deletion_timestamp.is_some() || !ready
-            })
+            .filter(|c| !service_cidr_settled(c))
             .map(|c| c.name_any())
             .collect();
         if not_ready.is_empty() {

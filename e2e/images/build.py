@@ -705,7 +705,6 @@ def image_client(out: Path) -> Built:
     return Built("client", ref, path, image_id)
 
 
-
 # Where e2e.test reads the test images it runs: `configs[<Id>] = Config{<registry>, "<name>",
 # "<version>"}` and the registry's default in test/utils/image/manifest.go.
 TEST_IMAGE_CONFIG = r'configs\[{id}\]\s*=\s*Config\{{list\.(\w+),\s*"([^"]+)",\s*"([^"]+)"\}}'
